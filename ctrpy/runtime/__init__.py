@@ -1,0 +1,1 @@
+"""ctrpy's runtime: all logic lives here. Never imports click or rich."""

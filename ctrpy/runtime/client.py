@@ -1,0 +1,98 @@
+"""Client: one namespace's view of a ctrpy root, wiring the stores together (like containerd's client).
+
+Every store is created on first use and imported lazily, so a command pays only for what it touches:
+`images ls` never imports the registry client, `run` never imports pyroute2.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import cached_property
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ctrpy.runtime import errors
+from ctrpy.runtime.config import Config, default_config
+
+if TYPE_CHECKING:
+    from ctrpy.runtime.metadata import DB
+
+
+def require_root(what: str = "this command") -> None:
+    """Fail with one clear line when not running as root."""
+    if os.geteuid() != 0:
+        raise errors.PermissionDenied(f"{what} must be run as root (try sudo)")
+
+
+class Client:
+    """Entry point to ctrpy's runtime for one namespace."""
+
+    def __init__(
+        self,
+        root: str | os.PathLike[str] | None = None,
+        state: str | os.PathLike[str] | None = None,
+        namespace: str = "default",
+        config: Config | None = None,
+    ) -> None:
+        from ctrpy.runtime.metadata import validate_namespace
+
+        self.config = config or default_config()
+        self.root = Path(root or self.config["root"])
+        self.state = Path(state or self.config["state"])
+        self.namespace = validate_namespace(namespace)
+
+    @cached_property
+    def db(self) -> DB:
+        from ctrpy.runtime.metadata import DB
+
+        return DB(self.root)
+
+    def with_namespace(self, namespace: str) -> Client:
+        """A client on the same root for another namespace, sharing the database connection."""
+        other = Client(self.root, self.state, namespace, self.config)
+        other.__dict__["db"] = self.db
+        return other
+
+    # Stores are attached by their modules; see each property's import for the owning module.
+
+    @cached_property
+    def namespaces(self) -> Any:
+        from ctrpy.runtime.metadata.namespaces import NamespaceStore
+
+        return NamespaceStore(self.db)
+
+    @cached_property
+    def content(self) -> Any:
+        from ctrpy.runtime.content import ContentStore
+
+        return ContentStore(self.db, self.root / "content", self.namespace)
+
+    @cached_property
+    def images(self) -> Any:
+        from ctrpy.runtime.metadata.images import ImageStore
+
+        return ImageStore(self.db, self.namespace)
+
+    @cached_property
+    def containers(self) -> Any:
+        from ctrpy.runtime.metadata.containers import ContainerStore
+
+        return ContainerStore(self.db, self.namespace)
+
+    @cached_property
+    def leases(self) -> Any:
+        from ctrpy.runtime.metadata.leases import LeaseManager
+
+        return LeaseManager(self.db, self.namespace)
+
+    @cached_property
+    def events(self) -> Any:
+        from ctrpy.runtime.metadata.events import EventStore
+
+        return EventStore(self.db, self.namespace)
+
+    def snapshotter(self, name: str | None = None) -> Any:
+        """The namespaced snapshotter `name` (default from config)."""
+        from ctrpy.runtime.snapshots import open_snapshotter
+
+        return open_snapshotter(self, name or self.config["default_snapshotter"])

@@ -1,0 +1,205 @@
+"""ctrpy's TOML configuration, shaped like containerd's config.toml.
+
+`DEFAULTS` is the whole schema: every key, its default and (by the default's type) its type. A user's file
+is merged over it; a value of the wrong type is an error naming the key and its line, an unknown key is a
+warning (so a config written for a newer ctrpy still loads). Sections under `plugins` are open: plugins
+may take keys this file does not know.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ctrpy.runtime import errors
+
+DEFAULT_CONFIG_PATH = "/etc/ctrpy/config.toml"
+
+DEFAULTS: dict[str, Any] = {
+    "version": 1,
+    "root": "/var/lib/ctrpy",
+    "state": "/run/ctrpy",
+    "default_snapshotter": "overlayfs",
+    "default_runtime": "ctrpy",
+    "registry": {
+        # Directories holding <host>/hosts.toml, searched in order (containerd's certs.d layout).
+        "config_path": "/etc/ctrpy/certs.d:/etc/containerd/certs.d",
+        "max_concurrent_downloads": 3,
+        "max_concurrent_uploads": 3,
+        # A transfer that moves no byte for this many seconds fails instead of hanging.
+        "progress_timeout": 60,
+        # Overall pull deadline in seconds; 0 means none.
+        "deadline": 0,
+    },
+    "cgroup": {
+        # Parent of every task cgroup (like containerd's cgroup_parent / runc's cgroupsPath prefix).
+        "parent": "ctrpy",
+    },
+    "runtimes": {
+        "ctrpy": {"type": "builtin"},
+        "runc": {"type": "oci", "binary": "runc", "root": ""},
+        "crun": {"type": "oci", "binary": "crun", "root": ""},
+    },
+    "network": {
+        "default": "bridge",
+        "bridge": "ctrpy0",
+        "subnet": "10.4.0.0/24",
+        "mtu": 1500,
+        "cni_conf_dir": "",
+        "cni_bin_dir": "/usr/lib/cni",
+    },
+    "cri": {
+        "address": "/run/ctrpy/cri.sock",
+        "sandbox_image": "registry.k8s.io/pause:3.9",
+        "restrict_oom_score_adj": True,
+    },
+    "plugins": {
+        "snapshotter": {
+            "overlayfs": {},
+            "native": {},
+        },
+    },
+}
+
+# Tables whose keys are free-form (plugin options, user-named runtimes).
+_OPEN_TABLES = {("plugins",), ("runtimes",)}
+
+
+@dataclass
+class Config:
+    """The effective configuration: defaults merged with the user's file."""
+
+    data: dict[str, Any]
+    path: str | None = None
+    warnings: list[str] = field(default_factory=list)
+
+    def __getitem__(self, key: str) -> Any:
+        return self.data[key]
+
+    def get(self, dotted: str, default: Any = None) -> Any:
+        node: Any = self.data
+        for part in dotted.split("."):
+            if not isinstance(node, dict) or part not in node:
+                return default
+            node = node[part]
+        return node
+
+
+def default_config() -> Config:
+    return Config(copy.deepcopy(DEFAULTS))
+
+
+def _line_of(text: str, path: tuple[str, ...]) -> int | None:
+    """Best-effort line number of a key: TOML parsers do not report positions, so search the text."""
+    key = path[-1]
+    table = path[:-1]
+    in_table = not table
+    key_re = re.compile(rf"^\s*(?:\"{re.escape(key)}\"|'{re.escape(key)}'|{re.escape(key)})\s*=")
+    dotted_re = re.compile(rf"^\s*{re.escape('.'.join(path))}\s*=")
+    for number, line in enumerate(text.splitlines(), 1):
+        header = re.match(r"^\s*\[+([^\]]+)\]+", line)
+        if header:
+            parts = tuple(p.strip().strip('"').strip("'") for p in header.group(1).split("."))
+            in_table = parts == table
+            continue
+        if (in_table and key_re.match(line)) or dotted_re.match(line):
+            return number
+    return None
+
+
+def _type_name(value: Any) -> str:
+    return {bool: "boolean", int: "integer", float: "float", str: "string", dict: "table", list: "array"}.get(
+        type(value), type(value).__name__
+    )
+
+
+def _merge(
+    base: dict[str, Any], user: dict[str, Any], path: tuple[str, ...], text: str, source: str, warnings: list[str]
+) -> None:
+    for key, value in user.items():
+        here = path + (key,)
+        where = _line_of(text, here)
+        location = f"{source}:{where}" if where else source
+        if key not in base:
+            if path[:1] in _OPEN_TABLES or path in _OPEN_TABLES:
+                base[key] = value
+            else:
+                warnings.append(f"{location}: unknown key {'.'.join(here)!r} ignored")
+            continue
+        expected = base[key]
+        if isinstance(expected, dict):
+            if not isinstance(value, dict):
+                raise errors.InvalidArgument(
+                    f"{location}: {'.'.join(here)} must be a table, not {_type_name(value)}"
+                )
+            _merge(expected, value, here, text, source, warnings)
+            continue
+        ok = isinstance(value, type(expected)) and not (isinstance(value, bool) and not isinstance(expected, bool))
+        if isinstance(expected, float) and isinstance(value, int) and not isinstance(value, bool):
+            ok = True
+        if not ok:
+            raise errors.InvalidArgument(
+                f"{location}: {'.'.join(here)} must be {_type_name(expected)}, not {_type_name(value)} ({value!r})"
+            )
+        base[key] = value
+
+
+def load_config(path: str | None, *, required: bool = False) -> Config:
+    """Load `path` over the defaults. A missing file is fine unless `required` (the user named it)."""
+    config = default_config()
+    if path is None:
+        return config
+    try:
+        text = Path(path).read_text()
+    except FileNotFoundError:
+        if required:
+            raise errors.NotFound(f"config file {path} does not exist") from None
+        return config
+    except OSError as exc:
+        raise errors.from_oserror(exc, "cannot read config file") from exc
+    import tomli
+
+    try:
+        user = tomli.loads(text)
+    except tomli.TOMLDecodeError as exc:
+        raise errors.InvalidArgument(f"{path}: invalid TOML: {exc}") from None
+    config.path = path
+    _merge(config.data, user, (), text, path, config.warnings)
+    if config.data["version"] != 1:
+        raise errors.InvalidArgument(f"{path}: unsupported config version {config.data['version']} (expected 1)")
+    return config
+
+
+def to_toml(data: dict[str, Any]) -> str:
+    """Render a config as TOML (plain tables; enough for the value types the schema uses)."""
+    lines: list[str] = []
+
+    def scalar(value: Any) -> str:
+        if isinstance(value, bool):
+            return "true" if value else "false"
+        if isinstance(value, (int, float)):
+            return repr(value)
+        if isinstance(value, list):
+            return "[" + ", ".join(scalar(v) for v in value) + "]"
+        escaped = str(value).replace("\\", "\\\\").replace('"', '\\"')
+        return f'"{escaped}"'
+
+    def key_text(key: str) -> str:
+        return key if re.match(r"^[A-Za-z0-9_-]+$", key) else scalar(key)
+
+    def table(node: dict[str, Any], path: tuple[str, ...]) -> None:
+        plain = [(k, v) for k, v in node.items() if not isinstance(v, dict)]
+        nested = [(k, v) for k, v in node.items() if isinstance(v, dict)]
+        if path and (plain or not nested):
+            lines.append("")
+            lines.append("[" + ".".join(key_text(p) for p in path) + "]")
+        for key, value in plain:
+            lines.append(f"{key_text(key)} = {scalar(value)}")
+        for key, value in nested:
+            table(value, path + (key,))
+
+    table(data, ())
+    return "\n".join(lines).lstrip("\n") + "\n"

@@ -1,0 +1,196 @@
+"""The metadata database: transactions over one SQLite file under the root directory.
+
+Writers use ``with db.update() as tx:`` (BEGIN IMMEDIATE, so concurrent CLI processes queue on the busy
+timeout instead of failing with "database is locked" when a read would have to upgrade to a write);
+readers use ``with db.view() as tx:``. The file is in WAL mode: a process killed mid-transaction leaves the
+last committed state, and readers never block the writer.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from ctrpy.runtime import errors
+from ctrpy.runtime.metadata import schema
+
+BUSY_TIMEOUT_MS = 60_000
+DB_FILENAME = "meta.db"
+
+_NAMESPACE_RE = re.compile(r"^[A-Za-z0-9]+(?:[._-][A-Za-z0-9]+)*$")
+MAX_NAMESPACE_LEN = 76
+MAX_LABEL_BYTES = 4096
+
+
+def now() -> str:
+    """The current time as RFC 3339 UTC with nanoseconds, the format of every timestamp in the store."""
+    ns = time.time_ns()
+    secs, frac = divmod(ns, 1_000_000_000)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(secs)) + f".{frac:09d}Z"
+
+
+def validate_namespace(name: str) -> str:
+    """Check a namespace name the way containerd's identifiers package does."""
+    if not name or len(name) > MAX_NAMESPACE_LEN or not _NAMESPACE_RE.match(name):
+        raise errors.InvalidArgument(
+            f"invalid namespace name {name!r}: use letters, digits and single '.', '_' or '-' between them "
+            f"(at most {MAX_NAMESPACE_LEN} characters)"
+        )
+    return name
+
+
+def validate_labels(labels: dict[str, str]) -> dict[str, str]:
+    """Check labels as containerd does: non-empty keys, key plus value at most 4096 bytes."""
+    for key, value in labels.items():
+        if not isinstance(key, str) or not key:
+            raise errors.InvalidArgument("label key must not be empty")
+        if not isinstance(value, str):
+            raise errors.InvalidArgument(f"label {key!r}: value must be a string")
+        if len(key.encode()) + len(value.encode()) > MAX_LABEL_BYTES:
+            raise errors.InvalidArgument(
+                f"label {key!r}: key and value together exceed {MAX_LABEL_BYTES} bytes"
+            )
+    return labels
+
+
+def dump_labels(labels: dict[str, str] | None) -> str:
+    return json.dumps(validate_labels(dict(labels or {})), sort_keys=True, separators=(",", ":"))
+
+
+def load_json(text: str | None) -> Any:
+    return json.loads(text) if text else {}
+
+
+class DB:
+    """One SQLite metadata file, one connection per thread."""
+
+    def __init__(self, root: str | os.PathLike[str]) -> None:
+        self.root = Path(root)
+        self.path = self.root / DB_FILENAME
+        self._local = threading.local()
+        self._initialised = False
+
+    def _connect(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is not None:
+            return conn
+        try:
+            self.root.mkdir(parents=True, exist_ok=True, mode=0o711)
+            conn = sqlite3.connect(
+                self.path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None, check_same_thread=True
+            )
+        except sqlite3.Error as exc:
+            raise errors.Unavailable(f"cannot open metadata database {self.path}: {exc}") from exc
+        except OSError as exc:
+            raise errors.from_oserror(exc, "cannot create root directory") from exc
+        conn.row_factory = sqlite3.Row
+        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        conn.execute("PRAGMA foreign_keys = ON")
+        # NORMAL in WAL mode: a killed process never loses a committed transaction, and the file never
+        # corrupts on power loss (only the newest transactions may be lost); FULL would fsync every commit.
+        conn.execute("PRAGMA synchronous = NORMAL")
+        self._local.conn = conn
+        if not self._initialised:
+            self._initialise(conn)
+            self._initialised = True
+        return conn
+
+    def _initialise(self, conn: sqlite3.Connection) -> None:
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        if version == schema.SCHEMA_VERSION:
+            return
+        if conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+            self._retry_busy(lambda: conn.execute("PRAGMA journal_mode = WAL"))
+        self._retry_busy(lambda: conn.execute("BEGIN IMMEDIATE"))
+        try:
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            if version > schema.SCHEMA_VERSION:
+                raise errors.FailedPrecondition(
+                    f"metadata database {self.path} has schema version {version}, newer than this ctrpy "
+                    f"understands ({schema.SCHEMA_VERSION}); upgrade ctrpy"
+                )
+            if version == 0:
+                schema.create(conn)
+            else:
+                for migrate in schema.MIGRATIONS[version - 1 :]:
+                    migrate(conn)
+            conn.execute(f"PRAGMA user_version = {schema.SCHEMA_VERSION}")
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+
+    @staticmethod
+    def _retry_busy(fn: Any) -> Any:
+        # journal_mode changes and BEGIN IMMEDIATE can return SQLITE_BUSY before the busy handler applies
+        # (for example while another process holds the WAL recovery lock); retry for the busy timeout.
+        deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+        delay = 0.001
+        while True:
+            try:
+                return fn()
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) and "busy" not in str(exc) or time.monotonic() > deadline:
+                    raise errors.Unavailable(f"metadata database is busy: {exc}") from exc
+                time.sleep(delay)
+                delay = min(delay * 2, 0.05)
+
+    @contextmanager
+    def update(self) -> Iterator[sqlite3.Connection]:
+        """A write transaction. Commits on success, rolls back on any exception."""
+        conn = self._connect()
+        self._retry_busy(lambda: conn.execute("BEGIN IMMEDIATE"))
+        try:
+            yield conn
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        self._retry_busy(lambda: conn.execute("COMMIT"))
+
+    @contextmanager
+    def view(self) -> Iterator[sqlite3.Connection]:
+        """A read transaction: one consistent snapshot of the database."""
+        conn = self._connect()
+        conn.execute("BEGIN")
+        try:
+            yield conn
+        finally:
+            conn.execute("ROLLBACK")
+
+    def close(self) -> None:
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
+            self._local.conn = None
+
+    def integrity_check(self) -> list[str]:
+        """Run SQLite's integrity check; an empty list means the file is sound."""
+        rows = self._connect().execute("PRAGMA integrity_check").fetchall()
+        problems = [row[0] for row in rows]
+        return [] if problems == ["ok"] else problems
+
+
+def ensure_namespace(tx: sqlite3.Connection, namespace: str) -> None:
+    """Create the namespace row if missing: like containerd, a namespace exists once something is put in it."""
+    validate_namespace(namespace)
+    stamp = now()
+    tx.execute(
+        "INSERT OR IGNORE INTO namespaces (name, labels, created_at, updated_at) VALUES (?, '{}', ?, ?)",
+        (namespace, stamp, stamp),
+    )
+
+
+def append_event(tx: sqlite3.Connection, namespace: str, topic: str, payload: dict[str, Any]) -> None:
+    """Record an event (topic like containerd's: /images/create, /tasks/exit) in the same transaction."""
+    tx.execute(
+        "INSERT INTO events (timestamp, namespace, topic, payload) VALUES (?, ?, ?, ?)",
+        (now(), namespace, topic, json.dumps(payload, sort_keys=True)),
+    )
