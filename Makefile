@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 APT_PACKAGES := gcc make python3-dev python3-venv busybox-static docker-registry skopeo umoci runc crun \
 	containerd containernetworking-plugins iptables nftables iproute2 apache2-utils openssl curl \
-	libnl-route-3-dev libmnl-dev libseccomp-dev pkg-config strace zsh procps psmisc
+	libnl-route-3-dev libmnl-dev libseccomp-dev pkg-config strace zsh fish procps psmisc debootstrap
 PYTEST_ARGS ?=
 
 .PHONY: deps apt venv install test demo bench clean
@@ -37,8 +37,10 @@ test: deps
 demo: deps
 	$(PY) scripts/demo.py
 
+# Benchmarks vs containerd/runc/crun (issue 7): writes BENCHMARKS.md. pyinstrument profiles ctrpy where it is behind.
 bench: deps
-	$(PY) bench/run.py
+	@$(PY) -c 'import pyinstrument' 2>/dev/null || $(PY) -m pip install -q 'pyinstrument>=4.6'
+	$(PY) bench/run.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) build *.egg-info ctrpy/_helper*.so

@@ -16,7 +16,47 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 
 CDEF = """
 typedef struct { int errno_; char msg[256]; } ctrpy_err_t;
+typedef struct {
+  const char *type; const char *source; const char *dest; const char *data;
+  unsigned long flags; unsigned long propagation;
+} ctrpy_mount_t;
+typedef struct { const char *path; int type; unsigned int major, minor, mode, uid, gid; } ctrpy_device_t;
+typedef struct { int resource; uint64_t soft, hard; } ctrpy_rlimit_t;
+typedef struct {
+  int clone_flags;
+  int n_ns; const char **ns_paths; const int *ns_types;
+  const char *rootfs; int rootfs_readonly; unsigned long rootfs_propagation;
+  int n_mounts; const ctrpy_mount_t *mounts;
+  int n_devices; const ctrpy_device_t *devices;
+  int n_masked; const char **masked;
+  int n_readonly; const char **readonly;
+  int n_sysctl; const char **sysctl_keys; const char **sysctl_values;
+  const char *hostname; const char *domainname;
+  int n_rlimits; const ctrpy_rlimit_t *rlimits;
+  int set_oom; int oom_score_adj;
+  int set_caps; uint64_t cap_effective, cap_permitted, cap_inheritable, cap_bounding, cap_ambient;
+  int no_new_privs;
+  uint32_t uid, gid; int n_gids; const uint32_t *gids;
+  const char *cwd; const char **env; const char **argv;
+  int n_cgroup_procs; const char **cgroup_procs;
+  const void *seccomp_filter; int seccomp_len;
+  int stdio[3]; int terminal; const char *console_socket; const char *exec_fifo;
+} ctrpy_spec_t;
+typedef struct { int pid; char warnings[1024]; } ctrpy_result_t;
+
 const char *ctrpy_helper_version (void);
+int ctrpy_spawn (const ctrpy_spec_t *spec, ctrpy_result_t *res, ctrpy_err_t *err);
+int ctrpy_start (const char *fifo, int pid, ctrpy_err_t *err);
+int ctrpy_set_subreaper (ctrpy_err_t *err);
+
+#define CLONE_NEWNS ...
+#define CLONE_NEWUTS ...
+#define CLONE_NEWIPC ...
+#define CLONE_NEWUSER ...
+#define CLONE_NEWPID ...
+#define CLONE_NEWNET ...
+#define CLONE_NEWCGROUP ...
+#define CLONE_NEWTIME ...
 """
 
 
@@ -36,7 +76,7 @@ ffibuilder = FFI()
 ffibuilder.cdef(CDEF)
 ffibuilder.set_source(
     "ctrpy._helper",
-    '#include "helper.h"\n',
+    '#define _GNU_SOURCE\n#include <sched.h>\n#include "helper.h"\n',
     sources=[os.path.relpath(os.path.join(HERE, "helper.c"))],
     include_dirs=[os.path.relpath(HERE)],
     extra_compile_args=["-O2", "-Wall", "-fvisibility=hidden", "-std=gnu11"],

@@ -1,8 +1,1046 @@
+/* ctrpy helper: clone a container process, set up its filesystem and credentials, exec.
+ *
+ * The parent side (ctrpy_spawn, ctrpy_start) runs inside the Python process; the child side runs in the
+ * cloned process and never returns: it ends in execve or in _exit after reporting an error.  Errors after
+ * the clone travel as fixed-size `struct sync_msg` records (smaller than PIPE_BUF, so atomic) over a CLOEXEC
+ * pipe: a successful execve closes the pipe, which is the parent's "it runs" signal.  */
 #define _GNU_SOURCE
 #include "helper.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <limits.h>
+#include <linux/capability.h>
+#include <poll.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/mount.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <sys/syscall.h>
+#include <sys/sysmacros.h>
+#include <sys/types.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <termios.h>
+#include <unistd.h>
+
+#ifndef CLOSE_RANGE_CLOEXEC
+#define CLOSE_RANGE_CLOEXEC (1U << 2)
+#endif
+#ifndef PR_CAP_AMBIENT
+#define PR_CAP_AMBIENT 47
+#define PR_CAP_AMBIENT_RAISE 2
+#define PR_CAP_AMBIENT_CLEAR_ALL 4
+#endif
+
+#define UNUSED __attribute__ ((unused))
+#define cleanup_close __attribute__ ((cleanup (close_fdp)))
+
+static void
+close_fdp (int *fd)
+{
+  if (*fd >= 0)
+    {
+      int saved = errno;
+      close (*fd);
+      errno = saved;
+    }
+}
+
+enum
+{
+  MSG_WARNING = 1,
+  MSG_PID = 2,
+  MSG_READY = 3,
+  MSG_ERROR = 4,
+};
+
+struct sync_msg
+{
+  int type;
+  int errno_;
+  int pid;
+  char text[256];
+};
+
+static int
+make_error (ctrpy_err_t *err, int errno_, const char *fmt, ...)
+{
+  va_list ap;
+  err->errno_ = errno_;
+  va_start (ap, fmt);
+  vsnprintf (err->msg, sizeof (err->msg), fmt, ap);
+  va_end (ap);
+  return -1;
+}
 
 const char *
 ctrpy_helper_version (void)
 {
   return CTRPY_HELPER_VERSION;
+}
+
+/* ------------------------------------------------------------------------------------------------------ */
+/* Child side.  */
+
+struct child_ctx
+{
+  const ctrpy_spec_t *spec;
+  int sync_fd;    /* write end of the sync pipe */
+  int fifo_fd;    /* O_PATH fd of exec.fifo, or -1 */
+  int console_fd; /* connected console socket, or -1 */
+};
+
+static void
+send_msg (int fd, int type, int errno_, int pid, const char *fmt, ...)
+{
+  struct sync_msg m;
+  va_list ap;
+  memset (&m, 0, sizeof (m));
+  m.type = type;
+  m.errno_ = errno_;
+  m.pid = pid;
+  if (fmt)
+    {
+      va_start (ap, fmt);
+      vsnprintf (m.text, sizeof (m.text), fmt, ap);
+      va_end (ap);
+    }
+  while (write (fd, &m, sizeof (m)) < 0 && errno == EINTR)
+    ;
+}
+
+static int child_report_fd = -1;
+
+/* Report an error to whoever waits for us (the creator, or `start` once we wait on the fifo) and die.  */
+static void __attribute__ ((noreturn, format (printf, 2, 3)))
+child_fail (int errno_, const char *fmt, ...)
+{
+  struct sync_msg m;
+  va_list ap;
+  memset (&m, 0, sizeof (m));
+  m.type = MSG_ERROR;
+  m.errno_ = errno_;
+  va_start (ap, fmt);
+  vsnprintf (m.text, sizeof (m.text), fmt, ap);
+  va_end (ap);
+  if (child_report_fd >= 0)
+    while (write (child_report_fd, &m, sizeof (m)) < 0 && errno == EINTR)
+      ;
+  _exit (errno_ == ENOENT ? 127 : 126);
+}
+
+static int
+write_file (const char *path, const char *data)
+{
+  cleanup_close int fd = open (path, O_WRONLY | O_CLOEXEC);
+  size_t len = strlen (data);
+  if (fd < 0)
+    return -1;
+  if (write (fd, data, len) != (ssize_t) len)
+    return -1;
+  return 0;
+}
+
+/* mkdir -p, every component created 0755.  */
+static int
+mkdir_p (const char *path)
+{
+  char buf[PATH_MAX];
+  size_t len = strlen (path);
+  if (len >= sizeof (buf))
+    {
+      errno = ENAMETOOLONG;
+      return -1;
+    }
+  memcpy (buf, path, len + 1);
+  for (char *p = buf + 1; *p; p++)
+    if (*p == '/')
+      {
+        *p = '\0';
+        if (mkdir (buf, 0755) < 0 && errno != EEXIST)
+          return -1;
+        *p = '/';
+      }
+  if (mkdir (buf, 0755) < 0 && errno != EEXIST)
+    return -1;
+  return 0;
+}
+
+/* rootfs + dest, refusing ".." so a spec cannot name a target outside the root.  */
+static void
+in_root (char *out, size_t size, const char *rootfs, const char *dest)
+{
+  if (strstr (dest, "/../") || strncmp (dest, "../", 3) == 0
+      || (strlen (dest) >= 3 && strcmp (dest + strlen (dest) - 3, "/..") == 0) || strcmp (dest, "..") == 0)
+    child_fail (EINVAL, "mount destination %s: must not contain \"..\"", dest);
+  if ((size_t) snprintf (out, size, "%s/%s", rootfs, dest[0] == '/' ? dest + 1 : dest) >= size)
+    child_fail (ENAMETOOLONG, "mount destination %s", dest);
+}
+
+/* After creating a target, make sure symlinks inside the rootfs did not lead it out of the rootfs.  */
+static void
+check_in_root (const char *rootfs, const char *target, const char *dest)
+{
+  char real[PATH_MAX];
+  size_t n = strlen (rootfs);
+  if (realpath (target, real) == NULL)
+    child_fail (errno, "mount destination %s", dest);
+  if (strncmp (real, rootfs, n) != 0 || (real[n] != '\0' && real[n] != '/'))
+    child_fail (EINVAL, "mount destination %s resolves outside the rootfs", dest);
+}
+
+static unsigned long
+statvfs_to_ms (unsigned long f)
+{
+  unsigned long flags = 0;
+  if (f & ST_NOSUID)
+    flags |= MS_NOSUID;
+  if (f & ST_NODEV)
+    flags |= MS_NODEV;
+  if (f & ST_NOEXEC)
+    flags |= MS_NOEXEC;
+  if (f & ST_NOATIME)
+    flags |= MS_NOATIME;
+  if (f & ST_NODIRATIME)
+    flags |= MS_NODIRATIME;
+  if (f & ST_RELATIME)
+    flags |= MS_RELATIME;
+  return flags;
+}
+
+/* Remount a bind mount read-only, keeping nosuid/nodev/noexec/atime flags it already has.  */
+static int
+remount_ro (const char *path, unsigned long extra)
+{
+  struct statvfs sv;
+  unsigned long keep = 0;
+  if (statvfs (path, &sv) == 0)
+    keep = statvfs_to_ms (sv.f_flag);
+  return mount (NULL, path, NULL, MS_BIND | MS_REMOUNT | MS_RDONLY | keep | extra, NULL);
+}
+
+static void
+do_mount (const char *rootfs, const ctrpy_mount_t *m)
+{
+  char target[PATH_MAX];
+  int is_bind = (m->flags & MS_BIND) || (m->type && strcmp (m->type, "bind") == 0);
+  unsigned long flags = m->flags;
+
+  in_root (target, sizeof (target), rootfs, m->dest);
+  if (is_bind)
+    {
+      struct stat st;
+      if (stat (m->source, &st) < 0)
+        child_fail (errno, "bind mount source %s", m->source);
+      if (S_ISDIR (st.st_mode))
+        {
+          if (mkdir_p (target) < 0)
+            child_fail (errno, "mkdir %s", m->dest);
+        }
+      else
+        {
+          char parent[PATH_MAX];
+          char *slash;
+          int fd;
+          snprintf (parent, sizeof (parent), "%s", target);
+          slash = strrchr (parent, '/');
+          if (slash && slash != parent)
+            {
+              *slash = '\0';
+              if (mkdir_p (parent) < 0)
+                child_fail (errno, "mkdir %s", parent);
+            }
+          fd = open (target, O_CREAT | O_WRONLY | O_CLOEXEC | O_NOFOLLOW, 0644);
+          if (fd < 0 && errno != EISDIR && errno != ELOOP)
+            child_fail (errno, "create mount point %s", m->dest);
+          if (fd >= 0)
+            close (fd);
+        }
+      check_in_root (rootfs, target, m->dest);
+      if (mount (m->source, target, NULL, MS_BIND | (flags & MS_REC), NULL) < 0)
+        child_fail (errno, "bind mount %s on %s", m->source, m->dest);
+      flags &= ~(MS_BIND | MS_REC);
+      if (flags & MS_RDONLY)
+        {
+          if (remount_ro (target, flags & ~MS_RDONLY) < 0)
+            child_fail (errno, "remount %s read-only", m->dest);
+        }
+      else if (flags & (MS_NOSUID | MS_NODEV | MS_NOEXEC))
+        {
+          if (mount (NULL, target, NULL, MS_BIND | MS_REMOUNT | flags, NULL) < 0)
+            child_fail (errno, "remount %s", m->dest);
+        }
+    }
+  else
+    {
+      const char *type = m->type ? m->type : "none";
+      if (mkdir_p (target) < 0)
+        child_fail (errno, "mkdir %s", m->dest);
+      check_in_root (rootfs, target, m->dest);
+      if (mount (m->source, target, type, flags, m->data) < 0)
+        {
+          /* Without a private network or ipc namespace the kernel refuses a new sysfs or mqueue; runc
+             falls back to binding the host's, and so do we.  */
+          int e = errno;
+          const char *host = NULL;
+          if ((e == EPERM || e == EBUSY) && strcmp (type, "sysfs") == 0)
+            host = "/sys";
+          else if ((e == EPERM || e == EBUSY) && strcmp (type, "mqueue") == 0)
+            host = "/dev/mqueue";
+          if (host == NULL || mount (host, target, NULL, MS_BIND | MS_REC, NULL) < 0)
+            child_fail (e, "mount %s (%s) on %s", m->source ? m->source : type, type, m->dest);
+          if ((flags & MS_RDONLY) && remount_ro (target, 0) < 0)
+            child_fail (errno, "remount %s read-only", m->dest);
+        }
+    }
+  if (m->propagation && mount (NULL, target, NULL, m->propagation, NULL) < 0)
+    child_fail (errno, "set propagation of %s", m->dest);
+}
+
+static void
+make_device (const char *rootfs, const ctrpy_device_t *d)
+{
+  char target[PATH_MAX];
+  mode_t kind = d->type == 'b' ? S_IFBLK : d->type == 'p' ? S_IFIFO : S_IFCHR;
+  in_root (target, sizeof (target), rootfs, d->path);
+  {
+    char parent[PATH_MAX];
+    char *slash;
+    snprintf (parent, sizeof (parent), "%s", target);
+    slash = strrchr (parent, '/');
+    if (slash && slash != parent)
+      {
+        *slash = '\0';
+        if (mkdir_p (parent) < 0)
+          child_fail (errno, "mkdir %s", parent);
+      }
+  }
+  unlink (target);
+  if (mknod (target, kind | (d->mode & 07777), makedev (d->major, d->minor)) == 0)
+    {
+      /* mknod applies the umask; the spec's mode is meant literally.  */
+      if (chmod (target, d->mode & 07777) < 0 || chown (target, d->uid, d->gid) < 0)
+        child_fail (errno, "chmod/chown device %s", d->path);
+      return;
+    }
+  if (errno != EPERM)
+    child_fail (errno, "mknod %s", d->path);
+  /* No CAP_MKNOD (e.g. in a user namespace): bind the host's node instead.  */
+  {
+    char host[PATH_MAX];
+    int fd;
+    snprintf (host, sizeof (host), "%s", d->path);
+    fd = open (target, O_CREAT | O_WRONLY | O_CLOEXEC, 0600);
+    if (fd < 0)
+      child_fail (errno, "create %s", d->path);
+    close (fd);
+    if (mount (host, target, NULL, MS_BIND, NULL) < 0)
+      child_fail (errno, "bind device %s", d->path);
+  }
+}
+
+static void
+dev_symlinks (const char *rootfs)
+{
+  static const char *links[][2] = {
+    { "/proc/self/fd", "dev/fd" },       { "/proc/self/fd/0", "dev/stdin" }, { "/proc/self/fd/1", "dev/stdout" },
+    { "/proc/self/fd/2", "dev/stderr" }, { "pts/ptmx", "dev/ptmx" },
+  };
+  char path[PATH_MAX];
+  for (size_t i = 0; i < sizeof (links) / sizeof (links[0]); i++)
+    {
+      snprintf (path, sizeof (path), "%s/%s", rootfs, links[i][1]);
+      if (strcmp (links[i][1], "dev/ptmx") == 0)
+        unlink (path); /* a mknod'ed ptmx would talk to the host's devpts instance */
+      if (symlink (links[i][0], path) < 0 && errno != EEXIST)
+        child_fail (errno, "symlink /%s", links[i][1]);
+    }
+}
+
+static int
+dev_is_mounted (const ctrpy_spec_t *s)
+{
+  for (int i = 0; i < s->n_mounts; i++)
+    if (strcmp (s->mounts[i].dest, "/dev") == 0)
+      return 1;
+  return 0;
+}
+
+static void
+pivot (const char *rootfs)
+{
+  cleanup_close int oldroot = open ("/", O_DIRECTORY | O_RDONLY | O_CLOEXEC);
+  cleanup_close int newroot = open (rootfs, O_DIRECTORY | O_RDONLY | O_CLOEXEC);
+  if (oldroot < 0 || newroot < 0)
+    child_fail (errno, "open rootfs %s", rootfs);
+  if (fchdir (newroot) < 0)
+    child_fail (errno, "chdir rootfs");
+  /* pivot_root(".", ".") stacks the old root on top of the new one; unmounting "." then drops it
+     without needing a put_old directory inside a possibly read-only rootfs.  */
+  if (syscall (SYS_pivot_root, ".", ".") < 0)
+    child_fail (errno, "pivot_root %s", rootfs);
+  if (fchdir (oldroot) < 0)
+    child_fail (errno, "chdir old root");
+  /* The old root must not propagate our unmount back to the host.  */
+  if (mount (NULL, ".", NULL, MS_SLAVE | MS_REC, NULL) < 0)
+    child_fail (errno, "make old root rslave");
+  if (umount2 (".", MNT_DETACH) < 0)
+    child_fail (errno, "unmount old root");
+  if (chdir ("/") < 0)
+    child_fail (errno, "chdir /");
+}
+
+static void
+setup_rootfs (const ctrpy_spec_t *s)
+{
+  const char *rootfs = s->rootfs;
+  unsigned long prop = s->rootfs_propagation;
+
+  /* Nothing we mount may leak back to the host: start from a slave (or private) copy of the tree.  */
+  if (prop == 0 || (prop & MS_SHARED))
+    prop = MS_SLAVE | MS_REC;
+  if (mount (NULL, "/", NULL, prop, NULL) < 0)
+    child_fail (errno, "make / %s", (prop & MS_PRIVATE) ? "rprivate" : "rslave");
+  if (mount (rootfs, rootfs, NULL, MS_BIND | MS_REC, NULL) < 0)
+    child_fail (errno, "bind rootfs %s", rootfs);
+  /* pivot_root refuses a shared new root.  */
+  if (mount (NULL, rootfs, NULL, MS_PRIVATE, NULL) < 0)
+    child_fail (errno, "make rootfs private");
+
+  for (int i = 0; i < s->n_mounts; i++)
+    do_mount (rootfs, &s->mounts[i]);
+  for (int i = 0; i < s->n_devices; i++)
+    make_device (rootfs, &s->devices[i]);
+  if (dev_is_mounted (s))
+    dev_symlinks (rootfs);
+
+  pivot (rootfs);
+  if (s->rootfs_propagation & MS_SHARED)
+    if (mount (NULL, "/", NULL, s->rootfs_propagation, NULL) < 0)
+      child_fail (errno, "set rootfs propagation");
+
+  for (int i = 0; i < s->n_sysctl; i++)
+    {
+      char path[PATH_MAX];
+      snprintf (path, sizeof (path), "/proc/sys/%s", s->sysctl_keys[i]);
+      for (char *p = path + strlen ("/proc/sys/"); *p; p++)
+        if (*p == '.')
+          *p = '/';
+      if (write_file (path, s->sysctl_values[i]) < 0)
+        child_fail (errno, "sysctl %s", s->sysctl_keys[i]);
+    }
+
+  for (int i = 0; i < s->n_readonly; i++)
+    {
+      const char *p = s->readonly[i];
+      if (mount (p, p, NULL, MS_BIND | MS_REC, NULL) < 0)
+        {
+          if (errno == ENOENT)
+            continue;
+          child_fail (errno, "bind readonly path %s", p);
+        }
+      if (remount_ro (p, MS_REC) < 0)
+        child_fail (errno, "remount %s read-only", p);
+    }
+  for (int i = 0; i < s->n_masked; i++)
+    {
+      const char *p = s->masked[i];
+      struct stat st;
+      int r;
+      if (stat (p, &st) < 0)
+        {
+          if (errno == ENOENT)
+            continue;
+          child_fail (errno, "stat masked path %s", p);
+        }
+      if (S_ISDIR (st.st_mode))
+        r = mount ("tmpfs", p, "tmpfs", MS_RDONLY, "size=0k");
+      else
+        r = mount ("/dev/null", p, NULL, MS_BIND, NULL);
+      if (r < 0)
+        child_fail (errno, "mask %s", p);
+    }
+  if (s->rootfs_readonly && remount_ro ("/", 0) < 0)
+    child_fail (errno, "remount rootfs read-only");
+}
+
+static void
+add_warning (int fd, int errno_, const char *fmt, ...)
+{
+  char text[256];
+  va_list ap;
+  va_start (ap, fmt);
+  vsnprintf (text, sizeof (text), fmt, ap);
+  va_end (ap);
+  send_msg (fd, MSG_WARNING, errno_, 0, "%s", text);
+}
+
+/* This machine (and many CI runners) lack CAP_SYS_RESOURCE: raising a hard limit then fails.  Keep the
+   current hard limit and say so, instead of failing the container.  */
+static void
+set_rlimits (const ctrpy_spec_t *s, int sync_fd)
+{
+  for (int i = 0; i < s->n_rlimits; i++)
+    {
+      struct rlimit rl = { .rlim_cur = s->rlimits[i].soft, .rlim_max = s->rlimits[i].hard };
+      if (setrlimit (s->rlimits[i].resource, &rl) == 0)
+        continue;
+      if (errno != EPERM)
+        child_fail (errno, "setrlimit %d", s->rlimits[i].resource);
+      {
+        struct rlimit cur;
+        if (getrlimit (s->rlimits[i].resource, &cur) < 0)
+          child_fail (errno, "getrlimit %d", s->rlimits[i].resource);
+        rl.rlim_max = cur.rlim_max < rl.rlim_max ? cur.rlim_max : rl.rlim_max;
+        rl.rlim_cur = rl.rlim_cur > rl.rlim_max ? rl.rlim_max : rl.rlim_cur;
+        if (setrlimit (s->rlimits[i].resource, &rl) < 0)
+          child_fail (errno, "setrlimit %d", s->rlimits[i].resource);
+        add_warning (sync_fd, EPERM, "rlimit %d: hard limit %llu clamped to %llu (no CAP_SYS_RESOURCE)",
+                     s->rlimits[i].resource, (unsigned long long) s->rlimits[i].hard,
+                     (unsigned long long) rl.rlim_max);
+      }
+    }
+}
+
+static void
+set_oom (const ctrpy_spec_t *s, int sync_fd)
+{
+  char buf[32];
+  if (!s->set_oom)
+    return;
+  snprintf (buf, sizeof (buf), "%d", s->oom_score_adj);
+  if (write_file ("/proc/self/oom_score_adj", buf) == 0)
+    return;
+  if (errno != EACCES && errno != EPERM)
+    child_fail (errno, "set oom_score_adj %d", s->oom_score_adj);
+  {
+    char cur[32] = "";
+    cleanup_close int fd = open ("/proc/self/oom_score_adj", O_RDONLY | O_CLOEXEC);
+    ssize_t n = fd >= 0 ? read (fd, cur, sizeof (cur) - 1) : -1;
+    if (n > 0)
+      cur[n - (cur[n - 1] == '\n')] = '\0';
+    add_warning (sync_fd, EACCES, "oom_score_adj %d clamped to %s (no CAP_SYS_RESOURCE)", s->oom_score_adj,
+                 n > 0 ? cur : "the current value");
+  }
+}
+
+static int
+send_fd (int sock, int fd)
+{
+  char byte = 0;
+  struct iovec iov = { .iov_base = &byte, .iov_len = 1 };
+  union
+  {
+    char buf[CMSG_SPACE (sizeof (int))];
+    struct cmsghdr align;
+  } u;
+  struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf, .msg_controllen = sizeof (u.buf) };
+  struct cmsghdr *cmsg = CMSG_FIRSTHDR (&msg);
+  cmsg->cmsg_level = SOL_SOCKET;
+  cmsg->cmsg_type = SCM_RIGHTS;
+  cmsg->cmsg_len = CMSG_LEN (sizeof (int));
+  memcpy (CMSG_DATA (cmsg), &fd, sizeof (int));
+  return sendmsg (sock, &msg, 0) < 0 ? -1 : 0;
+}
+
+static void
+setup_terminal (const ctrpy_spec_t *s, int console_fd)
+{
+  char name[64];
+  cleanup_close int master = open ("/dev/ptmx", O_RDWR | O_NOCTTY | O_CLOEXEC);
+  int slave;
+  if (master < 0)
+    child_fail (errno, "open /dev/ptmx");
+  if (unlockpt (master) < 0 || ptsname_r (master, name, sizeof (name)) != 0)
+    child_fail (errno, "unlock pty");
+  slave = open (name, O_RDWR | O_NOCTTY);
+  if (slave < 0)
+    child_fail (errno, "open %s", name);
+  if (fchown (slave, s->uid, -1) < 0 && errno != EPERM)
+    child_fail (errno, "chown %s", name);
+  if (console_fd >= 0 && send_fd (console_fd, master) < 0)
+    child_fail (errno, "send the pty master to the console socket");
+  if (setsid () < 0)
+    child_fail (errno, "setsid");
+  if (ioctl (slave, TIOCSCTTY, 0) < 0)
+    child_fail (errno, "set controlling terminal");
+  for (int i = 0; i < 3; i++)
+    if (dup2 (slave, i) < 0)
+      child_fail (errno, "dup2 pty");
+  if (slave > 2)
+    close (slave);
+}
+
+static void
+set_credentials (const ctrpy_spec_t *s)
+{
+  struct __user_cap_header_struct hdr = { .version = _LINUX_CAPABILITY_VERSION_3, .pid = 0 };
+  struct __user_cap_data_struct data[2];
+
+  if (s->set_caps)
+    {
+      for (int cap = 0; cap <= 63; cap++)
+        if (!(s->cap_bounding & (1ULL << cap)) && prctl (PR_CAPBSET_DROP, cap, 0, 0, 0) < 0)
+          {
+            if (errno == EINVAL)
+              break; /* past the kernel's last capability */
+            child_fail (errno, "drop capability %d from the bounding set", cap);
+          }
+      /* Keep the permitted set across the uid change; capset below decides what stays.  */
+      if (prctl (PR_SET_KEEPCAPS, 1, 0, 0, 0) < 0)
+        child_fail (errno, "prctl PR_SET_KEEPCAPS");
+    }
+  if (setgroups (s->n_gids, (const gid_t *) s->gids) < 0)
+    child_fail (errno, "setgroups");
+  if (setresgid (s->gid, s->gid, s->gid) < 0)
+    child_fail (errno, "setgid %u", s->gid);
+  if (setresuid (s->uid, s->uid, s->uid) < 0)
+    child_fail (errno, "setuid %u", s->uid);
+  if (s->set_caps)
+    {
+      if (prctl (PR_SET_KEEPCAPS, 0, 0, 0, 0) < 0)
+        child_fail (errno, "prctl PR_SET_KEEPCAPS");
+      memset (data, 0, sizeof (data));
+      data[0].effective = (uint32_t) s->cap_effective;
+      data[1].effective = (uint32_t) (s->cap_effective >> 32);
+      data[0].permitted = (uint32_t) s->cap_permitted;
+      data[1].permitted = (uint32_t) (s->cap_permitted >> 32);
+      data[0].inheritable = (uint32_t) s->cap_inheritable;
+      data[1].inheritable = (uint32_t) (s->cap_inheritable >> 32);
+      if (syscall (SYS_capset, &hdr, data) < 0)
+        child_fail (errno, "capset");
+      if (prctl (PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) < 0 && errno != EINVAL)
+        child_fail (errno, "clear ambient capabilities");
+      for (int cap = 0; cap <= 63; cap++)
+        if ((s->cap_ambient & (1ULL << cap)) && prctl (PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, cap, 0, 0) < 0)
+          {
+            /* The kernel refuses an ambient cap not in permitted and inheritable; runc ignores it too.  */
+            if (errno != EPERM && errno != EINVAL)
+              child_fail (errno, "raise ambient capability %d", cap);
+          }
+    }
+}
+
+/* Find argv[0] the way execvp would, but with the container's PATH, and fail before `start` when it
+   cannot be executed (as runc create does).  */
+static const char *
+lookup_exec (const ctrpy_spec_t *s, char *buf, size_t size)
+{
+  const char *name = s->argv[0];
+  const char *path = NULL;
+  int saw_eacces = 0;
+  if (name == NULL || name[0] == '\0')
+    child_fail (EINVAL, "no process arguments");
+  if (strchr (name, '/'))
+    {
+      struct stat st;
+      if (stat (name, &st) < 0)
+        child_fail (errno, "exec \"%s\"", name);
+      if (S_ISDIR (st.st_mode))
+        child_fail (EACCES, "exec \"%s\" (a directory)", name);
+      return name;
+    }
+  for (int i = 0; s->env && s->env[i]; i++)
+    if (strncmp (s->env[i], "PATH=", 5) == 0)
+      path = s->env[i] + 5;
+  if (path == NULL)
+    path = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+  while (*path)
+    {
+      const char *end = strchrnul (path, ':');
+      size_t len = end - path;
+      struct stat st;
+      snprintf (buf, size, "%.*s/%s", (int) len, len ? path : ".", name);
+      if (stat (buf, &st) == 0 && !S_ISDIR (st.st_mode))
+        {
+          if (access (buf, X_OK) == 0)
+            return buf;
+          saw_eacces = 1;
+        }
+      path = *end ? end + 1 : end;
+    }
+  child_fail (saw_eacces ? EACCES : ENOENT, "exec \"%s\"", name);
+}
+
+static void
+reset_signals (void)
+{
+  sigset_t all;
+  struct sigaction sa;
+  memset (&sa, 0, sizeof (sa));
+  sa.sa_handler = SIG_DFL;
+  /* Python ignores SIGPIPE and SIGXFSZ; ignored signals survive execve, so put everything back.  */
+  for (int sig = 1; sig < _NSIG; sig++)
+    sigaction (sig, &sa, NULL);
+  sigemptyset (&all);
+  sigprocmask (SIG_SETMASK, &all, NULL);
+}
+
+/* Join the namespaces of s->ns_paths; returns an open fd for a pid namespace to join later (after the
+   others, since it only applies to children), or -1.  */
+static int
+join_namespaces (const ctrpy_spec_t *s)
+{
+  int fds[16];
+  int n = s->n_ns < 16 ? s->n_ns : 16;
+  int pid_fd = -1;
+  /* Open every path first: after joining the mount namespace the host's /proc is gone.  */
+  for (int i = 0; i < n; i++)
+    {
+      fds[i] = open (s->ns_paths[i], O_RDONLY | O_CLOEXEC);
+      if (fds[i] < 0)
+        child_fail (errno, "open namespace %s", s->ns_paths[i]);
+    }
+  for (int i = 0; i < n; i++)
+    {
+      if (s->ns_types[i] == CLONE_NEWPID)
+        {
+          pid_fd = fds[i];
+          continue;
+        }
+      if (setns (fds[i], s->ns_types[i]) < 0)
+        child_fail (errno, "join namespace %s", s->ns_paths[i]);
+      close (fds[i]);
+    }
+  return pid_fd;
+}
+
+static int
+has_ns (const ctrpy_spec_t *s, int type)
+{
+  for (int i = 0; i < s->n_ns; i++)
+    if (s->ns_types[i] == type)
+      return 1;
+  return 0;
+}
+
+static int __attribute__ ((noreturn))
+child_main (void *arg)
+{
+  struct child_ctx *ctx = arg;
+  const ctrpy_spec_t *s = ctx->spec;
+  char exe[PATH_MAX];
+  const char *file;
+  int pid_ns;
+
+  child_report_fd = ctx->sync_fd;
+  reset_signals ();
+
+  for (int i = 0; i < 3; i++)
+    if (s->stdio[i] >= 0 && s->stdio[i] != i && dup2 (s->stdio[i], i) < 0)
+      child_fail (errno, "dup2 stdio %d", i);
+
+  /* Join the cgroup first, so every later allocation is charged to the container, and before a new
+     cgroup namespace is made so that its root is the container's cgroup.  */
+  for (int i = 0; i < s->n_cgroup_procs; i++)
+    if (write_file (s->cgroup_procs[i], "0") < 0)
+      child_fail (errno, "join cgroup %s", s->cgroup_procs[i]);
+
+  pid_ns = join_namespaces (s);
+  if (pid_ns >= 0)
+    {
+      /* setns into a pid namespace only applies to children: fork once more; the middle process reports
+         the real container pid and goes away, leaving it to the caller's subreaper.  */
+      pid_t pid;
+      if (setns (pid_ns, CLONE_NEWPID) < 0)
+        child_fail (errno, "join pid namespace");
+      close (pid_ns);
+      /* Raw clone instead of fork(): glibc's fork takes locks (malloc's, via atfork) that another thread
+         of the calling Python process may have held when we were cloned.  */
+      pid = syscall (SYS_clone, SIGCHLD, 0, 0, 0, 0);
+      if (pid < 0)
+        child_fail (errno, "fork");
+      if (pid > 0)
+        {
+          send_msg (ctx->sync_fd, MSG_PID, 0, pid, NULL);
+          _exit (0);
+        }
+    }
+  if ((s->clone_flags & CLONE_NEWCGROUP) && unshare (CLONE_NEWCGROUP) < 0)
+    child_fail (errno, "unshare cgroup namespace");
+
+  if (s->rootfs)
+    setup_rootfs (s);
+  if (s->hostname && sethostname (s->hostname, strlen (s->hostname)) < 0)
+    child_fail (errno, "sethostname %s", s->hostname);
+  if (s->domainname && setdomainname (s->domainname, strlen (s->domainname)) < 0)
+    child_fail (errno, "setdomainname %s", s->domainname);
+
+  if (s->terminal)
+    setup_terminal (s, ctx->console_fd);
+  else if (setsid () < 0 && errno != EPERM)
+    child_fail (errno, "setsid");
+  if (ctx->console_fd >= 0)
+    close (ctx->console_fd);
+
+  set_rlimits (s, ctx->sync_fd);
+  set_oom (s, ctx->sync_fd);
+  set_credentials (s);
+  if (s->cwd && s->cwd[0] && chdir (s->cwd) < 0)
+    child_fail (errno, "chdir to cwd \"%s\"", s->cwd);
+  if (s->no_new_privs && prctl (PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
+    child_fail (errno, "prctl PR_SET_NO_NEW_PRIVS");
+  file = lookup_exec (s, exe, sizeof (exe));
+
+  /* Our fds must not leak into the container: everything above 2 closes on exec, including the pipes
+     still needed until then.  */
+  if (syscall (SYS_close_range, 3, ~0U, CLOSE_RANGE_CLOEXEC) < 0)
+    child_fail (errno, "close_range");
+
+  if (ctx->fifo_fd >= 0)
+    {
+      char path[64];
+      int fd;
+      send_msg (ctx->sync_fd, MSG_READY, 0, 0, NULL);
+      close (ctx->sync_fd);
+      child_report_fd = -1;
+      snprintf (path, sizeof (path), "/proc/self/fd/%d", ctx->fifo_fd);
+      /* Blocks until `start` opens the fifo for reading.  */
+      fd = open (path, O_WRONLY | O_CLOEXEC);
+      if (fd < 0)
+        _exit (126);
+      close (ctx->fifo_fd);
+      child_report_fd = fd;
+      send_msg (fd, MSG_READY, 0, 0, NULL);
+    }
+  /* A place for seccomp: it goes last, so that the setup above is not subject to the filter.  */
+  execve (file, (char *const *) s->argv, (char *const *) s->env);
+  child_fail (errno, "exec \"%s\"", s->argv[0]);
+}
+
+/* ------------------------------------------------------------------------------------------------------ */
+/* Parent side.  */
+
+static void
+append_warning (ctrpy_result_t *res, const char *text)
+{
+  size_t used = strlen (res->warnings);
+  snprintf (res->warnings + used, sizeof (res->warnings) - used, "%s%s", used ? "\n" : "", text);
+}
+
+static int
+connect_console (const char *path, ctrpy_err_t *err)
+{
+  struct sockaddr_un addr = { .sun_family = AF_UNIX };
+  int fd;
+  if (strlen (path) >= sizeof (addr.sun_path))
+    return make_error (err, ENAMETOOLONG, "console socket %s", path);
+  strcpy (addr.sun_path, path);
+  fd = socket (AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0)
+    return make_error (err, errno, "console socket");
+  if (connect (fd, (struct sockaddr *) &addr, sizeof (addr)) < 0)
+    {
+      int e = errno;
+      close (fd);
+      return make_error (err, e, "connect to console socket %s", path);
+    }
+  return fd;
+}
+
+int
+ctrpy_spawn (const ctrpy_spec_t *spec, ctrpy_result_t *res, ctrpy_err_t *err)
+{
+  const size_t stack_size = 256 * 1024;
+  struct child_ctx ctx = { .spec = spec, .sync_fd = -1, .fifo_fd = -1, .console_fd = -1 };
+  cleanup_close int rfd = -1;
+  cleanup_close int fifo_fd = -1;
+  cleanup_close int console_fd = -1;
+  int fds[2];
+  void *stack;
+  pid_t pid, reported = 0, intermediate = 0;
+  int ready = 0, failed = 0;
+
+  memset (res, 0, sizeof (*res));
+  if (spec->argv == NULL || spec->argv[0] == NULL)
+    return make_error (err, EINVAL, "process args must not be empty");
+  if (spec->terminal && spec->console_socket)
+    {
+      console_fd = connect_console (spec->console_socket, err);
+      if (console_fd < 0)
+        return -1;
+    }
+  if (spec->exec_fifo)
+    {
+      fifo_fd = open (spec->exec_fifo, O_PATH | O_CLOEXEC);
+      if (fifo_fd < 0)
+        return make_error (err, errno, "open exec fifo %s", spec->exec_fifo);
+    }
+  if (pipe2 (fds, O_CLOEXEC) < 0)
+    return make_error (err, errno, "pipe");
+  rfd = fds[0];
+  ctx.sync_fd = fds[1];
+  ctx.fifo_fd = fifo_fd;
+  ctx.console_fd = console_fd;
+
+  stack = mmap (NULL, stack_size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
+  if (stack == MAP_FAILED)
+    {
+      close (fds[1]);
+      return make_error (err, errno, "mmap clone stack");
+    }
+  /* A new cgroup namespace is made by the child after it joined its cgroup (see child_main).  */
+  pid = clone (child_main, (char *) stack + stack_size, (spec->clone_flags & ~CLONE_NEWCGROUP) | SIGCHLD, &ctx);
+  {
+    int e = errno;
+    munmap (stack, stack_size);
+    close (fds[1]);
+    errno = e;
+  }
+  if (pid < 0)
+    return make_error (err, errno, "clone");
+  if (has_ns (spec, CLONE_NEWPID))
+    intermediate = pid;
+  else
+    reported = pid;
+
+  for (;;)
+    {
+      struct sync_msg m;
+      ssize_t n = read (rfd, &m, sizeof (m));
+      if (n < 0 && errno == EINTR)
+        continue;
+      if (n <= 0)
+        break;
+      if (n != sizeof (m))
+        {
+          make_error (err, EIO, "short message from the container process");
+          failed = 1;
+          break;
+        }
+      m.text[sizeof (m.text) - 1] = '\0';
+      if (m.type == MSG_WARNING)
+        append_warning (res, m.text);
+      else if (m.type == MSG_PID)
+        reported = m.pid;
+      else if (m.type == MSG_READY)
+        {
+          ready = 1;
+          break;
+        }
+      else if (m.type == MSG_ERROR)
+        {
+          make_error (err, m.errno_, "%s", m.text);
+          failed = 1;
+          break;
+        }
+    }
+  if (intermediate)
+    while (waitpid (intermediate, NULL, 0) < 0 && errno == EINTR)
+      ;
+  if (!failed && spec->exec_fifo && !ready)
+    {
+      make_error (err, ECHILD, "container process exited during setup");
+      failed = 1;
+    }
+  if (failed)
+    {
+      /* The init died (or will: it exits right after reporting); reap it if it is ours.  */
+      if (reported > 0 && reported != intermediate)
+        {
+          kill (reported, SIGKILL);
+          if (!intermediate)
+            while (waitpid (reported, NULL, 0) < 0 && errno == EINTR)
+              ;
+        }
+      return -1;
+    }
+  if (reported <= 0)
+    return make_error (err, ECHILD, "container process exited before reporting its pid");
+  res->pid = reported;
+  return 0;
+}
+
+static int
+pid_alive (int pid)
+{
+  char path[64], buf[512];
+  cleanup_close int fd = -1;
+  ssize_t n;
+  char *p;
+  snprintf (path, sizeof (path), "/proc/%d/stat", pid);
+  fd = open (path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0)
+    return 0;
+  n = read (fd, buf, sizeof (buf) - 1);
+  if (n <= 0)
+    return 0;
+  buf[n] = '\0';
+  p = strrchr (buf, ')');
+  return p && p[1] == ' ' && p[2] != 'Z' && p[2] != 'X';
+}
+
+int
+ctrpy_start (const char *fifo, int pid, ctrpy_err_t *err)
+{
+  /* Non-blocking open, so that an init that died before `start` cannot hang us; once the init has said it
+     is about to exec, a blocking read ends exactly when execve closes its end (or carries its error).  */
+  cleanup_close int fd = open (fifo, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+  int got_ready = 0;
+  if (fd < 0)
+    return make_error (err, errno, "open exec fifo %s", fifo);
+  for (;;)
+    {
+      struct sync_msg m;
+      ssize_t n;
+      if (!got_ready)
+        {
+          struct pollfd p = { .fd = fd, .events = POLLIN };
+          int r = poll (&p, 1, 100);
+          if (r < 0 && errno == EINTR)
+            continue;
+          if (r < 0)
+            return make_error (err, errno, "poll exec fifo");
+          if (r == 0 || !(p.revents & POLLIN))
+            {
+              if (!pid_alive (pid))
+                return make_error (err, ESRCH, "container process exited before start");
+              continue;
+            }
+        }
+      n = read (fd, &m, sizeof (m));
+      if (n < 0 && (errno == EINTR || errno == EAGAIN))
+        continue;
+      if (n < 0)
+        return make_error (err, errno, "read exec fifo");
+      if (n == 0)
+        {
+          if (got_ready)
+            return 0;
+          if (!pid_alive (pid))
+            return make_error (err, ESRCH, "container process exited before start");
+          continue;
+        }
+      if (n != sizeof (m))
+        return make_error (err, EIO, "short message from the container process");
+      m.text[sizeof (m.text) - 1] = '\0';
+      if (m.type == MSG_ERROR)
+        return make_error (err, m.errno_, "%s", m.text);
+      if (m.type == MSG_READY && !got_ready)
+        {
+          got_ready = 1;
+          if (fcntl (fd, F_SETFL, 0) < 0)
+            return make_error (err, errno, "fcntl exec fifo");
+        }
+    }
+}
+
+int
+ctrpy_set_subreaper (ctrpy_err_t *err)
+{
+  if (prctl (PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) < 0)
+    return make_error (err, errno, "prctl PR_SET_CHILD_SUBREAPER");
+  return 0;
 }

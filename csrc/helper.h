@@ -1,11 +1,17 @@
 /* ctrpy helper: the small C part of ctrpy (namespaces, mounts, pivot_root, exec).
  *
  * Conventions (crun's in miniature): every fallible function is `int f (..., ctrpy_err_t *err)` and returns
- * >= 0 on success, < 0 on failure with err->errno_ and err->msg set.  Python passes flat structs, no JSON.  */
+ * >= 0 on success, < 0 on failure with err->errno_ and err->msg set.  Python passes flat structs, no JSON:
+ * policy (which mounts, which caps, clamping decisions it can make up front) stays in Python, mechanism
+ * stays here.  Errors raised after the clone come back over a CLOEXEC pipe as {errno, msg}.
+ *
+ * Keep the declarations below in step with the CDEF in csrc/build_helper.py.  */
 #ifndef CTRPY_HELPER_H
 #define CTRPY_HELPER_H
 
-#define CTRPY_HELPER_VERSION "0.1.0"
+#include <stdint.h>
+
+#define CTRPY_HELPER_VERSION "0.2.0"
 
 typedef struct
 {
@@ -13,6 +19,98 @@ typedef struct
   char msg[256];
 } ctrpy_err_t;
 
+/* One mount of the OCI spec, already translated: `flags` are MS_* without propagation bits,
+   `propagation` is MS_SHARED/MS_SLAVE/MS_PRIVATE/MS_UNBINDABLE (+MS_REC) applied after mounting.  */
+typedef struct
+{
+  const char *type; /* NULL or "bind" for bind mounts */
+  const char *source;
+  const char *dest; /* absolute, inside the container */
+  const char *data;
+  unsigned long flags;
+  unsigned long propagation;
+} ctrpy_mount_t;
+
+typedef struct
+{
+  const char *path; /* absolute, inside the container */
+  int type;         /* 'c', 'b', 'p' (fifo) */
+  unsigned int major, minor, mode, uid, gid;
+} ctrpy_device_t;
+
+typedef struct
+{
+  int resource;
+  uint64_t soft, hard;
+} ctrpy_rlimit_t;
+
+typedef struct
+{
+  int clone_flags; /* CLONE_NEW* namespaces to create */
+  int n_ns;        /* namespaces to join (setns) */
+  const char **ns_paths;
+  const int *ns_types;
+
+  const char *rootfs; /* NULL: no filesystem setup (exec into a running container) */
+  int rootfs_readonly;
+  unsigned long rootfs_propagation; /* 0: MS_SLAVE|MS_REC, as runc */
+  int n_mounts;
+  const ctrpy_mount_t *mounts;
+  int n_devices;
+  const ctrpy_device_t *devices;
+  int n_masked;
+  const char **masked;
+  int n_readonly;
+  const char **readonly;
+  int n_sysctl;
+  const char **sysctl_keys;
+  const char **sysctl_values;
+  const char *hostname;
+  const char *domainname;
+
+  int n_rlimits;
+  const ctrpy_rlimit_t *rlimits;
+  int set_oom;
+  int oom_score_adj;
+  int set_caps;
+  uint64_t cap_effective, cap_permitted, cap_inheritable, cap_bounding, cap_ambient;
+  int no_new_privs;
+  uint32_t uid, gid;
+  int n_gids;
+  const uint32_t *gids;
+  const char *cwd;
+  const char **env;  /* NULL-terminated */
+  const char **argv; /* NULL-terminated */
+
+  int n_cgroup_procs; /* cgroup.procs files to join before anything else */
+  const char **cgroup_procs;
+  /* A place for a seccomp BPF program (struct sock_filter[]), loaded last before execve.  Unused yet.  */
+  const void *seccomp_filter;
+  int seccomp_len;
+
+  int stdio[3]; /* -1: inherit the caller's */
+  int terminal;
+  const char *console_socket; /* with terminal: the pty master is sent here (SCM_RIGHTS) */
+  const char *exec_fifo;      /* create: wait here until `start`; NULL: exec right away */
+} ctrpy_spec_t;
+
+typedef struct
+{
+  int pid; /* host pid of the container process */
+  char warnings[1024]; /* newline-separated; settings clamped instead of failing */
+} ctrpy_result_t;
+
 const char *ctrpy_helper_version (void);
+
+/* Clone the container process from `spec`.  With spec->exec_fifo, return once it is set up and waiting on
+   the fifo (runc create); without, return once it has exec'd (runc exec -d) or failed to.  */
+int ctrpy_spawn (const ctrpy_spec_t *spec, ctrpy_result_t *res, ctrpy_err_t *err);
+
+/* Release a process waiting on `fifo` (runc start) and report whether its execve worked.  `pid` is watched
+   so that a process that died before being started does not block us forever.  */
+int ctrpy_start (const char *fifo, int pid, ctrpy_err_t *err);
+
+/* Make the caller the reaper of its orphaned descendants (PR_SET_CHILD_SUBREAPER).  */
+int ctrpy_set_subreaper (ctrpy_err_t *err);
 
 #endif

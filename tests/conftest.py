@@ -13,6 +13,9 @@ from typing import Any, Callable
 
 import pytest
 
+# Session fixtures for real registries and test images (tests/support/registry.py).
+pytest_plugins = ["support.registry"]
+
 
 def _mounts_under(prefix: str) -> list[str]:
     points = []
@@ -56,6 +59,8 @@ def ctrpy(script_runner: Any, dirs: Any) -> Callable[..., Any]:
         full_env = dict(os.environ)
         full_env.pop("CTRPY_NAMESPACE", None)
         full_env["CTRPY_CONFIG"] = str(dirs.root.parent / "config.toml")
+        # `.venv/bin/python -m pytest` does not put the venv's bin (where the console script is) on PATH.
+        full_env["PATH"] = os.path.dirname(os.path.abspath(__import__("sys").executable)) + ":" + full_env.get("PATH", "")
         if env:
             full_env.update(env)
         return script_runner.run(argv + list(args), stdin=stdin, env=full_env, timeout=timeout)

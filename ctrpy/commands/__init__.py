@@ -10,11 +10,19 @@ import importlib
 import importlib.util
 import os
 import sys
-from typing import Any
 
-import click
+# Shell completion asks for IDs on every <Tab>: answer from the metadata file before Click and typing load
+# (see ctrpy.commands._complete). Only the console script's own argv triggers this.
+if sys.argv[1:2] == ["__complete"]:
+    from ctrpy.commands._complete import fast_main
 
-from ctrpy import __version__
+    fast_main(sys.argv[2:])
+
+from typing import Any  # noqa: E402
+
+import click  # noqa: E402
+
+from ctrpy import __version__  # noqa: E402
 
 # name -> (module:attribute, short help). Keep sorted by group; aliases in ALIASES.
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -176,6 +184,10 @@ def cli(ctx: click.Context, root: str | None, state: str | None, namespace: str,
 
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: the one place where errors become messages and exit codes."""
+    if argv is not None and argv[:1] == ["__complete"]:
+        from ctrpy.commands._complete import fast_main
+
+        fast_main(argv[1:])
     debug = os.environ.get("CTRPY_DEBUG", "").lower() in ("1", "true", "yes") or "--debug" in (argv or sys.argv)
     try:
         code = cli.main(args=argv, prog_name="ctrpy", standalone_mode=False)

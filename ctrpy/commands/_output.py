@@ -118,3 +118,15 @@ def parse_labels(pairs: Iterable[str]) -> dict[str, str]:
             raise click.BadParameter(f"invalid label {pair!r}: expected KEY=VALUE")
         out[key] = value
     return out
+
+
+class AliasGroup(click.Group):
+    """A group whose verbs also answer to ctr's aliases (`ls`/`list`, `rm`/`remove`/`delete`)."""
+
+    VERB_ALIASES = {"list": "ls", "remove": "rm", "delete": "rm", "del": "rm"}
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        command = super().get_command(ctx, name)
+        if command is None and name in self.VERB_ALIASES:
+            command = super().get_command(ctx, self.VERB_ALIASES[name])
+        return command

@@ -91,6 +91,12 @@ class Client:
 
         return EventStore(self.db, self.namespace)
 
+    @cached_property
+    def tasks(self) -> Any:
+        from ctrpy.runtime.tasks import TaskManager
+
+        return TaskManager(self)
+
     def snapshotter(self, name: str | None = None) -> Any:
         """The namespaced snapshotter `name` (default from config)."""
         from ctrpy.runtime.snapshots import open_snapshotter

@@ -13,7 +13,8 @@ containerd's bucket tree and where each part lives here:
     v1/<namespace>/content/ingests/<ref>/...    ingests(namespace, ref, expected_digest, expected_size, expires_at)
     v1/<namespace>/leases/<id>/...              leases(namespace, id, labels) + lease_resources(type, resource)
     (containerd's event stream)                 events(seq, timestamp, namespace, topic, payload)
-    (nerdctl's files)                           networks, ip_allocations, port_mappings
+    (nerdctl's files)                           networks, ip_allocations, port_mappings,
+                                                network_attachments (what detach/CNI DEL needs)
 
 Timestamps are RFC 3339 UTC strings with nanoseconds, labels JSON objects. Rows of a namespace reference
 `namespaces(name)` with ON DELETE RESTRICT, so a namespace that still holds anything cannot be removed.
@@ -146,6 +147,7 @@ CREATE TABLE networks (
     bridge      TEXT,
     subnet      TEXT,
     gateway     TEXT,
+    last_address TEXT,
     options     TEXT NOT NULL DEFAULT '{}',
     labels      TEXT NOT NULL DEFAULT '{}',
     created_at  TEXT NOT NULL,
@@ -172,6 +174,20 @@ CREATE TABLE port_mappings (
     container_port  INTEGER NOT NULL,
     created_at      TEXT NOT NULL,
     PRIMARY KEY (protocol, host_ip, host_port)
+);
+
+CREATE TABLE network_attachments (
+    namespace     TEXT NOT NULL,
+    container_id  TEXT NOT NULL,
+    network       TEXT NOT NULL,
+    driver        TEXT NOT NULL,
+    ifname        TEXT NOT NULL,
+    host_ifname   TEXT,
+    address       TEXT,
+    netns         TEXT NOT NULL DEFAULT '',
+    result        TEXT NOT NULL DEFAULT '{}',
+    created_at    TEXT NOT NULL,
+    PRIMARY KEY (namespace, container_id, network)
 );
 """
 

@@ -1,0 +1,1 @@
+"""ctrpy's benchmark harness: `make bench` runs bench/run.py, which writes BENCHMARKS.md."""

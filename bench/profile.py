@@ -1,0 +1,106 @@
+"""Where ctrpy's time goes, for each figure where it is behind: strace -c, -X importtime and pyinstrument.
+
+Full outputs go to .bench/profiles/<name>.*; the report quotes the top lines of each.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from bench.images import REPO
+
+PROFILES = REPO / ".bench" / "profiles"
+
+
+def _strace_top(path: Path, n: int = 6) -> list[str]:
+    """Top syscalls by time from an `strace -c` table: 'name calls time%'."""
+    rows = []
+    for line in path.read_text().splitlines():
+        parts = line.split()
+        if len(parts) >= 5 and re.match(r"^\d+\.\d+$", parts[0]) and parts[-1] != "total":
+            rows.append((float(parts[0]), parts[-1], parts[3]))
+    rows.sort(reverse=True)
+    return [f"{name} {pct:.0f}% ({calls} calls)" for pct, name, calls in rows[:n]]
+
+
+def _importtime_top(stderr: str, n: int = 6) -> tuple[float, list[str]]:
+    """(total import ms, the `n` heaviest top-level imports by cumulative time)."""
+    rows = []
+    for line in stderr.splitlines():
+        m = re.match(r"import time:\s+(\d+)\s+\|\s+(\d+)\s+\|(\s*)(\S+)", line)
+        if m:
+            rows.append((int(m.group(2)), len(m.group(3)), m.group(4)))
+    top = [r for r in rows if r[1] <= 1]
+    total = sum(r[0] for r in top) / 1000
+    top.sort(reverse=True)
+    return total, [f"{name} {us / 1000:.0f} ms" for us, _, name in top[:n]]
+
+
+def _pyinstrument_top(path: Path, n: int = 16) -> list[str]:
+    """Functions by total (inclusive) time from pyinstrument's flat text report, import machinery and
+    Click's dispatch frames left out (they only wrap the interesting ones)."""
+    skip = ("<frozen", "click/core.py", "click/decorators.py", "<module>  ctrpy/__main__.py")
+    rows = []
+    for line in path.read_text().splitlines():
+        if re.match(r"^\s*[\d.]+\s", line) and not any(s in line for s in skip):
+            rows.append(line.strip())
+    return rows[:n]
+
+
+def _startup_floor(python: str) -> str:
+    """Best-of-5 wall time of a bare interpreter, with and without site (the venv's .pth hooks)."""
+    out = []
+    for flags in (["-c", "pass"], ["-I", "-S", "-c", "pass"]):
+        best = min(_wall([python, *flags]) for _ in range(5))
+        out.append(f"`python {' '.join(flags)}` {best * 1000:.0f} ms")
+    return "interpreter floor (best of 5): " + ", ".join(out)
+
+
+def _wall(argv: list[str]) -> float:
+    t0 = time.perf_counter()
+    subprocess.run(argv, capture_output=True)
+    return time.perf_counter() - t0
+
+
+def profile(name: str, argv: list[str], env: dict[str, str], python: str,
+            fresh: Callable[[], list[str]] | None = None) -> list[str]:
+    """Profile one ctrpy command line (argv[0] is the ctrpy script); returns report lines.
+
+    `fresh`, when given, returns a new command line for each tool (a pull must be cold every time)."""
+    PROFILES.mkdir(parents=True, exist_ok=True)
+    out = []
+    args = argv[1:]
+    # 1. system calls, children included (the supervisor and the runtime show up here too).
+    if shutil.which("strace"):
+        trace = PROFILES / f"{name}.strace"
+        subprocess.run(["strace", "-f", "-c", "-o", str(trace), *argv], capture_output=True, env=env, timeout=300)
+        if trace.exists():
+            out.append("strace -c -f, top syscalls by time: " + "; ".join(_strace_top(trace)))
+    # 2. imports.
+    if fresh:
+        args = fresh()[1:]
+    imp_env = dict(env, PYTHONPROFILEIMPORTTIME="1")
+    r = subprocess.run([python, "-m", "ctrpy", *args], capture_output=True, text=True, env=imp_env, timeout=300)
+    (PROFILES / f"{name}.importtime").write_text(r.stderr)
+    total, top = _importtime_top(r.stderr)
+    out.append(f"python -X importtime: {total:.0f} ms of imports; heaviest: " + "; ".join(top))
+    out.append(_startup_floor(python))
+    # 3. Python call tree (the CLI process only).
+    check = subprocess.run([python, "-c", "import pyinstrument"], capture_output=True)
+    if check.returncode == 0:
+        if fresh:
+            args = fresh()[1:]
+        prof = PROFILES / f"{name}.pyinstrument.txt"
+        subprocess.run([python, "-m", "pyinstrument", "-r", "text", "-p", "flat=true", "-p", "flat_time=total",
+                        "-o", str(prof), "-m", "ctrpy", *args], capture_output=True, env=env, timeout=300)
+        if prof.exists():
+            out.append("pyinstrument (CLI process only), functions by inclusive time in seconds:")
+            out += ["    " + ln for ln in _pyinstrument_top(prof)]
+    else:
+        out.append("pyinstrument: not installed (pip install pyinstrument; `make bench` does)")
+    return out

@@ -1,0 +1,232 @@
+#!/usr/bin/env python3
+"""`make bench`: ctrpy side by side with containerd, runc and crun (issue 7); results go to BENCHMARKS.md.
+
+Starts its own containerd and registry, publishes busybox and Debian minbase (1 and 5 layers), runs the five
+measures with the sides interleaved, profiles ctrpy where it is behind, and rewrites the results section of
+BENCHMARKS.md (between the bench:results markers; the hand-written analysis around it is kept).
+
+    .venv/bin/python bench/run.py [--reps N] [--reps50 N] [--only 1,2,3,4,5] [--no-profile] [--output FILE]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from bench import measures  # noqa: E402
+from bench.cleanup import Cleanup, log  # noqa: E402
+from bench.env import Env, cgroup_mode  # noqa: E402
+from bench.stats import Comparison, as_dict, render  # noqa: E402
+
+BEGIN = "<!-- bench:results:begin -->"
+END = "<!-- bench:results:end -->"
+
+# Which ctrpy command to profile when a comparison shows ctrpy behind (title prefix -> profile name).
+PROFILE_FOR = {"1.": "run", "3c": "run", "5a": "run", "2a": "pull", "2b": "pull", "5b": "pull",
+               "4a": "images-ls", "4b": "containers-ls", "4c": "help", "4d": "images-ls-empty"}
+
+
+def _version(argv: list[str]) -> str:
+    try:
+        out = subprocess.run(argv, capture_output=True, text=True, timeout=10).stdout.strip().splitlines()
+        return out[0] if out else "?"
+    except OSError:
+        return "not installed"
+
+
+def machine() -> list[str]:
+    mem = "?"
+    with open("/proc/meminfo") as f:
+        for line in f:
+            if line.startswith("MemTotal:"):
+                mem = f"{int(line.split()[1]) / 1024 / 1024:.1f} GiB"
+    cpu = "?"
+    with open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    head = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True,
+                          text=True).stdout.strip()
+    dirty = subprocess.run(["git", "-C", str(REPO), "status", "--porcelain", "--", "ctrpy", "csrc"],
+                           capture_output=True, text=True).stdout.strip()
+    return [
+        f"- Date: {dt.datetime.now(dt.timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}",
+        f"- Machine: {os.cpu_count()} cores ({cpu}), {mem} memory, kernel {platform.release()}, "
+        f"{platform.machine()}; cgroups {cgroup_mode()}",
+        f"- Versions: {_version(['containerd', '--version'])}; {_version(['runc', '--version'])}; "
+        f"{_version(['crun', '--version'])}; Python {platform.python_version()}; ctrpy at git {head}"
+        f"{' plus uncommitted changes' if dirty else ''}",
+    ]
+
+
+def write_report(path: Path, comps: list[Comparison], failures: list[str], profiles: dict[str, list[str]],
+                 header: list[str], command: str, elapsed: float, images: dict[str, str], complete: bool) -> None:
+    lines = [BEGIN, "## Results of the last full run", ""]
+    lines += header
+    lines += [f"- Command: `{command}` (through `make bench`); took {elapsed / 60:.1f} min"
+              f"{'' if complete else ' (INCOMPLETE: interrupted or failed)'}",
+              "- ctrpy runs from the venv (`.venv/bin/ctrpy`, editable install) after `python -m compileall ctrpy`: "
+              "PYTHONDONTWRITEBYTECODE=1 is set in this environment, so without it every run would recompile.",
+              "- Images: " + "; ".join(f"{k}: {v}" for k, v in images.items()), ""]
+    lines += ["### Summary (ratios are medians of per-round ratios; lower is better for ctrpy)", "",
+              "| figure | ratio | target |", "|---|---:|---|"]
+    for comp in comps:
+        for num, den, target in comp.ratios:
+            r = comp.ratio(num, den)
+            lines.append(f"| {comp.title.split(' ', 1)[0]} {comp.key}: {num} / {den} | "
+                         f"{f'{r:.2f}x' if r is not None else 'n/a'} | {target or '-'} |")
+    lines.append("")
+    for failure in failures:
+        lines.append(f"- measure failed: {failure}")
+    lines.append("")
+    for comp in comps:
+        lines += render(comp)
+    if profiles:
+        lines += ["### Where ctrpy's time goes (profiles of the figures where it is behind)", ""]
+        for name, plines in profiles.items():
+            lines.append(f"**{name}** (full output in .bench/profiles/{name}.*)")
+            lines.append("")
+            lines += ["```"] + plines + ["```", ""]
+    lines.append(END)
+    block = "\n".join(lines) + "\n"
+    text = path.read_text() if path.exists() else ""
+    if BEGIN in text and END in text:
+        pre, rest = text.split(BEGIN, 1)
+        post = rest.split(END, 1)[1]
+        text = pre + block.rstrip("\n") + post
+    else:
+        text = (text or "# Benchmarks\n\n") + "\n" + block
+    path.write_text(text)
+
+
+def run_profiles(env: Env, names: list[str]) -> dict[str, list[str]]:
+    from bench.profile import profile
+
+    out: dict[str, list[str]] = {}
+    img = env.images.busybox
+    for name in names:
+        try:
+            root, state = env.new_root(f"prof-{name}")
+            if name in ("run", "images-ls", "containers-ls"):
+                subprocess.run(env.ctrpy_pull(root, state, img), capture_output=True, env=env.env)
+            if name in ("images-ls", "containers-ls"):
+                measures._populate_ctrpy(root, state, img, 1000)
+            argv = {
+                "run": env.ctrpy(root, state, "run", "--rm", "--network", "none", img, "prof", "true"),
+                "pull": env.ctrpy_pull(root, state, env.images.debian1),
+                "images-ls": env.ctrpy(root, state, "images", "ls"),
+                "containers-ls": env.ctrpy(root, state, "containers", "ls"),
+                "help": [env.ctrpy_bin, "--help"],
+                "images-ls-empty": env.ctrpy(root, state, "images", "ls"),
+            }[name]
+            # A pull must be cold for each of the three tools: each gets its own new root.
+            fresh = (lambda: _fresh_pull_argv(env, name)) if name == "pull" else None
+            out[name] = profile(name, argv, env.env, env.python, fresh=fresh)
+            env.drop_root(root)
+        except Exception as exc:
+            out[name] = [f"profile failed: {type(exc).__name__}: {exc}"]
+    return out
+
+
+def _fresh_pull_argv(env: Env, name: str) -> list[str]:
+    root, state = env.new_root(f"prof-{name}")
+    return env.ctrpy_pull(root, state, env.images.debian1)
+
+
+def behind(comp: Comparison) -> bool:
+    """ctrpy slower/heavier than the reference it is compared with first (or not measured at all)."""
+    if not comp.ratios:
+        return False
+    num, den, _ = comp.ratios[0]
+    r = comp.ratio(num, den)
+    return r is not None and r > 1.0
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--reps", type=int, default=10, help="rounds per comparison (default 10)")
+    parser.add_argument("--reps50", type=int, default=3, help="rounds of the 50-container start (default 3)")
+    parser.add_argument("--only", default="1,2,3,4,5", help="measures to run, e.g. 1,4 (default all)")
+    parser.add_argument("--no-profile", action="store_true", help="skip profiling where ctrpy is behind")
+    parser.add_argument("--output", default=str(REPO / "BENCHMARKS.md"), help="report file (default BENCHMARKS.md)")
+    args = parser.parse_args()
+    if os.geteuid() != 0:
+        print("bench: must run as root (containers, mounts, cgroups)", file=sys.stderr)
+        return 1
+    only = {int(x) for x in args.only.split(",") if x.strip()}
+    command = "python bench/run.py " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    # Registry traffic is for 127.0.0.1 only: no proxy may divert it.
+    for key in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "ALL_PROXY", "all_proxy"):
+        os.environ.pop(key, None)
+    os.environ["NO_PROXY"] = os.environ["no_proxy"] = "127.0.0.1,localhost,::1"
+    subprocess.run([sys.executable, "-m", "compileall", "-q", str(REPO / "ctrpy")], capture_output=True)
+
+    started = time.monotonic()
+    comps: list[Comparison] = []
+    failures: list[str] = []
+    profiles: dict[str, list[str]] = {}
+    header = machine()
+    images: dict[str, str] = {}
+    complete = False
+    try:
+        with Cleanup() as cleanup:
+            env = Env(cleanup, with_debian=bool(only & {2, 5}))
+            images = env.images.describe()
+            plan = [(1, lambda: measures.run_rm(env, args.reps)),
+                    (2, lambda: measures.pull(env, args.reps)),
+                    (3, lambda: measures.memory(env, args.reps, args.reps50)),
+                    (4, lambda: measures.listings(env, args.reps)),
+                    (5, lambda: measures.concurrency(env, args.reps))]
+            for number, fn in plan:
+                if number not in only:
+                    continue
+                t0 = time.monotonic()
+                log(f"bench: measure {number} ...")
+                try:
+                    got = fn()
+                except Exception as exc:
+                    failures.append(f"{number}: {type(exc).__name__}: {exc}")
+                    log(f"bench: measure {number} failed: {exc}")
+                    continue
+                for comp in got:
+                    print("\n".join(render(comp)), flush=True)
+                comps += got
+                log(f"bench: measure {number} took {time.monotonic() - t0:.0f}s")
+            if not args.no_profile:
+                wanted: list[str] = []
+                for comp in comps:
+                    key = next((v for k, v in PROFILE_FOR.items() if comp.title.startswith(k)), None)
+                    if key and behind(comp) and key not in wanted:
+                        wanted.append(key)
+                if wanted:
+                    log(f"bench: profiling ctrpy for: {', '.join(wanted)}")
+                    profiles = run_profiles(env, wanted)
+            complete = True
+    except KeyboardInterrupt:
+        log("bench: interrupted; cleaned up")
+    finally:
+        elapsed = time.monotonic() - started
+        if comps or complete:
+            write_report(Path(args.output), comps, failures, profiles, header, command, elapsed, images, complete)
+            results = REPO / ".bench" / "results.json"
+            results.parent.mkdir(exist_ok=True)
+            results.write_text(json.dumps({"header": header, "comparisons": [as_dict(c) for c in comps],
+                                           "failures": failures, "profiles": profiles}, indent=1))
+            log(f"bench: wrote {args.output} ({elapsed / 60:.1f} min)")
+    return 0 if complete else 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,276 @@
+"""`ctrpy images` (alias i, image): ls, inspect, tag, rm, check, pull, push; top-level `pull` and `push`."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import click
+
+from ctrpy.commands._output import emit_json, format_labels, format_option, human_size, quiet_option, table
+
+
+def registry_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Flags shared by every command that talks to a registry (ctr's RegistryFlags)."""
+    fn = tls_options(fn)
+    return click.option("--user", "-u", metavar="USER[:PASSWORD]",
+                        help="Registry credentials (prompts for a missing password)")(fn)
+
+
+def tls_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """How to reach a registry: scheme, TLS trust, hosts.toml directories, stall timeout."""
+    options = [
+        click.option("--plain-http", is_flag=True, help="Use plain HTTP instead of HTTPS"),
+        click.option("--skip-verify", "-k", is_flag=True, help="Do not verify the registry's TLS certificate"),
+        click.option("--tlscacert", multiple=True, metavar="FILE", help="CA certificate(s) for the registry"),
+        click.option("--tlscert", metavar="FILE", help="Client TLS certificate"),
+        click.option("--tlskey", metavar="FILE", help="Client TLS key"),
+        click.option("--hosts-dir", multiple=True, metavar="DIR",
+                     help="Directories holding <host>/hosts.toml  [default: config registry.config_path]"),
+        click.option("--progress-timeout", type=click.FloatRange(min=0.1), metavar="SECONDS",
+                     help="Fail a transfer that receives nothing for this long  [default: config, 60]"),
+    ]
+    for option in reversed(options):
+        fn = option(fn)
+    return fn
+
+
+def _registry(ctx: click.Context, kw: dict[str, Any], *, concurrent_key: str) -> tuple[Any, Any]:
+    """RegistryOptions and credential from flags over the config."""
+    from ctrpy.runtime.remotes import RegistryOptions
+    from ctrpy.runtime.remotes.auth import parse_user
+
+    config = ctx.obj.config
+    dirs = list(kw.get("hosts_dir") or ()) or [p for p in str(config.get("registry.config_path", "")).split(":") if p]
+    reg = RegistryOptions(
+        plain_http=kw.get("plain_http", False),
+        skip_verify=kw.get("skip_verify", False),
+        tlscacert=list(kw.get("tlscacert") or ()),
+        tlscert=kw.get("tlscert"),
+        tlskey=kw.get("tlskey"),
+        hosts_dirs=dirs,
+        progress_timeout=kw.get("progress_timeout") or float(config.get("registry.progress_timeout", 60)),
+        max_concurrent=kw.get("max_concurrent") or int(config.get(f"registry.{concurrent_key}", 3)),
+    )
+    credential = parse_user(kw["user"]) if kw.get("user") else None
+    return reg, credential
+
+
+def _find(client: Any, name: str) -> Any:
+    from ctrpy.runtime.push import find_image
+
+    return find_image(client, name)
+
+
+@click.group("images")
+def images() -> None:
+    """Manage images (pull, push, list, tag, remove, check)."""
+
+
+@click.command("pull")
+@click.argument("ref")
+@click.option("--platform", "platforms", multiple=True, metavar="OS/ARCH[/VARIANT]",
+              help="Platform to pull (repeatable)  [default: this host's]")
+@click.option("--all-platforms", is_flag=True, help="Pull every platform of an index")
+@click.option("--no-unpack", is_flag=True, help="Only fetch content; do not unpack layers into snapshots")
+@click.option("--snapshotter", metavar="NAME", help="Snapshotter to unpack into  [default: config]")
+@click.option("--max-concurrent-downloads", "max_concurrent", type=click.IntRange(min=1), metavar="N",
+              help="Parallel layer downloads  [default: config, 3]")
+@click.option("--deadline", type=click.FloatRange(min=0), metavar="SECONDS",
+              help="Fail the pull if it is not done after this long (0: none)  [default: config, 0]")
+@registry_options
+@quiet_option
+@click.pass_context
+def pull(ctx: click.Context, ref: str, platforms: tuple[str, ...], all_platforms: bool, no_unpack: bool,
+         snapshotter: str | None, deadline: float | None, quiet: bool, **kw: Any) -> None:
+    """Pull an image from a registry: REF like busybox, docker.io/library/busybox:latest, host:port/repo@sha256:..."""
+    from ctrpy.commands._progress import make_progress
+    from ctrpy.runtime.pull import PullOptions, pull as do_pull
+
+    client = ctx.obj.client
+    reg, credential = _registry(ctx, kw, concurrent_key="max_concurrent_downloads")
+    opts = PullOptions(registry=reg, platforms=list(platforms), all_platforms=all_platforms, unpack=not no_unpack,
+                       snapshotter=snapshotter, credential=credential,
+                       deadline=deadline if deadline is not None else float(ctx.obj.config.get("registry.deadline", 0)))
+    progress = make_progress(quiet)
+    try:
+        image = do_pull(client, ref, opts, progress)
+    finally:
+        progress.close()
+    if not quiet:
+        click.echo(f"{image.name} {image.target.digest}")
+
+
+@click.command("push")
+@click.argument("ref")
+@click.argument("local", required=False)
+@click.option("--platform", "platforms", multiple=True, metavar="OS/ARCH[/VARIANT]",
+              help="Push only this platform's manifest of an index")
+@click.option("--max-concurrent-uploads", "max_concurrent", type=click.IntRange(min=1), metavar="N",
+              help="Parallel blob uploads  [default: config, 3]")
+@registry_options
+@quiet_option
+@click.pass_context
+def push(ctx: click.Context, ref: str, local: str | None, platforms: tuple[str, ...], quiet: bool,
+         **kw: Any) -> None:
+    """Push the local image LOCAL (default REF) to the registry reference REF."""
+    from ctrpy.commands._progress import make_progress
+    from ctrpy.runtime.push import PushOptions, push as do_push
+
+    client = ctx.obj.client
+    reg, credential = _registry(ctx, kw, concurrent_key="max_concurrent_uploads")
+    progress = make_progress(quiet)
+    try:
+        desc = do_push(client, ref, local, PushOptions(registry=reg, platforms=list(platforms),
+                                                       credential=credential), progress)
+    finally:
+        progress.close()
+    if not quiet:
+        from ctrpy.runtime.reference import normalize
+
+        click.echo(f"{normalize(ref)} {desc.digest}")
+
+
+images.add_command(pull)
+images.add_command(push)
+
+
+@images.command("ls")
+@click.argument("filters", nargs=-1)
+@quiet_option
+@format_option
+@click.pass_context
+def ls(ctx: click.Context, filters: tuple[str, ...], quiet: bool, fmt: str) -> None:
+    """List images; FILTERS like name==docker.io/library/busybox:latest or labels."k"==v."""
+    from ctrpy.runtime import images as rt
+
+    client = ctx.obj.client
+    found = client.images.list(list(filters))
+    if quiet:
+        for image in found:
+            click.echo(image.name)
+        return
+    rows = []
+    for image in found:
+        rows.append({"name": image.name, "media_type": image.target.media_type, "digest": image.target.digest,
+                     "size": rt.image_size(client.content, image),
+                     "platforms": rt.image_platforms(client.content, image), "labels": image.labels,
+                     "created_at": image.created_at, "updated_at": image.updated_at})
+    if fmt == "json":
+        emit_json(rows)
+        return
+    table(["REF", "TYPE", "DIGEST", "SIZE", "PLATFORMS", "LABELS"],
+          [[r["name"], r["media_type"], r["digest"], human_size(r["size"]), ",".join(r["platforms"]) or "-",
+            format_labels(r["labels"])] for r in rows])
+
+
+@images.command("inspect")
+@click.argument("ref")
+@click.option("--platform", metavar="OS/ARCH[/VARIANT]", help="Platform whose manifest and config to show")
+@click.pass_context
+def inspect(ctx: click.Context, ref: str, platform: str | None) -> None:
+    """Show an image as JSON: record, index, the platform's manifest and config."""
+    from ctrpy.runtime import errors, images as rt, platforms as plat
+
+    client = ctx.obj.client
+    image = _find(client, ref)
+    out: dict[str, Any] = {"name": image.name, "target": image.target.to_dict(), "labels": image.labels,
+                           "created_at": image.created_at, "updated_at": image.updated_at,
+                           "size": rt.image_size(client.content, image)}
+    out["platforms"] = [{"platform": st.platform, "manifest": st.manifest, "status": st.status}
+                        for st in rt.check(client.content, image)]
+    if client.content.exists(image.target.digest) and rt.is_index(image.target.media_type):
+        out["index"] = rt.read_json(client.content, image.target)
+    matcher = plat.matcher_for([platform] if platform else None)
+    try:
+        resolved = rt.resolve(client.content, image, matcher)
+        out["manifest_digest"] = resolved.desc.digest
+        out["manifest"] = resolved.manifest
+        out["config"] = resolved.config
+        out["chain_id"] = resolved.chain_id if resolved.diff_ids else None
+    except errors.CtrpyError as exc:  # an incomplete image still shows what is there
+        out["manifest_error"] = str(exc)
+    emit_json(out)
+
+
+@images.command("tag")
+@click.argument("source")
+@click.argument("targets", nargs=-1, required=True)
+@click.option("--force", "-f", is_flag=True, help="Replace an existing image of that name")
+@click.pass_context
+def tag(ctx: click.Context, source: str, targets: tuple[str, ...], force: bool) -> None:
+    """Give the image SOURCE more names (TARGET...)."""
+    from ctrpy.runtime import errors
+    from ctrpy.runtime.metadata.images import Image
+    from ctrpy.runtime.reference import normalize
+
+    client = ctx.obj.client
+    image = _find(client, source)
+    for target in targets:
+        name = normalize(target)
+        new = Image(name=name, target=image.target, labels=dict(image.labels))
+        if force:
+            client.images.upsert(new)
+        else:
+            try:
+                client.images.create(new)
+            except errors.AlreadyExists:
+                raise errors.AlreadyExists(f"image {name!r} already exists (use --force to replace it)") from None
+        click.echo(name)
+
+
+@images.command("rm")
+@click.argument("refs", nargs=-1, required=True)
+@click.pass_context
+def rm(ctx: click.Context, refs: tuple[str, ...]) -> None:
+    """Remove image names (content is reclaimed later by garbage collection)."""
+    from ctrpy.runtime import errors
+
+    client = ctx.obj.client
+    failure: errors.CtrpyError | None = None
+    for ref in refs:
+        try:
+            image = _find(client, ref)
+            client.images.delete(image.name)
+            click.echo(image.name)
+        except errors.NotFound as exc:
+            click.echo(f"ctrpy: {exc}", err=True)
+            failure = exc
+    if failure is not None:
+        raise failure
+
+
+@images.command("check")
+@click.argument("filters", nargs=-1)
+@quiet_option
+@format_option
+@click.pass_context
+def check(ctx: click.Context, filters: tuple[str, ...], quiet: bool, fmt: str) -> None:
+    """Show per platform whether each image's content is complete in the store."""
+    from ctrpy.runtime import images as rt
+
+    client = ctx.obj.client
+    rows = []
+    for image in client.images.list(list(filters)):
+        for st in rt.check(client.content, image):
+            rows.append({"name": image.name, "media_type": image.target.media_type, "manifest": st.manifest,
+                         "platform": st.platform, "status": st.status, "complete": st.complete,
+                         "present": st.present, "required": st.required, "size": st.size})
+    if quiet:
+        for row in rows:
+            if row["complete"]:
+                click.echo(f"{row['name']} {row['platform']}")
+        return
+    if fmt == "json":
+        emit_json(rows)
+        return
+    table(["REF", "TYPE", "PLATFORM", "DIGEST", "STATUS", "SIZE"],
+          [[r["name"], r["media_type"], r["platform"], r["manifest"], r["status"], human_size(r["size"])]
+           for r in rows])
+
+
+
+# ctr's aliases for the verbs.
+images.add_command(ls, "list")
+images.add_command(rm, "remove")
+images.add_command(rm, "delete")

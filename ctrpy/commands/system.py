@@ -1,0 +1,48 @@
+"""`ctrpy version` and `ctrpy info`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from ctrpy.commands._output import emit_json, format_option, table
+
+
+@click.command("version")
+@format_option
+def version(fmt: str) -> None:
+    """Show ctrpy's and the C helper's versions."""
+    import ctrpy
+    from ctrpy.runtime.system import helper_version
+
+    helper = helper_version()
+    if fmt == "json":
+        emit_json({"version": ctrpy.__version__, "helper_version": helper})
+        return
+    click.echo(f"ctrpy: {ctrpy.__version__}")
+    click.echo(f"helper: {helper or 'missing (reinstall ctrpy: the C helper was not built)'}")
+
+
+@click.command("info")
+@format_option
+@click.pass_obj
+def info(obj: Any, fmt: str) -> None:
+    """Show root/state dirs, snapshotters, runtimes and the cgroup mode."""
+    from ctrpy.runtime import system
+
+    data = system.info(obj.config, obj.root, obj.state, obj.namespace)
+    if fmt == "json":
+        emit_json(data)
+        return
+    rows = [("Version", data["version"]), ("Helper", data["helper_version"] or "missing"),
+            ("Root", data["root"]), ("State", data["state"]), ("Namespace", data["namespace"]),
+            ("Config", data["config"] or "(defaults)"), ("Cgroup mode", data["cgroup_mode"])]
+    for sn in data["snapshotters"]:
+        rows.append((f"Snapshotter {sn['name']}",
+                     ("supported" if sn["supported"] else "unsupported") + (" (default)" if sn["default"] else "")))
+    for rt in data["runtimes"]:
+        found = (rt["path"] or "built in") if rt["found"] else "missing"
+        detail = f"{found}" + (f", {rt['version']}" if rt["version"] else "") + (" (default)" if rt["default"] else "")
+        rows.append((f"Runtime {rt['name']}", detail))
+    table(["KEY", "VALUE"], rows)

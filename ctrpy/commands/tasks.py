@@ -1,0 +1,252 @@
+"""`ctrpy tasks` (start/ls/kill/exec/ps/pause/resume/wait/rm/metrics/attach) and the top-level
+`ctrpy ps`, `ctrpy exec`, `ctrpy logs`, like `ctr tasks`.
+
+Foreground commands exit with the process's own exit status (128+N when killed by signal N).
+"""
+
+from __future__ import annotations
+
+import signal as _signal
+import sys
+import uuid
+from typing import Any
+
+import click
+
+from ctrpy.commands._output import AliasGroup, emit_json, format_option, human_size, quiet_option, table
+
+
+def parse_signal(text: str) -> int:
+    """SIGTERM, TERM or 15."""
+    if text.isdigit():
+        return int(text)
+    name = text.upper()
+    name = name if name.startswith("SIG") else "SIG" + name
+    try:
+        return int(_signal.Signals[name])
+    except KeyError:
+        raise click.BadParameter(f"unknown signal {text!r}") from None
+
+
+def exit_code(record: dict[str, Any] | None, fallback: Any = None) -> int:
+    """A process's exit status as our exit code; 255 when it is unknown."""
+    if record is None and fallback is not None:
+        record = {"exit_status": fallback.exit_status}
+    status = (record or {}).get("exit_status")
+    return 255 if status is None else int(status)
+
+
+def run_attached(client: Any, container_id: str, attachment: Any, *, start: bool = False,
+                 owner: bool = True) -> int:
+    """Start (optionally) and stream the task's stdio until it exits; returns its exit code."""
+    tasks = client.tasks
+
+    def forward(sig: int) -> None:
+        try:
+            tasks.kill(container_id, sig)
+        except Exception:  # noqa: BLE001 - the task may be gone already
+            pass
+
+    try:
+        if start:
+            tasks.start(container_id)
+        stdin_fd = sys.stdin.fileno() if sys.stdin is not None else None
+        record = attachment.pump(stdin_fd, sys.stdout.fileno(), sys.stderr.fileno(), on_signal=forward,
+                                 close_empty_stdin=owner)
+    finally:
+        attachment.close()
+    if record is None:
+        record = tasks.wait(container_id)
+    return exit_code(record)
+
+
+def print_tasks(states: list[Any], quiet: bool, fmt: str) -> None:
+    if quiet:
+        for s in states:
+            click.echo(s.id)
+    elif fmt == "json":
+        emit_json([s.to_dict() for s in states])
+    else:
+        rows = []
+        for s in states:
+            status = s.status.value.upper()
+            if s.exit_status is not None:
+                status += f" ({s.exit_status}{', OOM killed' if s.oom_killed else ''})"
+            rows.append((s.id, s.pid, status))
+        table(["TASK", "PID", "STATUS"], rows)
+
+
+@click.group("tasks", cls=AliasGroup)
+def tasks() -> None:
+    """Manage tasks (the running processes of containers)."""
+
+
+@tasks.command("start")
+@click.argument("container_id")
+@click.option("--detach", "-d", is_flag=True, help="Do not wait for the task; its output goes to `ctrpy logs`")
+@click.pass_obj
+def start(obj: Any, container_id: str, detach: bool) -> None:
+    """Create and start the task of a container (attached unless -d)."""
+    client = obj.client
+    client.tasks.create(container_id, stdin=not detach)
+    if detach:
+        client.tasks.start(container_id)
+        return
+    try:
+        code = run_attached(client, container_id, client.tasks.attach(container_id, stdin=True), start=True)
+    finally:
+        client.tasks.delete(container_id, force=True)
+    raise click.exceptions.Exit(code)
+
+
+@tasks.command("ls")
+@quiet_option
+@format_option
+@click.pass_obj
+def ls(obj: Any, quiet: bool, fmt: str) -> None:
+    """List tasks with their pid and status (and exit status once stopped)."""
+    print_tasks(obj.client.tasks.list(), quiet, fmt)
+
+
+@click.command("ps")
+@quiet_option
+@format_option
+@click.pass_obj
+def ps_all(obj: Any, quiet: bool, fmt: str) -> None:
+    """List tasks (same as `tasks ls`)."""
+    print_tasks(obj.client.tasks.list(), quiet, fmt)
+
+
+@tasks.command("kill")
+@click.argument("container_id")
+@click.option("--signal", "-s", "sig", default="SIGTERM", show_default=True, help="Signal name or number")
+@click.option("--all", "-a", "all_", is_flag=True, help="Signal every process of the task")
+@click.option("--exec-id", default="", help="Signal an exec process instead")
+@click.pass_obj
+def kill(obj: Any, container_id: str, sig: str, all_: bool, exec_id: str) -> None:
+    """Send a signal to a task."""
+    obj.client.tasks.kill(container_id, parse_signal(sig), all=all_, exec_id=exec_id)
+
+
+@click.command("exec", context_settings={"allow_interspersed_args": False, "ignore_unknown_options": True})
+@click.option("--exec-id", default="", help="Exec process id (generated when not given)")
+@click.option("--tty", "-t", is_flag=True, help="Allocate a terminal")
+@click.option("--detach", "-d", is_flag=True, help="Do not wait for the process")
+@click.option("--env", "-e", multiple=True, metavar="KEY=VALUE", help="Set an environment variable")
+@click.option("--cwd", default="", help="Working directory")
+@click.option("--user", "-u", default="", help="User name or uid[:gid]")
+@click.argument("container_id")
+@click.argument("args", nargs=-1, required=True, type=click.UNPROCESSED)
+@click.pass_obj
+def exec_(obj: Any, exec_id: str, tty: bool, detach: bool, env: tuple[str, ...], cwd: str, user: str,
+          container_id: str, args: tuple[str, ...]) -> None:
+    """Run a process in a running task: ID COMMAND [ARG...]; exits with its exit status."""
+    exec_id = exec_id or "exec-" + uuid.uuid4().hex[:12]
+    attachment = obj.client.tasks.exec(container_id, exec_id, list(args), tty=tty, stdin=not detach,
+                                       env=list(env), cwd=cwd, user=user)
+    if detach:
+        attachment.close()
+        click.echo(exec_id)
+        return
+    try:
+        record = attachment.pump(sys.stdin.fileno(), sys.stdout.fileno(), sys.stderr.fileno(),
+                                 on_signal=lambda sig: obj.client.tasks.kill(container_id, sig, exec_id=exec_id))
+    finally:
+        attachment.close()
+    if record is None:
+        record = obj.client.tasks.wait(container_id, exec_id)
+    raise click.exceptions.Exit(exit_code(record))
+
+
+tasks.add_command(exec_, "exec")
+
+
+@tasks.command("ps")
+@click.argument("container_id")
+@format_option
+@click.pass_obj
+def ps(obj: Any, container_id: str, fmt: str) -> None:
+    """List the processes of a task (host pids)."""
+    procs = obj.client.tasks.ps(container_id)
+    if fmt == "json":
+        emit_json(procs)
+    else:
+        table(["PID", "STATE", "COMMAND"], [(p["pid"], p["state"], p["command"]) for p in procs])
+
+
+@tasks.command("pause")
+@click.argument("container_ids", nargs=-1, required=True)
+@click.pass_obj
+def pause(obj: Any, container_ids: tuple[str, ...]) -> None:
+    """Freeze every process of a task."""
+    for container_id in container_ids:
+        obj.client.tasks.pause(container_id)
+
+
+@tasks.command("resume")
+@click.argument("container_ids", nargs=-1, required=True)
+@click.pass_obj
+def resume(obj: Any, container_ids: tuple[str, ...]) -> None:
+    """Thaw a paused task."""
+    for container_id in container_ids:
+        obj.client.tasks.resume(container_id)
+
+
+@tasks.command("wait")
+@click.argument("container_id")
+@click.option("--exec-id", default="", help="Wait for an exec process instead")
+@click.pass_obj
+def wait(obj: Any, container_id: str, exec_id: str) -> None:
+    """Wait for a task to exit; exits with its exit status (also after the supervisor is gone)."""
+    record = obj.client.tasks.wait(container_id, exec_id)
+    raise click.exceptions.Exit(exit_code(record))
+
+
+@tasks.command("rm")
+@click.argument("container_ids", nargs=-1, required=True)
+@click.option("--force", "-f", is_flag=True, help="Kill a running task first")
+@click.pass_obj
+def rm(obj: Any, container_ids: tuple[str, ...], force: bool) -> None:
+    """Delete stopped tasks (running ones need --force); prints ID and exit status like ctr."""
+    for container_id in container_ids:
+        state = obj.client.tasks.delete(container_id, force=force)
+        click.echo(f"{container_id}\t{'' if state.exit_status is None else state.exit_status}".rstrip())
+
+
+@tasks.command("metrics")
+@click.argument("container_id")
+@format_option
+@click.pass_obj
+def metrics(obj: Any, container_id: str, fmt: str) -> None:
+    """Show a task's cgroup metrics: memory usage/limit, cpu usage, pids."""
+    m = obj.client.tasks.metrics(container_id)
+    if fmt == "json":
+        emit_json(m)
+        return
+    mem, cpu, pids = m.get("memory", {}), m.get("cpu", {}), m.get("pids", {})
+    table(["ID", "MEMORY", "LIMIT", "OOM KILLS", "CPU (ns)", "PIDS", "PIDS LIMIT"],
+          [(container_id, human_size(mem.get("usage")), human_size(mem.get("limit")), mem.get("oom_kills", 0),
+            cpu.get("usage_ns", 0), pids.get("current") if pids.get("current") is not None else "-",
+            pids.get("limit") if pids.get("limit") is not None else "-")])
+
+
+@tasks.command("attach")
+@click.argument("container_id")
+@click.pass_obj
+def attach(obj: Any, container_id: str) -> None:
+    """Attach to a task's stdio until it exits; exits with its exit status."""
+    attachment = obj.client.tasks.attach(container_id, stdin=True)
+    raise click.exceptions.Exit(run_attached(obj.client, container_id, attachment, owner=False))
+
+
+@click.command("logs")
+@click.argument("container_id")
+@click.option("--follow", "-f", is_flag=True, help="Keep printing new output until the task exits")
+@click.option("--tail", type=int, default=None, help="Only the last N lines")
+@click.pass_obj
+def logs(obj: Any, container_id: str, follow: bool, tail: int | None) -> None:
+    """Show a task's output."""
+    out = sys.stdout.buffer
+    for chunk in obj.client.tasks.logs(container_id, tail=tail, follow=follow):
+        out.write(chunk)
+        out.flush()

@@ -1,0 +1,601 @@
+"""ctrpy's built-in OCI runtime: runc's verbs, done in-process through the C helper.
+
+State lives under `root/<id>/` like runc's: `state.json` (pid, its start time, bundle, cgroup directories)
+and `exec.fifo` while the container is created but not started. `create` translates `config.json` into
+the helper's flat spec (namespaces, mounts, devices, capabilities...) and returns once the init waits on
+the fifo; `start` opens the fifo, which lets the init exec. Status is derived, never stored:
+
+    created  the fifo still exists and the init is alive
+    running  the init is alive (same pid and start time as recorded)
+    paused   running, with its cgroup frozen
+    stopped  the init is gone (or a zombie)
+
+Settings this host cannot honour without CAP_SYS_RESOURCE (a lower oom_score_adj, a higher hard rlimit)
+and capabilities outside our own bounding set are clamped with a warning instead of failing.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal as _signal
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+from ctrpy.runtime import errors
+from ctrpy.runtime import helper as _h
+
+OCI_VERSION = "1.0.2"
+_ID_RE = re.compile(r"^[\w+.-]{1,128}$")
+
+NAMESPACES = {
+    "pid": _h.CLONE_NEWPID, "network": _h.CLONE_NEWNET, "mount": _h.CLONE_NEWNS, "ipc": _h.CLONE_NEWIPC,
+    "uts": _h.CLONE_NEWUTS, "user": _h.CLONE_NEWUSER, "cgroup": _h.CLONE_NEWCGROUP,
+}
+# /proc/<pid>/ns names, in the order exec joins them (the mount namespace after those it needs /proc for).
+_NS_FILES = (("ipc", _h.CLONE_NEWIPC), ("uts", _h.CLONE_NEWUTS), ("net", _h.CLONE_NEWNET),
+             ("cgroup", _h.CLONE_NEWCGROUP), ("mnt", _h.CLONE_NEWNS), ("pid", _h.CLONE_NEWPID))
+
+CAPS = (
+    "CHOWN", "DAC_OVERRIDE", "DAC_READ_SEARCH", "FOWNER", "FSETID", "KILL", "SETGID", "SETUID", "SETPCAP",
+    "LINUX_IMMUTABLE", "NET_BIND_SERVICE", "NET_BROADCAST", "NET_ADMIN", "NET_RAW", "IPC_LOCK", "IPC_OWNER",
+    "SYS_MODULE", "SYS_RAWIO", "SYS_CHROOT", "SYS_PTRACE", "SYS_PACCT", "SYS_ADMIN", "SYS_BOOT", "SYS_NICE",
+    "SYS_RESOURCE", "SYS_TIME", "SYS_TTY_CONFIG", "MKNOD", "LEASE", "AUDIT_WRITE", "AUDIT_CONTROL", "SETFCAP",
+    "MAC_OVERRIDE", "MAC_ADMIN", "SYSLOG", "WAKE_ALARM", "BLOCK_SUSPEND", "AUDIT_READ", "PERFMON", "BPF",
+    "CHECKPOINT_RESTORE",
+)
+CAP_NUMBERS = {f"CAP_{name}": i for i, name in enumerate(CAPS)}
+
+RLIMITS = {
+    "RLIMIT_CPU": 0, "RLIMIT_FSIZE": 1, "RLIMIT_DATA": 2, "RLIMIT_STACK": 3, "RLIMIT_CORE": 4, "RLIMIT_RSS": 5,
+    "RLIMIT_NPROC": 6, "RLIMIT_NOFILE": 7, "RLIMIT_MEMLOCK": 8, "RLIMIT_AS": 9, "RLIMIT_LOCKS": 10,
+    "RLIMIT_SIGPENDING": 11, "RLIMIT_MSGQUEUE": 12, "RLIMIT_NICE": 13, "RLIMIT_RTPRIO": 14, "RLIMIT_RTTIME": 15,
+}
+
+# Mount option -> (flags to set, flags to clear); propagation options are kept apart.
+MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_SYNCHRONOUS, MS_REMOUNT = 1, 2, 4, 8, 16, 32
+MS_MANDLOCK, MS_DIRSYNC, MS_NOATIME, MS_NODIRATIME, MS_BIND, MS_REC = 64, 128, 1024, 2048, 4096, 16384
+MS_UNBINDABLE, MS_PRIVATE, MS_SLAVE, MS_SHARED = 1 << 17, 1 << 18, 1 << 19, 1 << 20
+MS_RELATIME, MS_STRICTATIME = 1 << 21, 1 << 24
+_MOUNT_FLAGS = {
+    "ro": (MS_RDONLY, 0), "rw": (0, MS_RDONLY), "nosuid": (MS_NOSUID, 0), "suid": (0, MS_NOSUID),
+    "nodev": (MS_NODEV, 0), "dev": (0, MS_NODEV), "noexec": (MS_NOEXEC, 0), "exec": (0, MS_NOEXEC),
+    "sync": (MS_SYNCHRONOUS, 0), "async": (0, MS_SYNCHRONOUS), "dirsync": (MS_DIRSYNC, 0),
+    "remount": (MS_REMOUNT, 0), "mand": (MS_MANDLOCK, 0), "nomand": (0, MS_MANDLOCK),
+    "atime": (0, MS_NOATIME), "noatime": (MS_NOATIME, 0), "diratime": (0, MS_NODIRATIME),
+    "nodiratime": (MS_NODIRATIME, 0), "relatime": (MS_RELATIME, 0), "norelatime": (0, MS_RELATIME),
+    "strictatime": (MS_STRICTATIME, 0), "nostrictatime": (0, MS_STRICTATIME),
+    "bind": (MS_BIND, 0), "rbind": (MS_BIND | MS_REC, 0),
+}
+_PROPAGATION = {
+    "private": MS_PRIVATE, "rprivate": MS_PRIVATE | MS_REC, "shared": MS_SHARED, "rshared": MS_SHARED | MS_REC,
+    "slave": MS_SLAVE, "rslave": MS_SLAVE | MS_REC, "unbindable": MS_UNBINDABLE,
+    "runbindable": MS_UNBINDABLE | MS_REC,
+}
+
+# Devices every container gets when /dev is a fresh tmpfs (runc's default device list).
+DEFAULT_DEVICES = (
+    ("/dev/null", "c", 1, 3), ("/dev/zero", "c", 1, 5), ("/dev/full", "c", 1, 7), ("/dev/tty", "c", 5, 0),
+    ("/dev/random", "c", 1, 8), ("/dev/urandom", "c", 1, 9),
+)
+
+
+def parse_mount_options(options: list[str]) -> tuple[int, int, str]:
+    """OCI mount options -> (MS_* flags, propagation flags, fs-specific data string)."""
+    flags = propagation = 0
+    data: list[str] = []
+    for opt in options:
+        if opt in _MOUNT_FLAGS:
+            set_, clear = _MOUNT_FLAGS[opt]
+            flags = (flags | set_) & ~clear
+        elif opt in _PROPAGATION:
+            propagation = _PROPAGATION[opt]
+        elif opt in ("defaults", "recursive", "rro", "rrw", "idmap", "ridmap"):
+            continue
+        else:
+            data.append(opt)
+    return flags, propagation, ",".join(data)
+
+
+def _cap_mask(names: list[str] | None, warn: Callable[[str], None], allowed: int) -> int:
+    mask = 0
+    for name in names or []:
+        n = CAP_NUMBERS.get(name if name.startswith("CAP_") else f"CAP_{name}")
+        if n is None:
+            warn(f"unknown capability {name!r} ignored")
+            continue
+        mask |= 1 << n
+    return mask & allowed
+
+
+def _own_bounding_set() -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("CapBnd:"):
+                return int(line.split()[1], 16)
+    return (1 << 64) - 1
+
+
+def _proc_start_time(pid: int) -> int | None:
+    """Start time of `pid` (clock ticks since boot), None if gone or a zombie; tells pid reuse apart."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            text = f.read()
+    except OSError:
+        return None
+    rest = text[text.rfind(")") + 2:].split()
+    if not rest or rest[0] in ("Z", "X"):
+        return None
+    return int(rest[19])
+
+
+def _stderr_warn(message: str) -> None:
+    sys.stderr.write(f"ctrpy: warning: {message}\n")
+    sys.stderr.flush()
+
+
+class BuiltinRuntime:
+    """The OCIRuntime protocol (see ctrpy.runtime.ociruntime) implemented with the C helper."""
+
+    name = "ctrpy"
+
+    def __init__(self, root: Path | str, warn: Callable[[str], None] | None = None) -> None:
+        self.root = Path(root)
+        self.warn = warn or _stderr_warn
+        self.last_warnings: list[str] = []
+
+    # -- state ------------------------------------------------------------------------------------------
+
+    def _dir(self, container_id: str) -> Path:
+        if not _ID_RE.match(container_id or ""):
+            raise errors.InvalidArgument(f"invalid container id {container_id!r}")
+        return self.root / container_id
+
+    def _load(self, container_id: str) -> dict[str, Any]:
+        try:
+            data: dict[str, Any] = json.loads((self._dir(container_id) / "state.json").read_text())
+        except FileNotFoundError:
+            raise errors.NotFound(f"container {container_id} does not exist") from None
+        except (OSError, ValueError) as exc:
+            raise errors.Internal(f"container {container_id}: unreadable state: {exc}") from None
+        return data
+
+    @staticmethod
+    def _write_atomic(path: Path, text: str) -> None:
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_text(text)
+        os.replace(tmp, path)
+
+    def _cgroup(self, st: dict[str, Any]) -> Any:
+        from ctrpy.runtime.cgroups import Cgroup
+
+        cg = Cgroup(st["cgroup_path"])
+        cg.dirs = dict(st.get("cgroup_dirs") or cg.dirs)  # where create put it, whoever asks now
+        return cg
+
+    def _status(self, container_id: str, st: dict[str, Any]) -> str:
+        pid = st.get("pid") or 0
+        if pid <= 0 or _proc_start_time(pid) != st.get("start_time"):
+            return "stopped"
+        if (self._dir(container_id) / "exec.fifo").exists():
+            return "created"
+        if self._cgroup(st).frozen():
+            return "paused"
+        return "running"
+
+    def state(self, container_id: str) -> dict[str, Any]:
+        st = self._load(container_id)
+        status = self._status(container_id, st)
+        return {
+            "ociVersion": st.get("ociVersion", OCI_VERSION),
+            "id": container_id,
+            "pid": 0 if status == "stopped" else st["pid"],
+            "status": status,
+            "bundle": st["bundle"],
+            "rootfs": st["rootfs"],
+            "created": st["created"],
+            "owner": "",
+            "annotations": st.get("annotations") or {},
+        }
+
+    def list(self) -> list[dict[str, Any]]:
+        """The state of every container under this root."""
+        out = []
+        if not self.root.is_dir():
+            return out
+        for entry in sorted(self.root.iterdir()):
+            if entry.is_dir() and (entry / "state.json").exists():
+                try:
+                    out.append(self.state(entry.name))
+                except errors.CtrpyError:
+                    continue
+        return out
+
+    # -- create / start ---------------------------------------------------------------------------------
+
+    def create(self, container_id: str, bundle: Path, *, pid_file: Path | None = None,
+               console_socket: Path | None = None, stdio: tuple[int, int, int] | None = None) -> None:
+        from ctrpy.runtime.cgroups import Cgroup
+
+        cdir = self._dir(container_id)
+        bundle = Path(bundle).resolve()
+        config = self._read_config(bundle)
+        linux = config.get("linux") or {}
+        process = config.get("process") or {}
+        if process.get("terminal") and console_socket is None:
+            raise errors.InvalidArgument("process.terminal is set: a console socket is required")
+        self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
+        try:
+            cdir.mkdir(mode=0o711)
+        except FileExistsError:
+            raise errors.AlreadyExists(f"container {container_id} already exists") from None
+        warnings: list[str] = []
+        cgroup = None
+        try:
+            cgroup = Cgroup(linux.get("cgroupsPath") or container_id)
+            spec = self._spec_from_config(config, bundle, cgroup, warnings.append)
+            fifo = cdir / "exec.fifo"
+            os.mkfifo(fifo, 0o622)
+            spec.exec_fifo = str(fifo)
+            spec.stdio = stdio
+            spec.console_socket = str(console_socket) if console_socket else None
+            cgroup.create(linux.get("resources"))
+            spec.cgroup_procs = cgroup.procs_files()
+            pid, helper_warnings = _h.spawn(spec)
+            warnings += helper_warnings
+            state = {
+                "ociVersion": config.get("ociVersion", OCI_VERSION),
+                "id": container_id,
+                "pid": pid,
+                "start_time": _proc_start_time(pid),
+                "bundle": str(bundle),
+                "rootfs": spec.rootfs,
+                "created": _now(),
+                "annotations": config.get("annotations") or {},
+                "cgroup_path": cgroup.path,
+                "cgroup_dirs": cgroup.dirs,
+                "namespaces": [ns.get("type") for ns in linux.get("namespaces") or []],
+            }
+            self._write_atomic(cdir / "state.json", json.dumps(state))
+            if pid_file is not None:
+                self._write_atomic(Path(pid_file), str(pid))
+        except BaseException:
+            if cgroup is not None and cgroup.exists():
+                try:
+                    cgroup.kill_all(_signal.SIGKILL)
+                    cgroup.destroy()
+                except errors.CtrpyError:
+                    pass
+            _rmtree(cdir)
+            raise
+        finally:
+            self.last_warnings = warnings
+            for w in warnings:
+                self.warn(w)
+
+    @staticmethod
+    def _read_config(bundle: Path) -> dict[str, Any]:
+        try:
+            config: dict[str, Any] = json.loads((bundle / "config.json").read_text())
+        except FileNotFoundError:
+            raise errors.NotFound(f"bundle {bundle}: config.json does not exist") from None
+        except ValueError as exc:
+            raise errors.InvalidArgument(f"bundle {bundle}: config.json is not valid JSON: {exc}") from None
+        except OSError as exc:
+            raise errors.from_oserror(exc, f"bundle {bundle}: cannot read config.json") from None
+        if not isinstance(config, dict) or not isinstance(config.get("process"), dict):
+            raise errors.InvalidArgument(f"bundle {bundle}: config.json has no process")
+        return config
+
+    def _process_spec(self, process: dict[str, Any], warn: Callable[[str], None]) -> _h.Spec:
+        """The process half of the helper spec (shared by create and exec)."""
+        args = process.get("args") or []
+        if not args or not all(isinstance(a, str) for a in args):
+            raise errors.InvalidArgument("process.args must be a non-empty list of strings")
+        user = process.get("user") or {}
+        spec = _h.Spec(argv=list(args), env=list(process.get("env") or []), cwd=process.get("cwd") or "/")
+        if not spec.cwd.startswith("/"):
+            raise errors.InvalidArgument(f"process.cwd {spec.cwd!r} must be an absolute path")
+        spec.uid = int(user.get("uid", 0))
+        spec.gid = int(user.get("gid", 0))
+        spec.gids = [int(g) for g in user.get("additionalGids") or []]
+        spec.terminal = bool(process.get("terminal"))
+        spec.no_new_privs = bool(process.get("noNewPrivileges"))
+        for rl in process.get("rlimits") or []:
+            if rl.get("type") not in RLIMITS:
+                raise errors.InvalidArgument(f"unknown rlimit {rl.get('type')!r}")
+            spec.rlimits.append((RLIMITS[rl["type"]], int(rl.get("soft", 0)), int(rl.get("hard", 0))))
+        if process.get("oomScoreAdj") is not None:
+            spec.oom_score_adj = int(process["oomScoreAdj"])
+        caps = process.get("capabilities")
+        if caps is not None:
+            own = _own_bounding_set()
+            wanted = set()
+            for key in ("effective", "permitted", "inheritable", "bounding", "ambient"):
+                wanted.update(caps.get(key) or [])
+            missing = sorted(n for n in wanted if n in CAP_NUMBERS and not own & (1 << CAP_NUMBERS[n]))
+            if missing:
+                warn(f"capabilities {', '.join(missing)} are not in this host's bounding set: dropped")
+            spec.caps = tuple(_cap_mask(caps.get(k), warn, own)  # type: ignore[assignment]
+                              for k in ("effective", "permitted", "inheritable", "bounding", "ambient"))
+        return spec
+
+    def _spec_from_config(self, config: dict[str, Any], bundle: Path, cgroup: Any,
+                          warn: Callable[[str], None]) -> _h.Spec:
+        linux = config.get("linux") or {}
+        spec = self._process_spec(config["process"], warn)
+        root = config.get("root") or {}
+        rootfs = Path(root.get("path") or "rootfs")
+        rootfs = (rootfs if rootfs.is_absolute() else bundle / rootfs).resolve()
+        if not rootfs.is_dir():
+            raise errors.NotFound(f"rootfs {rootfs} does not exist")
+        spec.rootfs = str(rootfs)
+        spec.rootfs_readonly = bool(root.get("readonly"))
+        if linux.get("rootfsPropagation"):
+            spec.rootfs_propagation = _PROPAGATION.get(linux["rootfsPropagation"], 0)
+        new_ns = set()
+        for ns in linux.get("namespaces") or []:
+            kind = ns.get("type")
+            if kind not in NAMESPACES:
+                raise errors.NotImplemented_(f"namespace type {kind!r} is not supported")
+            if kind == "user":
+                raise errors.NotImplemented_("user namespaces are not supported by the built-in runtime yet")
+            if ns.get("path"):
+                spec.join.append((NAMESPACES[kind], ns["path"]))
+            else:
+                spec.clone_flags |= NAMESPACES[kind]
+                new_ns.add(kind)
+        if "mount" not in new_ns:
+            raise errors.InvalidArgument("the built-in runtime needs a new mount namespace")
+        if config.get("hostname"):
+            if "uts" not in new_ns:
+                raise errors.InvalidArgument("hostname is set but the container has no new uts namespace")
+            spec.hostname = config["hostname"]
+        if config.get("domainname"):
+            spec.domainname = config["domainname"]
+        dev_mounted = False
+        for m in config.get("mounts") or []:
+            dest = m.get("destination") or ""
+            if not dest.startswith("/"):
+                raise errors.InvalidArgument(f"mount destination {dest!r} must be absolute")
+            flags, prop, data = parse_mount_options(list(m.get("options") or []))
+            mtype = m.get("type") or ("bind" if flags & MS_BIND else None)
+            if mtype == "bind":
+                flags |= MS_BIND
+            if dest == "/dev":
+                dev_mounted = True
+            if mtype == "cgroup":
+                spec.mounts += self._cgroup_mounts(dest, flags, cgroup)
+                continue
+            source = m.get("source")
+            if flags & MS_BIND and source and not source.startswith("/"):
+                source = str(bundle / source)
+            spec.mounts.append(_h.Mount(mtype, source, dest, flags, prop, data))
+        if dev_mounted:
+            for path, kind, major, minor in DEFAULT_DEVICES:
+                spec.devices.append(_h.Device(path, kind, major, minor, 0o666))
+        for d in linux.get("devices") or []:
+            mode = d.get("fileMode")
+            spec.devices = [x for x in spec.devices if x.path != d["path"]]
+            spec.devices.append(_h.Device(d["path"], d.get("type", "c")[0], int(d.get("major", 0)),
+                                          int(d.get("minor", 0)), 0o666 if mode is None else int(mode),
+                                          int(d.get("uid", 0)), int(d.get("gid", 0))))
+        spec.masked = list(linux.get("maskedPaths") or [])
+        spec.readonly = list(linux.get("readonlyPaths") or [])
+        spec.sysctl = {str(k): str(v) for k, v in (linux.get("sysctl") or {}).items()}
+        return spec
+
+    @staticmethod
+    def _cgroup_mounts(dest: str, flags: int, cgroup: Any) -> list[_h.Mount]:
+        """A "cgroup" mount: the container's own cgroup directories, read-only, under a tmpfs (as runc)."""
+        base = flags & (MS_NOSUID | MS_NODEV | MS_NOEXEC)
+        ro = MS_RDONLY if flags & MS_RDONLY else 0
+        if cgroup.layout.mode == "v2":
+            (d,) = cgroup.dirs.values()
+            return [_h.Mount("bind", d, dest, MS_BIND | MS_REC | base | ro)]
+        mounts = [_h.Mount("tmpfs", "tmpfs", dest, base, 0, "mode=755")]
+        for mount_point, d in cgroup.dirs.items():
+            name = os.path.basename(mount_point)
+            mounts.append(_h.Mount("bind", d, f"{dest.rstrip('/')}/{name}", MS_BIND | MS_REC | base | ro))
+        if ro:
+            mounts.append(_h.Mount("tmpfs", "tmpfs", dest, MS_REMOUNT | MS_RDONLY | base, 0, "mode=755"))
+        return mounts
+
+    def start(self, container_id: str) -> None:
+        st = self._load(container_id)
+        status = self._status(container_id, st)
+        if status != "created":
+            raise errors.FailedPrecondition(f"container {container_id} is {status}, not created: cannot start")
+        fifo = self._dir(container_id) / "exec.fifo"
+        try:
+            _h.start(str(fifo), st["pid"])
+        finally:
+            try:
+                fifo.unlink()
+            except FileNotFoundError:
+                pass
+
+    # -- signals and teardown ---------------------------------------------------------------------------
+
+    def kill(self, container_id: str, signal: int, all: bool = False) -> None:
+        st = self._load(container_id)
+        status = self._status(container_id, st)
+        if all:
+            self._cgroup(st).kill_all(signal)
+            return
+        if status == "stopped":
+            raise errors.FailedPrecondition(f"container {container_id} is not running")
+        try:
+            os.kill(st["pid"], signal)
+        except ProcessLookupError:
+            raise errors.FailedPrecondition(f"container {container_id} is not running") from None
+
+    def delete(self, container_id: str, force: bool = False) -> None:
+        st = self._load(container_id)
+        status = self._status(container_id, st)
+        cgroup = self._cgroup(st)
+        if status in ("running", "paused") and not force:
+            raise errors.FailedPrecondition(
+                f"cannot delete container {container_id} that is not stopped: {status} (use --force)")
+        if status != "stopped":
+            # A created container is killed like runc does; a forced delete kills whatever runs.
+            cgroup.kill_all(_signal.SIGKILL)
+            self._wait_gone(st, timeout=5.0)
+        else:
+            # The init is gone; anything it left in the cgroup (from exec, or an init in the host pid
+            # namespace) goes too.
+            if cgroup.exists() and cgroup.procs():
+                cgroup.kill_all(_signal.SIGKILL)
+        cgroup.destroy()
+        _rmtree(self._dir(container_id))
+
+    @staticmethod
+    def _wait_gone(st: dict[str, Any], timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while _proc_start_time(st["pid"]) == st.get("start_time"):
+            if time.monotonic() > deadline:
+                raise errors.DeadlineExceeded(f"container {st['id']}: init {st['pid']} did not exit after SIGKILL")
+            time.sleep(0.002)
+
+    def pause(self, container_id: str) -> None:
+        st = self._load(container_id)
+        status = self._status(container_id, st)
+        if status not in ("running", "created"):
+            raise errors.FailedPrecondition(f"container {container_id} is {status}: cannot pause")
+        self._cgroup(st).freeze()
+
+    def resume(self, container_id: str) -> None:
+        st = self._load(container_id)
+        if self._status(container_id, st) != "paused":
+            raise errors.FailedPrecondition(f"container {container_id} is not paused")
+        self._cgroup(st).thaw()
+
+    def ps(self, container_id: str) -> list[int]:
+        st = self._load(container_id)
+        return self._cgroup(st).procs()
+
+    def stats(self, container_id: str) -> dict[str, Any]:
+        """Cgroup statistics (memory, cpu, pids) of the container."""
+        return dict(self._cgroup(self._load(container_id)).stats())
+
+    def oom_killed(self, container_id: str) -> bool:
+        return bool(self._cgroup(self._load(container_id)).oom_killed())
+
+    # -- exec -------------------------------------------------------------------------------------------
+
+    def exec(self, container_id: str, process: dict[str, Any], *, pid_file: Path | None = None,
+             console_socket: Path | None = None, stdio: tuple[int, int, int] | None = None) -> int:
+        """Run `process` in the container's namespaces and cgroup; returns its host pid once it runs."""
+        st = self._load(container_id)
+        status = self._status(container_id, st)
+        if status not in ("running", "created"):
+            raise errors.FailedPrecondition(f"cannot exec in a {status} container {container_id}")
+        if process.get("terminal") and console_socket is None:
+            raise errors.InvalidArgument("process.terminal is set: a console socket is required")
+        warnings: list[str] = []
+        spec = self._process_spec(process, warnings.append)
+        pid = st["pid"]
+        for name, kind in _NS_FILES:
+            path = f"/proc/{pid}/ns/{name}"
+            try:
+                if os.stat(path).st_ino != os.stat(f"/proc/self/ns/{name}").st_ino:
+                    spec.join.append((kind, path))
+            except FileNotFoundError:
+                continue
+        spec.cgroup_procs = self._cgroup(st).procs_files()
+        spec.stdio = stdio
+        spec.console_socket = str(console_socket) if console_socket else None
+        child, helper_warnings = _h.spawn(spec)
+        warnings += helper_warnings
+        self.last_warnings = warnings
+        for w in warnings:
+            self.warn(w)
+        if pid_file is not None:
+            self._write_atomic(Path(pid_file), str(child))
+        return child
+
+
+    # -- foreground use (the runc-compatible command line) -------------------------------------------
+
+    def config(self, container_id: str) -> dict[str, Any]:
+        """The container's config.json, as read from its bundle."""
+        return self._read_config(Path(self._load(container_id)["bundle"]))
+
+    def run(self, container_id: str, bundle: Path, *, pid_file: Path | None = None,
+            console_socket: Path | None = None, detach: bool = False) -> int | None:
+        """create + start; unless `detach`, wait for the init (forwarding signals), delete, return its status."""
+        self.create(container_id, bundle, pid_file=pid_file, console_socket=console_socket)
+        try:
+            self.start(container_id)
+        except BaseException:
+            self.delete(container_id, force=True)
+            raise
+        if detach:
+            return None
+        pid = self._load(container_id)["pid"]
+        try:
+            return wait_pid(pid)
+        finally:
+            self.delete(container_id, force=True)
+
+    def exec_wait(self, container_id: str, process: dict[str, Any], *, pid_file: Path | None = None,
+                  console_socket: Path | None = None) -> int:
+        """exec in the foreground: wait for the process (which we adopt as subreaper) and return its status."""
+        _h.set_subreaper()
+        pid = self.exec(container_id, process, pid_file=pid_file, console_socket=console_socket)
+        return wait_pid(pid)
+
+
+_FORWARDED = ("SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT", "SIGUSR1", "SIGUSR2", "SIGWINCH")
+
+
+def wait_pid(pid: int) -> int:
+    """Wait for our child `pid`, forwarding the signals we get to it (as runc run does); returns a shell-style
+    status: the exit code, or 128 + the signal that killed it."""
+    def forward(signum: int, _frame: Any) -> None:
+        try:
+            os.kill(pid, signum)
+        except ProcessLookupError:
+            pass
+
+    previous = {}
+    for name in _FORWARDED:
+        sig = getattr(_signal, name)
+        previous[sig] = _signal.signal(sig, forward)
+    try:
+        _, status = os.waitpid(pid, 0)
+    finally:
+        for sig, handler in previous.items():
+            _signal.signal(sig, handler)
+    if os.WIFSIGNALED(status):
+        return 128 + os.WTERMSIG(status)
+    return os.WEXITSTATUS(status)
+
+
+def _now() -> str:
+    t = time.time()
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + f".{int(t % 1 * 1e9):09d}Z"
+
+
+def _rmtree(path: Path) -> None:
+    """Remove a container's state directory (flat: state.json, exec.fifo, temp files); shutil would cost
+    more to import than the whole delete."""
+    try:
+        entries = list(os.scandir(path))
+    except FileNotFoundError:
+        return
+    for entry in entries:
+        try:
+            if entry.is_dir(follow_symlinks=False):
+                _rmtree(Path(entry.path))
+            else:
+                os.unlink(entry.path)
+        except FileNotFoundError:
+            pass
+    try:
+        os.rmdir(path)
+    except FileNotFoundError:
+        pass

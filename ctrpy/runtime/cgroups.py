@@ -1,0 +1,496 @@
+"""cgroups for tasks: v1, v2 (unified) and hybrid hosts, with runc's cgroupfs paths.
+
+Layout detection reads /proc/self/mountinfo once:
+
+- **v2**: one cgroup2 mount owns every controller;
+- **v1**: one mount per controller (or group, "cpu,cpuacct"), plus named hierarchies (name=systemd);
+- **hybrid**: v1 controllers plus a cgroup2 mount (often /sys/fs/cgroup/unified) holding few controllers.
+  Controllers are driven through v1, and the cgroup2 tree is only joined, as runc does.
+
+Paths follow runc's cgroupfs manager, so that ctrpy's built-in runtime and runc put a container in the
+same place: an absolute cgroupsPath ("/ctrpy/x") is below each hierarchy's mount point; a relative one
+("ctrpy/x") is below the calling process's own cgroup in that hierarchy.
+
+`Cgroup(path).create(resources)` takes the OCI `linux.resources` object. Memory swap defaults to the
+memory limit, so a limit is a real limit (the OOM killer runs instead of swapping).
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import signal as _signal
+import time
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+from ctrpy.runtime import errors
+
+CGROUP_ROOT = "/sys/fs/cgroup"
+
+# Devices every container gets, whatever its spec says (runc's AllowedDevices): null, zero, full, tty,
+# random, urandom, the console and ptys.
+DEFAULT_ALLOWED_DEVICES = (
+    "c 1:3 rwm", "c 1:5 rwm", "c 1:7 rwm", "c 5:0 rwm", "c 1:8 rwm", "c 1:9 rwm", "c 5:1 rwm", "c 136:* rwm",
+    "c 5:2 rwm", "c 10:200 rwm",
+)
+
+
+# Mount options of a v1 hierarchy that are not controller names.
+_V1_FLAGS = frozenset({"rw", "ro", "xattr", "noprefix", "clone_children", "cpuset_v2_mode", "favordynmods"})
+
+
+@dataclass(frozen=True)
+class Hierarchy:
+    mount_point: str
+    controllers: frozenset[str]  # for v1: the controllers (or "name=x"); for v2: what cgroup.controllers lists
+    version: int
+
+
+@dataclass(frozen=True)
+class Layout:
+    mode: str  # "v1", "v2" or "hybrid"
+    hierarchies: tuple[Hierarchy, ...]
+
+    def v1(self, controller: str) -> Hierarchy | None:
+        for h in self.hierarchies:
+            if h.version == 1 and controller in h.controllers:
+                return h
+        return None
+
+    @property
+    def unified(self) -> Hierarchy | None:
+        for h in self.hierarchies:
+            if h.version == 2:
+                return h
+        return None
+
+
+@lru_cache(maxsize=1)
+def layout() -> Layout:
+    """The cgroup layout of this host (from /proc/self/mountinfo)."""
+    hierarchies: list[Hierarchy] = []
+    seen: set[str] = set()
+    try:
+        with open("/proc/self/mountinfo") as f:
+            lines = f.read().splitlines()
+    except OSError as exc:
+        raise errors.from_oserror(exc, "read mountinfo") from exc
+    for line in lines:
+        left, _, right = line.partition(" - ")
+        fields = left.split()
+        rfields = right.split()
+        if len(fields) < 5 or len(rfields) < 3 or rfields[0] not in ("cgroup", "cgroup2"):
+            continue
+        mount_point = fields[4].replace("\\040", " ")
+        if mount_point in seen:
+            continue
+        seen.add(mount_point)
+        if rfields[0] == "cgroup":
+            opts = rfields[2].split(",")
+            ctrls = frozenset(o for o in opts if o.startswith("name=") or ("=" not in o and o not in _V1_FLAGS))
+            hierarchies.append(Hierarchy(mount_point, ctrls, 1))
+        else:
+            try:
+                with open(os.path.join(mount_point, "cgroup.controllers")) as f:
+                    ctrls = frozenset(f.read().split())
+            except OSError:
+                ctrls = frozenset()
+            hierarchies.append(Hierarchy(mount_point, ctrls, 2))
+    has_v1 = any(h.version == 1 for h in hierarchies)
+    has_v2 = any(h.version == 2 for h in hierarchies)
+    if not hierarchies:
+        raise errors.Unavailable("no cgroup file system is mounted")
+    mode = "hybrid" if has_v1 and has_v2 else ("v1" if has_v1 else "v2")
+    return Layout(mode, tuple(hierarchies))
+
+
+def mode() -> str:
+    """"v1", "v2" or "hybrid"."""
+    return layout().mode
+
+
+def _own_cgroups() -> dict[str, str]:
+    """This process's cgroup in each hierarchy, keyed by its /proc/self/cgroup controller list ("" for v2)."""
+    own: dict[str, str] = {}
+    with open("/proc/self/cgroup") as f:
+        for line in f:
+            _, ctrls, path = line.rstrip("\n").split(":", 2)
+            for c in ctrls.split(",") if ctrls else [""]:
+                own[c] = path
+    return own
+
+
+def _read(path: str) -> str:
+    with open(path) as f:
+        return f.read().strip()
+
+
+def _write(path: str, value: str | int) -> None:
+    try:
+        with open(path, "w") as f:
+            f.write(str(value))
+    except OSError as exc:
+        raise errors.from_errno(exc.errno or 0, f"cgroup: write {value!r} to {path}") from None
+
+
+def _maybe_int(text: str) -> int | None:
+    try:
+        return int(text)
+    except ValueError:
+        return None
+
+
+class Cgroup:
+    """One container's cgroup, spread over every hierarchy of the host."""
+
+    def __init__(self, path: str) -> None:
+        if not path or ".." in path.split("/"):
+            raise errors.InvalidArgument(f"invalid cgroup path {path!r}")
+        self.path = path
+        self.layout = layout()
+        own = _own_cgroups() if not path.startswith("/") else {}
+        # directory of this cgroup in each hierarchy, keyed by mount point
+        self.dirs: dict[str, str] = {}
+        for h in self.layout.hierarchies:
+            if path.startswith("/"):
+                base = "/"
+            else:
+                key = "" if h.version == 2 else next(iter(sorted(h.controllers)), "")
+                base = own.get(key, "/")
+            self.dirs[h.mount_point] = os.path.normpath(os.path.join(h.mount_point, base.lstrip("/"),
+                                                                     path.lstrip("/")))
+
+    def __repr__(self) -> str:
+        return f"Cgroup({self.path!r})"
+
+    # -- where things live ------------------------------------------------------------------------------
+
+    def _v1_dir(self, controller: str) -> str | None:
+        h = self.layout.v1(controller)
+        return self.dirs[h.mount_point] if h else None
+
+    def _v2_dir(self) -> str | None:
+        h = self.layout.unified
+        return self.dirs[h.mount_point] if h else None
+
+    @property
+    def is_v2(self) -> bool:
+        return self.layout.mode == "v2"
+
+    def _file(self, controller: str, name_v1: str, name_v2: str) -> str | None:
+        if self.is_v2:
+            d = self._v2_dir()
+            return os.path.join(d, name_v2) if d else None
+        d = self._v1_dir(controller)
+        return os.path.join(d, name_v1) if d else None
+
+    def procs_files(self) -> list[str]:
+        """Every cgroup.procs file to write a pid into (all hierarchies, as runc joins them)."""
+        return [os.path.join(d, "cgroup.procs") for d in self.dirs.values()]
+
+    def exists(self) -> bool:
+        return any(os.path.isdir(d) for d in self.dirs.values())
+
+    # -- lifecycle ----------------------------------------------------------------------------------------
+
+    def create(self, resources: dict[str, Any] | None = None) -> None:
+        """Make the directories and apply `resources` (OCI linux.resources)."""
+        try:
+            for mount_point, d in self.dirs.items():
+                self._mkdirs(mount_point, d)
+            if self.is_v2:
+                self._enable_v2_controllers()
+            self.apply(resources or {})
+        except BaseException:
+            self.destroy(timeout=1.0)
+            raise
+
+    def _mkdirs(self, mount_point: str, d: str) -> None:
+        rel = os.path.relpath(d, mount_point)
+        current = mount_point
+        is_cpuset = os.path.exists(os.path.join(mount_point, "cpuset.cpus")) and not self.is_v2
+        for part in rel.split("/"):
+            current = os.path.join(current, part)
+            try:
+                os.mkdir(current, 0o755)
+            except FileExistsError:
+                pass
+            except OSError as exc:
+                raise errors.from_oserror(exc, "cgroup: mkdir") from None
+            if is_cpuset:
+                # A v1 cpuset cgroup starts with empty cpus/mems and refuses tasks until they are copied down.
+                parent = os.path.dirname(current)
+                for name in ("cpuset.cpus", "cpuset.mems"):
+                    if not _read(os.path.join(current, name)):
+                        _write(os.path.join(current, name), _read(os.path.join(parent, name)))
+
+    def _enable_v2_controllers(self) -> None:
+        h = self.layout.unified
+        assert h is not None
+        d = self.dirs[h.mount_point]
+        rel = os.path.relpath(d, h.mount_point).split("/")
+        current = h.mount_point
+        for part in rel:
+            wanted = [c for c in ("cpu", "memory", "pids", "io", "cpuset") if c in _read(
+                os.path.join(current, "cgroup.controllers")).split()]
+            enabled = _read(os.path.join(current, "cgroup.subtree_control")).split()
+            for c in wanted:
+                if c not in enabled:
+                    try:
+                        _write(os.path.join(current, "cgroup.subtree_control"), f"+{c}")
+                    except errors.CtrpyError:
+                        pass  # e.g. a controller the parent cannot delegate; limits on it then fail loudly
+            current = os.path.join(current, part)
+
+    def apply(self, resources: dict[str, Any]) -> None:
+        """Write the limits of an OCI `linux.resources` object."""
+        memory = resources.get("memory") or {}
+        cpu = resources.get("cpu") or {}
+        pids = resources.get("pids") or {}
+        if self.is_v2:
+            self._apply_v2(memory, cpu, pids)
+        else:
+            self._apply_v1(memory, cpu, pids, resources.get("devices"))
+
+    def _apply_v1(self, memory: dict[str, Any], cpu: dict[str, Any], pids: dict[str, Any],
+                  devices: list[dict[str, Any]] | None) -> None:
+        mem = self._v1_dir("memory")
+        limit = memory.get("limit")
+        if mem and limit is not None and limit > 0:
+            swap = memory.get("swap")
+            memsw = os.path.join(mem, "memory.memsw.limit_in_bytes")
+            _write(os.path.join(mem, "memory.limit_in_bytes"), limit)
+            if os.path.exists(memsw):
+                # OCI swap is memory+swap; unset means "the same as the limit", i.e. no swap at all.
+                _write(memsw, swap if swap and swap > 0 else limit)
+        if mem and memory.get("swappiness") is not None:
+            _write(os.path.join(mem, "memory.swappiness"), memory["swappiness"])
+        c = self._v1_dir("cpu")
+        if c:
+            if cpu.get("shares"):
+                _write(os.path.join(c, "cpu.shares"), cpu["shares"])
+            if cpu.get("period"):
+                _write(os.path.join(c, "cpu.cfs_period_us"), cpu["period"])
+            if cpu.get("quota"):
+                _write(os.path.join(c, "cpu.cfs_quota_us"), cpu["quota"])
+        p = self._v1_dir("pids")
+        if p and pids.get("limit") is not None:
+            lim = pids["limit"]
+            _write(os.path.join(p, "pids.max"), "max" if lim <= 0 else lim)
+        d = self._v1_dir("devices")
+        if d and devices is not None:
+            self._apply_devices_v1(d, devices)
+
+    @staticmethod
+    def _apply_devices_v1(d: str, devices: list[dict[str, Any]]) -> None:
+        for rule in devices:
+            kind = rule.get("type") or "a"
+            major = "*" if rule.get("major") in (None, -1) else rule["major"]
+            minor = "*" if rule.get("minor") in (None, -1) else rule["minor"]
+            access = rule.get("access") or "rwm"
+            entry = "a" if kind == "a" else f"{kind} {major}:{minor} {access}"
+            _write(os.path.join(d, "devices.allow" if rule.get("allow") else "devices.deny"), entry)
+        for entry in DEFAULT_ALLOWED_DEVICES:
+            _write(os.path.join(d, "devices.allow"), entry)
+
+    def _apply_v2(self, memory: dict[str, Any], cpu: dict[str, Any], pids: dict[str, Any]) -> None:
+        d = self._v2_dir()
+        assert d is not None
+        limit = memory.get("limit")
+        if limit is not None and limit > 0:
+            _write(os.path.join(d, "memory.max"), limit)
+            swap = memory.get("swap")
+            swap_file = os.path.join(d, "memory.swap.max")
+            if os.path.exists(swap_file):
+                _write(swap_file, max(0, swap - limit) if swap and swap > 0 else 0)
+        if cpu.get("shares"):
+            weight = 1 + ((int(cpu["shares"]) - 2) * 9999) // 262142
+            _write(os.path.join(d, "cpu.weight"), max(1, min(10000, weight)))
+        if cpu.get("quota") or cpu.get("period"):
+            quota = cpu.get("quota")
+            _write(os.path.join(d, "cpu.max"),
+                   f"{quota if quota and quota > 0 else 'max'} {cpu.get('period') or 100000}")
+        if pids.get("limit") is not None:
+            lim = pids["limit"]
+            _write(os.path.join(d, "pids.max"), "max" if lim <= 0 else lim)
+
+    def add(self, pid: int) -> None:
+        """Move `pid` into this cgroup in every hierarchy."""
+        for f in self.procs_files():
+            _write(f, pid)
+
+    def procs(self) -> list[int]:
+        """Host pids of every process in the cgroup (and its children)."""
+        base = self._v2_dir() if self.is_v2 else (self._v1_dir("pids") or self._v1_dir("freezer")
+                                                   or next(iter(self.dirs.values())))
+        pids: set[int] = set()
+        if base is None or not os.path.isdir(base):
+            return []
+        for dirpath, _dirs, _files in os.walk(base):
+            try:
+                pids.update(int(x) for x in _read(os.path.join(dirpath, "cgroup.procs")).split())
+            except OSError:
+                continue
+        return sorted(pids)
+
+    # -- freezer ----------------------------------------------------------------------------------------
+
+    def freeze(self, timeout: float = 5.0) -> None:
+        self._set_frozen(True, timeout)
+
+    def thaw(self, timeout: float = 5.0) -> None:
+        self._set_frozen(False, timeout)
+
+    def frozen(self) -> bool:
+        if self.is_v2:
+            d = self._v2_dir()
+            try:
+                return d is not None and _read(os.path.join(d, "cgroup.freeze")) == "1"
+            except OSError:
+                return False
+        d = self._v1_dir("freezer")
+        try:
+            return d is not None and _read(os.path.join(d, "freezer.state")) in ("FROZEN", "FREEZING")
+        except OSError:
+            return False
+
+    def _set_frozen(self, frozen: bool, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        if self.is_v2:
+            d = self._v2_dir()
+            assert d is not None
+            _write(os.path.join(d, "cgroup.freeze"), "1" if frozen else "0")
+            want = f"frozen {1 if frozen else 0}"
+            while want not in _read(os.path.join(d, "cgroup.events")).splitlines():
+                if time.monotonic() > deadline:
+                    raise errors.DeadlineExceeded(f"cgroup {self.path}: {'freeze' if frozen else 'thaw'} timed out")
+                time.sleep(0.005)
+            return
+        d = self._v1_dir("freezer")
+        if d is None:
+            raise errors.NotImplemented_("cgroup: no freezer controller on this host")
+        want = "FROZEN" if frozen else "THAWED"
+        while True:
+            # v1 can stay FREEZING while a task sits in an uninterruptible sleep: write again until it sticks.
+            _write(os.path.join(d, "freezer.state"), want)
+            if _read(os.path.join(d, "freezer.state")) == want:
+                return
+            if time.monotonic() > deadline:
+                if frozen:
+                    _write(os.path.join(d, "freezer.state"), "THAWED")
+                raise errors.DeadlineExceeded(f"cgroup {self.path}: {'freeze' if frozen else 'thaw'} timed out")
+            time.sleep(0.005)
+
+    def kill_all(self, sig: int = _signal.SIGKILL) -> None:
+        """Signal every process; frozen first, so that nothing forks away in between (runc does the same)."""
+        if self.is_v2 and sig == _signal.SIGKILL:
+            d = self._v2_dir()
+            if d and os.path.exists(os.path.join(d, "cgroup.kill")):
+                _write(os.path.join(d, "cgroup.kill"), "1")
+                return
+        was_frozen = self.frozen()
+        can_freeze = self.is_v2 or self._v1_dir("freezer") is not None
+        if can_freeze and not was_frozen:
+            try:
+                self.freeze()
+            except errors.CtrpyError:
+                can_freeze = False
+        try:
+            for pid in self.procs():
+                try:
+                    os.kill(pid, sig)
+                except ProcessLookupError:
+                    pass
+        finally:
+            if can_freeze and not (was_frozen and sig != _signal.SIGKILL):
+                self.thaw()
+
+    # -- accounting ------------------------------------------------------------------------------------
+
+    def stats(self) -> dict[str, Any]:
+        """{memory: {usage, limit, max_usage, oom_kills}, cpu: {usage_ns}, pids: {current, limit}}."""
+        def num(path: str | None) -> int | None:
+            if not path:
+                return None
+            try:
+                text = _read(path)
+            except OSError:
+                return None
+            return None if text == "max" else _maybe_int(text)
+
+        unlimited = 1 << 62
+        if self.is_v2:
+            d = self._v2_dir() or ""
+            cpu_usage = None
+            try:
+                for line in _read(os.path.join(d, "cpu.stat")).splitlines():
+                    k, _, v = line.partition(" ")
+                    if k == "usage_usec":
+                        cpu_usage = int(v) * 1000
+            except OSError:
+                pass
+            limit = num(os.path.join(d, "memory.max"))
+            return {
+                "memory": {"usage": num(os.path.join(d, "memory.current")), "limit": limit,
+                           "max_usage": num(os.path.join(d, "memory.peak")), "oom_kills": self._oom_kills()},
+                "cpu": {"usage_ns": cpu_usage},
+                "pids": {"current": num(os.path.join(d, "pids.current")), "limit": num(os.path.join(d, "pids.max"))},
+            }
+        mem = self._v1_dir("memory")
+        limit = num(os.path.join(mem, "memory.limit_in_bytes")) if mem else None
+        if limit is not None and limit >= unlimited:
+            limit = None
+        pids = self._v1_dir("pids")
+        cpuacct = self._v1_dir("cpuacct")
+        return {
+            "memory": {"usage": num(mem and os.path.join(mem, "memory.usage_in_bytes")), "limit": limit,
+                       "max_usage": num(mem and os.path.join(mem, "memory.max_usage_in_bytes")),
+                       "oom_kills": self._oom_kills()},
+            "cpu": {"usage_ns": num(cpuacct and os.path.join(cpuacct, "cpuacct.usage"))},
+            "pids": {"current": num(pids and os.path.join(pids, "pids.current")),
+                     "limit": num(pids and os.path.join(pids, "pids.max"))},
+        }
+
+    def _oom_kills(self) -> int:
+        if self.is_v2:
+            path = os.path.join(self._v2_dir() or "", "memory.events")
+            key = "oom_kill"
+        else:
+            mem = self._v1_dir("memory")
+            if mem is None:
+                return 0
+            path = os.path.join(mem, "memory.oom_control")
+            key = "oom_kill"
+        try:
+            for line in _read(path).splitlines():
+                k, _, v = line.partition(" ")
+                if k == key:
+                    return int(v)
+        except (OSError, ValueError):
+            pass
+        return 0
+
+    def oom_killed(self) -> bool:
+        """Whether the kernel's OOM killer killed a process of this cgroup."""
+        return self._oom_kills() > 0
+
+    def destroy(self, timeout: float = 5.0) -> None:
+        """Remove the cgroup (children first) from every hierarchy, retrying while exiting tasks linger."""
+        deadline = time.monotonic() + timeout
+        for d in self.dirs.values():
+            if not os.path.isdir(d):
+                continue
+            subdirs = [dp for dp, _, _ in os.walk(d)]
+            for sub in sorted(subdirs, key=len, reverse=True):
+                while True:
+                    try:
+                        os.rmdir(sub)
+                        break
+                    except FileNotFoundError:
+                        break
+                    except OSError as exc:
+                        if exc.errno != errno.EBUSY or time.monotonic() > deadline:
+                            raise errors.from_errno(exc.errno or 0, f"cgroup: remove {sub}") from None
+                        time.sleep(0.01)

@@ -1,0 +1,284 @@
+"""The content store's disk layer, laid out like containerd's plugins/content/local.
+
+    <root>/blobs/sha256/<hex>                 committed blobs, read-only (0444), shared by all namespaces
+    <root>/ingest/<sha256(key)>/data          bytes received so far (resumable: offset = file size)
+    <root>/ingest/<sha256(key)>/ref           the ingest key (namespace/ref) in clear
+    <root>/ingest/<sha256(key)>/startedat     RFC 3339 time the ingest began
+    <root>/ingest/<sha256(key)>/updatedat     RFC 3339 time of the last write session
+    <root>/ingest/<sha256(key)>/total         expected total size, when known
+
+An ingest is owned by whoever holds flock(LOCK_EX) on its directory; the lock dies with the process, so a
+SIGKILLed writer leaves a resumable ingest and no stale lock. Commit is fsync, size and digest check, then an
+atomic rename into blobs/: nothing is readable at the blob path before it is complete.
+This module knows nothing about namespaces or the database; ContentStore (the package) adds those.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import hashlib
+import os
+import re
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+from ctrpy.runtime import errors
+
+_DIGEST_RE = re.compile(r"^(sha256):([a-f0-9]{64})$|^(sha512):([a-f0-9]{128})$")
+_CHUNK = 1 << 20
+
+
+def parse_digest(digest: str) -> tuple[str, str]:
+    """Split and validate an OCI digest ("sha256:<64 hex>"); InvalidArgument otherwise."""
+    m = _DIGEST_RE.match(digest or "")
+    if not m:
+        raise errors.InvalidArgument(f"invalid digest {digest!r}: expected sha256:<64 lowercase hex digits>")
+    return (m.group(1), m.group(2)) if m.group(1) else (m.group(3), m.group(4))
+
+
+def _stamp() -> str:
+    from ctrpy.runtime.metadata import now
+
+    return now()
+
+
+def fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class LocalStore:
+    """Blobs and ingest directories under one root."""
+
+    def __init__(self, root: str | os.PathLike[str]) -> None:
+        self.root = Path(root)
+        self.blobs = self.root / "blobs"
+        self.ingest = self.root / "ingest"
+
+    def blob_path(self, digest: str) -> Path:
+        alg, hexd = parse_digest(digest)
+        return self.blobs / alg / hexd
+
+    def has_blob(self, digest: str) -> bool:
+        return self.blob_path(digest).is_file()
+
+    def ingest_dir(self, key: str) -> Path:
+        return self.ingest / hashlib.sha256(key.encode()).hexdigest()
+
+    def ingest_status(self, key: str) -> dict[str, Any] | None:
+        """What is on disk for an ingest (offset, times, total), or None when there is no ingest dir."""
+        d = self.ingest_dir(key)
+        try:
+            st = (d / "data").stat()
+            offset, mtime = st.st_size, st.st_mtime
+        except FileNotFoundError:
+            if not d.is_dir():
+                return None
+            offset, mtime = 0, None
+        started = _read(d / "startedat") or ""
+        updated = _read(d / "updatedat") or started
+        if mtime is not None:
+            from_mtime = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(mtime)) + f".{int(mtime % 1 * 1e9):09d}Z"
+            updated = max(updated, from_mtime)
+        total_text = _read(d / "total")
+        return {
+            "offset": offset,
+            "started_at": started,
+            "updated_at": updated,
+            "total": int(total_text) if total_text else None,
+        }
+
+    def open_ingest(self, key: str, *, total: int | None, wait: bool, algorithm: str = "sha256") -> LocalWriter:
+        """Lock (creating if needed) the ingest for `key` and return a writer positioned at its end."""
+        self.ingest.mkdir(parents=True, exist_ok=True)
+        path = self.ingest_dir(key)
+        while True:
+            path.mkdir(exist_ok=True)
+            try:
+                fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+            except FileNotFoundError:
+                continue  # removed by a committing writer between mkdir and open
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+            except BlockingIOError:
+                os.close(fd)
+                raise errors.Unavailable(f"ref {key.split('/', 1)[-1]!r} is locked by another writer") from None
+            # The previous holder may have committed or aborted and removed the directory while we waited:
+            # then our lock is on an orphan inode, and we start again on a fresh directory.
+            try:
+                same = os.stat(path).st_ino == os.fstat(fd).st_ino
+            except FileNotFoundError:
+                same = False
+            if same:
+                break
+            os.close(fd)
+        try:
+            return LocalWriter(self, key, path, fd, total, algorithm)
+        except BaseException:
+            os.close(fd)
+            raise
+
+    def remove_ingest(self, key: str, *, wait: bool = False, before: Any = None) -> bool:
+        """Delete an ingest dir under its lock. False if it did not exist; Unavailable if it is being written.
+        `before()` runs once the lock is held, before the directory goes."""
+        path = self.ingest_dir(key)
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            return False
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+            except BlockingIOError:
+                raise errors.Unavailable(
+                    f"ref {key.split('/', 1)[-1]!r} is locked by another writer"
+                ) from None
+            if before is not None:
+                before()
+            shutil.rmtree(path, ignore_errors=True)
+            return True
+        finally:
+            os.close(fd)
+
+    def commit_blob(self, data_path: Path, digest: str) -> bool:
+        """Atomically move a verified, fsynced data file into place. False if the blob was already there
+        (then the data file is left for the caller to discard, and the existing blob is not rewritten)."""
+        target = self.blob_path(digest)
+        if target.is_file():
+            return False
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.chmod(data_path, 0o444)
+        os.rename(data_path, target)
+        fsync_dir(target.parent)
+        return True
+
+    def remove_blob(self, digest: str) -> None:
+        try:
+            self.blob_path(digest).unlink()
+        except FileNotFoundError:
+            pass
+
+
+def _read(path: Path) -> str | None:
+    try:
+        return path.read_text().strip()
+    except FileNotFoundError:
+        return None
+
+
+def _write_small(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+class LocalWriter:
+    """Appends to one locked ingest, hashing as it goes. Not thread-safe; one per ingest at a time."""
+
+    def __init__(
+        self, store: LocalStore, key: str, path: Path, lock_fd: int, total: int | None, algorithm: str = "sha256"
+    ) -> None:
+        self.store = store
+        self.algorithm = algorithm
+        self.key = key
+        self.path = path
+        self.data_path = path / "data"
+        self._lock_fd = lock_fd
+        if not (path / "ref").exists():
+            _write_small(path / "ref", key)
+        if not (path / "startedat").exists():
+            _write_small(path / "startedat", _stamp())
+        saved_total = _read(path / "total")
+        restart = total is not None and saved_total is not None and int(saved_total) != total
+        if total is not None:
+            _write_small(path / "total", str(total))
+        self.total = total if total is not None else (int(saved_total) if saved_total else None)
+        self._file = open(self.data_path, "ab+")
+        self._hash = hashlib.new(algorithm)
+        self.offset = 0
+        if restart:
+            # The ref now names a blob of another size: what was received before is for something else.
+            self._file.truncate(0)
+        self._rehash()
+
+    def _rehash(self) -> None:
+        # Resuming: the digest covers the whole blob, so the bytes already on disk are hashed again.
+        self._file.seek(0)
+        self._hash = hashlib.new(self.algorithm)
+        self.offset = 0
+        while chunk := self._file.read(_CHUNK):
+            self._hash.update(chunk)
+            self.offset += len(chunk)
+
+    def write(self, data: bytes) -> None:
+        if self._file is None:
+            raise errors.FailedPrecondition(f"ingest {self.key!r} is closed")
+        self._file.write(data)
+        self._hash.update(data)
+        self.offset += len(data)
+
+    def truncate(self, size: int = 0) -> None:
+        """Drop everything after `size` (0: start over, when a server ignored a Range request)."""
+        if self._file is None:
+            raise errors.FailedPrecondition(f"ingest {self.key!r} is closed")
+        if size > self.offset:
+            raise errors.InvalidArgument(f"cannot truncate ingest to {size}: only {self.offset} bytes written")
+        self._file.flush()
+        self._file.truncate(size)
+        if size == 0:
+            self._hash = hashlib.new(self.algorithm)
+            self.offset = 0
+        else:
+            self._rehash()
+
+    def digest(self) -> str:
+        return f"{self.algorithm}:{self._hash.hexdigest()}"
+
+    def sync(self) -> None:
+        assert self._file is not None
+        self._file.flush()
+        os.fsync(self._file.fileno())
+
+    def touch(self) -> None:
+        try:
+            _write_small(self.path / "updatedat", _stamp())
+        except OSError:
+            pass
+
+    def discard(self) -> None:
+        """Remove the ingest (after a commit or a failed verification); releases the lock."""
+        self._close_file()
+        shutil.rmtree(self.path, ignore_errors=True)
+        self.release()
+
+    def _close_file(self) -> None:
+        if self._file is not None:
+            try:
+                self._file.close()
+            except OSError as exc:
+                if exc.errno != errno.EBADF:
+                    raise
+            self._file = None
+
+    def close(self) -> None:
+        """Keep the ingest for a later resume and release the lock."""
+        if self._file is not None:
+            self._file.flush()
+            self.touch()
+        self._close_file()
+        self.release()
+
+    def release(self) -> None:
+        if self._lock_fd >= 0:
+            os.close(self._lock_fd)
+            self._lock_fd = -1
+
+    @property
+    def closed(self) -> bool:
+        return self._lock_fd < 0

@@ -1,0 +1,217 @@
+"""The one door to the C helper (ctrpy._helper, built by cffi at install time).
+
+Python decides everything (which namespaces, mounts, capabilities...) and hands the helper a flat
+`ctrpy_spec_t`; the helper only does the syscalls. A failure comes back as `ctrpy_err_t {errno, msg}` and
+becomes the matching `CtrpyError` through `errors.from_errno`, keeping the errno (so callers can tell
+"not found" (127) from "cannot execute" (126)).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from ctrpy.runtime import errors
+
+try:
+    from ctrpy._helper import ffi, lib
+except ImportError as _exc:  # pragma: no cover - only on a broken install
+    ffi = lib = None
+    _IMPORT_ERROR: ImportError | None = _exc
+else:
+    _IMPORT_ERROR = None
+
+# Namespace types, as the kernel numbers them (CLONE_NEW*).
+CLONE_NEWNS = 0x00020000
+CLONE_NEWCGROUP = 0x02000000
+CLONE_NEWUTS = 0x04000000
+CLONE_NEWIPC = 0x08000000
+CLONE_NEWUSER = 0x10000000
+CLONE_NEWPID = 0x20000000
+CLONE_NEWNET = 0x40000000
+
+
+def _lib() -> Any:
+    if lib is None:
+        raise errors.Unavailable(f"the ctrpy C helper is not built ({_IMPORT_ERROR}); reinstall ctrpy")
+    return lib
+
+
+def version() -> str:
+    """Version of the compiled helper."""
+    return str(ffi.string(_lib().ctrpy_helper_version()).decode())
+
+
+def _raise(err: Any) -> None:
+    message = ffi.string(err.msg).decode(errors="replace")
+    raise errors.from_errno(int(err.errno_), message)
+
+
+@dataclass
+class Mount:
+    type: str | None
+    source: str | None
+    dest: str
+    flags: int = 0
+    propagation: int = 0
+    data: str | None = None
+
+
+@dataclass
+class Device:
+    path: str
+    type: str  # "c", "b" or "p"
+    major: int
+    minor: int
+    mode: int = 0o666
+    uid: int = 0
+    gid: int = 0
+
+
+@dataclass
+class Spec:
+    """Everything the helper needs to make one container process (see csrc/helper.h)."""
+
+    argv: list[str]
+    env: list[str] = field(default_factory=list)
+    cwd: str = "/"
+    clone_flags: int = 0
+    join: list[tuple[int, str]] = field(default_factory=list)  # (CLONE_NEW* type, /proc/<pid>/ns/<x>)
+    rootfs: str | None = None
+    rootfs_readonly: bool = False
+    rootfs_propagation: int = 0
+    mounts: list[Mount] = field(default_factory=list)
+    devices: list[Device] = field(default_factory=list)
+    masked: list[str] = field(default_factory=list)
+    readonly: list[str] = field(default_factory=list)
+    sysctl: dict[str, str] = field(default_factory=dict)
+    hostname: str | None = None
+    domainname: str | None = None
+    rlimits: list[tuple[int, int, int]] = field(default_factory=list)  # (resource, soft, hard)
+    oom_score_adj: int | None = None
+    caps: tuple[int, int, int, int, int] | None = None  # effective, permitted, inheritable, bounding, ambient
+    no_new_privs: bool = False
+    uid: int = 0
+    gid: int = 0
+    gids: list[int] = field(default_factory=list)
+    cgroup_procs: list[str] = field(default_factory=list)
+    stdio: tuple[int, int, int] | None = None
+    terminal: bool = False
+    console_socket: str | None = None
+    exec_fifo: str | None = None
+
+
+class _Arena:
+    """Keeps every cffi allocation alive for as long as the C struct that points into it."""
+
+    def __init__(self) -> None:
+        self.keep: list[Any] = []
+
+    def str(self, value: str | None) -> Any:
+        if value is None:
+            return ffi.NULL
+        buf = ffi.new("char[]", value.encode())
+        self.keep.append(buf)
+        return buf
+
+    def strv(self, values: list[str], terminate: bool = True) -> Any:
+        items = [self.str(v) for v in values] + ([ffi.NULL] if terminate else [])
+        arr = ffi.new("const char *[]", items or [ffi.NULL])
+        self.keep.append(arr)
+        return arr
+
+    def new(self, ctype: str, init: Any = None) -> Any:
+        obj = ffi.new(ctype, init)
+        self.keep.append(obj)
+        return obj
+
+
+def _build(spec: Spec, arena: _Arena) -> Any:
+    s = arena.new("ctrpy_spec_t *")
+    s.clone_flags = spec.clone_flags
+    s.n_ns = len(spec.join)
+    s.ns_types = arena.new("int[]", [t for t, _ in spec.join] or [0])
+    s.ns_paths = arena.strv([p for _, p in spec.join], terminate=False)
+    s.rootfs = arena.str(spec.rootfs)
+    s.rootfs_readonly = int(spec.rootfs_readonly)
+    s.rootfs_propagation = spec.rootfs_propagation
+    mounts = arena.new("ctrpy_mount_t[]", max(1, len(spec.mounts)))
+    for i, m in enumerate(spec.mounts):
+        mounts[i].type = arena.str(m.type)
+        mounts[i].source = arena.str(m.source)
+        mounts[i].dest = arena.str(m.dest)
+        mounts[i].data = arena.str(m.data or None)
+        mounts[i].flags = m.flags
+        mounts[i].propagation = m.propagation
+    s.n_mounts = len(spec.mounts)
+    s.mounts = mounts
+    devices = arena.new("ctrpy_device_t[]", max(1, len(spec.devices)))
+    for i, d in enumerate(spec.devices):
+        devices[i].path = arena.str(d.path)
+        devices[i].type = ord(d.type)
+        devices[i].major, devices[i].minor, devices[i].mode = d.major, d.minor, d.mode
+        devices[i].uid, devices[i].gid = d.uid, d.gid
+    s.n_devices = len(spec.devices)
+    s.devices = devices
+    s.n_masked, s.masked = len(spec.masked), arena.strv(spec.masked)
+    s.n_readonly, s.readonly = len(spec.readonly), arena.strv(spec.readonly)
+    s.n_sysctl = len(spec.sysctl)
+    s.sysctl_keys = arena.strv(list(spec.sysctl))
+    s.sysctl_values = arena.strv([str(v) for v in spec.sysctl.values()])
+    s.hostname = arena.str(spec.hostname)
+    s.domainname = arena.str(spec.domainname)
+    rl = arena.new("ctrpy_rlimit_t[]", max(1, len(spec.rlimits)))
+    for i, (res, soft, hard) in enumerate(spec.rlimits):
+        rl[i].resource, rl[i].soft, rl[i].hard = res, soft, hard
+    s.n_rlimits, s.rlimits = len(spec.rlimits), rl
+    if spec.oom_score_adj is not None:
+        s.set_oom, s.oom_score_adj = 1, spec.oom_score_adj
+    if spec.caps is not None:
+        s.set_caps = 1
+        (s.cap_effective, s.cap_permitted, s.cap_inheritable, s.cap_bounding, s.cap_ambient) = spec.caps
+    s.no_new_privs = int(spec.no_new_privs)
+    s.uid, s.gid = spec.uid, spec.gid
+    s.n_gids = len(spec.gids)
+    s.gids = arena.new("uint32_t[]", spec.gids or [0])
+    s.cwd = arena.str(spec.cwd)
+    s.env = arena.strv(spec.env)
+    s.argv = arena.strv(spec.argv)
+    s.n_cgroup_procs, s.cgroup_procs = len(spec.cgroup_procs), arena.strv(spec.cgroup_procs)
+    s.stdio = list(spec.stdio) if spec.stdio is not None else [-1, -1, -1]
+    s.terminal = int(spec.terminal)
+    s.console_socket = arena.str(spec.console_socket)
+    s.exec_fifo = arena.str(spec.exec_fifo)
+    return s
+
+
+def spawn(spec: Spec) -> tuple[int, list[str]]:
+    """Clone the container process; returns (host pid, warnings about clamped settings).
+
+    With `spec.exec_fifo` it returns once the process waits on the fifo (see `start`); without, once the
+    process has exec'd. Errors (also those inside the new process) raise the CtrpyError for their errno.
+    """
+    if not spec.argv:
+        raise errors.InvalidArgument("process args must not be empty")
+    helper = _lib()
+    arena = _Arena()
+    s = _build(spec, arena)
+    res = ffi.new("ctrpy_result_t *")
+    err = ffi.new("ctrpy_err_t *")
+    if helper.ctrpy_spawn(s, res, err) < 0:
+        _raise(err)
+    text = ffi.string(res.warnings).decode(errors="replace")
+    return int(res.pid), [w for w in text.split("\n") if w]
+
+
+def start(fifo: str, pid: int) -> None:
+    """Release the process waiting on `fifo`; raises if it could not exec (errno kept: ENOENT, EACCES...)."""
+    err = ffi.new("ctrpy_err_t *")
+    if _lib().ctrpy_start(fifo.encode(), pid, err) < 0:
+        _raise(err)
+
+
+def set_subreaper() -> None:
+    """Adopt orphaned descendants (so a foreground caller can wait for a process started detached)."""
+    err = ffi.new("ctrpy_err_t *")
+    if _lib().ctrpy_set_subreaper(err) < 0:
+        _raise(err)

@@ -1,0 +1,286 @@
+"""Mounts as data, and the two functions that turn them into real mounts.
+
+`Mount(type, source, target, options)` is what snapshotters hand out and what tasks take as their root
+filesystem; neither side imports the other (containerd's core/mount). `mount_all(mounts, target)` mounts
+them in order below `target`, `unmount_all(target)` undoes every mount stacked on `target`.
+
+Mounting goes straight to mount(2) through ctypes: about 16 times cheaper than running mount(8) (see
+BENCH_NOTES at the bottom). The data argument of mount(2) is limited to one page, so an overlay of many
+layers with long absolute lowerdir paths does not fit (containerd hits this near 30 layers). When the
+options are too long, the lower/upper/work paths are rewritten relative to their common parent and the
+mount is done with that parent as the working directory, which is what containerd does too.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno as _errno
+import os
+import threading
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+from ctrpy.runtime import errors
+
+# mount(2) flags, from <sys/mount.h>.
+MS_RDONLY = 0x1
+MS_NOSUID = 0x2
+MS_NODEV = 0x4
+MS_NOEXEC = 0x8
+MS_SYNCHRONOUS = 0x10
+MS_REMOUNT = 0x20
+MS_DIRSYNC = 0x80
+MS_NOATIME = 0x400
+MS_NODIRATIME = 0x800
+MS_BIND = 0x1000
+MS_REC = 0x4000
+MS_PRIVATE = 1 << 18
+MS_SLAVE = 1 << 19
+MS_SHARED = 1 << 20
+MS_RELATIME = 1 << 21
+MS_STRICTATIME = 1 << 24
+
+MNT_DETACH = 0x2
+UMOUNT_NOFOLLOW = 0x8
+
+PAGE_SIZE = os.sysconf("SC_PAGESIZE")
+
+# option -> (clear?, flag). Options not listed are passed to the file system as data.
+_FLAGS: dict[str, tuple[bool, int]] = {
+    "ro": (False, MS_RDONLY),
+    "rw": (True, MS_RDONLY),
+    "nosuid": (False, MS_NOSUID),
+    "suid": (True, MS_NOSUID),
+    "nodev": (False, MS_NODEV),
+    "dev": (True, MS_NODEV),
+    "noexec": (False, MS_NOEXEC),
+    "exec": (True, MS_NOEXEC),
+    "sync": (False, MS_SYNCHRONOUS),
+    "async": (True, MS_SYNCHRONOUS),
+    "dirsync": (False, MS_DIRSYNC),
+    "remount": (False, MS_REMOUNT),
+    "noatime": (False, MS_NOATIME),
+    "atime": (True, MS_NOATIME),
+    "nodiratime": (False, MS_NODIRATIME),
+    "diratime": (True, MS_NODIRATIME),
+    "relatime": (False, MS_RELATIME),
+    "norelatime": (True, MS_RELATIME),
+    "strictatime": (False, MS_STRICTATIME),
+    "bind": (False, MS_BIND),
+    "rbind": (False, MS_BIND | MS_REC),
+}
+_PROPAGATION = {
+    "private": MS_PRIVATE,
+    "rprivate": MS_PRIVATE | MS_REC,
+    "slave": MS_SLAVE,
+    "rslave": MS_SLAVE | MS_REC,
+    "shared": MS_SHARED,
+    "rshared": MS_SHARED | MS_REC,
+}
+# Overlay options that name directories; rewritten relative to a common parent when the data is too long.
+_PATH_OPTIONS = ("lowerdir", "upperdir", "workdir")
+
+_libc: ctypes.CDLL | None = None
+_cwd_lock = threading.Lock()
+
+
+def _lib() -> ctypes.CDLL:
+    global _libc
+    if _libc is None:
+        # The process's own symbols include libc; find_library would run ldconfig (milliseconds).
+        lib = ctypes.CDLL(None, use_errno=True)
+        lib.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_char_p]
+        lib.umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
+        _libc = lib
+    return _libc
+
+
+@dataclass(frozen=True)
+class Mount:
+    """One mount: `type` (overlay, bind, tmpfs...), `source`, optional `target` below the mount root, options."""
+
+    type: str
+    source: str
+    target: str | None = None
+    options: tuple[str, ...] = field(default_factory=tuple)
+
+    def to_dict(self) -> dict[str, object]:
+        out: dict[str, object] = {"type": self.type, "source": self.source, "options": list(self.options)}
+        if self.target:
+            out["target"] = self.target
+        return out
+
+    def command(self, target: str) -> str:
+        """The mount(8) command line doing this mount (what `ctr snapshots mounts` prints)."""
+        opts = ",".join(self.options)
+        return f"mount -t {self.type} {self.source} {target}" + (f" -o {opts}" if opts else "")
+
+    @property
+    def read_only(self) -> bool:
+        return "ro" in self.options
+
+
+def parse_options(options: Iterable[str]) -> tuple[int, int, str]:
+    """(flags, propagation flags, data) for mount(2) from mount(8)-style options."""
+    flags = 0
+    propagation = 0
+    data: list[str] = []
+    for opt in options:
+        if opt in _FLAGS:
+            clear, flag = _FLAGS[opt]
+            flags = flags & ~flag if clear else flags | flag
+        elif opt in _PROPAGATION:
+            propagation |= _PROPAGATION[opt]
+        else:
+            data.append(opt)
+    return flags, propagation, ",".join(data)
+
+
+def _sys_mount(source: str, target: str, fstype: str | None, flags: int, data: str | None) -> None:
+    lib = _lib()
+    rc = lib.mount(
+        source.encode(),
+        target.encode(),
+        fstype.encode() if fstype else None,
+        ctypes.c_ulong(flags),
+        data.encode() if data else None,
+    )
+    if rc != 0:
+        err = ctypes.get_errno()
+        hint = ""
+        if fstype == "overlay" and err == _errno.EINVAL:
+            # The usual cause: the root directory sits on a file system that cannot hold an overlay upper
+            # layer (overlayfs itself, some network file systems).
+            hint = " (if the root directory's file system cannot back overlayfs, use --snapshotter native)"
+        exc = errors.from_errno(err, f"mount {fstype or 'bind'} {source} on {target}")
+        exc.message += hint
+        raise exc
+
+
+def _shorten(data: str) -> tuple[str, str | None]:
+    """Rewrite overlay directory options relative to their common parent: (new data, directory to chdir to)."""
+    parts = data.split(",")
+    paths: list[str] = []
+    for part in parts:
+        key, _, value = part.partition("=")
+        if key in _PATH_OPTIONS:
+            paths.extend(p for p in value.split(":") if p)
+    if not paths or not all(os.path.isabs(p) for p in paths):
+        return data, None
+    common = os.path.commonpath(paths)
+    if common in paths:
+        common = os.path.dirname(common)
+    out = []
+    for part in parts:
+        key, sep, value = part.partition("=")
+        if key in _PATH_OPTIONS:
+            value = ":".join(os.path.relpath(p, common) if p else p for p in value.split(":"))
+        out.append(key + sep + value)
+    return ",".join(out), common
+
+
+def mount(m: Mount, target: str) -> None:
+    """Mount one Mount on `target` (an existing directory)."""
+    flags, propagation, data = parse_options(m.options)
+    target = os.path.abspath(target)
+    if flags & MS_BIND:
+        # A bind mount ignores MS_RDONLY and friends on creation: remount the bind to apply them.
+        _sys_mount(m.source, target, None, flags, None)
+        if flags & (MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC):
+            _sys_mount("", target, None, flags | MS_REMOUNT, None)
+    elif len(data) + 1 > PAGE_SIZE and m.type == "overlay":
+        short, chdir_to = _shorten(data)
+        if chdir_to is None or len(short) + 1 > PAGE_SIZE:
+            raise errors.InvalidArgument(
+                f"mount options of {m.type} on {target} are {len(data)} bytes, over the {PAGE_SIZE}-byte limit"
+            )
+        # The working directory is per process: hold a lock so no other thread of ours mounts meanwhile.
+        with _cwd_lock:
+            saved = os.open(".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+            try:
+                os.chdir(chdir_to)
+                _sys_mount(m.source, target, m.type, flags, short)
+            finally:
+                os.fchdir(saved)
+                os.close(saved)
+    else:
+        _sys_mount(m.source, target, m.type, flags, data or None)
+    if propagation:
+        _sys_mount("", target, None, propagation, None)
+
+
+def mount_all(mounts: Sequence[Mount], target: str | os.PathLike[str]) -> None:
+    """Mount `mounts` in order on `target` (each at its own `target` below it, if set).
+
+    On failure every mount done so far is undone, so a failed call leaves nothing mounted.
+    """
+    root = os.fspath(target)
+    done: list[str] = []
+    try:
+        for m in mounts:
+            where = os.path.join(root, m.target.lstrip("/")) if m.target else root
+            mount(m, where)
+            done.append(where)
+    except BaseException:
+        for where in reversed(done):
+            unmount(where, detach=True)
+        raise
+
+
+def unmount(target: str | os.PathLike[str], *, detach: bool = False) -> bool:
+    """Unmount the top mount on `target`; False if nothing was mounted there."""
+    flags = UMOUNT_NOFOLLOW | (MNT_DETACH if detach else 0)
+    rc = _lib().umount2(os.fsencode(os.fspath(target)), flags)
+    if rc == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in (_errno.EINVAL, _errno.ENOENT):
+        return False
+    if err == _errno.EBUSY and not detach:
+        raise errors.FailedPrecondition(f"cannot unmount {os.fspath(target)}: it is busy (a process uses it)")
+    raise errors.from_errno(err, f"unmount {os.fspath(target)}")
+
+
+def unmount_all(target: str | os.PathLike[str], *, detach: bool = False) -> int:
+    """Unmount everything stacked on and below `target`; returns how many mounts were removed."""
+    path = os.path.abspath(os.fspath(target))
+    count = 0
+    for point in sorted(mount_points_under(path), key=len, reverse=True):
+        while unmount(point, detach=detach):
+            count += 1
+    return count
+
+
+def _unescape(field_: str) -> str:
+    # /proc/self/mountinfo escapes space, tab, newline and backslash as octal.
+    out, i = [], 0
+    while i < len(field_):
+        if field_[i] == "\\" and i + 4 <= len(field_) and field_[i + 1 : i + 4].isdigit():
+            out.append(chr(int(field_[i + 1 : i + 4], 8)))
+            i += 4
+        else:
+            out.append(field_[i])
+            i += 1
+    return "".join(out)
+
+
+def mount_points_under(path: str) -> list[str]:
+    """Mount points at or below `path`, from /proc/self/mountinfo (unique, in mount order)."""
+    prefix = path.rstrip("/") + "/"
+    seen: list[str] = []
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            point = _unescape(line.split()[4])
+            if (point == path or point.startswith(prefix)) and point not in seen:
+                seen.append(point)
+    return seen
+
+
+def is_mount_point(path: str | os.PathLike[str]) -> bool:
+    return os.path.abspath(os.fspath(path)) in mount_points_under(os.path.abspath(os.fspath(path)))
+
+
+# BENCH_NOTES (this machine, 2026-11, tmp dirs on ext4, machine shared with other test runs):
+#   bind mount + remount ro + umount2 through ctypes:   0.25 ms per pair (300 pairs)
+#   the same with mount(8) --bind -o ro + umount(8):      3.9 ms per pair (50 pairs), about 16x slower
+#   overlay (3 lowers) mount + umount through ctypes:    1.4 ms per pair

@@ -1,0 +1,593 @@
+"""OCI runtime-spec generation: containerd's default spec, refined by with_*() option functions.
+
+`generate_spec(*opts)` starts from `default_spec()` (what containerd's oci.populateDefaultUnixSpec builds,
+plus Docker's read-only cgroup mount and the default device list spelled out so that every runtime, including
+the built-in one, creates the same /dev) and applies each option in order. An option is any
+`Callable[[dict], None]` that edits the spec in place, so callers compose them like containerd's SpecOpts:
+
+    spec = generate_spec(with_process_args(["sh"]), with_hostname("web"), with_memory_limit(64 << 20))
+
+Files a container sees under /etc (hosts, resolv.conf, hostname) are written by `prepare_etc_files()` into the
+task's state directory and bind-mounted (`with_etc_files()`).
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import re
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+from ctrpy.runtime import errors
+
+Spec = dict[str, Any]
+SpecOpt = Callable[[Spec], None]
+
+OCI_VERSION = "1.0.2"
+DEFAULT_PATH_ENV = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+DEFAULT_ROOTFS = "rootfs"
+
+# containerd's (and Docker's) default capability set.
+DEFAULT_CAPS = [
+    "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FSETID", "CAP_FOWNER", "CAP_MKNOD", "CAP_NET_RAW", "CAP_SETGID",
+    "CAP_SETUID", "CAP_SETFCAP", "CAP_SETPCAP", "CAP_NET_BIND_SERVICE", "CAP_SYS_CHROOT", "CAP_KILL",
+    "CAP_AUDIT_WRITE",
+]
+
+# Every capability name the kernel headers define, in number order (index = capability number).
+ALL_CAP_NAMES = [
+    "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_DAC_READ_SEARCH", "CAP_FOWNER", "CAP_FSETID", "CAP_KILL", "CAP_SETGID",
+    "CAP_SETUID", "CAP_SETPCAP", "CAP_LINUX_IMMUTABLE", "CAP_NET_BIND_SERVICE", "CAP_NET_BROADCAST",
+    "CAP_NET_ADMIN", "CAP_NET_RAW", "CAP_IPC_LOCK", "CAP_IPC_OWNER", "CAP_SYS_MODULE", "CAP_SYS_RAWIO",
+    "CAP_SYS_CHROOT", "CAP_SYS_PTRACE", "CAP_SYS_PACCT", "CAP_SYS_ADMIN", "CAP_SYS_BOOT", "CAP_SYS_NICE",
+    "CAP_SYS_RESOURCE", "CAP_SYS_TIME", "CAP_SYS_TTY_CONFIG", "CAP_MKNOD", "CAP_LEASE", "CAP_AUDIT_WRITE",
+    "CAP_AUDIT_CONTROL", "CAP_SETFCAP", "CAP_MAC_OVERRIDE", "CAP_MAC_ADMIN", "CAP_SYSLOG", "CAP_WAKE_ALARM",
+    "CAP_BLOCK_SUSPEND", "CAP_AUDIT_READ", "CAP_PERFMON", "CAP_BPF", "CAP_CHECKPOINT_RESTORE",
+]
+
+MASKED_PATHS = [
+    "/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys", "/proc/latency_stats", "/proc/timer_list",
+    "/proc/timer_stats", "/proc/sched_debug", "/sys/firmware", "/sys/devices/virtual/powercap", "/proc/scsi",
+]
+READONLY_PATHS = ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"]
+
+# The character devices every container gets (runc's defaults), with their cgroup allow rules.
+DEFAULT_DEVICES = [
+    ("/dev/null", 1, 3), ("/dev/zero", 1, 5), ("/dev/full", 1, 7), ("/dev/random", 1, 8),
+    ("/dev/urandom", 1, 9), ("/dev/tty", 5, 0),
+]
+EXTRA_ALLOWED_DEVICES = [(5, 1), (5, 2), (136, -1)]  # /dev/console, /dev/ptmx, /dev/pts/*
+
+
+def default_mounts() -> list[dict[str, Any]]:
+    return [
+        {"destination": "/proc", "type": "proc", "source": "proc", "options": ["nosuid", "noexec", "nodev"]},
+        {"destination": "/dev", "type": "tmpfs", "source": "tmpfs",
+         "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]},
+        {"destination": "/dev/pts", "type": "devpts", "source": "devpts",
+         "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"]},
+        {"destination": "/dev/shm", "type": "tmpfs", "source": "shm",
+         "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"]},
+        {"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue", "options": ["nosuid", "noexec", "nodev"]},
+        {"destination": "/sys", "type": "sysfs", "source": "sysfs", "options": ["nosuid", "noexec", "nodev", "ro"]},
+        {"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup",
+         "options": ["nosuid", "noexec", "nodev", "relatime", "ro"]},
+        {"destination": "/run", "type": "tmpfs", "source": "tmpfs",
+         "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]},
+    ]
+
+
+def default_spec() -> Spec:
+    """containerd's default Linux spec (root "rootfs", 14 capabilities, NOFILE 1024, no_new_privileges)."""
+    devices = [{"path": p, "type": "c", "major": ma, "minor": mi, "fileMode": 0o666, "uid": 0, "gid": 0}
+               for p, ma, mi in DEFAULT_DEVICES]
+    allow = [{"allow": False, "access": "rwm"}]
+    allow += [{"allow": True, "type": "c", "major": ma, "minor": mi, "access": "rwm"} for _, ma, mi in DEFAULT_DEVICES]
+    allow += [{"allow": True, "type": "c", "major": ma, **({"minor": mi} if mi >= 0 else {}), "access": "rwm"}
+              for ma, mi in EXTRA_ALLOWED_DEVICES]
+    return {
+        "ociVersion": OCI_VERSION,
+        "process": {
+            "terminal": False,
+            "user": {"uid": 0, "gid": 0},
+            "args": [],
+            "env": [DEFAULT_PATH_ENV],
+            "cwd": "/",
+            "capabilities": {
+                "bounding": list(DEFAULT_CAPS),
+                "effective": list(DEFAULT_CAPS),
+                "permitted": list(DEFAULT_CAPS),
+            },
+            "rlimits": [{"type": "RLIMIT_NOFILE", "hard": 1024, "soft": 1024}],
+            "noNewPrivileges": True,
+        },
+        "root": {"path": DEFAULT_ROOTFS, "readonly": False},
+        "hostname": "",
+        "mounts": default_mounts(),
+        "linux": {
+            "resources": {"devices": allow},
+            "cgroupsPath": "",
+            "namespaces": [{"type": t} for t in ("pid", "ipc", "uts", "mount", "network")],
+            "devices": devices,
+            "maskedPaths": list(MASKED_PATHS),
+            "readonlyPaths": list(READONLY_PATHS),
+            # Left for a seccomp profile (a later issue hardens it): see with_seccomp().
+        },
+        "annotations": {},
+    }
+
+
+def generate_spec(*opts: SpecOpt) -> Spec:
+    """The default spec with `opts` applied in order."""
+    spec = default_spec()
+    for opt in opts:
+        opt(spec)
+    return spec
+
+
+# --- process --------------------------------------------------------------------------------------------
+
+def with_process_args(args: Sequence[str]) -> SpecOpt:
+    def opt(spec: Spec) -> None:
+        spec["process"]["args"] = list(args)
+    return opt
+
+
+def _set_env(env: list[str], entries: Iterable[str]) -> list[str]:
+    """Entries replace same-named variables in place (like containerd's replaceOrAppendEnvValues)."""
+    out = list(env)
+    for entry in entries:
+        key = entry.split("=", 1)[0]
+        if not key:
+            raise errors.InvalidArgument(f"invalid environment variable {entry!r}")
+        for i, existing in enumerate(out):
+            if existing.split("=", 1)[0] == key:
+                out[i] = entry
+                break
+        else:
+            out.append(entry)
+    return out
+
+
+def with_env(entries: Iterable[str]) -> SpecOpt:
+    def opt(spec: Spec) -> None:
+        spec["process"]["env"] = _set_env(spec["process"]["env"], entries)
+    return opt
+
+
+def with_cwd(cwd: str) -> SpecOpt:
+    if not cwd.startswith("/"):
+        raise errors.InvalidArgument(f"working directory {cwd!r} must be an absolute path")
+
+    def opt(spec: Spec) -> None:
+        spec["process"]["cwd"] = cwd
+    return opt
+
+
+def with_tty(tty: bool = True) -> SpecOpt:
+    def opt(spec: Spec) -> None:
+        spec["process"]["terminal"] = tty
+        if tty:
+            spec["process"]["env"] = _set_env(spec["process"]["env"], ["TERM=xterm"])
+    return opt
+
+
+def with_user(uid: int, gid: int, additional_gids: Sequence[int] = ()) -> SpecOpt:
+    def opt(spec: Spec) -> None:
+        user: dict[str, Any] = {"uid": uid, "gid": gid}
+        if additional_gids:
+            user["additionalGids"] = sorted(set(additional_gids))
+        spec["process"]["user"] = user
+    return opt
+
+
+def with_hostname(hostname: str) -> SpecOpt:
+    if not re.match(r"^[A-Za-z0-9]([A-Za-z0-9.-]{0,62})$", hostname):
+        raise errors.InvalidArgument(f"invalid hostname {hostname!r}")
+
+    def opt(spec: Spec) -> None:
+        spec["hostname"] = hostname
+    return opt
+
+
+def with_rootfs(path: str, readonly: bool = False) -> SpecOpt:
+    def opt(spec: Spec) -> None:
+        spec["root"] = {"path": path, "readonly": readonly}
+    return opt
+
+
+def with_readonly_rootfs(readonly: bool = True) -> SpecOpt:
+    def opt(spec: Spec) -> None:
+        spec["root"]["readonly"] = readonly
+    return opt
+
+
+def _cap_name(name: str) -> str:
+    upper = name.strip().upper()
+    if upper == "ALL":
+        return upper
+    full = upper if upper.startswith("CAP_") else "CAP_" + upper
+    if full not in ALL_CAP_NAMES:
+        raise errors.InvalidArgument(f"unknown capability {name!r}")
+    return full
+
+
+def host_capabilities() -> list[str]:
+    """Every capability this kernel knows (cap_last_cap) and our bounding set still holds: a capability the
+    caller cannot have (CAP_SYS_RESOURCE on this machine) would make every runtime fail to apply caps."""
+    try:
+        last = int(Path("/proc/sys/kernel/cap_last_cap").read_text())
+    except (OSError, ValueError):
+        last = len(ALL_CAP_NAMES) - 1
+    bounding = (1 << (last + 1)) - 1
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("CapBnd:"):
+                bounding = int(line.split()[1], 16)
+    except (OSError, ValueError):
+        pass
+    return [name for i, name in enumerate(ALL_CAP_NAMES[: last + 1]) if bounding >> i & 1]
+
+
+def _set_caps(spec: Spec, caps: list[str]) -> None:
+    for key in ("bounding", "effective", "permitted"):
+        spec["process"]["capabilities"][key] = list(caps)
+
+
+def with_capabilities(add: Sequence[str] = (), drop: Sequence[str] = ()) -> SpecOpt:
+    """--cap-add/--cap-drop over the current set; "ALL" works on either side (drop first, then add)."""
+    add_names = [_cap_name(c) for c in add]
+    drop_names = [_cap_name(c) for c in drop]
+
+    def opt(spec: Spec) -> None:
+        caps = list(spec["process"]["capabilities"]["bounding"])
+        if "ALL" in drop_names:
+            caps = []
+        caps = [c for c in caps if c not in drop_names]
+        if "ALL" in add_names:
+            caps = host_capabilities()
+        for c in add_names:
+            if c != "ALL" and c not in caps:
+                caps.append(c)
+        _set_caps(spec, caps)
+    return opt
+
+
+def with_privileged() -> SpecOpt:
+    """All capabilities, no masked or read-only paths, writable /sys and cgroupfs, every device allowed."""
+    def opt(spec: Spec) -> None:
+        _set_caps(spec, host_capabilities())
+        spec["linux"]["maskedPaths"] = []
+        spec["linux"]["readonlyPaths"] = []
+        spec["linux"]["resources"]["devices"] = [{"allow": True, "access": "rwm"}]
+        for m in spec["mounts"]:
+            if m["destination"] in ("/sys", "/sys/fs/cgroup"):
+                m["options"] = [o for o in m["options"] if o != "ro"] + ["rw"]
+        spec["process"]["noNewPrivileges"] = False
+    return opt
+
+
+def with_no_new_privileges(enabled: bool = True) -> SpecOpt:
+    def opt(spec: Spec) -> None:
+        spec["process"]["noNewPrivileges"] = enabled
+    return opt
+
+
+def with_seccomp(profile: dict[str, Any] | None) -> SpecOpt:
+    """The place for a seccomp profile (linux.seccomp); None leaves the container unconfined."""
+    def opt(spec: Spec) -> None:
+        if profile is None:
+            spec["linux"].pop("seccomp", None)
+        else:
+            spec["linux"]["seccomp"] = copy.deepcopy(profile)
+    return opt
+
+
+def with_rlimit(kind: str, soft: int, hard: int) -> SpecOpt:
+    def opt(spec: Spec) -> None:
+        limits = [r for r in spec["process"].get("rlimits", []) if r["type"] != kind]
+        limits.append({"type": kind, "soft": soft, "hard": hard})
+        spec["process"]["rlimits"] = limits
+    return opt
+
+
+# --- namespaces, mounts, cgroups -----------------------------------------------------------------------
+
+def with_host_namespace(kind: str) -> SpecOpt:
+    def opt(spec: Spec) -> None:
+        spec["linux"]["namespaces"] = [n for n in spec["linux"]["namespaces"] if n["type"] != kind]
+    return opt
+
+
+def with_net_host() -> SpecOpt:
+    """Share the host's network namespace (and, as containerd does, keep /sys writable only if privileged)."""
+    return with_host_namespace("network")
+
+
+def with_namespace_path(kind: str, path: str) -> SpecOpt:
+    def opt(spec: Spec) -> None:
+        spaces = [n for n in spec["linux"]["namespaces"] if n["type"] != kind]
+        spaces.append({"type": kind, "path": path})
+        spec["linux"]["namespaces"] = spaces
+    return opt
+
+
+def parse_mount(text: str) -> dict[str, Any]:
+    """ctr's --mount syntax: type=bind,src=/a,dst=/b,options=rbind:ro (options separated by ':')."""
+    fields: dict[str, str] = {}
+    for part in text.split(","):
+        if "=" not in part:
+            raise errors.InvalidArgument(f"invalid --mount {text!r}: expected key=value pairs, got {part!r}")
+        key, value = part.split("=", 1)
+        fields[key.strip().lower()] = value
+    kind = fields.pop("type", "bind")
+    src = fields.pop("src", fields.pop("source", ""))
+    dst = fields.pop("dst", fields.pop("destination", fields.pop("target", "")))
+    options = [o for o in fields.pop("options", "").split(":") if o]
+    if fields:
+        raise errors.InvalidArgument(f"invalid --mount {text!r}: unknown keys {', '.join(sorted(fields))}")
+    if not dst.startswith("/"):
+        raise errors.InvalidArgument(f"invalid --mount {text!r}: dst must be an absolute path")
+    if kind == "bind":
+        if not src:
+            raise errors.InvalidArgument(f"invalid --mount {text!r}: bind needs src")
+        src = os.path.abspath(src)
+        if not os.path.exists(src):
+            raise errors.NotFound(f"--mount source {src} does not exist")
+        if "bind" not in options and "rbind" not in options:
+            options.insert(0, "rbind")
+    elif kind == "tmpfs":
+        src = src or "tmpfs"
+    return {"destination": dst, "type": kind, "source": src, "options": options}
+
+
+def with_mounts(mounts: Sequence[dict[str, Any]]) -> SpecOpt:
+    """Add mounts, replacing any default mount at the same destination."""
+    def opt(spec: Spec) -> None:
+        dests = {m["destination"] for m in mounts}
+        spec["mounts"] = [m for m in spec["mounts"] if m["destination"] not in dests] + [dict(m) for m in mounts]
+    return opt
+
+
+def cgroups_path(parent: str, namespace: str, container_id: str) -> str:
+    """`/<parent>/<namespace>-<id>`: absolute, so every runtime puts it at the same place in each hierarchy."""
+    parent = parent.strip("/")
+    return "/" + (f"{parent}/" if parent else "") + f"{namespace}-{container_id}"
+
+
+def with_cgroups_path(path: str) -> SpecOpt:
+    def opt(spec: Spec) -> None:
+        spec["linux"]["cgroupsPath"] = path
+    return opt
+
+
+def with_memory_limit(limit: int) -> SpecOpt:
+    if limit <= 0:
+        raise errors.InvalidArgument("memory limit must be positive")
+
+    def opt(spec: Spec) -> None:
+        spec["linux"]["resources"].setdefault("memory", {})["limit"] = limit
+    return opt
+
+
+def with_cpus(cpus: float, period: int = 100_000) -> SpecOpt:
+    if cpus <= 0:
+        raise errors.InvalidArgument("--cpus must be positive")
+
+    def opt(spec: Spec) -> None:
+        cpu = spec["linux"]["resources"].setdefault("cpu", {})
+        cpu["period"] = period
+        cpu["quota"] = int(cpus * period)
+    return opt
+
+
+def with_cpu_shares(shares: int) -> SpecOpt:
+    if shares < 2:
+        raise errors.InvalidArgument("--cpu-shares must be at least 2")
+
+    def opt(spec: Spec) -> None:
+        spec["linux"]["resources"].setdefault("cpu", {})["shares"] = shares
+    return opt
+
+
+def with_pids_limit(limit: int) -> SpecOpt:
+    if limit == 0 or limit < -1:
+        raise errors.InvalidArgument("--pids-limit must be positive (or -1 for unlimited)")
+
+    def opt(spec: Spec) -> None:
+        spec["linux"]["resources"]["pids"] = {"limit": limit}
+    return opt
+
+
+def with_annotations(annotations: dict[str, str]) -> SpecOpt:
+    def opt(spec: Spec) -> None:
+        spec.setdefault("annotations", {}).update(annotations)
+    return opt
+
+
+# --- image config, users ---------------------------------------------------------------------------------
+
+FileReader = Callable[[str], "bytes | None"]
+
+
+def rootfs_reader(path: str | os.PathLike[str]) -> FileReader:
+    """Read files of a plain rootfs directory (None when absent); never follows links outside it."""
+    root = Path(path)
+
+    def read(name: str) -> bytes | None:
+        target = root / name.lstrip("/")
+        try:
+            resolved = target.resolve()
+            if root.resolve() not in resolved.parents:
+                return None
+            return resolved.read_bytes()
+        except OSError:
+            return None
+    return read
+
+
+def mounts_reader(mounts: Sequence[Any]) -> FileReader:
+    """Read files of a snapshot without mounting it: overlay upper then lowers in order, or a bind source."""
+    layers: list[str] = []
+    for m in mounts:
+        kind = getattr(m, "type", None) or (m.get("type") if isinstance(m, dict) else None)
+        source = getattr(m, "source", None) or (m.get("source") if isinstance(m, dict) else None)
+        options = getattr(m, "options", None) or (m.get("options", ()) if isinstance(m, dict) else ())
+        if kind == "overlay":
+            upper = [o.split("=", 1)[1] for o in options if o.startswith("upperdir=")]
+            lower = [o.split("=", 1)[1] for o in options if o.startswith("lowerdir=")]
+            layers += upper
+            for entry in lower:
+                layers += entry.split(":")
+        elif source:
+            layers.append(source)
+
+    def read(name: str) -> bytes | None:
+        for layer in layers:
+            data = rootfs_reader(layer)(name)
+            if data is not None:
+                return data
+        return None
+    return read
+
+
+def _parse_colon_file(data: bytes | None) -> list[list[str]]:
+    if not data:
+        return []
+    return [line.split(":") for line in data.decode(errors="replace").splitlines()
+            if line and not line.startswith("#")]
+
+
+def resolve_user(user: str, read: FileReader) -> tuple[int, int, list[int]]:
+    """Resolve `name`, `uid`, `name:group`, `uid:gid` (Docker/containerd syntax) through the rootfs's
+    /etc/passwd and /etc/group; additional groups come from /etc/group membership."""
+    user = user.strip()
+    if not user:
+        return 0, 0, []
+    name, _, group = user.partition(":")
+    passwd = _parse_colon_file(read("/etc/passwd"))
+    groups = _parse_colon_file(read("/etc/group"))
+    uid: int | None = None
+    gid: int | None = None
+    username = None
+    for entry in passwd:
+        if len(entry) < 4:
+            continue
+        if entry[0] == name or (name.isdigit() and entry[2] == name):
+            try:
+                uid, gid, username = int(entry[2]), int(entry[3]), entry[0]
+            except ValueError:
+                continue
+            break
+    if uid is None:
+        if not name.isdigit():
+            raise errors.NotFound(f"user {name!r} not found in the container's /etc/passwd")
+        uid, gid = int(name), 0
+    if group:
+        for entry in groups:
+            if len(entry) >= 3 and (entry[0] == group or (group.isdigit() and entry[2] == group)):
+                gid = int(entry[2])
+                break
+        else:
+            if not group.isdigit():
+                raise errors.NotFound(f"group {group!r} not found in the container's /etc/group")
+            gid = int(group)
+    extra: list[int] = []
+    if username and not group:
+        for entry in groups:
+            if len(entry) >= 4 and username in entry[3].split(",") and entry[2].isdigit():
+                if int(entry[2]) != gid:
+                    extra.append(int(entry[2]))
+    assert gid is not None
+    return uid, gid, extra
+
+
+def with_image_config(image_config: dict[str, Any], read: FileReader | None = None) -> SpecOpt:
+    """Env, working dir, user and entrypoint+cmd from an OCI image config's `config` object."""
+    cfg = image_config.get("config") or {}
+
+    def opt(spec: Spec) -> None:
+        spec["process"]["env"] = _set_env(spec["process"]["env"], cfg.get("Env") or [])
+        spec["process"]["cwd"] = cfg.get("WorkingDir") or "/"
+        spec["process"]["args"] = list(cfg.get("Entrypoint") or []) + list(cfg.get("Cmd") or [])
+        if cfg.get("User") and read is not None:
+            uid, gid, extra = resolve_user(cfg["User"], read)
+            with_user(uid, gid, extra)(spec)
+    return opt
+
+
+# --- /etc files -----------------------------------------------------------------------------------------
+
+LOOPBACK_NAMESERVER = re.compile(r"^\s*nameserver\s+(127\.\d+\.\d+\.\d+|::1)\s*$")
+DEFAULT_NAMESERVERS = ["8.8.8.8", "8.8.4.4"]
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.chmod(tmp, 0o644)
+    os.replace(tmp, path)
+
+
+def prepare_etc_files(dest: Path, *, hostname: str, net_host: bool = False,
+                      extra_hosts: Sequence[tuple[str, str]] = (), dns: Sequence[str] = (),
+                      dns_search: Sequence[str] = (), dns_options: Sequence[str] = (),
+                      host_resolv: Path = Path("/etc/resolv.conf"),
+                      host_hosts: Path = Path("/etc/hosts")) -> dict[str, Path]:
+    """Write `hosts`, `resolv.conf` and `hostname` for one container into `dest`; returns their paths.
+
+    resolv.conf is the host's with loopback nameservers dropped (they mean nothing in a new network
+    namespace), unless `net_host`; `dns`/`dns_search`/`dns_options` replace the host's entries. hosts maps
+    localhost and the container's hostname, plus `extra_hosts` (name, address) pairs.
+    """
+    dest.mkdir(parents=True, exist_ok=True)
+    try:
+        host_lines = host_resolv.read_text().splitlines()
+    except OSError:
+        host_lines = []
+    lines = []
+    for line in host_lines:
+        stripped = line.strip()
+        if not net_host and LOOPBACK_NAMESERVER.match(stripped):
+            continue
+        if dns and stripped.startswith("nameserver"):
+            continue
+        if dns_search and (stripped.startswith("search") or stripped.startswith("domain")):
+            continue
+        if dns_options and stripped.startswith("options"):
+            continue
+        lines.append(line)
+    lines += [f"nameserver {ns}" for ns in dns]
+    if dns_search:
+        lines.append("search " + " ".join(dns_search))
+    if dns_options:
+        lines.append("options " + " ".join(dns_options))
+    if not any(line.strip().startswith("nameserver") for line in lines):
+        lines += [f"nameserver {ns}" for ns in DEFAULT_NAMESERVERS]
+    paths = {"resolv.conf": dest / "resolv.conf", "hosts": dest / "hosts", "hostname": dest / "hostname"}
+    _atomic_write(paths["resolv.conf"], "\n".join(lines) + "\n")
+    if net_host:
+        try:
+            hosts = host_hosts.read_text()
+        except OSError:
+            hosts = "127.0.0.1\tlocalhost\n"
+    else:
+        hosts = ("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
+                 "fe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n")
+        if hostname:
+            hosts += f"127.0.1.1\t{hostname}\n"
+    for name, address in extra_hosts:
+        hosts += f"{address}\t{name}\n"
+    _atomic_write(paths["hosts"], hosts)
+    _atomic_write(paths["hostname"], (hostname or "") + "\n")
+    return paths
+
+
+def with_etc_files(paths: dict[str, Path], readonly: bool = False) -> SpecOpt:
+    """Bind-mount prepared /etc/hosts, /etc/resolv.conf and /etc/hostname into the container."""
+    mode = "ro" if readonly else "rw"
+    mounts = [{"destination": f"/etc/{name}", "type": "bind", "source": str(path),
+               "options": ["rbind", "rprivate", mode]} for name, path in sorted(paths.items())]
+    return with_mounts(mounts)

@@ -1,0 +1,299 @@
+"""The seam between tasks and OCI runtimes: one Protocol that mirrors the runc command line.
+
+Every runtime keeps its own state under its own root directory (`<state>/runtime/<name>`) and is driven with
+the same verbs as `runc`: create (init set up and waiting before exec), start, state, kill, delete, exec
+(detached), pause, resume, ps. Two implementations:
+
+- `OCICliRuntime`: runc, crun or any OCI runtime binary, run as `<binary> --root <dir> <verb> ...`;
+- `BuiltinRuntime` (ctrpy.runtime.builtin): the C helper, imported lazily.
+
+A runtime's own failure comes back as one line (`RuntimeFailure`), with the runtime's name and message, never
+a traceback; a process that cannot be executed is classified (`ExecFailure`, exit 126 or 127 for `run`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+from ctrpy.runtime import errors
+
+
+class RuntimeFailure(errors.Internal):
+    """The OCI runtime refused or failed an operation; `run` maps it to exit 125."""
+
+    run_exit_code = errors.EXIT_RUNTIME_FAILURE
+
+
+class ExecFailure(errors.FailedPrecondition):
+    """The container's process could not be executed: 127 when not found, 126 otherwise (as docker/podman)."""
+
+    def __init__(self, message: str, *, not_found: bool) -> None:
+        super().__init__(message)
+        self.run_exit_code = errors.EXIT_COMMAND_NOT_FOUND if not_found else errors.EXIT_CANNOT_EXEC
+
+
+def classify_failure(runtime: str, message: str) -> errors.CtrpyError:
+    """Turn a runtime's error text into the right error class (exec problems are the user's, not ours)."""
+    text = f"{runtime}: {message}"
+    lowered = message.lower()
+    if "exec" in lowered or "executable" in lowered or "starting container process" in lowered:
+        if "not found" in lowered or "no such file" in lowered:
+            return ExecFailure(text, not_found=True)
+        if "permission denied" in lowered or "is a directory" in lowered or "exec format error" in lowered:
+            return ExecFailure(text, not_found=False)
+    if "does not exist" in lowered or "container not found" in lowered:
+        return errors.NotFound(text)
+    return RuntimeFailure(text)
+
+
+def as_runtime_error(runtime: str, exc: BaseException) -> BaseException:
+    """Classify an error a runtime raised: exec problems (by errno or text) become ExecFailure, other errors
+    RuntimeFailure; errors already classified pass through."""
+    import errno as _errno
+
+    if isinstance(exc, (RuntimeFailure, ExecFailure)) or not isinstance(exc, Exception):
+        return exc
+    code = getattr(exc, "errno", None)
+    text = str(exc)
+    if "exec" in text.lower():
+        if code == _errno.ENOENT:
+            return ExecFailure(f"{runtime}: {text}", not_found=True)
+        if code in (_errno.EACCES, _errno.ENOEXEC, _errno.EISDIR, _errno.EPERM):
+            return ExecFailure(f"{runtime}: {text}", not_found=False)
+        classified = classify_failure(runtime, text)
+        if isinstance(classified, ExecFailure):
+            return classified
+    if isinstance(exc, (errors.NotFound, errors.InvalidArgument, errors.FailedPrecondition)):
+        return exc
+    return RuntimeFailure(f"{runtime}: {text}" if not text.startswith(runtime) else text)
+
+
+@runtime_checkable
+class OCIRuntime(Protocol):
+    """An OCI runtime driven like runc. State lives under the runtime's own root directory."""
+
+    name: str
+
+    def create(self, container_id: str, bundle: Path, *, pid_file: Path, console_socket: Path | None = None,
+               stdio: tuple[int, int, int] | None = None) -> None:
+        """Set up the container from `bundle/config.json`; its init waits before exec until `start`.
+
+        The init's pid is written to `pid_file`. With `console_socket`, the pty master is sent over that unix
+        socket (SCM_RIGHTS, as runc does) and `stdio` is ignored; otherwise the init gets `stdio` (or the
+        caller's own fds 0-2)."""
+        ...
+
+    def start(self, container_id: str) -> None:
+        """Let a created container's init exec the user's process."""
+        ...
+
+    def state(self, container_id: str) -> dict[str, Any]:
+        """runc-style state: ociVersion, id, pid, status (creating|created|running|stopped|paused), bundle,
+        rootfs, created. Raises NotFound for an unknown container."""
+        ...
+
+    def kill(self, container_id: str, signal: int, all: bool = False) -> None:
+        """Send `signal` to the init (or to every process of the container with `all`)."""
+        ...
+
+    def delete(self, container_id: str, force: bool = False) -> None:
+        """Remove a stopped container's runtime state and cgroup (`force` kills a live one first)."""
+        ...
+
+    def exec(self, container_id: str, process: dict[str, Any], *, pid_file: Path,
+             console_socket: Path | None = None, stdio: tuple[int, int, int] | None = None) -> None:
+        """Start `process` (an OCI process object) inside the running container; returns once it runs."""
+        ...
+
+    def pause(self, container_id: str) -> None:
+        """Freeze every process of the container."""
+        ...
+
+    def resume(self, container_id: str) -> None:
+        """Thaw a paused container."""
+        ...
+
+    def ps(self, container_id: str) -> list[int]:
+        """Host pids of the container's processes."""
+        ...
+
+
+class OCICliRuntime:
+    """An OCI runtime binary (runc, crun, ...) driven through its command line.
+
+    Errors are read from the runtime's JSON log (`--log-format json`), so the container's stderr never mixes
+    with the runtime's own messages, and the last error-level entry becomes the one-line message.
+    """
+
+    def __init__(self, name: str, binary: str, root: Path, extra_args: tuple[str, ...] = ()) -> None:
+        self.name = name
+        self.binary = binary
+        self.root = Path(root)
+        self.extra_args = tuple(extra_args)
+
+    def _binary_path(self) -> str:
+        found = shutil.which(self.binary)
+        if not found:
+            raise errors.Unavailable(f"runtime {self.name!r}: binary {self.binary!r} not found in PATH")
+        return found
+
+    def _run(self, verb: str, *args: str, stdio: tuple[int, int, int] | None = None,
+             capture: bool = False) -> str:
+        self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
+        fd, log_path = tempfile.mkstemp(prefix=f".{verb}-", suffix=".log", dir=self.root)
+        os.close(fd)
+        argv = [self._binary_path(), "--root", str(self.root), "--log", log_path, "--log-format", "json",
+                *self.extra_args, verb, *args]
+        try:
+            if stdio is not None:
+                # The runtime's init inherits these as the container's stdio; the runtime itself logs to the file.
+                proc = subprocess.run(argv, stdin=stdio[0], stdout=stdio[1] if not capture else subprocess.PIPE,
+                                      stderr=stdio[2], close_fds=True)
+                out = proc.stdout.decode() if capture and proc.stdout else ""
+                stderr_text = ""
+            else:
+                proc = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, close_fds=True)
+                out = proc.stdout.decode(errors="replace")
+                stderr_text = proc.stderr.decode(errors="replace")
+            if proc.returncode != 0:
+                message = _last_error(Path(log_path)) or _last_line(stderr_text) or f"{verb} failed (exit {proc.returncode})"
+                raise classify_failure(self.name, message)
+            return out
+        finally:
+            try:
+                os.unlink(log_path)
+            except OSError:
+                pass
+
+    def create(self, container_id: str, bundle: Path, *, pid_file: Path, console_socket: Path | None = None,
+               stdio: tuple[int, int, int] | None = None) -> None:
+        args = ["--bundle", str(bundle), "--pid-file", str(pid_file)]
+        if console_socket is not None:
+            args += ["--console-socket", str(console_socket)]
+        self._run("create", *args, container_id, stdio=stdio)
+
+    def start(self, container_id: str) -> None:
+        self._run("start", container_id)
+
+    def state(self, container_id: str) -> dict[str, Any]:
+        out = self._run("state", container_id)
+        try:
+            data: dict[str, Any] = json.loads(out)
+        except ValueError as exc:
+            raise RuntimeFailure(f"{self.name}: unreadable state for {container_id}: {out[:200]!r}") from exc
+        return data
+
+    def kill(self, container_id: str, signal: int, all: bool = False) -> None:
+        self._run("kill", *(["--all"] if all else []), container_id, str(signal))
+
+    def delete(self, container_id: str, force: bool = False) -> None:
+        self._run("delete", *(["--force"] if force else []), container_id)
+
+    def exec(self, container_id: str, process: dict[str, Any], *, pid_file: Path,
+             console_socket: Path | None = None, stdio: tuple[int, int, int] | None = None) -> None:
+        self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
+        with tempfile.NamedTemporaryFile("w", prefix=".process-", suffix=".json", dir=self.root,
+                                         delete=False) as f:
+            json.dump(process, f)
+            process_path = f.name
+        try:
+            args = ["--detach", "--process", process_path, "--pid-file", str(pid_file)]
+            if console_socket is not None:
+                args += ["--console-socket", str(console_socket)]
+            self._run("exec", *args, container_id, stdio=stdio)
+        finally:
+            os.unlink(process_path)
+
+    def pause(self, container_id: str) -> None:
+        self._run("pause", container_id)
+
+    def resume(self, container_id: str) -> None:
+        self._run("resume", container_id)
+
+    def ps(self, container_id: str) -> list[int]:
+        out = self._run("ps", "--format", "json", container_id)
+        try:
+            pids = json.loads(out or "[]")
+        except ValueError as exc:
+            raise RuntimeFailure(f"{self.name}: unreadable ps output: {out[:200]!r}") from exc
+        return [int(p) for p in pids or []]
+
+
+def _last_error(log: Path) -> str:
+    """The message of the last error/fatal entry of a runtime's JSON log."""
+    try:
+        lines = log.read_text(errors="replace").splitlines()
+    except OSError:
+        return ""
+    message = ""
+    for line in lines:
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(entry, dict) and entry.get("level") in ("error", "fatal", "panic"):
+            message = str(entry.get("msg", "")).strip()
+    return message
+
+
+def _last_line(text: str) -> str:
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return lines[-1] if lines else ""
+
+
+# Names containerd users know, mapped to ctrpy's runtime entries.
+RUNTIME_ALIASES = {
+    "io.containerd.runc.v2": "runc",
+    "io.containerd.runc.v1": "runc",
+    "io.containerd.runtime.v1.linux": "runc",
+    "io.containerd.crun.v2": "crun",
+}
+
+
+def runtime_entry(name: str, config: Any) -> tuple[str, dict[str, Any]]:
+    """Resolve a runtime name to (canonical name, its config entry); InvalidArgument when unknown."""
+    canonical = RUNTIME_ALIASES.get(name, name)
+    runtimes = config["runtimes"] if config is not None else {}
+    entry = runtimes.get(canonical)
+    if entry is None:
+        if canonical in ("runc", "crun"):
+            entry = {"type": "oci", "binary": canonical, "root": ""}
+        elif canonical == "ctrpy":
+            entry = {"type": "builtin"}
+        else:
+            known = ", ".join(sorted(set(runtimes) | {"ctrpy", "runc", "crun"}))
+            raise errors.InvalidArgument(f"unknown runtime {name!r} (known: {known})")
+    return canonical, dict(entry)
+
+
+def open_runtime_entry(name: str, entry: dict[str, Any], state_dir: Path) -> OCIRuntime:
+    """Build a runtime from a resolved config entry (used by the supervisor, which never loads config)."""
+    kind = entry.get("type", "oci")
+    root = Path(entry.get("root") or Path(state_dir) / "runtime" / name)
+    if kind == "builtin":
+        try:
+            from ctrpy.runtime.builtin import BuiltinRuntime  # type: ignore[import-not-found]
+        except ImportError as exc:
+            raise errors.NotImplemented_(
+                f"runtime {name!r}: the built-in runtime is not available in this build ({exc}); "
+                "use --runtime runc"
+            ) from None
+        runtime: OCIRuntime = BuiltinRuntime(root)
+        return runtime
+    if kind == "oci":
+        binary = entry.get("binary") or name
+        return OCICliRuntime(name, binary, root, tuple(entry.get("args", ())))
+    raise errors.InvalidArgument(f"runtime {name!r}: unknown type {kind!r} (expected 'builtin' or 'oci')")
+
+
+def open_runtime(name: str, config: Any, state_dir: Path) -> OCIRuntime:
+    """The runtime called `name`: "ctrpy" (built-in), "runc", "crun", containerd-style aliases, or any
+    [runtimes.<name>] entry of type "oci" with a binary."""
+    canonical, entry = runtime_entry(name, config)
+    return open_runtime_entry(canonical, entry, state_dir)

@@ -1,0 +1,437 @@
+"""Pull: resolve a reference, fetch what the wanted platforms need, verify everything, record the image.
+
+Pipeline (containerd's client.Pull, inside a lease):
+
+    resolve (HEAD manifests/<tag>)  ->  root index/manifest  ->  manifests for the platforms
+        ->  configs and layers in a bounded thread pool  ->  image record  ->  unpack (unless --no-unpack)
+
+Every object goes through a content-store writer: bytes are hashed while they stream to the ingest file, and
+commit checks size and digest before anything becomes visible. The writer is exclusive per ref, so a second
+process pulling the same image waits and then finds the blob committed (each blob is downloaded once). An
+interrupted download leaves its ingest behind; the next pull resumes it with a Range request.
+
+Parents get containerd's GC labels (`containerd.io/gc.ref.content.m.<i>` on an index, `.config` and `.l.<i>`
+on a manifest) and every blob `containerd.io/distribution.source.<domain>=<repository>`.
+
+Progress is reported through a callback of `Progress` events; the CLI renders them (commands/_progress.py).
+A transfer that moves no byte for `progress_timeout` seconds fails; `deadline` bounds the whole pull.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from collections.abc import Callable
+import queue
+from dataclasses import dataclass, field
+from typing import Any
+
+from ctrpy.runtime import errors, images as _images, platforms as _platforms
+from ctrpy.runtime.content import Descriptor
+from ctrpy.runtime.reference import Reference, parse
+from ctrpy.runtime.remotes import RegistryOptions
+
+
+@dataclass
+class Progress:
+    """One progress event. `status`: resolving, resolved, waiting, downloading, exists, done, failed,
+    unpacking, unpacked, warning."""
+
+    key: str                      # "layer-sha256:...", "manifest-sha256:...", or the reference
+    status: str
+    kind: str = ""
+    digest: str = ""
+    offset: int = 0
+    total: int = 0
+    message: str = ""
+
+
+ProgressFn = Callable[[Progress], None]
+
+
+@dataclass
+class PullOptions:
+    registry: RegistryOptions = field(default_factory=RegistryOptions)
+    platforms: list[str] = field(default_factory=list)
+    all_platforms: bool = False
+    unpack: bool = True
+    snapshotter: str | None = None
+    deadline: float = 0.0           # seconds for the whole pull; 0: none
+    labels: dict[str, str] = field(default_factory=dict)
+    credential: Any = None          # remotes.auth.Credential from --user
+
+
+def options_from_config(config: Any, **overrides: Any) -> PullOptions:
+    reg = RegistryOptions(
+        hosts_dirs=[p for p in str(config.get("registry.config_path", "")).split(":") if p],
+        progress_timeout=float(config.get("registry.progress_timeout", 60)),
+        max_concurrent=int(config.get("registry.max_concurrent_downloads", 3)),
+    )
+    opts = PullOptions(registry=reg, deadline=float(config.get("registry.deadline", 0) or 0))
+    for key, value in overrides.items():
+        setattr(opts, key, value)
+    return opts
+
+
+class _Cancelled(Exception):
+    pass
+
+
+def run_bounded(fn: Callable[[Any], None], items: list[Any], workers: int, cancel: threading.Event, *,
+                check: Callable[[], None] | None = None, grace: float = 2.0) -> None:
+    """Run fn(item) for every item on at most `workers` threads; the first failure cancels the rest and is
+    raised. `check()` runs every 0.2 s in the caller (deadlines). The threads are daemons: a transfer stuck
+    in a read can delay neither Ctrl-C nor the report of another failure by more than `grace` seconds."""
+    if not items:
+        return
+    pending: queue.SimpleQueue[Any] = queue.SimpleQueue()
+    for item in items:
+        pending.put(item)
+    failures: list[BaseException] = []
+    lock = threading.Lock()
+
+    def worker() -> None:
+        while not cancel.is_set():
+            try:
+                item = pending.get_nowait()
+            except queue.Empty:
+                return
+            try:
+                fn(item)
+            except BaseException as exc:  # noqa: BLE001 - handed to the caller below
+                with lock:
+                    failures.append(exc)
+                cancel.set()
+
+    threads = [threading.Thread(target=worker, name=f"transfer-{i}", daemon=True)
+               for i in range(max(1, min(workers, len(items))))]
+    for thread in threads:
+        thread.start()
+    try:
+        while True:
+            alive = [t for t in threads if t.is_alive()]
+            if not alive or failures:
+                break
+            alive[0].join(0.2)
+            if failures:
+                break
+            if check is not None:
+                check()
+    except BaseException:
+        cancel.set()
+        raise
+    finally:
+        if cancel.is_set():
+            stop_at = time.monotonic() + grace
+            for thread in threads:
+                thread.join(max(0.0, stop_at - time.monotonic()))
+    real = [f for f in failures if not isinstance(f, _Cancelled)]
+    if real:
+        raise real[0]
+    if failures:
+        raise failures[0]
+
+
+class _Puller:
+    def __init__(self, client: Any, ref: Reference, opts: PullOptions, progress: ProgressFn | None) -> None:
+        self.client = client
+        self.store = client.content
+        self.ref = ref
+        self.opts = opts
+        self.progress = progress or (lambda event: None)
+        self.cancel = threading.Event()
+        self.deadline_at = time.monotonic() + opts.deadline if opts.deadline else None
+        self.matcher = _platforms.matcher_for(opts.platforms, opts.all_platforms)
+        self.source_label = {f"{_images.DISTRIBUTION_SOURCE}.{ref.domain}": ref.path}
+        self.lease_id: str | None = None
+        self.session: Any = None
+
+    # -- helpers -------------------------------------------------------------------------------------------
+
+    def _check_time(self) -> None:
+        if self.cancel.is_set():
+            raise _Cancelled()
+        self._check_deadline()
+
+    def _check_deadline(self) -> None:
+        if self.deadline_at is not None and time.monotonic() > self.deadline_at:
+            raise errors.DeadlineExceeded(f"pull {self.ref}: deadline of {self.opts.deadline:g}s exceeded")
+
+    def _remaining(self) -> float | None:
+        if self.deadline_at is None:
+            return None
+        return max(0.1, self.deadline_at - time.monotonic())
+
+    def _timeout(self) -> float:
+        remaining = self._remaining()
+        base = self.opts.registry.progress_timeout
+        return min(base, remaining) if remaining is not None else base
+
+    def _lease_add(self, rtype: str, resource: str) -> None:
+        if self.lease_id:
+            with contextlib.suppress(errors.NotFound):
+                self.client.leases.add_resource(self.lease_id, rtype, resource)
+
+    def _labels_for(self, desc: Descriptor, extra: dict[str, str] | None = None) -> dict[str, str]:
+        labels = dict(self.source_label)
+        labels.update(extra or {})
+        return labels
+
+    def _writer(self, key: str, desc: Descriptor) -> Any:
+        """The ingest writer for `key`; while another process holds it (a concurrent pull of the same
+        content), poll, so the deadline and Ctrl-C still apply, and then find its work committed."""
+        while True:
+            try:
+                return self.store.writer(key, expected=desc.digest, total=desc.size, wait=False)
+            except errors.Unavailable as exc:
+                if "locked" not in str(exc):
+                    raise
+            self._check_time()
+            time.sleep(0.05)
+
+    def _key(self, desc: Descriptor) -> str:
+        return f"{_images.kind(desc.media_type)}-{desc.digest}"
+
+    def _merge_labels(self, digest: str, labels: dict[str, str]) -> None:
+        """Add labels to a stored blob; distribution sources accumulate (containerd keeps a comma list)."""
+        current = self.store.info(digest).labels
+        merged = dict(labels)
+        for key, value in labels.items():
+            if key.startswith(_images.DISTRIBUTION_SOURCE + "."):
+                repos = [r for r in current.get(key, "").split(",") if r]
+                if value not in repos:
+                    repos.append(value)
+                merged[key] = ",".join(repos)
+        self.store.update_labels(digest, merged)
+
+    def _already_here(self, desc: Descriptor, labels: dict[str, str]) -> bool:
+        if self.store.exists(desc.digest):
+            self._merge_labels(desc.digest, labels)
+            self._lease_add("content", desc.digest)
+            return True
+        return False
+
+    # -- small objects: manifests, indexes, configs --------------------------------------------------------
+
+    def fetch_json(self, desc: Descriptor, data: bytes | None = None) -> dict[str, Any]:
+        """Fetch (or reuse) a manifest/index/config, verify it, store it with its GC labels; return it parsed."""
+        self._check_time()
+        key = self._key(desc)
+        if self.store.exists(desc.digest):
+            obj = _images.read_json(self.store, desc)
+            labels = self._labels_for(desc, _images.gc_labels(desc, self._wanted_children(desc, obj)))
+            self._merge_labels(desc.digest, labels)
+            self._lease_add("content", desc.digest)
+            self.progress(Progress(key, "exists", _images.kind(desc.media_type), desc.digest, desc.size, desc.size))
+            return obj
+        self.progress(Progress(key, "downloading", _images.kind(desc.media_type), desc.digest, 0, desc.size))
+        if data is None:
+            data = self.session.fetch_bytes(self.ref.path, desc)
+        else:
+            from ctrpy.runtime.remotes.docker import verify_bytes
+
+            verify_bytes(data, desc, self.ref.domain)
+        obj = _images.parse_json(data, desc)
+        labels = self._labels_for(desc, _images.gc_labels(desc, self._wanted_children(desc, obj)))
+        with self._writer(key, desc) as w:
+            self._lease_add("ingests", key)
+            if not w.committed_already:
+                w.truncate(0)
+                w.write(data)
+            w.commit(desc.size, desc.digest, labels)
+        self._lease_add("content", desc.digest)
+        self.progress(Progress(key, "done", _images.kind(desc.media_type), desc.digest, desc.size, desc.size))
+        return obj
+
+    def _wanted_children(self, desc: Descriptor, obj: dict[str, Any]) -> list[Descriptor]:
+        kids = _images.children(desc, obj)
+        if _images.is_index(desc.media_type):
+            return self._select(kids)
+        return kids
+
+    def _select(self, manifests: list[Descriptor]) -> list[Descriptor]:
+        """The manifests of an index to fetch: the best match per wanted platform, or all."""
+        if isinstance(self.matcher, _platforms.Any_):
+            return manifests
+        nested = [m for m in manifests if _images.is_index(m.media_type)]
+        candidates = [m for m in manifests if _images.is_manifest(m.media_type)]
+        ranked = _images.select(candidates, self.matcher)
+        if isinstance(self.matcher, _platforms.Exact):
+            chosen = []
+            for matcher in self.matcher.matchers:
+                best = _images.select(candidates, matcher)
+                if best and best[0] not in chosen:
+                    chosen.append(best[0])
+            return chosen + nested
+        return ranked[:1] + nested
+
+    # -- layers ----------------------------------------------------------------------------------------------
+
+    def fetch_blob(self, desc: Descriptor) -> None:
+        """Stream one blob into the content store, resuming a partial ingest, verifying before commit."""
+        import httpx
+
+        key = self._key(desc)
+        kind = _images.kind(desc.media_type)
+        labels = self._labels_for(desc)
+        self._check_time()
+        if self._already_here(desc, labels):
+            self.progress(Progress(key, "exists", kind, desc.digest, desc.size, desc.size))
+            return
+        self.progress(Progress(key, "waiting", kind, desc.digest, 0, desc.size))
+        with self._writer(key, desc) as w:
+            self._lease_add("ingests", key)
+            if w.committed_already:
+                w.commit(desc.size, desc.digest, labels)
+                self._lease_add("content", desc.digest)
+                self.progress(Progress(key, "exists", kind, desc.digest, desc.size, desc.size))
+                return
+            offset = w.offset
+            if offset > desc.size:
+                w.truncate(0)
+                offset = 0
+            if offset < desc.size or desc.size == 0:
+                host, resp = self.session.open_blob(self.ref.path, desc, offset, timeout=self._timeout())
+                try:
+                    if offset and resp.status_code != 206:
+                        # The server ignored the Range: start over.
+                        w.truncate(0)
+                        offset = 0
+                    self.progress(Progress(key, "downloading", kind, desc.digest, offset, desc.size))
+                    last_report = 0.0
+                    for chunk in resp.iter_bytes():
+                        self._check_time()
+                        offset += len(chunk)
+                        if offset > desc.size:
+                            w.truncate(0)
+                            raise errors.FailedPrecondition(
+                                f"{kind} {desc.digest} from {host.host}: more than the {desc.size} bytes the "
+                                f"descriptor declares; nothing stored")
+                        w.write(chunk)
+                        now = time.monotonic()
+                        if now - last_report > 0.1:
+                            last_report = now
+                            self.progress(Progress(key, "downloading", kind, desc.digest, offset, desc.size))
+                except httpx.HTTPError as exc:
+                    raise self.session._translate(exc, host, f"fetch {kind} {desc.digest[:19]}") from None
+                finally:
+                    resp.close()
+                if offset < desc.size:
+                    raise errors.Unavailable(
+                        f"fetch {kind} {desc.digest[:19]}: {host.host} sent {offset} of {desc.size} bytes "
+                        f"(truncated body); the partial download is kept and resumes on the next pull")
+            try:
+                w.commit(desc.size, desc.digest, labels)
+            except errors.FailedPrecondition as exc:
+                raise errors.FailedPrecondition(
+                    f"{kind} {desc.digest} failed verification ({exc}): the registry served corrupt or "
+                    f"tampered content; nothing stored") from None
+        self._lease_add("content", desc.digest)
+        self.progress(Progress(key, "done", kind, desc.digest, desc.size, desc.size))
+
+    def fetch_all(self, blobs: list[Descriptor]) -> None:
+        """Download blobs in parallel (bounded); the first failure cancels the rest."""
+        unique: dict[str, Descriptor] = {}
+        for desc in blobs:
+            unique.setdefault(desc.digest, desc)
+        run_bounded(self.fetch_blob, list(unique.values()), self.opts.registry.max_concurrent, self.cancel,
+                    check=self._check_deadline)
+
+    # -- the whole pull ------------------------------------------------------------------------------------
+
+    def run(self) -> Any:
+        try:
+            return self._run()
+        except errors.DeadlineExceeded:
+            # A read timeout cut short by the overall deadline is reported as the deadline.
+            self._check_deadline()
+            raise
+
+    def _run(self) -> Any:
+        from ctrpy.runtime.metadata.images import Image
+        from ctrpy.runtime.remotes.docker import Session
+
+        name = str(self.ref)
+        self.progress(Progress(name, "resolving"))
+        with Session(self.ref.domain, self.opts.registry, credential=self.opts.credential,
+                     timeout=self._timeout()) as session:
+            self.session = session
+            root, data = session.resolve(self.ref)
+            self.progress(Progress(name, "resolved", _images.kind(root.media_type), root.digest, 0, root.size))
+            manifests = self._walk(root, data)
+            blobs: list[Descriptor] = []
+            for desc, manifest in manifests:
+                kids = _images.children(desc, manifest)
+                self.fetch_json(kids[0])        # the config: small, and it says which platform this is
+                blobs.extend(kids[1:])
+            self.fetch_all(blobs)
+        image = Image(name=name, target=Descriptor(root.media_type, root.digest, root.size),
+                      labels=dict(self.opts.labels))
+        return self.client.images.upsert(image)
+
+    def _walk(self, root: Descriptor, data: bytes | None) -> list[tuple[Descriptor, dict[str, Any]]]:
+        """Fetch the root and the wanted manifests below it; returns (manifest desc, manifest)."""
+        out: list[tuple[Descriptor, dict[str, Any]]] = []
+        pending: list[tuple[Descriptor, bytes | None, int]] = [(root, data, 0)]
+        while pending:
+            desc, raw, depth = pending.pop(0)
+            if depth > 4:
+                raise errors.InvalidArgument(f"{self.ref}: index nesting too deep")
+            obj = self.fetch_json(desc, raw)
+            if _images.is_manifest(desc.media_type):
+                out.append((desc, obj))
+                continue
+            if not _images.is_index(desc.media_type):
+                raise errors.NotImplemented_(f"{self.ref}: unsupported media type {desc.media_type!r}")
+            wanted = self._wanted_children(desc, obj)
+            if not wanted:
+                available = ", ".join(sorted({_images.format_platform(m.platform) for m in
+                                              _images.children(desc, obj)})) or "none"
+                want = ", ".join(self.opts.platforms) or _platforms.format_platform(_platforms.host())
+                raise errors.NotFound(f"{self.ref}: no manifest for platform {want} (available: {available})")
+            pending.extend((child, None, depth + 1) for child in wanted)
+        return out
+
+
+def pull(client: Any, ref: str, opts: PullOptions | None = None, progress: ProgressFn | None = None) -> Any:
+    """Pull `ref` into the client's namespace; returns the Image. Unpacks unless opts.unpack is False."""
+    opts = opts or options_from_config(client.config)
+    parsed = parse(ref)
+    for spec in opts.platforms:
+        _platforms.parse(spec)
+    puller = _Puller(client, parsed, opts, progress)
+    with _lease(client) as lease_id:
+        puller.lease_id = lease_id
+        image = puller.run()
+        if opts.unpack:
+            _unpack(client, image, opts, puller.progress)
+    return image
+
+
+@contextlib.contextmanager
+def _lease(client: Any) -> Any:
+    """A 24 h lease protecting the pull's content from GC until the image record holds it."""
+    with client.leases.lease(expire=86400) as lease_id:
+        yield lease_id
+
+
+def _unpack(client: Any, image: Any, opts: PullOptions, progress: ProgressFn) -> str | None:
+    try:
+        from ctrpy.runtime.unpack import unpack_image
+    except ModuleNotFoundError as exc:
+        if exc.name != "ctrpy.runtime.unpack":
+            raise
+        progress(Progress(image.name, "warning", message="unpack is not available in this build; "
+                                                         "the image was pulled but not unpacked"))
+        return None
+    platform = opts.platforms[0] if opts.platforms else None
+    progress(Progress(image.name, "unpacking"))
+
+    def layer_event(event: Any) -> None:
+        status = {"applying": "unpacking", "applied": "unpacked", "shared": "exists"}.get(event.status, event.status)
+        progress(Progress(f"unpack-{event.digest}", status, "layer", event.digest, event.bytes, event.bytes))
+
+    chain = unpack_image(client, image, snapshotter=opts.snapshotter, platform=platform, progress=layer_event)
+    progress(Progress(image.name, "unpacked", digest=str(chain)))
+    return str(chain)

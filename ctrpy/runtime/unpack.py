@@ -1,0 +1,195 @@
+"""Unpack an image's layers into snapshots (containerd's core/unpack).
+
+For each layer, bottom up, with chain IDs as snapshot names (OCI image-spec config.md):
+
+    chain already committed in this namespace      -> nothing to do
+    committed by another namespace on same parent  -> share its directory (no bytes written)
+    otherwise  prepare("extract-<random> <chain>", parent) -> mount -> apply the layer -> unmount
+               -> commit(<chain>)
+
+All of it runs inside a lease (24 h expiry), so a concurrent GC never takes a half-unpacked chain.
+The unpacked state is recorded like containerd: the config blob gets the label
+`containerd.io/gc.ref.snapshot.<snapshotter>=<top chain ID>`, which also keeps the snapshots alive for GC
+while the image exists. Layers are checked against the config's diff IDs as they are applied.
+"""
+
+from __future__ import annotations
+
+import secrets
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from ctrpy.runtime import errors
+from ctrpy.runtime.mount import Mount, mount_all, unmount_all
+
+GC_REF_SNAPSHOT = "containerd.io/gc.ref.snapshot."
+SNAPSHOT_REF_LABEL = "containerd.io/snapshot.ref"
+
+
+@dataclass
+class LayerEvent:
+    """Progress of one layer: status is 'exists', 'shared', 'applying' or 'applied'."""
+
+    index: int
+    total: int
+    digest: str
+    chain_id: str
+    status: str
+    seconds: float = 0.0
+    bytes: int = 0
+
+
+def _matcher(platform: Any) -> Any:
+    if platform is None or not isinstance(platform, str):
+        return platform
+    from ctrpy.runtime import platforms
+
+    return platforms.Matcher(platforms.parse(platform))
+
+
+def _image(client: Any, image: Any) -> Any:
+    return client.images.get(image) if isinstance(image, str) else image
+
+
+def resolve_chain(client: Any, image: Any, platform: Any = None) -> tuple[Any, list[str]]:
+    """(ImageManifest, chain IDs) of the image for `platform` (host by default)."""
+    from ctrpy.runtime import images
+
+    im = images.resolve(client.content, _image(client, image), _matcher(platform))
+    return im, images.chain_ids(im.diff_ids)
+
+
+def is_unpacked(client: Any, image: Any, *, snapshotter: str | None = None, platform: Any = None) -> bool:
+    """True when the image's top chain ID is committed in the snapshotter (this namespace)."""
+    name = snapshotter or client.config["default_snapshotter"]
+    try:
+        _, chain = resolve_chain(client, image, platform)
+    except errors.NotFound:
+        return False
+    if not chain:
+        return False
+    try:
+        client.snapshotter(name).stat(chain[-1])
+        return True
+    except errors.NotFound:
+        return False
+
+
+def _apply_dir(mounts: list[Mount]) -> str | None:
+    """The directory to apply into without mounting anything (a plain writable bind), else None."""
+    if len(mounts) == 1 and mounts[0].type == "bind" and "ro" not in mounts[0].options:
+        return mounts[0].source
+    return None
+
+
+def apply_to_mounts(client: Any, mounts: list[Mount], fn: Callable[[str], Any]) -> Any:
+    """Run fn(dir) with `mounts` mounted on a fresh directory under the root, unmounting afterwards."""
+    direct = _apply_dir(mounts)
+    if direct is not None:
+        return fn(direct)
+    base = client.root.absolute() / "tmpmounts"
+    base.mkdir(parents=True, exist_ok=True, mode=0o700)
+    target = base / secrets.token_hex(8)
+    target.mkdir(mode=0o700)
+    try:
+        mount_all(mounts, target)
+        try:
+            return fn(str(target))
+        finally:
+            unmount_all(target, detach=False)
+    finally:
+        try:
+            target.rmdir()
+        except OSError:
+            unmount_all(target, detach=True)
+            shutil.rmtree(target, ignore_errors=True)
+
+
+def unpack_image(
+    client: Any,
+    image: Any,
+    snapshotter: str | None = None,
+    *,
+    platform: Any = None,
+    progress: Callable[[LayerEvent], None] | None = None,
+    threaded: bool = True,
+) -> str:
+    """Unpack `image` (an Image or a name) into `snapshotter`; returns the top chain ID."""
+    name = snapshotter or client.config["default_snapshotter"]
+    sn = client.snapshotter(name)
+    im, chain = resolve_chain(client, image, platform)
+    if not chain:
+        raise errors.InvalidArgument(f"image {getattr(_image(client, image), 'name', image)!r} has no layers")
+    total = len(chain)
+    label = GC_REF_SNAPSHOT + name
+    try:
+        sn.stat(chain[-1])
+    except errors.NotFound:
+        pass
+    else:
+        # Fast path (every `run` of an unpacked image): no lease, no write unless the label is missing.
+        if client.content.info(im.config_desc.digest).labels.get(label) != chain[-1]:
+            client.content.update_labels(im.config_desc.digest, {label: chain[-1]})
+        if progress:
+            for index, (layer, chain_id) in enumerate(zip(im.layers, chain)):
+                progress(LayerEvent(index, total, layer.digest, chain_id, "exists"))
+        return chain[-1]
+    from ctrpy.runtime import archive  # only now: the fast path above stays cheap for `run`
+
+    with client.leases.lease(expire=86400) as lease_id:
+        parent = ""
+        for index, (layer, diff_id, chain_id) in enumerate(zip(im.layers, im.diff_ids, chain)):
+            event = LayerEvent(index, total, layer.digest, chain_id, "exists")
+            resource_type = f"snapshots/{name}"
+            try:
+                sn.stat(chain_id)
+            except errors.NotFound:
+                if sn.share(chain_id, parent):
+                    event.status = "shared"
+                else:
+                    if progress:
+                        progress(LayerEvent(index, total, layer.digest, chain_id, "applying"))
+                    started = time.monotonic()
+                    key = f"extract-{secrets.token_hex(6)} {chain_id}"
+                    client.leases.add_resource(lease_id, resource_type, key)
+                    mounts = sn.prepare(key, parent, labels={SNAPSHOT_REF_LABEL: chain_id})
+                    try:
+                        if not client.content.exists(layer.digest):
+                            raise errors.NotFound(
+                                f"layer {layer.digest} of image is not in the content store (pull it first)"
+                            )
+                        with client.content.open(layer.digest) as blob:
+                            stats = apply_to_mounts(
+                                client,
+                                mounts,
+                                lambda d: archive.apply_layer_blob(
+                                    d, blob, media_type=layer.media_type, layer=layer.digest, diff_id=diff_id,
+                                    threaded=threaded,
+                                ),
+                            )
+                        try:
+                            sn.commit(chain_id, key)
+                        except errors.AlreadyExists:
+                            sn.remove(key)  # another unpack of the same chain won the race: use its result
+                    except BaseException:
+                        try:
+                            sn.remove(key)
+                        except errors.CtrpyError:
+                            pass
+                        raise
+                    event.status = "applied"
+                    event.seconds = time.monotonic() - started
+                    event.bytes = stats.bytes
+            client.leases.add_resource(lease_id, resource_type, chain_id)
+            if progress:
+                progress(event)
+            parent = chain_id
+        top = chain[-1]
+        client.content.update_labels(im.config_desc.digest, {label: top})
+    return top
+
+
+__all__ = ["LayerEvent", "apply_to_mounts", "is_unpacked", "resolve_chain", "unpack_image"]

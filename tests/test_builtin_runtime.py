@@ -1,0 +1,463 @@
+"""The built-in runtime, driven through `ctrpy runtime` (runc's command line), side by side with runc (and crun
+where it can run): the same bundle must behave the same under each.
+
+Everything is real: namespaces, mounts, cgroups, processes. Each test uses its own runtime root and cgroup
+path, and the `rt` fixture force-deletes whatever a test left, so a failure leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import time
+import uuid
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+from support.bundle import ALL_CAPS, RuntimeCLI, base_spec, make_bundle, write_spec
+
+from ctrpy.runtime.cgroups import Cgroup
+
+RUNTIMES = ["ctrpy", "runc", "crun"]
+_probe_cache: dict[str, str | None] = {}
+
+
+def _probe(name: str, tmp: Path) -> str | None:
+    """None when `name` can run a container here, else the reason (its own one-line error)."""
+    if name in _probe_cache:
+        return _probe_cache[name]
+    reason = None
+    if name != "ctrpy":
+        bundle = tmp / f"probe-{name}"
+        make_bundle(bundle, ["true"])
+        r = RuntimeCLI(name, tmp / f"probe-root-{name}")("run", "--bundle", str(bundle), "probe")
+        if r.returncode != 0:
+            lines = [line for line in r.stderr.splitlines() if line.strip()]
+            reason = f"{name} cannot run here: {lines[-1] if lines else r.returncode}"
+            RuntimeCLI(name, tmp / f"probe-root-{name}")("delete", "--force", "probe")
+    _probe_cache[name] = reason
+    return reason
+
+
+@pytest.fixture(params=RUNTIMES)
+def rt(request: Any, tmp_path: Path) -> Iterator[RuntimeCLI]:
+    reason = _probe(request.param, tmp_path)
+    if reason:
+        pytest.skip(reason)
+    cli = RuntimeCLI(request.param, tmp_path / "rtroot")
+    try:
+        yield cli
+    finally:
+        cli.cleanup()
+
+
+@pytest.fixture
+def ctrpy_rt(tmp_path: Path) -> Iterator[RuntimeCLI]:
+    cli = RuntimeCLI("ctrpy", tmp_path / "rtroot")
+    try:
+        yield cli
+    finally:
+        cli.cleanup()
+
+
+def new_id() -> str:
+    return "t" + uuid.uuid4().hex[:10]
+
+
+def bundle_with(tmp_path: Path, args: list[str], **edit: Any) -> tuple[Path, str, dict[str, Any]]:
+    """A busybox bundle running `args`, in its own cgroup; `edit` maps dotted spec keys to values."""
+    cid = new_id()
+    bundle = tmp_path / cid
+    spec = make_bundle(bundle, args, cgroups_path=f"ctrpy-test/{cid}", hostname="box-" + cid[:4])
+    for dotted, value in edit.items():
+        node = spec
+        *parents, last = dotted.split(".")
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[last] = value
+    write_spec(bundle, spec)
+    return bundle, cid, spec
+
+
+def wait_for(predicate: Any, timeout: float = 10.0, what: str = "condition") -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.02)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_pid1_hostname_and_host_processes_invisible(rt: RuntimeCLI, tmp_path: Path) -> None:
+    script = "echo pid=$$; hostname; ls /proc | grep -c '^[0-9]'; test -e /proc/%d && echo HOSTPID; true" % os.getpid()
+    bundle, cid, spec = bundle_with(tmp_path, ["sh", "-c", script])
+    r = rt("run", "--bundle", str(bundle), cid)
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.split()
+    assert lines[0] == "pid=1"
+    assert lines[1] == spec["hostname"]
+    # sh, ls and grep at most: nothing of the host
+    assert int(lines[2]) <= 3
+    assert "HOSTPID" not in r.stdout
+
+
+def test_proc_sys_readonly_and_kcore_masked(rt: RuntimeCLI, tmp_path: Path) -> None:
+    masked = ["/proc/kcore", "/proc/keys", "/proc/timer_list"]
+    script = ("echo x > /proc/sys/kernel/domainname && echo WROTE; touch /sys/x 2>/dev/null && echo SYSRW; "
+              "for f in %s; do if [ -e $f ]; then cat $f | wc -c; else echo absent; fi; done" % " ".join(masked))
+    bundle, cid, _ = bundle_with(tmp_path, ["sh", "-c", script])
+    r = rt("run", "--bundle", str(bundle), cid)
+    assert r.returncode == 0, r.stderr
+    assert "WROTE" not in r.stdout and "SYSRW" not in r.stdout
+    assert "Read-only file system" in r.stderr
+    sizes = r.stdout.split()
+    for path, size in zip(masked, sizes, strict=True):
+        # this kernel may lack /proc/kcore; what exists is masked (empty), though the host's is not
+        assert size == ("0" if os.path.exists(path) else "absent")
+    assert Path("/proc/timer_list").read_text()
+
+
+def test_mount_needs_cap_sys_admin(rt: RuntimeCLI, tmp_path: Path) -> None:
+    bundle, cid, _ = bundle_with(tmp_path, ["sh", "-c", "mkdir -p /mnt/t && mount -t tmpfs t /mnt/t && echo MOUNTED"])
+    r = rt("run", "--bundle", str(bundle), cid)
+    assert r.returncode != 0
+    assert "MOUNTED" not in r.stdout
+    assert "denied" in r.stderr.lower() or "not permitted" in r.stderr.lower()
+
+    caps = {k: list(ALL_CAPS) for k in ("bounding", "effective", "permitted")}
+    bundle, cid, _ = bundle_with(tmp_path, ["sh", "-c", "mkdir -p /mnt/t && mount -t tmpfs t /mnt/t && echo MOUNTED"],
+                                 **{"process.capabilities": caps})
+    r = rt("run", "--bundle", str(bundle), cid)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "MOUNTED"
+
+
+def test_capabilities_match_containerd_defaults(rt: RuntimeCLI, tmp_path: Path) -> None:
+    bundle, cid, _ = bundle_with(tmp_path, ["sh", "-c", "grep -E '^(Cap|NoNewPrivs)' /proc/self/status"])
+    r = rt("run", "--bundle", str(bundle), cid)
+    assert r.returncode == 0, r.stderr
+    fields = dict(line.split(":\t") for line in r.stdout.strip().splitlines())
+    # the 14 capabilities of containerd's default set, no inheritable or ambient ones
+    assert fields == {"CapInh": "0000000000000000", "CapPrm": "00000000a80425fb", "CapEff": "00000000a80425fb",
+                      "CapBnd": "00000000a80425fb", "CapAmb": "0000000000000000", "NoNewPrivs": "1"}
+
+
+def test_user_and_groups(rt: RuntimeCLI, tmp_path: Path) -> None:
+    bundle, cid, _ = bundle_with(tmp_path, ["sh", "-c", "id -u; id -g; id -G; touch /root/x && echo ROOTWRITE"],
+                                 **{"process.user": {"uid": 1000, "gid": 1000, "additionalGids": [2000]}})
+    (bundle / "rootfs/root").chmod(0o700)
+    r = rt("run", "--bundle", str(bundle), cid)
+    lines = r.stdout.split("\n")
+    assert lines[0] == "1000" and lines[1] == "1000"
+    assert "2000" in lines[2].split()
+    assert "ROOTWRITE" not in r.stdout
+
+
+def test_exit_status_and_not_found(rt: RuntimeCLI, tmp_path: Path) -> None:
+    bundle, cid, _ = bundle_with(tmp_path, ["sh", "-c", "exit 7"])
+    assert rt("run", "--bundle", str(bundle), cid).returncode == 7
+
+    bundle, cid, _ = bundle_with(tmp_path, ["nosuchcmd"])
+    r = rt.create(bundle, cid)
+    assert r.returncode != 0
+    if rt.name == "ctrpy":
+        assert r.stderr == 'ctrpy: exec "nosuchcmd": No such file or directory\n'
+        # nothing half-made: no state, no cgroup
+        assert rt.ids() == []
+        assert not Cgroup(f"ctrpy-test/{cid}").exists()
+
+
+def test_lifecycle_states_kill_delete_clean_up(rt: RuntimeCLI, tmp_path: Path) -> None:
+    bundle, cid, _ = bundle_with(tmp_path, ["sleep", "1000"])
+    assert rt.create(bundle, cid).returncode == 0
+    st = rt.state(cid)
+    assert st["status"] == "created" and st["pid"] > 0 and st["bundle"] == str(bundle)
+    pid = st["pid"]
+    assert rt("start", cid).returncode == 0
+    assert wait_for(lambda: rt.state(cid)["status"] == "running", what="running")
+    assert json.loads(rt("ps", "--format", "json", cid).stdout) == [pid]
+    r = rt("delete", cid)
+    assert r.returncode != 0 and rt.state(cid)["status"] == "running"  # refused without --force
+    assert rt("kill", cid, "KILL").returncode == 0
+    wait_for(lambda: rt.state(cid)["status"] == "stopped", what="stopped")
+    assert rt("delete", cid).returncode == 0
+    assert rt.state(cid)["status"] == "gone"
+    assert not os.path.exists(f"/proc/{pid}/stat") or Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z"
+    assert not Cgroup(f"ctrpy-test/{cid}").exists()
+    assert str(bundle) not in Path("/proc/self/mountinfo").read_text()
+
+
+def test_delete_force_kills_running_container(rt: RuntimeCLI, tmp_path: Path) -> None:
+    bundle, cid, _ = bundle_with(tmp_path, ["sh", "-c", "sleep 1000 & sleep 1000"])
+    assert rt.create(bundle, cid).returncode == 0
+    assert rt("start", cid).returncode == 0
+    wait_for(lambda: len(json.loads(rt("ps", "--format", "json", cid).stdout or "[]")) == 2, what="2 processes")
+    pids = json.loads(rt("ps", "--format", "json", cid).stdout)
+    assert rt("delete", "--force", cid).returncode == 0
+    for pid in pids:
+        wait_for(lambda: not os.path.exists(f"/proc/{pid}") or
+                 Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z", what=f"pid {pid} gone")
+    assert not Cgroup(f"ctrpy-test/{cid}").exists()
+
+
+def test_exec_sees_the_same_filesystem(rt: RuntimeCLI, tmp_path: Path) -> None:
+    bundle, cid, _ = bundle_with(tmp_path, ["sh", "-c", "echo from-init > /tmp/marker; sleep 1000"])
+    assert rt.create(bundle, cid).returncode == 0
+    assert rt("start", cid).returncode == 0
+    wait_for(lambda: (bundle / "rootfs/tmp/marker").exists(), what="marker")
+    r = rt("exec", cid, "sh", "-c", "cat /tmp/marker; echo from-exec > /tmp/back; echo $$; hostname")
+    assert r.returncode == 0, r.stderr
+    out = r.stdout.split()
+    assert out[0] == "from-init"
+    assert int(out[1]) > 1  # in the container's pid namespace, not pid 1
+    assert (bundle / "rootfs/tmp/back").read_text() == "from-exec\n"
+    assert rt("exec", cid, "sh", "-c", "exit 4").returncode == 4
+
+
+def test_exec_detached_shows_in_ps(rt: RuntimeCLI, tmp_path: Path) -> None:
+    bundle, cid, _ = bundle_with(tmp_path, ["sleep", "1000"])
+    assert rt.create(bundle, cid).returncode == 0
+    assert rt("start", cid).returncode == 0
+    pid_file = tmp_path / "exec.pid"
+    r = rt("exec", "--detach", "--pid-file", str(pid_file), cid, "sleep", "999", stdout=subprocess.DEVNULL,
+           stderr=subprocess.DEVNULL, capture_output=False)
+    assert r.returncode == 0
+    exec_pid = int(pid_file.read_text())
+    assert Path(f"/proc/{exec_pid}/cmdline").read_bytes().split(b"\0")[:2] == [b"sleep", b"999"]
+    pids = json.loads(rt("ps", "--format", "json", cid).stdout)
+    assert exec_pid in pids and rt.state(cid)["pid"] in pids
+
+
+def test_pause_freezes_and_resume_continues(rt: RuntimeCLI, tmp_path: Path) -> None:
+    bundle, cid, _ = bundle_with(tmp_path, ["sh", "-c", "i=0; while true; do i=$((i+1)); echo $i > /tmp/tick; done"])
+    assert rt.create(bundle, cid).returncode == 0
+    assert rt("start", cid).returncode == 0
+    tick = bundle / "rootfs/tmp/tick"
+    wait_for(tick.exists, what="tick")
+    pid = rt.state(cid)["pid"]
+    assert rt("pause", cid).returncode == 0
+    assert rt.state(cid)["status"] == "paused"
+    # a frozen task shows as D (uninterruptible) in ps/proc, and makes no progress
+    assert Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "D"
+    before = tick.read_text()
+    time.sleep(0.2)
+    assert tick.read_text() == before
+    assert rt("resume", cid).returncode == 0
+    assert rt.state(cid)["status"] == "running"
+    wait_for(lambda: tick.read_text() not in ("", before), what="progress after resume")
+
+
+def test_memory_limit_oom_kills_an_allocator(rt: RuntimeCLI, tmp_path: Path) -> None:
+    # command substitution keeps the whole 64 MB output in the shell's memory
+    script = "x=$(head -c 67108864 /dev/zero | tr '\\0' a); echo survived ${#x}"
+    bundle, cid, _ = bundle_with(tmp_path, ["sh", "-c", script],
+                                 **{"linux.resources.memory": {"limit": 32 * 1024 * 1024}})
+    assert rt.create(bundle, cid).returncode == 0
+    cgroup = Cgroup(f"ctrpy-test/{cid}")
+    same_paths = rt.name != "crun"  # crun places a relative cgroupsPath elsewhere
+    if same_paths:
+        assert cgroup.stats()["memory"]["limit"] == 32 * 1024 * 1024
+    assert rt("start", cid).returncode == 0
+    wait_for(lambda: rt.state(cid)["status"] == "stopped", timeout=30, what="stopped")
+    assert "survived" not in (bundle / "out.log").read_text()
+    if same_paths:
+        assert cgroup.oom_killed()
+
+
+def test_pids_limit_stops_a_fork_bomb(rt: RuntimeCLI, tmp_path: Path) -> None:
+    # Only shell builtins once the bomb went off: a full cgroup cannot fork `ls` or `cat`.
+    script = ("(for i in $(seq 1 60); do sleep 1000 & done) 2>/tmp/err; set -- /proc/[0-9]*; echo $#; "
+              "kill -9 -1; wait; cat /tmp/err")
+    bundle, cid, _ = bundle_with(tmp_path, ["sh", "-c", script], **{"linux.resources.pids": {"limit": 16}})
+    r = rt("run", "--bundle", str(bundle), cid)
+    assert r.returncode == 0, r.stderr
+    count, *err = r.stdout.splitlines()
+    # the shell plus at most 15 sleeps; the 16th fork and on were refused
+    assert 10 <= int(count) <= 16
+    assert "can't fork" in " ".join(err) or "Resource temporarily unavailable" in " ".join(err)
+
+
+def test_terminal_over_console_socket(rt: RuntimeCLI, tmp_path: Path) -> None:
+    bundle, cid, _ = bundle_with(tmp_path, ["sh", "-c", "tty; echo cols=$(stty size)"],
+                                 **{"process.terminal": True})
+    sock_path = tmp_path / "console.sock"
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(str(sock_path))
+    server.listen(1)
+    master = -1
+    try:
+        proc = subprocess.Popen(rt.argv + ["create", "--bundle", str(bundle), "--console-socket", str(sock_path), cid],
+                                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        server.settimeout(20)
+        conn, _ = server.accept()
+        with conn:
+            _, fds, _, _ = socket.recv_fds(conn, 16, 1)
+        master = fds[0]
+        assert proc.wait(timeout=20) == 0
+        assert rt("start", cid).returncode == 0
+        out = b""
+        deadline = time.monotonic() + 10
+        while b"cols=" not in out and time.monotonic() < deadline:
+            try:
+                chunk = os.read(master, 4096)
+            except OSError:
+                break
+            if not chunk:
+                break
+            out += chunk
+        assert b"/dev/pts/0" in out
+    finally:
+        server.close()
+        if master >= 0:
+            os.close(master)
+
+
+def test_kill_all_signals_every_process(rt: RuntimeCLI, tmp_path: Path) -> None:
+    bundle, cid, _ = bundle_with(tmp_path, ["sh", "-c", "sleep 1000 & sleep 1000 & wait"])
+    assert rt.create(bundle, cid).returncode == 0
+    assert rt("start", cid).returncode == 0
+    wait_for(lambda: len(json.loads(rt("ps", "--format", "json", cid).stdout or "[]")) == 3, what="3 processes")
+    assert rt("kill", "--all", cid, "KILL").returncode == 0
+    wait_for(lambda: rt.state(cid)["status"] == "stopped", what="stopped")
+
+
+# -- built-in only: what runc does differently or not at all ---------------------------------------------
+
+
+def test_rlimit_and_oom_score_adj_are_clamped_with_a_warning(ctrpy_rt: RuntimeCLI, tmp_path: Path) -> None:
+    import resource
+
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    current_oom = int(Path("/proc/self/oom_score_adj").read_text())
+    bundle, cid, _ = bundle_with(
+        tmp_path, ["sh", "-c", "ulimit -Hn; ulimit -n; cat /proc/self/oom_score_adj"],
+        **{"process.rlimits": [{"type": "RLIMIT_NOFILE", "soft": hard * 4, "hard": hard * 4}],
+           "process.oomScoreAdj": current_oom - 100})
+    r = ctrpy_rt("run", "--bundle", str(bundle), cid)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == [str(hard), str(hard), str(current_oom)]
+    warnings = [line for line in r.stderr.splitlines() if line.startswith("ctrpy: warning:")]
+    assert len(warnings) == 2 and all("clamped" in w for w in warnings), r.stderr
+
+
+def test_bad_bundle_is_one_line_and_leaves_nothing(ctrpy_rt: RuntimeCLI, tmp_path: Path) -> None:
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    r = ctrpy_rt("create", "--bundle", str(empty), "x1")
+    assert r.returncode == 4
+    assert r.stderr == f"ctrpy: bundle {empty}: config.json does not exist\n"
+    (empty / "config.json").write_text("{not json")
+    r = ctrpy_rt("create", "--bundle", str(empty), "x1")
+    assert r.returncode == 3 and r.stderr.count("\n") == 1 and "not valid JSON" in r.stderr
+    spec = base_spec()
+    write_spec(empty, spec)
+    r = ctrpy_rt("create", "--bundle", str(empty), "x1")
+    assert r.returncode == 4 and "rootfs" in r.stderr and r.stderr.count("\n") == 1
+    assert ctrpy_rt.ids() == []
+    r = ctrpy_rt("start", "nosuch")
+    assert r.returncode == 4 and r.stderr == "ctrpy: container nosuch does not exist\n"
+    r = ctrpy_rt("create", "--bundle", str(empty), "bad/id")
+    assert r.returncode == 3 and "invalid container id" in r.stderr
+
+
+def test_duplicate_id_refused(ctrpy_rt: RuntimeCLI, tmp_path: Path) -> None:
+    bundle, cid, _ = bundle_with(tmp_path, ["sleep", "1000"])
+    assert ctrpy_rt.create(bundle, cid).returncode == 0
+    r = ctrpy_rt.create(bundle, cid)
+    assert r.returncode == 5 and r.stderr == f"ctrpy: container {cid} already exists\n"
+    assert ctrpy_rt.state(cid)["status"] == "created"
+
+
+def test_exec_failure_after_start_reports_errno(ctrpy_rt: RuntimeCLI, tmp_path: Path) -> None:
+    # The file exists at create time (lookup passes) but is not executable by the time start execs it.
+    bundle, cid, _ = bundle_with(tmp_path, ["/bin/prog"])
+    (bundle / "rootfs/bin/prog").write_text("#!/bin/sh\necho hi\n")
+    (bundle / "rootfs/bin/prog").chmod(0o755)
+    assert ctrpy_rt.create(bundle, cid).returncode == 0
+    (bundle / "rootfs/bin/prog").write_bytes(b"\x7fELF garbage")
+    r = ctrpy_rt("start", cid)
+    assert r.returncode != 0
+    assert r.stderr == 'ctrpy: exec "/bin/prog": Exec format error\n'
+
+
+def test_in_process_api_matches_protocol(tmp_path: Path) -> None:
+    from ctrpy.runtime.builtin import BuiltinRuntime
+
+    bundle, cid, _ = bundle_with(tmp_path, ["sh", "-c", "echo out; echo err >&2; read line; echo got $line"])
+    rt = BuiltinRuntime(tmp_path / "rtroot", warn=lambda m: None)
+    r_in, w_in = os.pipe()
+    r_out, w_out = os.pipe()
+    pid_file = tmp_path / "init.pid"
+    try:
+        rt.create(cid, bundle, pid_file=pid_file, stdio=(r_in, w_out, w_out))
+        os.close(r_in)
+        os.close(w_out)
+        pid = int(pid_file.read_text())
+        assert rt.state(cid)["status"] == "created" and rt.state(cid)["pid"] == pid
+        rt.start(cid)
+        os.write(w_in, b"ping\n")
+        os.close(w_in)
+        _, status = os.waitpid(pid, 0)  # the init is our child, as for the supervisor
+        assert os.WEXITSTATUS(status) == 0
+        with os.fdopen(r_out) as f:
+            assert f.read().split("\n") == ["out", "err", "got ping", ""]
+        assert rt.state(cid)["status"] == "stopped"
+        rt.delete(cid)
+        assert rt.list() == []
+    finally:
+        for cid_left in [p.name for p in (tmp_path / "rtroot").iterdir()] if (tmp_path / "rtroot").exists() else []:
+            rt.delete(cid_left, force=True)
+
+
+def test_readonly_rootfs_and_bind_mount(ctrpy_rt: RuntimeCLI, tmp_path: Path) -> None:
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    (shared / "in.txt").write_text("hello\n")
+    mounts = base_spec()["mounts"] + [
+        {"destination": "/data", "type": "bind", "source": str(shared), "options": ["rbind", "rw"]},
+        {"destination": "/ro", "type": "bind", "source": str(shared), "options": ["rbind", "ro"]},
+    ]
+    bundle, cid, _ = bundle_with(
+        tmp_path, ["sh", "-c", "touch /x 2>/dev/null || echo ROOT-RO; cat /data/in.txt; echo w > /data/out.txt; "
+                               "touch /ro/y 2>/dev/null || echo BIND-RO"],
+        **{"root.readonly": True, "mounts": mounts})
+    r = ctrpy_rt("run", "--bundle", str(bundle), cid)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["ROOT-RO", "hello", "BIND-RO"]
+    assert (shared / "out.txt").read_text() == "w\n"
+    assert str(shared) not in Path("/proc/self/mountinfo").read_text()  # nothing leaked to the host
+
+
+def test_concurrent_containers(ctrpy_rt: RuntimeCLI, tmp_path: Path) -> None:
+    import concurrent.futures
+
+    bundles = [bundle_with(tmp_path, ["sh", "-c", "echo $$; hostname"]) for _ in range(10)]
+    with concurrent.futures.ThreadPoolExecutor(10) as pool:
+        results = list(pool.map(lambda b: ctrpy_rt("run", "--bundle", str(b[0]), b[1]), bundles))
+    for (bundle, cid, spec), r in zip(bundles, results):
+        assert r.returncode == 0, r.stderr
+        assert r.stdout.split() == ["1", spec["hostname"]]
+        assert not Cgroup(f"ctrpy-test/{cid}").exists()
+    assert ctrpy_rt.ids() == []
+
+
+def test_signal_forwarded_by_foreground_run(ctrpy_rt: RuntimeCLI, tmp_path: Path) -> None:
+    bundle, cid, _ = bundle_with(tmp_path, ["sh", "-c", "trap 'echo TERM; exit 9' TERM; echo ready; "
+                                                         "while true; do sleep 0.05; done"])
+    proc = subprocess.Popen(ctrpy_rt.argv + ["run", "--bundle", str(bundle), cid], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL)
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline().strip() == "ready"
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=10) == 9
+        assert "TERM" in proc.stdout.read()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

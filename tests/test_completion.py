@@ -1,0 +1,345 @@
+"""Shell completion, driven through real bash, zsh and fish against the real console script.
+
+The committed scripts in completions/ must equal what `ctrpy completion SHELL` generates from the Click tree
+(regenerate with scripts/gen_completions.py). Dynamic answers (image refs, container IDs, running tasks,
+namespaces, ...) come from a --root populated through the CLI itself.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from support.runtimes import cleanup, rootfs, unusable  # noqa: F401 - fixtures
+
+REPO = Path(__file__).resolve().parent.parent
+COMPLETIONS = REPO / "completions"
+BIN = str(Path(sys.executable).parent)
+CTRPY = os.path.join(BIN, "ctrpy")
+FILES = {"bash": "ctrpy.bash", "zsh": "_ctrpy", "fish": "ctrpy.fish"}
+
+
+def shell_env(dirs: Any, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CTRPY_")}
+    env["PATH"] = BIN + ":" + env.get("PATH", "")
+    env["CTRPY_CONFIG"] = str(dirs.root.parent / "config.toml")
+    env.update(extra)
+    return env
+
+
+# The way bash calls a completion function: COMP_LINE/COMP_POINT, and COMP_WORDS/COMP_CWORD split at
+# COMP_WORDBREAKS (so an image ref's ':' is a word of its own, as in a real shell).
+BASH_DRIVER = r'''
+source "$1"
+line=$2
+COMP_LINE=$line
+[[ $3 == words ]] && unset COMP_LINE
+COMP_POINT=${#line}
+COMP_WORDS=()
+w=""
+for (( k = 0; k < ${#line}; k++ )); do
+    ch=${line:k:1}
+    if [[ $ch == [[:space:]] ]]; then
+        [[ -n $w ]] && COMP_WORDS+=("$w"); w=""
+    elif [[ $ch == [:=] ]]; then
+        [[ -n $w ]] && COMP_WORDS+=("$w"); COMP_WORDS+=("$ch"); w=""
+    else
+        w+=$ch
+    fi
+done
+COMP_WORDS+=("$w")
+COMP_CWORD=$(( ${#COMP_WORDS[@]} - 1 ))
+COMPREPLY=()
+_ctrpy ctrpy "${COMP_WORDS[COMP_CWORD]}" "${COMP_WORDS[COMP_CWORD-1]}"
+printf '%s\n' "${COMPREPLY[@]}"
+'''
+
+
+def bash_complete(line: str, env: dict[str, str], words_only: bool = False) -> list[str]:
+    r = subprocess.run(["bash", "--norc", "--noprofile", "-c", BASH_DRIVER, "driver",
+                        str(COMPLETIONS / FILES["bash"]), line, "words" if words_only else "line"],
+                       capture_output=True, text=True, env=env, timeout=30)
+    assert r.returncode == 0, r.stderr
+    assert r.stderr == "", r.stderr
+    return [w for w in r.stdout.split("\n") if w]
+
+
+# Real zsh: an interactive shell in a pseudo-terminal (zsh/zpty) with compinit and _ctrpy on $fpath; <Tab>
+# is pressed and every match zsh's completion system adds is printed through a wrapper around compadd.
+ZSH_DRIVER = r'''
+zmodload zsh/zpty
+zpty z zsh -f -i
+zpty -w z "PROMPT='<P>'; RPROMPT=''; fpath=($1 \$fpath); autoload -U compinit; compinit -u -D"
+zpty -w z 'compadd () {
+  if [[ ${@[1,(i)(-|--)]} == *-(O|A|D)\ * ]]; then builtin compadd "$@"; return $?; fi
+  typeset -a __hits
+  builtin compadd -A __hits "$@"
+  local h; for h in "${__hits[@]}"; do print -r -- "<<CAND>>$h"; done
+}'
+zpty -w z "zstyle ':completion:*' menu no; bindkey '^I' complete-word; print -r -- '<<READY''>>'"
+local out
+# Wait for the prompt after the marker: keys typed before zle reads the line could be discarded.
+zpty -r z out '*<<READY>>*<P>*'
+zpty -w -n z "$2"$'\t'
+zpty -w -n z $'\C-u'"print -r -- '<<DONE''>>'"$'\n'
+# Read everything up to the marker in one go: line-by-line reads can split a candidate's line.
+zpty -r z out '*<<DONE>>*'
+local line
+for line in "${(@f)out}"; do
+  [[ $line == *'<<CAND>>'* ]] && print -r -- "${${line##*<<CAND>>}//[$'\r\n']/}"
+done
+zpty -d z
+'''
+
+
+def zsh_complete(line: str, env: dict[str, str]) -> list[str]:
+    r = subprocess.run(["zsh", "-f", "-c", ZSH_DRIVER, "driver", str(COMPLETIONS), line],
+                       capture_output=True, text=True, env=env, timeout=30)
+    assert r.returncode == 0, r.stderr
+    return list(dict.fromkeys(w for w in r.stdout.split("\n") if w))
+
+
+def fish_complete(line: str, env: dict[str, str]) -> list[str]:
+    r = subprocess.run(["fish", "--no-config", "-c", 'source $argv[1]; complete -C $argv[2]',
+                        str(COMPLETIONS / FILES["fish"]), line],
+                       capture_output=True, text=True, env=env, timeout=30)
+    assert r.returncode == 0, r.stderr
+    assert r.stderr == "", r.stderr
+    return [w.split("\t")[0] for w in r.stdout.split("\n") if w]
+
+
+def need(program: str) -> None:
+    if shutil.which(program) is None:
+        pytest.fail(f"{program} is not installed: `make deps` installs it (Makefile APT_PACKAGES)")
+
+
+# ---------------------------------------------------------------------------------------------- generation
+
+@pytest.mark.parametrize("shell", ["bash", "zsh", "fish"])
+def test_committed_script_is_current(ctrpy: Any, shell: str) -> None:
+    r = ctrpy("completion", shell)
+    assert r.returncode == 0, r.stderr
+    committed = (COMPLETIONS / FILES[shell]).read_text()
+    assert r.stdout == committed, (
+        f"completions/{FILES[shell]} differs from `ctrpy completion {shell}`: run scripts/gen_completions.py")
+
+
+def test_generator_check_mode_agrees() -> None:
+    r = subprocess.run([sys.executable, str(REPO / "scripts" / "gen_completions.py"), "--check"],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+
+
+def test_generator_check_mode_reports_drift(tmp_path: Path) -> None:
+    (tmp_path / "ctrpy.bash").write_text("# stale\n")
+    r = subprocess.run([sys.executable, str(REPO / "scripts" / "gen_completions.py"), "--check", "--out",
+                        str(tmp_path)], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 1
+    assert "ctrpy.bash" in r.stderr and "_ctrpy" in r.stderr
+    assert (tmp_path / "ctrpy.bash").read_text() == "# stale\n"
+
+
+def test_unknown_shell_is_a_usage_error(ctrpy: Any) -> None:
+    r = ctrpy("completion", "tcsh")
+    assert r.returncode == 2
+    assert "tcsh" in r.stderr and "Traceback" not in r.stderr
+    assert r.stdout == ""
+
+
+def test_every_command_and_alias_is_in_the_scripts(ctrpy: Any) -> None:
+    from ctrpy.commands import ALIASES, COMMANDS
+
+    text = (COMPLETIONS / FILES["bash"]).read_text()
+    top = next(line for line in text.splitlines() if line.startswith("  ['ctrpy']="))
+    listed = top.split("=", 1)[1].strip("'").split()
+    r = ctrpy("--help")
+    for name in COMMANDS:
+        if f"  {name} " in r.stdout:  # shown by --help, so it exists now
+            assert name in listed
+    for alias, target in ALIASES.items():
+        if target in listed:
+            assert f"['ctrpy {alias}']='{target}'" in text
+
+
+# ---------------------------------------------------------------------------------------------- __complete
+
+def test_complete_fast_path_does_not_load_click(dirs: Any, ctrpy: Any) -> None:
+    assert ctrpy("namespaces", "create", "alpha").returncode == 0
+    env = shell_env(dirs, PYTHONPROFILEIMPORTTIME="1")
+    r = subprocess.run([CTRPY, "__complete", "namespace", "--root", str(dirs.root)], capture_output=True,
+                       text=True, env=env, timeout=30)
+    assert r.returncode == 0
+    assert "alpha" in r.stdout.split()
+    imported = {line.split("|")[-1].strip() for line in r.stderr.splitlines() if line.startswith("import time:")}
+    assert "sqlite3" in imported
+    for heavy in ("click", "rich", "httpx", "pyroute2", "ctrpy.runtime"):
+        assert heavy not in imported, f"`ctrpy __complete` imported {heavy}"
+
+
+def test_complete_reads_without_writing(dirs: Any) -> None:
+    # No store yet: nothing to offer, and nothing is created.
+    r = subprocess.run([CTRPY, "__complete", "image", "--root", str(dirs.root)], capture_output=True, text=True,
+                       env=shell_env(dirs), timeout=30)
+    assert (r.returncode, r.stdout, r.stderr) == (0, "", "")
+    assert list(dirs.root.iterdir()) == []
+
+
+def test_complete_bad_kind_is_a_usage_error(dirs: Any) -> None:
+    r = subprocess.run([CTRPY, "__complete", "bogus"], capture_output=True, text=True, env=shell_env(dirs),
+                       timeout=30)
+    assert r.returncode == 2
+    assert r.stderr.startswith("ctrpy: unknown kind 'bogus'")
+    assert "Traceback" not in r.stderr
+
+
+def test_complete_latency(dirs: Any, ctrpy: Any) -> None:
+    """A completion answer comes back well within a keystroke's patience (best of 7; `--help` for scale)."""
+    assert ctrpy("namespaces", "create", "alpha").returncode == 0
+    env = shell_env(dirs)
+
+    def best(argv: list[str]) -> float:
+        times = []
+        for _ in range(7):
+            t0 = time.perf_counter()
+            subprocess.run(argv, capture_output=True, env=env, timeout=30, check=True)
+            times.append(time.perf_counter() - t0)
+        return min(times)
+
+    complete = best([CTRPY, "__complete", "namespace", "--root", str(dirs.root)])
+    help_ = best([CTRPY, "--help"])
+    print(f"ctrpy __complete namespace: {complete * 1000:.0f} ms; ctrpy --help: {help_ * 1000:.0f} ms")
+    assert complete < 0.3
+
+
+# ---------------------------------------------------------------------------------------------- static words
+
+def test_bash_registers_the_function(dirs: Any) -> None:
+    r = subprocess.run(["bash", "--norc", "--noprofile", "-c", 'source "$1" && complete -p ctrpy', "x",
+                        str(COMPLETIONS / FILES["bash"])], capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "complete -F _ctrpy ctrpy"
+
+
+def test_bash_without_comp_line(dirs: Any) -> None:
+    # Callers that set only COMP_WORDS/COMP_CWORD (as bash-completion's helpers do) get the same answers.
+    env = shell_env(dirs)
+    assert bash_complete("ctrpy ima", env, words_only=True) == ["images"]
+    assert sorted(bash_complete("ctrpy images ls --format ", env, words_only=True)) == ["json", "table"]
+    assert bash_complete("ctrpy images ls --format=j", env, words_only=True) == ["json"]
+
+
+def test_bash_paths_through_compgen(dirs: Any, tmp_path: Path) -> None:
+    (tmp_path / "conf-a.toml").write_text("")
+    (tmp_path / "confdir").mkdir()
+    env = shell_env(dirs)
+    assert bash_complete(f"ctrpy --config {tmp_path}/conf-", env) == [f"{tmp_path}/conf-a.toml"]
+    assert bash_complete(f"ctrpy --root {tmp_path}/conf", env) == [f"{tmp_path}/confdir"]
+
+
+@pytest.mark.parametrize("shell", ["bash", "zsh", "fish"])
+def test_static_words(shell: str, dirs: Any) -> None:
+    need(shell)
+    complete = {"bash": bash_complete, "zsh": zsh_complete, "fish": fish_complete}[shell]
+    env = shell_env(dirs)
+    assert complete("ctrpy ima", env) == ["images"]
+    top = complete("ctrpy ", env)
+    for name in ("images", "containers", "tasks", "snapshots", "namespaces", "run", "pull", "completion"):
+        assert name in top
+    assert "i" not in top  # aliases are understood, not offered
+    subs = set(complete("ctrpy images ", env))
+    assert {"ls", "inspect", "rm", "tag"} <= subs
+    assert set(complete("ctrpy i ", env)) == subs  # an alias leads to the same group
+    assert complete("ctrpy images ls --fo", env) == ["--format"]
+    assert sorted(complete("ctrpy images ls --format ", env)) == ["json", "table"]
+    assert complete("ctrpy tasks kill --signal SIGKI", env) == ["SIGKILL"]
+    assert complete("ctrpy completion f", env) == ["fish"]
+    assert complete("ctrpy --deb", env) == ["--debug"]
+    assert complete("ctrpy no-such-command ", env) == []
+
+
+# ---------------------------------------------------------------------------------------------- stored names
+
+@pytest.fixture
+def populated(ctrpy: Any, dirs: Any, seeded_registry: Any, tmp_path: Path) -> dict[str, Any]:
+    """A root holding one pulled image, two containers, a snapshot, a second namespace and its container."""
+    ref = f"{seeded_registry.host}/busybox:latest"
+    r = ctrpy("pull", "--no-unpack", ref)
+    assert r.returncode == 0, r.stderr
+    rootfs_dir = tmp_path / "rootfs-dir"
+    rootfs_dir.mkdir()
+    for cid in ("web-1", "db-2"):
+        r = ctrpy("containers", "create", "--rootfs", str(rootfs_dir), cid, "true")
+        assert r.returncode == 0, r.stderr
+    r = ctrpy("containers", "create", "--rootfs", str(rootfs_dir), "other-ns-box", "true", namespace="other")
+    assert r.returncode == 0, r.stderr
+    r = ctrpy("snapshots", "--snapshotter", "native", "prepare", "scratch-key")
+    assert r.returncode == 0, r.stderr
+    return {"ref": ref}
+
+
+@pytest.mark.parametrize("shell", ["bash", "zsh", "fish"])
+def test_stored_names(shell: str, dirs: Any, populated: dict[str, Any]) -> None:
+    need(shell)
+    complete = {"bash": bash_complete, "zsh": zsh_complete, "fish": fish_complete}[shell]
+    env = shell_env(dirs)
+    root = f"ctrpy --root {dirs.root} --state {dirs.state}"
+    assert complete(f"{root} images rm ", env) == [populated["ref"]]
+    assert complete(f"{root} run --rm ", env) == [populated["ref"]]
+    assert complete(f"{root} run --rm {populated['ref']} ", env) == []  # the new container's ID
+    assert complete(f"{root} exec web-1 ", env) == []  # a command inside the container
+    assert sorted(complete(f"{root} containers rm ", env)) == ["db-2", "web-1"]
+    assert complete(f"{root} containers info w", env) == ["web-1"]
+    assert complete(f"{root} -n other containers rm ", env) == ["other-ns-box"]
+    assert complete(f"{root} --namespace=other containers rm ", env) == ["other-ns-box"]
+    assert "other" in complete(f"{root} -n ", env)
+    assert "other" in complete(f"{root} namespaces rm ", env)
+    assert complete(f"{root} snapshots --snapshotter native rm ", env) == ["scratch-key"]
+    # The root may come from the environment instead of the command line.
+    assert sorted(complete("ctrpy containers rm ", shell_env(dirs, CTRPY_ROOT=str(dirs.root)))) == ["db-2", "web-1"]
+
+
+def test_bash_image_ref_with_colons(dirs: Any, populated: dict[str, Any]) -> None:
+    """COMP_WORDBREAKS holds ':': readline replaces only the text after the last ':', so bash gets that part."""
+    env = shell_env(dirs, CTRPY_ROOT=str(dirs.root))
+    ref = populated["ref"]  # 127.0.0.1:PORT/busybox:latest
+    host, _, rest = ref.partition(":")
+    assert bash_complete(f"ctrpy images rm {host}:", env) == [rest]
+    assert bash_complete(f"ctrpy images rm {ref[:-3]}", env) == ["latest"]
+    assert bash_complete(f"ctrpy images rm {ref[:-3]}", env, words_only=True) == ["latest"]
+
+
+def _start(ctrpy: Any, runtime_name: str, rootfs: Path, cid: str, *cmd: str) -> None:
+    r = ctrpy("run", "-d", "--runtime", runtime_name, "--rootfs", str(rootfs), cid, *cmd)
+    assert r.returncode == 0, r.stderr
+
+
+@pytest.mark.slow
+def test_task_ids_by_state(ctrpy: Any, dirs: Any, rootfs: Path, cleanup: Any) -> None:  # noqa: F811
+    """kill/exec/pause offer running tasks, resume the paused ones, logs and rm every task."""
+    runtime_name = next((name for name in ("runc", "ctrpy") if unusable(name) is None), None)
+    if runtime_name is None:
+        pytest.skip("no runtime can run containers here")
+    _start(ctrpy, runtime_name, rootfs, "busy", "sleep", "60")
+    _start(ctrpy, runtime_name, rootfs, "frozen", "sleep", "60")
+    _start(ctrpy, runtime_name, rootfs, "done", "true")
+    r = ctrpy("tasks", "pause", "frozen")
+    assert r.returncode == 0, r.stderr
+    assert ctrpy("tasks", "wait", "done").returncode == 0
+    r = ctrpy("containers", "create", "--rootfs", str(rootfs), "idle", "true")
+    assert r.returncode == 0, r.stderr
+    env = shell_env(dirs, CTRPY_ROOT=str(dirs.root), CTRPY_STATE=str(dirs.state))
+    for shell, complete in (("bash", bash_complete), ("zsh", zsh_complete)):
+        assert complete("ctrpy tasks kill ", env) == ["busy"], shell
+        assert complete("ctrpy exec ", env) == ["busy"], shell
+        assert complete("ctrpy tasks pause ", env) == ["busy"], shell
+        assert complete("ctrpy tasks resume ", env) == ["frozen"], shell
+        assert sorted(complete("ctrpy logs ", env)) == ["busy", "done", "frozen"], shell
+        assert sorted(complete("ctrpy tasks start ", env)) == ["busy", "done", "frozen", "idle"], shell
+    assert ctrpy("tasks", "resume", "frozen").returncode == 0

@@ -1,0 +1,106 @@
+"""`ctrpy config default/dump` and how a config file is read: errors name the key and line."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import tomli
+
+from ctrpy.runtime.config import DEFAULTS
+
+
+def write_config(dirs: Any, text: str) -> Path:
+    # The `ctrpy` fixture points CTRPY_CONFIG here.
+    path = dirs.root.parent / "config.toml"
+    path.write_text(text)
+    return path
+
+
+def test_config_default_is_the_full_default_toml(ctrpy: Any) -> None:
+    r = ctrpy("config", "default")
+    assert r.returncode == 0, r.stderr
+    assert tomli.loads(r.stdout) == DEFAULTS
+    assert "[registry]" in r.stdout and 'config_path = "/etc/ctrpy/certs.d' in r.stdout
+
+
+def test_config_dump_shows_file_over_defaults_and_command_line(ctrpy: Any, dirs: Any) -> None:
+    write_config(dirs, 'version = 1\ndefault_snapshotter = "native"\n[registry]\nmax_concurrent_downloads = 7\n'
+                       '[plugins.snapshotter.overlayfs]\nmount_program = "/bin/true"\n')
+    r = ctrpy("config", "dump")
+    assert r.returncode == 0, r.stderr
+    assert r.stderr == ""  # plugin sections are open: no unknown-key warning
+    dumped = tomli.loads(r.stdout)
+    assert dumped["default_snapshotter"] == "native"
+    assert dumped["registry"]["max_concurrent_downloads"] == 7
+    assert dumped["registry"]["max_concurrent_uploads"] == DEFAULTS["registry"]["max_concurrent_uploads"]
+    assert dumped["plugins"]["snapshotter"]["overlayfs"] == {"mount_program": "/bin/true"}
+    assert dumped["root"] == str(dirs.root) and dumped["state"] == str(dirs.state)
+
+
+def test_invalid_toml_is_a_clear_error(ctrpy: Any, dirs: Any) -> None:
+    path = write_config(dirs, 'version = 1\n[registry\nx = 1\n')
+    r = ctrpy("config", "dump")
+    assert r.returncode == 3
+    assert r.stderr.startswith(f"ctrpy: {path}: invalid TOML: ")
+    assert "line 2" in r.stderr and len(r.stderr.splitlines()) == 1
+    # Every command that reads the config fails the same way.
+    assert ctrpy("namespaces", "ls").returncode == 3
+
+
+def test_wrong_type_names_key_and_line(ctrpy: Any, dirs: Any) -> None:
+    path = write_config(dirs, '# ctrpy\nversion = 1\n\n[registry]\nconfig_path = "/x"\n'
+                              'max_concurrent_downloads = "three"\n')
+    r = ctrpy("config", "dump")
+    assert r.returncode == 3
+    assert r.stderr == (f"ctrpy: {path}:6: registry.max_concurrent_downloads must be integer, not string "
+                        "('three')\n")
+    write_config(dirs, 'version = 1\ncgroup = "ctrpy"\n')
+    r = ctrpy("config", "dump")
+    assert r.returncode == 3 and ":2: cgroup must be a table, not string" in r.stderr
+    write_config(dirs, 'cri.restrict_oom_score_adj = 1\n')
+    r = ctrpy("config", "dump")
+    assert r.returncode == 3 and ":1: cri.restrict_oom_score_adj must be boolean, not integer" in r.stderr
+    write_config(dirs, 'version = 2\n')
+    r = ctrpy("config", "dump")
+    assert r.returncode == 3 and "unsupported config version 2" in r.stderr
+
+
+def test_unknown_keys_warn_and_are_ignored(ctrpy: Any, dirs: Any) -> None:
+    path = write_config(dirs, 'version = 1\nbogus = 2\n[registry]\nmirrors = ["x"]\n')
+    r = ctrpy("config", "dump")
+    assert r.returncode == 0
+    assert r.stderr.splitlines() == [
+        f"ctrpy: warning: {path}:2: unknown key 'bogus' ignored",
+        f"ctrpy: warning: {path}:4: unknown key 'registry.mirrors' ignored",
+    ]
+    dumped = tomli.loads(r.stdout)
+    assert "bogus" not in dumped and "mirrors" not in dumped["registry"]
+
+
+def test_explicit_missing_config_fails_but_default_may_be_absent(ctrpy: Any, dirs: Any) -> None:
+    missing = dirs.root.parent / "nope.toml"
+    r = ctrpy("--config", str(missing), "config", "dump")
+    assert r.returncode == 4 and r.stderr == f"ctrpy: config file {missing} does not exist\n"
+    # The fixture's CTRPY_CONFIG does not exist: defaults apply silently.
+    r = ctrpy("config", "dump")
+    assert r.returncode == 0 and r.stderr == ""
+
+
+def test_root_and_state_come_from_the_config_file(script_runner: Any, tmp_path: Path) -> None:
+    root, state = tmp_path / "cfgroot", tmp_path / "cfgstate"
+    config = tmp_path / "c.toml"
+    config.write_text(f'root = "{root}"\nstate = "{state}"\n')
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}")
+    for key in ("CTRPY_ROOT", "CTRPY_STATE", "CTRPY_NAMESPACE", "CTRPY_CONFIG"):
+        env.pop(key, None)
+    r = script_runner.run(["ctrpy", "--config", str(config), "info", "--format", "json"], env=env)
+    assert r.returncode == 0, r.stderr
+    info = json.loads(r.stdout)
+    assert (info["root"], info["state"], info["config"]) == (str(root), str(state), str(config))
+    r = script_runner.run(["ctrpy", "--config", str(config), "namespaces", "create", "here"], env=env)
+    assert r.returncode == 0, r.stderr
+    assert (root / "meta.db").is_file()

@@ -1,0 +1,103 @@
+"""The per-task supervisor: detached, small, reaps and records exits durably, serves stdio."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from support.runtimes import cleanup, rootfs  # noqa: F401 - fixtures
+
+pytestmark = pytest.mark.usefixtures("cleanup")
+
+RUNTIME = "runc"  # the supervisor is the same under every runtime; test_tasks covers all three
+
+
+def start(ctrpy: Any, rootfs: Path, cid: str, *cmd: str) -> None:
+    r = ctrpy("run", "-d", "--runtime", RUNTIME, "--rootfs", str(rootfs), cid, *cmd)
+    assert r.returncode == 0, r.stderr
+
+
+def sup_pid(dirs: Any, cid: str) -> int:
+    return int((dirs.state / "default" / cid / "supervisor.pid").read_text())
+
+
+def smaps(pid: int) -> dict[str, int]:
+    out = {}
+    for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines()[1:]:
+        key, value = line.split(":", 1)
+        out[key] = int(value.split()[0])
+    return out
+
+
+def test_detached_small_and_light(ctrpy: Any, rootfs: Path, dirs: Any) -> None:
+    start(ctrpy, rootfs, "s1", "sleep", "60")
+    pid = sup_pid(dirs, "s1")
+    stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    ppid, sid = int(stat[1]), int(stat[3])
+    assert sid == pid  # its own session: a Ctrl-C or hang-up of the CLI never reaches it
+    assert ppid != os.getpid()
+    status = Path(f"/proc/{pid}/status").read_text()
+    # The container's init is the supervisor's child (it is a subreaper), so it can reap it.
+    init = json.loads(ctrpy("tasks", "ls", "--format", "json").stdout)[0]["pid"]
+    init_ppid = int(Path(f"/proc/{init}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    assert init_ppid == pid, Path(f"/proc/{init}/stat").read_text()
+    mem = smaps(pid)
+    print(f"supervisor: Rss {mem['Rss']} kB, Pss {mem['Pss']} kB, anon {mem['Pss_Anon']} kB; "
+          + " ".join(line for line in status.splitlines() if line.startswith("VmRSS")))
+    assert mem["Rss"] < 12 * 1024 and mem["Pss"] < 6 * 1024
+    maps = Path(f"/proc/{pid}/maps").read_text()
+    for heavy in ("_ctypes", "_cffi_backend", "_sqlite3", "_ssl", "_asyncio"):
+        assert heavy not in maps, f"the supervisor loaded {heavy}"
+
+
+def test_exit_recorded_durably_and_supervisor_exits(ctrpy: Any, rootfs: Path, dirs: Any) -> None:
+    start(ctrpy, rootfs, "s2", "sh", "-c", "echo bye; exit 9")
+    pid = sup_pid(dirs, "s2")
+    assert ctrpy("tasks", "wait", "s2").returncode == 9
+    record = json.loads((dirs.state / "default" / "s2" / "exit.json").read_text())
+    assert record["exit_status"] == 9 and record["exited_at"].endswith("Z")
+    assert not list((dirs.state / "default" / "s2").glob("*.tmp"))
+    deadline = time.monotonic() + 10
+    while Path(f"/proc/{pid}").exists() and Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z":
+        assert time.monotonic() < deadline, "the supervisor did not exit after its task"
+        time.sleep(0.05)
+    # With the supervisor gone, status and logs still come from the state directory.
+    assert ctrpy("tasks", "wait", "s2").returncode == 9
+    t = json.loads(ctrpy("tasks", "ls", "--format", "json").stdout)[0]
+    assert (t["status"], t["exit_status"]) == ("stopped", 9)
+    assert ctrpy("logs", "s2").stdout == "bye\n"
+    events = ctrpy("events", "--format", "json")
+    if events.returncode == 0:
+        assert "/tasks/exit" in events.stdout
+
+
+def test_large_output_is_not_lost(ctrpy: Any, rootfs: Path) -> None:
+    r = ctrpy("run", "--rm", "--runtime", RUNTIME, "--rootfs", str(rootfs), "big", "sh", "-c",
+              "seq 1 200000; echo end >&2")
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert len(lines) == 200000 and lines[-1] == "200000"
+    assert r.stderr == "end\n"
+
+
+def test_stale_state_is_not_stuck_running(ctrpy: Any, rootfs: Path, dirs: Any) -> None:
+    """Supervisor and container both SIGKILLed: the task ends STOPPED (status unknown), never RUNNING."""
+    start(ctrpy, rootfs, "s3", "sleep", "60")
+    pid = sup_pid(dirs, "s3")
+    init = json.loads(ctrpy("tasks", "ls", "--format", "json").stdout)[0]["pid"]
+    os.kill(pid, 9)
+    os.kill(init, 9)
+    deadline = time.monotonic() + 10
+    while True:
+        t = json.loads(ctrpy("tasks", "ls", "--format", "json").stdout)[0]
+        if t["status"] == "stopped":
+            break
+        assert time.monotonic() < deadline, t
+        time.sleep(0.1)
+    assert t["exit_status"] == 255
+    assert ctrpy("tasks", "rm", "s3").returncode == 0
