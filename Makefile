@@ -5,10 +5,10 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 APT_PACKAGES := gcc make python3-dev python3-venv busybox-static docker-registry skopeo umoci runc crun \
 	containerd containernetworking-plugins iptables nftables iproute2 apache2-utils openssl curl \
-	libnl-route-3-dev libmnl-dev libseccomp-dev pkg-config strace zsh fish procps psmisc debootstrap
+	libnl-route-3-dev libmnl-dev libseccomp-dev pkg-config strace zsh fish procps psmisc debootstrap faketime
 PYTEST_ARGS ?=
 
-.PHONY: deps apt venv install test demo bench clean
+.PHONY: deps apt venv install test demo bench clean generate
 
 # Install Debian packages only when one is missing (dpkg-query is fast; apt-get update is not).
 apt:
@@ -38,6 +38,11 @@ demo: deps
 	$(PY) scripts/demo.py
 
 # Benchmarks vs containerd/runc/crun (issue 7): writes BENCHMARKS.md. pyinstrument profiles ctrpy where it is behind.
+# Regenerate completions/ and docs/reference.md from the Click tree (tests fail while they are stale).
+generate: venv
+	$(PY) scripts/gen_completions.py
+	$(PY) scripts/gen_docs.py
+
 bench: deps
 	@$(PY) -c 'import pyinstrument' 2>/dev/null || $(PY) -m pip install -q 'pyinstrument>=4.6'
 	$(PY) bench/run.py $(BENCH_ARGS)

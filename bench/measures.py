@@ -22,11 +22,11 @@ from bench.stats import Comparison, Side, Unavailable, interleave, one_line, rou
 
 
 # Seconds each slow comparison may take (rounds are cut, never below 3, so `make bench` stays under ~15 min).
-PULL_BUDGET = 130
-MEM_BUDGET = 60
-MEM50_BUDGET = 150
-PAR_RUN_BUDGET = 60
-PAR_PULL_BUDGET = 110
+PULL_BUDGET = 110
+MEM_BUDGET = 45
+MEM50_BUDGET = 120
+PAR_RUN_BUDGET = 45
+PAR_PULL_BUDGET = 90
 
 
 # ------------------------------------------------------------------------------------------- ctrpy probing
@@ -54,14 +54,17 @@ class CtrpyRoot:
     def probe_run(self, cid: str, *extra: str) -> None:
         """Pull, then one `run --rm` to learn the flags; `--network none` matches ctr's default (loopback only)."""
         self.pull()
-        # `run` passes unknown options through as positionals, so ask its help whether --network exists.
-        usage = subprocess.run(self.cmd("run", "--help"), capture_output=True, text=True, env=self.env.env)
-        if "--network" in usage.stdout:
-            self.net_flags = ["--network", "none"]
-        else:
-            self.net_flags = []
+        self.net_flags = self.net_flags_for(self.env, self.root, self.state)
+        if not self.net_flags:
             self.notes.append("ctrpy run has no --network flag yet: measured with its default (bridge) network")
         run_checked(self.run_rm(cid, *extra), env=self.env.env, what="ctrpy run --rm")
+
+    @staticmethod
+    def net_flags_for(env: Env, root: Path, state: Path) -> list[str]:
+        """`--network none` when this ctrpy has it (ctr's default: loopback only). `run` passes unknown options
+        through as positionals, so its help is the way to ask."""
+        usage = subprocess.run(env.ctrpy(root, state, "run", "--help"), capture_output=True, text=True, env=env.env)
+        return ["--network", "none"] if "--network" in usage.stdout else []
 
     def run_rm(self, cid: str, *extra: str) -> list[str]:
         return self.cmd("run", "--rm", *self.net_flags, *extra, self.image, cid, "true")

@@ -67,40 +67,73 @@ def _wall(argv: list[str]) -> float:
     return time.perf_counter() - t0
 
 
-def profile(name: str, argv: list[str], env: dict[str, str], python: str,
-            fresh: Callable[[], list[str]] | None = None) -> list[str]:
-    """Profile one ctrpy command line (argv[0] is the ctrpy script); returns report lines.
+def _execs(path: Path) -> str:
+    """Which programs a command line ends up executing (children included), from `strace -e trace=execve`."""
+    counts: dict[str, int] = {}
+    for line in path.read_text().splitlines():
+        m = re.search(r'execve\("([^"]+)", \[(.*?)\]', line)
+        if m and "= 0" in line.rsplit(")", 1)[-1]:
+            argv = re.findall(r'"([^"]*)"', m.group(2))
+            prog = Path(m.group(1)).name
+            if prog.startswith("python") and "-c" in argv:
+                prog += " -c '" + argv[argv.index("-c") + 1][:60].replace("\n", "; ") + "...'"
+            elif prog.startswith("python") and len(argv) > 1:
+                script = next((a for a in argv[1:] if not a.startswith("-")), "")
+                prog += f" {Path(script).name[:40]}" if script else ""
+            counts[prog] = counts.get(prog, 0) + 1
+    return ", ".join(f"{k} x{v}" if v > 1 else k for k, v in counts.items())
 
-    `fresh`, when given, returns a new command line for each tool (a pull must be cold every time)."""
+
+def _status(r: subprocess.CompletedProcess[str], what: str) -> list[str]:
+    if r.returncode == 0:
+        return []
+    tail = (r.stderr or r.stdout or "").strip().splitlines()[-1:] or ["no output"]
+    return [f"({what} exited {r.returncode}: {tail[0][:150]})"]
+
+
+def profile(name: str, make_argv: Callable[[], list[str]], env: dict[str, str], python: str,
+            execs: bool = False) -> list[str]:
+    """Profile one ctrpy command line; returns report lines.
+
+    `make_argv()` returns a new command line (argv[0] the ctrpy script) for each tool, so that every profiled
+    run does the same work: a cold pull gets a new root, a run a new container ID."""
     PROFILES.mkdir(parents=True, exist_ok=True)
-    out = []
-    args = argv[1:]
+    out: list[str] = []
     # 1. system calls, children included (the supervisor and the runtime show up here too).
     if shutil.which("strace"):
         trace = PROFILES / f"{name}.strace"
-        subprocess.run(["strace", "-f", "-c", "-o", str(trace), *argv], capture_output=True, env=env, timeout=300)
+        r = subprocess.run(["strace", "-f", "-c", "-o", str(trace), *make_argv()], capture_output=True, text=True,
+                           env=env, timeout=300)
         if trace.exists():
             out.append("strace -c -f, top syscalls by time: " + "; ".join(_strace_top(trace)))
+        out += _status(r, "under strace -c")
+    if execs and shutil.which("strace"):
+        trace = PROFILES / f"{name}.execve"
+        r = subprocess.run(["strace", "-f", "-qq", "-e", "trace=execve", "-e", "signal=none", "-o", str(trace),
+                            *make_argv()], capture_output=True, text=True, env=env, timeout=300)
+        if trace.exists():
+            out.append("programs executed: " + _execs(trace))
+        out += _status(r, "under strace -e execve")
     # 2. imports.
-    if fresh:
-        args = fresh()[1:]
     imp_env = dict(env, PYTHONPROFILEIMPORTTIME="1")
-    r = subprocess.run([python, "-m", "ctrpy", *args], capture_output=True, text=True, env=imp_env, timeout=300)
+    r = subprocess.run([python, "-m", "ctrpy", *make_argv()[1:]], capture_output=True, text=True, env=imp_env,
+                       timeout=300)
     (PROFILES / f"{name}.importtime").write_text(r.stderr)
     total, top = _importtime_top(r.stderr)
     out.append(f"python -X importtime: {total:.0f} ms of imports; heaviest: " + "; ".join(top))
+    out += _status(r, "with importtime")
     out.append(_startup_floor(python))
     # 3. Python call tree (the CLI process only).
     check = subprocess.run([python, "-c", "import pyinstrument"], capture_output=True)
     if check.returncode == 0:
-        if fresh:
-            args = fresh()[1:]
         prof = PROFILES / f"{name}.pyinstrument.txt"
-        subprocess.run([python, "-m", "pyinstrument", "-r", "text", "-p", "flat=true", "-p", "flat_time=total",
-                        "-o", str(prof), "-m", "ctrpy", *args], capture_output=True, env=env, timeout=300)
+        r = subprocess.run([python, "-m", "pyinstrument", "-r", "text", "-p", "flat=true", "-p", "flat_time=total",
+                            "-o", str(prof), "-m", "ctrpy", *make_argv()[1:]], capture_output=True, text=True,
+                           env=env, timeout=300)
         if prof.exists():
             out.append("pyinstrument (CLI process only), functions by inclusive time in seconds:")
             out += ["    " + ln for ln in _pyinstrument_top(prof)]
+        out += _status(r, "under pyinstrument")
     else:
         out.append("pyinstrument: not installed (pip install pyinstrument; `make bench` does)")
     return out

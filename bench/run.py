@@ -45,6 +45,18 @@ def _version(argv: list[str]) -> str:
         return "not installed"
 
 
+def load() -> str:
+    """Load average and CPU pressure: the run's absolute times depend on what else the machine did."""
+    la = open("/proc/loadavg").read().split()[:3]
+    text = f"load average {' '.join(la)}"
+    try:
+        some = open("/proc/pressure/cpu").readline().split()
+        text += f", CPU pressure {some[3].split('=')[1]}% (avg300)"
+    except (OSError, IndexError):
+        pass
+    return text
+
+
 def machine() -> list[str]:
     mem = "?"
     with open("/proc/meminfo") as f:
@@ -72,10 +84,12 @@ def machine() -> list[str]:
 
 
 def write_report(path: Path, comps: list[Comparison], failures: list[str], profiles: dict[str, list[str]],
-                 header: list[str], command: str, elapsed: float, images: dict[str, str], complete: bool) -> None:
+                 header: list[str], command: str, elapsed: float, images: dict[str, str], complete: bool,
+                 load_start: str) -> None:
     lines = [BEGIN, "## Results of the last full run", ""]
     lines += header
-    lines += [f"- Command: `{command}` (through `make bench`); took {elapsed / 60:.1f} min"
+    lines += [f"- Load: at start {load_start}; at end {load()}",
+              f"- Command: `{command}` (through `make bench`); took {elapsed / 60:.1f} min"
               f"{'' if complete else ' (INCOMPLETE: interrupted or failed)'}",
               "- ctrpy runs from the venv (`.venv/bin/ctrpy`, editable install) after `python -m compileall ctrpy`: "
               "PYTHONDONTWRITEBYTECODE=1 is set in this environment, so without it every run would recompile.",
@@ -123,26 +137,26 @@ def run_profiles(env: Env, names: list[str]) -> dict[str, list[str]]:
                 subprocess.run(env.ctrpy_pull(root, state, img), capture_output=True, env=env.env)
             if name in ("images-ls", "containers-ls"):
                 measures._populate_ctrpy(root, state, img, 1000)
-            argv = {
-                "run": env.ctrpy(root, state, "run", "--rm", "--network", "none", img, "prof", "true"),
-                "pull": env.ctrpy_pull(root, state, env.images.debian1),
-                "images-ls": env.ctrpy(root, state, "images", "ls"),
-                "containers-ls": env.ctrpy(root, state, "containers", "ls"),
-                "help": [env.ctrpy_bin, "--help"],
-                "images-ls-empty": env.ctrpy(root, state, "images", "ls"),
-            }[name]
-            # A pull must be cold for each of the three tools: each gets its own new root.
-            fresh = (lambda: _fresh_pull_argv(env, name)) if name == "pull" else None
-            out[name] = profile(name, argv, env.env, env.python, fresh=fresh)
+            seq = iter(range(1000))
+            net = measures.CtrpyRoot.net_flags_for(env, root, state)
+
+            def make_argv(name: str = name, root: Path = root, state: Path = state) -> list[str]:
+                if name == "run":
+                    return env.ctrpy(root, state, "run", "--rm", *net, img, f"prof{next(seq)}", "true")
+                if name == "pull":
+                    # A pull must be cold for each tool: each gets its own new root.
+                    fresh_root, fresh_state = env.new_root("prof-pull")
+                    return env.ctrpy_pull(fresh_root, fresh_state, env.images.debian1)
+                return {"images-ls": env.ctrpy(root, state, "images", "ls"),
+                        "containers-ls": env.ctrpy(root, state, "containers", "ls"),
+                        "help": [env.ctrpy_bin, "--help"],
+                        "images-ls-empty": env.ctrpy(root, state, "images", "ls")}[name]
+
+            out[name] = profile(name, make_argv, env.env, env.python, execs=name == "run")
             env.drop_root(root)
         except Exception as exc:
             out[name] = [f"profile failed: {type(exc).__name__}: {exc}"]
     return out
-
-
-def _fresh_pull_argv(env: Env, name: str) -> list[str]:
-    root, state = env.new_root(f"prof-{name}")
-    return env.ctrpy_pull(root, state, env.images.debian1)
 
 
 def behind(comp: Comparison) -> bool:
@@ -178,6 +192,7 @@ def main() -> int:
     failures: list[str] = []
     profiles: dict[str, list[str]] = {}
     header = machine()
+    load_start = load()
     images: dict[str, str] = {}
     complete = False
     try:
@@ -219,7 +234,8 @@ def main() -> int:
     finally:
         elapsed = time.monotonic() - started
         if comps or complete:
-            write_report(Path(args.output), comps, failures, profiles, header, command, elapsed, images, complete)
+            write_report(Path(args.output), comps, failures, profiles, header, command, elapsed, images, complete,
+                         load_start)
             results = REPO / ".bench" / "results.json"
             results.parent.mkdir(exist_ok=True)
             results.write_text(json.dumps({"header": header, "comparisons": [as_dict(c) for c in comps],

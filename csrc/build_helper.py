@@ -36,11 +36,12 @@ typedef struct {
   int set_oom; int oom_score_adj;
   int set_caps; uint64_t cap_effective, cap_permitted, cap_inheritable, cap_bounding, cap_ambient;
   int no_new_privs;
-  uint32_t uid, gid; int n_gids; const uint32_t *gids;
+  uint32_t uid, gid; int umask; int n_gids; const uint32_t *gids;
   const char *cwd; const char **env; const char **argv;
   int n_cgroup_procs; const char **cgroup_procs;
   const void *seccomp_filter; int seccomp_len;
-  int stdio[3]; int terminal; const char *console_socket; const char *exec_fifo;
+  int stdio[3]; int preserve_fds; int terminal; unsigned short console_rows, console_cols;
+  const char *console_socket; const char *exec_fifo;
 } ctrpy_spec_t;
 typedef struct { int pid; char warnings[1024]; } ctrpy_result_t;
 

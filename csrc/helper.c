@@ -568,6 +568,12 @@ setup_terminal (const ctrpy_spec_t *s, int console_fd)
   slave = open (name, O_RDWR | O_NOCTTY);
   if (slave < 0)
     child_fail (errno, "open %s", name);
+  if (s->console_rows && s->console_cols)
+    {
+      struct winsize ws = { .ws_row = s->console_rows, .ws_col = s->console_cols };
+      if (ioctl (master, TIOCSWINSZ, &ws) < 0)
+        child_fail (errno, "set the console size");
+    }
   if (fchown (slave, s->uid, -1) < 0 && errno != EPERM)
     child_fail (errno, "chown %s", name);
   if (console_fd >= 0 && send_fd (console_fd, master) < 0)
@@ -796,8 +802,16 @@ child_main (void *arg)
 
   /* Our fds must not leak into the container: everything above 2 closes on exec, including the pipes
      still needed until then.  */
-  if (syscall (SYS_close_range, 3, ~0U, CLOSE_RANGE_CLOEXEC) < 0)
+  for (int fd = 3; fd < 3 + s->preserve_fds; fd++)
+    {
+      int flags = fcntl (fd, F_GETFD);
+      if (flags >= 0 && fcntl (fd, F_SETFD, flags & ~FD_CLOEXEC) < 0)
+        child_fail (errno, "preserve fd %d", fd);
+    }
+  if (syscall (SYS_close_range, 3 + (s->preserve_fds > 0 ? s->preserve_fds : 0), ~0U, CLOSE_RANGE_CLOEXEC) < 0)
     child_fail (errno, "close_range");
+  if (s->umask >= 0)
+    umask (s->umask & 0777);
 
   if (ctx->fifo_fd >= 0)
     {

@@ -76,6 +76,7 @@ typedef struct
   uint64_t cap_effective, cap_permitted, cap_inheritable, cap_bounding, cap_ambient;
   int no_new_privs;
   uint32_t uid, gid;
+  int umask; /* -1: leave it */
   int n_gids;
   const uint32_t *gids;
   const char *cwd;
@@ -89,7 +90,9 @@ typedef struct
   int seccomp_len;
 
   int stdio[3]; /* -1: inherit the caller's */
+  int preserve_fds; /* fds 3 .. 3+preserve_fds-1 stay open in the container (runc --preserve-fds) */
   int terminal;
+  unsigned short console_rows, console_cols; /* initial pty size; 0: leave the kernel's default */
   const char *console_socket; /* with terminal: the pty master is sent here (SCM_RIGHTS) */
   const char *exec_fifo;      /* create: wait here until `start`; NULL: exec right away */
 } ctrpy_spec_t;

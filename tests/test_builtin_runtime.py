@@ -228,7 +228,12 @@ def test_exec_detached_shows_in_ps(rt: RuntimeCLI, tmp_path: Path) -> None:
            stderr=subprocess.DEVNULL, capture_output=False)
     assert r.returncode == 0
     exec_pid = int(pid_file.read_text())
-    assert Path(f"/proc/{exec_pid}/cmdline").read_bytes().split(b"\0")[:2] == [b"sleep", b"999"]
+    # runc writes the pid file while its `runc init` child is still on the way to execve: wait for it.
+    deadline = time.monotonic() + 5
+    cmdline = Path(f"/proc/{exec_pid}/cmdline")
+    while cmdline.read_bytes().split(b"\0")[:2] != [b"sleep", b"999"] and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert cmdline.read_bytes().split(b"\0")[:2] == [b"sleep", b"999"]
     pids = json.loads(rt("ps", "--format", "json", cid).stdout)
     assert exec_pid in pids and rt.state(cid)["pid"] in pids
 
@@ -282,39 +287,63 @@ def test_pids_limit_stops_a_fork_bomb(rt: RuntimeCLI, tmp_path: Path) -> None:
     assert "can't fork" in " ".join(err) or "Resource temporarily unavailable" in " ".join(err)
 
 
-def test_terminal_over_console_socket(rt: RuntimeCLI, tmp_path: Path) -> None:
-    bundle, cid, _ = bundle_with(tmp_path, ["sh", "-c", "tty; echo cols=$(stty size)"],
-                                 **{"process.terminal": True})
-    sock_path = tmp_path / "console.sock"
+def _with_console(argv: list[str], sock_path: Path) -> int:
+    """Run `argv` (which gets --console-socket sock_path) and return the pty master it sends us."""
     server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     server.bind(str(sock_path))
     server.listen(1)
-    master = -1
     try:
-        proc = subprocess.Popen(rt.argv + ["create", "--bundle", str(bundle), "--console-socket", str(sock_path), cid],
-                                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         server.settimeout(20)
         conn, _ = server.accept()
         with conn:
             _, fds, _, _ = socket.recv_fds(conn, 16, 1)
-        master = fds[0]
         assert proc.wait(timeout=20) == 0
-        assert rt("start", cid).returncode == 0
-        out = b""
-        deadline = time.monotonic() + 10
-        while b"cols=" not in out and time.monotonic() < deadline:
-            try:
-                chunk = os.read(master, 4096)
-            except OSError:
-                break
-            if not chunk:
-                break
-            out += chunk
-        assert b"/dev/pts/0" in out
+        return fds[0]
     finally:
         server.close()
-        if master >= 0:
-            os.close(master)
+
+
+def _read_until(master: int, marker: bytes, timeout: float = 10) -> bytes:
+    out = b""
+    deadline = time.monotonic() + timeout
+    while marker not in out and time.monotonic() < deadline:
+        try:
+            chunk = os.read(master, 4096)
+        except OSError:  # EIO: the other side closed
+            break
+        if not chunk:
+            break
+        out += chunk
+    return out
+
+
+def test_terminal_over_console_socket(rt: RuntimeCLI, tmp_path: Path) -> None:
+    bundle, cid, _ = bundle_with(tmp_path, ["sh", "-c", "tty; stty size; echo done"],
+                                 **{"process.terminal": True, "process.consoleSize": {"height": 33, "width": 111}})
+    master = _with_console(rt.argv + ["create", "--bundle", str(bundle), "--console-socket",
+                                      str(tmp_path / "c.sock"), cid], tmp_path / "c.sock")
+    try:
+        assert rt("start", cid).returncode == 0
+        out = _read_until(master, b"done")
+        assert b"/dev/pts/0" in out and b"done" in out
+        assert b"33 111" in out
+    finally:
+        os.close(master)
+
+
+def test_exec_with_a_terminal(rt: RuntimeCLI, tmp_path: Path) -> None:
+    bundle, cid, _ = bundle_with(tmp_path, ["sleep", "1000"])
+    assert rt.create(bundle, cid).returncode == 0
+    assert rt("start", cid).returncode == 0
+    master = _with_console(rt.argv + ["exec", "--detach", "--tty", "--console-socket", str(tmp_path / "e.sock"),
+                                      cid, "sh", "-c", "tty; [ -t 0 ] && echo stdin-is-tty; echo done"],
+                           tmp_path / "e.sock")
+    try:
+        out = _read_until(master, b"done")
+        assert b"/dev/pts/" in out and b"stdin-is-tty" in out
+    finally:
+        os.close(master)
 
 
 def test_kill_all_signals_every_process(rt: RuntimeCLI, tmp_path: Path) -> None:
@@ -461,3 +490,85 @@ def test_signal_forwarded_by_foreground_run(ctrpy_rt: RuntimeCLI, tmp_path: Path
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_unsupported_settings_are_refused_or_warned(ctrpy_rt: RuntimeCLI, tmp_path: Path) -> None:
+    bundle, cid, spec = bundle_with(tmp_path, ["true"], **{"hooks": {"prestart": [{"path": "/bin/true"}]}})
+    r = ctrpy_rt.create(bundle, cid)
+    assert r.returncode == 10 and r.stderr == "ctrpy: OCI hooks are not supported by the built-in runtime yet\n"
+    assert ctrpy_rt.ids() == [] and not Cgroup(f"ctrpy-test/{cid}").exists()
+
+    bundle, cid, spec = bundle_with(tmp_path, ["true"], **{"linux.seccomp": {"defaultAction": "SCMP_ACT_ALLOW"}})
+    r = ctrpy_rt("run", "--bundle", str(bundle), cid)
+    assert r.returncode == 0 and "seccomp is not applied" in r.stderr
+
+
+def test_sysctl_and_mount_propagation(rt: RuntimeCLI, tmp_path: Path) -> None:
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    mounts = base_spec()["mounts"] + [
+        {"destination": "/shared", "type": "bind", "source": str(shared), "options": ["rbind", "rshared"]},
+        {"destination": "/private", "type": "bind", "source": str(shared), "options": ["rbind", "rprivate"]},
+    ]
+    host_value = Path("/proc/sys/net/ipv4/ip_forward").read_text().strip()
+    wanted = "0" if host_value == "1" else "1"
+    script = ("cat /proc/sys/net/ipv4/ip_forward; "
+              "grep -E ' /(shared|private) ' /proc/self/mountinfo | cut -d' ' -f5,7")
+    bundle, cid, _ = bundle_with(tmp_path, ["sh", "-c", script],
+                                 **{"mounts": mounts, "linux.sysctl": {"net.ipv4.ip_forward": wanted}})
+    r = rt("run", "--bundle", str(bundle), cid)
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert lines[0] == wanted
+    assert Path("/proc/sys/net/ipv4/ip_forward").read_text().strip() == host_value  # the container's netns only
+    props = dict(line.split(" ", 1) for line in lines[1:])
+    assert props["/shared"].startswith("shared:")
+    assert not props["/private"].startswith(("shared:", "master:"))
+
+
+def test_driven_as_an_oci_binary_by_the_generic_driver(tmp_path: Path) -> None:
+    """`ctrpy runtime` behind a one-line wrapper is an OCI runtime binary like runc: ctrpy's own runc driver
+    (global --root/--log/--log-format json, then the verb) runs the whole lifecycle and reads errors from the log."""
+    import sys
+
+    from ctrpy.runtime import errors
+    from ctrpy.runtime.ociruntime import OCICliRuntime
+
+    wrapper = tmp_path / "ctrpy-oci"
+    wrapper.write_text(f'#!/bin/sh\nexec {Path(sys.executable).with_name("ctrpy")} runtime "$@"\n')
+    wrapper.chmod(0o755)
+    oci = OCICliRuntime("wrapped", str(wrapper), tmp_path / "wroot")
+    bundle, cid, _ = bundle_with(tmp_path, ["sleep", "1000"])
+    out = os.open(bundle / "out.log", os.O_WRONLY | os.O_CREAT, 0o644)
+    try:
+        oci.create(cid, bundle, pid_file=tmp_path / "p.pid", stdio=(out, out, out))
+        assert oci.state(cid)["status"] == "created"
+        oci.start(cid)
+        assert oci.state(cid)["status"] == "running"
+        assert oci.ps(cid) == [int((tmp_path / "p.pid").read_text())]
+        oci.pause(cid)
+        assert oci.state(cid)["status"] == "paused"
+        oci.resume(cid)
+        oci.kill(cid, signal.SIGKILL)
+        wait_for(lambda: oci.state(cid)["status"] == "stopped", what="stopped")
+        oci.delete(cid)
+        with pytest.raises(errors.NotFound) as info:
+            oci.state(cid)
+        assert "does not exist" in str(info.value)
+    finally:
+        os.close(out)
+        RuntimeCLI("ctrpy", tmp_path / "wroot").cleanup()
+    assert not Cgroup(f"ctrpy-test/{cid}").exists()
+
+
+def test_umask_and_preserved_fds(ctrpy_rt: RuntimeCLI, tmp_path: Path) -> None:
+    bundle, cid, _ = bundle_with(tmp_path, ["sh", "-c", "umask; cat <&3; cat <&4 || echo fd4-closed"],
+                                 **{"process.user": {"uid": 0, "gid": 0, "umask": 0o077}})
+    passed = tmp_path / "passed.txt"
+    passed.write_text("through fd 3\n")
+    # fd 3 and 4 are open in the runtime; only 3 is handed on
+    cmd = " ".join(ctrpy_rt.argv + ["run", "--preserve-fds", "1", "--bundle", str(bundle), cid])
+    r = subprocess.run(["sh", "-c", f"exec 3<{passed} 4<{passed}; exec {cmd}"], stdin=subprocess.DEVNULL,
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines() == ["0077", "through fd 3", "fd4-closed"]

@@ -14,13 +14,16 @@ A command added later is checked automatically: the parameters come from the tre
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import pty
 import re
 import select
+import struct
 import subprocess
 import sys
+import termios
 from pathlib import Path
 from typing import Any
 
@@ -141,6 +144,9 @@ def test_list_on_empty_store(ctrpy: Any, node: Node) -> None:
     # An empty store lists only built-ins (the default namespace, the default bridge network), if anything.
     assert len(ids) == len(data) <= 1, (ids, data)
     assert all(i and " " not in i for i in ids)
+    r = ctrpy(*node.path, env={"TERM": "xterm-256color"})
+    assert r.returncode == 0, r.stderr
+    assert not ANSI.search(r.stdout + r.stderr), "escape codes in output that is not a terminal"
     assert not ANSI.search(r.stdout)
 
 
@@ -155,9 +161,10 @@ def test_quiet_and_json_list_what_exists(ctrpy: Any) -> None:
     assert {"alpha", "beta"} <= names
 
 
-def _run_on_pty(argv: list[str], env: dict[str, str]) -> bytes:
+def _run_on_pty(argv: list[str], env: dict[str, str], columns: int = 100) -> bytes:
     """Run argv with stdout and stderr on a pseudo-terminal (a TTY, as at a shell); return what it wrote."""
     master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, columns, 0, 0))
     try:
         proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=slave, stderr=slave, env=env)
     finally:
@@ -194,6 +201,25 @@ def test_no_color_on_a_terminal(ctrpy: Any, dirs: Any) -> None:
     plain = _run_on_pty(argv, _tty_env(dirs, NO_COLOR="1"))
     assert b"alpha" in plain
     assert not ANSI.search(plain.decode(errors="replace")), plain
+
+
+def test_tables_fit_the_terminal(ctrpy: Any, dirs: Any) -> None:
+    labels = [f"team.example.com/key{i}=some-long-value-{i}" for i in range(4)]
+    assert ctrpy("namespaces", "create", "alpha", *labels).returncode == 0
+    argv = [CTRPY, "--root", str(dirs.root), "--state", str(dirs.state), "namespaces", "ls"]
+    env = _tty_env(dirs, NO_COLOR="1")
+    env.pop("COLUMNS")
+    out = _run_on_pty(argv, env, columns=60).decode()
+    lines = [line for line in out.replace("\r", "").split("\n") if line.strip()]
+    assert any("alpha" in line for line in lines)
+    assert max(len(line) for line in lines) <= 60, out
+
+
+def test_pull_without_a_terminal_has_no_progress_escapes(ctrpy: Any, seeded_registry: Any) -> None:
+    r = ctrpy("pull", "--no-unpack", f"{seeded_registry.host}/busybox:latest")
+    assert r.returncode == 0, r.stderr
+    assert not ANSI.search(r.stdout + r.stderr)
+    assert "\r" not in r.stdout + r.stderr  # no redrawn progress lines in a log file
 
 
 def test_no_escapes_when_not_a_terminal(ctrpy: Any) -> None:

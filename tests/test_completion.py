@@ -71,12 +71,15 @@ def bash_complete(line: str, env: dict[str, str], words_only: bool = False) -> l
     return [w for w in r.stdout.split("\n") if w]
 
 
-# Real zsh: an interactive shell in a pseudo-terminal (zsh/zpty) with compinit and _ctrpy on $fpath; <Tab>
-# is pressed and every match zsh's completion system adds is printed through a wrapper around compadd.
+# Real zsh: an interactive shell in a pseudo-terminal (zsh/zpty) with compinit and _ctrpy on $fpath; for each
+# line, <Tab> is pressed and every match zsh's completion system adds is printed through a wrapper around
+# compadd. One shell answers all the lines of a test (starting zsh with compinit is the slow part).
 ZSH_DRIVER = r'''
 zmodload zsh/zpty
 zpty z zsh -f -i
-zpty -w z "PROMPT='<P>'; RPROMPT=''; fpath=($1 \$fpath); autoload -U compinit; compinit -u -D"
+# $1: a directory for $fpath (the installed _ctrpy), or the script itself to source after compinit.
+zpty -w z "PROMPT='<P>'; RPROMPT=''; [[ -d $1 ]] && fpath=($1 \$fpath); autoload -U compinit; compinit -u -D"
+[[ -f $1 ]] && zpty -w z "source $1"
 zpty -w z 'compadd () {
   if [[ ${@[1,(i)(-|--)]} == *-(O|A|D)\ * ]]; then builtin compadd "$@"; return $?; fi
   typeset -a __hits
@@ -84,26 +87,36 @@ zpty -w z 'compadd () {
   local h; for h in "${__hits[@]}"; do print -r -- "<<CAND>>$h"; done
 }'
 zpty -w z "zstyle ':completion:*' menu no; bindkey '^I' complete-word; print -r -- '<<READY''>>'"
-local out
-# Wait for the prompt after the marker: keys typed before zle reads the line could be discarded.
+local out line
+# Wait for the prompt after each marker: keys typed before zle reads the line could be discarded.
 zpty -r z out '*<<READY>>*<P>*'
-zpty -w -n z "$2"$'\t'
-zpty -w -n z $'\C-u'"print -r -- '<<DONE''>>'"$'\n'
-# Read everything up to the marker in one go: line-by-line reads can split a candidate's line.
-zpty -r z out '*<<DONE>>*'
-local line
-for line in "${(@f)out}"; do
-  [[ $line == *'<<CAND>>'* ]] && print -r -- "${${line##*<<CAND>>}//[$'\r\n']/}"
+shift
+for typed in "$@"; do
+  zpty -w -n z "$typed"$'\t'
+  zpty -w -n z $'\C-u'"print -r -- '<<DONE''>>'"$'\n'
+  # Read everything up to the marker in one go: line-by-line reads can split a candidate's line.
+  zpty -r z out '*<<DONE>>*<P>*'
+  for line in "${(@f)out}"; do
+    [[ $line == *'<<CAND>>'* ]] && print -r -- "${${line##*<<CAND>>}//[$'\r\n']/}"
+  done
+  print -r -- '<<END>>'
 done
 zpty -d z
 '''
 
 
-def zsh_complete(line: str, env: dict[str, str]) -> list[str]:
-    r = subprocess.run(["zsh", "-f", "-c", ZSH_DRIVER, "driver", str(COMPLETIONS), line],
-                       capture_output=True, text=True, env=env, timeout=30)
+def zsh_complete_many(lines: list[str], env: dict[str, str], source: bool = False) -> dict[str, list[str]]:
+    where = COMPLETIONS / FILES["zsh"] if source else COMPLETIONS
+    r = subprocess.run(["zsh", "-f", "-c", ZSH_DRIVER, "driver", str(where), *lines],
+                       capture_output=True, text=True, env=env, timeout=60)
     assert r.returncode == 0, r.stderr
-    return list(dict.fromkeys(w for w in r.stdout.split("\n") if w))
+    blocks = r.stdout.split("<<END>>\n")
+    assert len(blocks) == len(lines) + 1, r.stdout
+    return {line: list(dict.fromkeys(w for w in block.split("\n") if w)) for line, block in zip(lines, blocks)}
+
+
+def zsh_complete(line: str, env: dict[str, str]) -> list[str]:
+    return zsh_complete_many([line], env)[line]
 
 
 def fish_complete(line: str, env: dict[str, str]) -> list[str]:
@@ -113,6 +126,14 @@ def fish_complete(line: str, env: dict[str, str]) -> list[str]:
     assert r.returncode == 0, r.stderr
     assert r.stderr == "", r.stderr
     return [w.split("\t")[0] for w in r.stdout.split("\n") if w]
+
+
+def complete_many(shell: str, lines: list[str], env: dict[str, str]) -> dict[str, list[str]]:
+    """What <Tab> offers after each of `lines`, in `shell`."""
+    if shell == "zsh":
+        return zsh_complete_many(lines, env)
+    one = bash_complete if shell == "bash" else fish_complete
+    return {line: one(line, env) for line in lines}
 
 
 def need(program: str) -> None:
@@ -191,6 +212,24 @@ def test_complete_reads_without_writing(dirs: Any) -> None:
     assert list(dirs.root.iterdir()) == []
 
 
+def test_complete_follows_the_config_file(dirs: Any, ctrpy: Any, tmp_path: Path) -> None:
+    """With no --root or CTRPY_ROOT, the root comes from the config file, as for every other command."""
+    assert ctrpy("namespaces", "create", "from-config").returncode == 0
+    config = tmp_path / "elsewhere.toml"
+    config.write_text(f'root = "{dirs.root}"\n')
+    env = shell_env(dirs)
+    r = subprocess.run([CTRPY, "__complete", "namespace", "--config", str(config)], capture_output=True, text=True,
+                       env=env, timeout=30)
+    assert "from-config" in r.stdout.split()
+    env["CTRPY_CONFIG"] = str(config)
+    r = subprocess.run([CTRPY, "__complete", "namespace"], capture_output=True, text=True, env=env, timeout=30)
+    assert "from-config" in r.stdout.split()
+    # ... and --root wins over it, as on the command line.
+    r = subprocess.run([CTRPY, "__complete", "namespace", "--root", str(tmp_path / "empty")], capture_output=True,
+                       text=True, env=env, timeout=30)
+    assert (r.returncode, r.stdout) == (0, "")
+
+
 def test_complete_bad_kind_is_a_usage_error(dirs: Any) -> None:
     r = subprocess.run([CTRPY, "__complete", "bogus"], capture_output=True, text=True, env=shell_env(dirs),
                        timeout=30)
@@ -246,22 +285,31 @@ def test_bash_paths_through_compgen(dirs: Any, tmp_path: Path) -> None:
 @pytest.mark.parametrize("shell", ["bash", "zsh", "fish"])
 def test_static_words(shell: str, dirs: Any) -> None:
     need(shell)
-    complete = {"bash": bash_complete, "zsh": zsh_complete, "fish": fish_complete}[shell]
-    env = shell_env(dirs)
-    assert complete("ctrpy ima", env) == ["images"]
-    top = complete("ctrpy ", env)
+    lines = ["ctrpy ima", "ctrpy ", "ctrpy images ", "ctrpy i ", "ctrpy images ls --fo", "ctrpy images ls --format ",
+             "ctrpy tasks kill --signal SIGKI", "ctrpy completion f", "ctrpy --deb", "ctrpy no-such-command "]
+    got = complete_many(shell, lines, shell_env(dirs))
+    assert got["ctrpy ima"] == ["images"]
+    top = got["ctrpy "]
     for name in ("images", "containers", "tasks", "snapshots", "namespaces", "run", "pull", "completion"):
         assert name in top
     assert "i" not in top  # aliases are understood, not offered
-    subs = set(complete("ctrpy images ", env))
+    subs = set(got["ctrpy images "])
     assert {"ls", "inspect", "rm", "tag"} <= subs
-    assert set(complete("ctrpy i ", env)) == subs  # an alias leads to the same group
-    assert complete("ctrpy images ls --fo", env) == ["--format"]
-    assert sorted(complete("ctrpy images ls --format ", env)) == ["json", "table"]
-    assert complete("ctrpy tasks kill --signal SIGKI", env) == ["SIGKILL"]
-    assert complete("ctrpy completion f", env) == ["fish"]
-    assert complete("ctrpy --deb", env) == ["--debug"]
-    assert complete("ctrpy no-such-command ", env) == []
+    assert "list" not in subs  # `images list` is an alias of `ls`
+    assert set(got["ctrpy i "]) == subs  # an alias leads to the same group
+    assert got["ctrpy images ls --fo"] == ["--format"]
+    assert sorted(got["ctrpy images ls --format "]) == ["json", "table"]
+    assert got["ctrpy tasks kill --signal SIGKI"] == ["SIGKILL"]
+    assert got["ctrpy completion f"] == ["fish"]
+    assert got["ctrpy --deb"] == ["--debug"]
+    assert got["ctrpy no-such-command "] == []
+
+
+def test_zsh_script_can_be_sourced(dirs: Any) -> None:
+    # `source <(ctrpy completion zsh)` in .zshrc, instead of a file on $fpath.
+    need("zsh")
+    got = zsh_complete_many(["ctrpy images l", "ctrpy --deb"], shell_env(dirs), source=True)
+    assert got == {"ctrpy images l": ["ls"], "ctrpy --deb": ["--debug"]}
 
 
 # ---------------------------------------------------------------------------------------------- stored names
@@ -287,22 +335,27 @@ def populated(ctrpy: Any, dirs: Any, seeded_registry: Any, tmp_path: Path) -> di
 @pytest.mark.parametrize("shell", ["bash", "zsh", "fish"])
 def test_stored_names(shell: str, dirs: Any, populated: dict[str, Any]) -> None:
     need(shell)
-    complete = {"bash": bash_complete, "zsh": zsh_complete, "fish": fish_complete}[shell]
-    env = shell_env(dirs)
     root = f"ctrpy --root {dirs.root} --state {dirs.state}"
-    assert complete(f"{root} images rm ", env) == [populated["ref"]]
-    assert complete(f"{root} run --rm ", env) == [populated["ref"]]
-    assert complete(f"{root} run --rm {populated['ref']} ", env) == []  # the new container's ID
-    assert complete(f"{root} exec web-1 ", env) == []  # a command inside the container
-    assert sorted(complete(f"{root} containers rm ", env)) == ["db-2", "web-1"]
-    assert complete(f"{root} containers info w", env) == ["web-1"]
-    assert complete(f"{root} -n other containers rm ", env) == ["other-ns-box"]
-    assert complete(f"{root} --namespace=other containers rm ", env) == ["other-ns-box"]
-    assert "other" in complete(f"{root} -n ", env)
-    assert "other" in complete(f"{root} namespaces rm ", env)
-    assert complete(f"{root} snapshots --snapshotter native rm ", env) == ["scratch-key"]
+    ref = populated["ref"]
+    expected = {
+        f"{root} images rm ": [ref],
+        f"{root} run --rm ": [ref],
+        f"{root} run --rm {ref} ": [],  # the new container's ID
+        f"{root} exec web-1 ": [],  # a command inside the container
+        f"{root} containers rm ": ["db-2", "web-1"],
+        f"{root} containers info w": ["web-1"],
+        f"{root} -n other containers rm ": ["other-ns-box"],
+        f"{root} --namespace=other containers rm ": ["other-ns-box"],
+        f"{root} snapshots --snapshotter native rm ": ["scratch-key"],
+    }
+    got = complete_many(shell, [*expected, f"{root} -n ", f"{root} namespaces rm "], shell_env(dirs))
+    for line, want in expected.items():
+        assert sorted(got[line]) == want, line
+    assert "other" in got[f"{root} -n "]
+    assert "other" in got[f"{root} namespaces rm "]
     # The root may come from the environment instead of the command line.
-    assert sorted(complete("ctrpy containers rm ", shell_env(dirs, CTRPY_ROOT=str(dirs.root)))) == ["db-2", "web-1"]
+    got = complete_many(shell, ["ctrpy containers rm "], shell_env(dirs, CTRPY_ROOT=str(dirs.root)))
+    assert sorted(got["ctrpy containers rm "]) == ["db-2", "web-1"]
 
 
 def test_bash_image_ref_with_colons(dirs: Any, populated: dict[str, Any]) -> None:
@@ -335,11 +388,16 @@ def test_task_ids_by_state(ctrpy: Any, dirs: Any, rootfs: Path, cleanup: Any) ->
     r = ctrpy("containers", "create", "--rootfs", str(rootfs), "idle", "true")
     assert r.returncode == 0, r.stderr
     env = shell_env(dirs, CTRPY_ROOT=str(dirs.root), CTRPY_STATE=str(dirs.state))
-    for shell, complete in (("bash", bash_complete), ("zsh", zsh_complete)):
-        assert complete("ctrpy tasks kill ", env) == ["busy"], shell
-        assert complete("ctrpy exec ", env) == ["busy"], shell
-        assert complete("ctrpy tasks pause ", env) == ["busy"], shell
-        assert complete("ctrpy tasks resume ", env) == ["frozen"], shell
-        assert sorted(complete("ctrpy logs ", env)) == ["busy", "done", "frozen"], shell
-        assert sorted(complete("ctrpy tasks start ", env)) == ["busy", "done", "frozen", "idle"], shell
+    expected = {
+        "ctrpy tasks kill ": ["busy"],
+        "ctrpy exec ": ["busy"],
+        "ctrpy tasks pause ": ["busy"],
+        "ctrpy tasks resume ": ["frozen"],
+        "ctrpy logs ": ["busy", "done", "frozen"],
+        "ctrpy tasks start ": ["busy", "done", "frozen", "idle"],
+    }
+    for shell in ("bash", "zsh", "fish"):
+        got = complete_many(shell, list(expected), env)
+        for line, want in expected.items():
+            assert sorted(got[line]) == want, (shell, line)
     assert ctrpy("tasks", "resume", "frozen").returncode == 0

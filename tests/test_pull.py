@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -404,8 +403,6 @@ def test_http_proxy_environment_is_honoured(fault_proxy: FaultProxy, ctrpy: Any,
 
 # ---------------------------------------------------------------------------------------------- unpack
 
-@pytest.mark.skipif(importlib.util.find_spec("ctrpy.runtime.unpack") is None,
-                    reason="ctrpy.runtime.unpack (snapshots engineer) is not in the tree yet")
 def test_pull_unpacks_by_default(seeded_registry: Registry, ctrpy: Any, dirs: Any, test_images: Any) -> None:
     r = ctrpy("pull", "--snapshotter", "native", f"{seeded_registry.host}/layered:latest")
     assert r.returncode == 0, r.stderr

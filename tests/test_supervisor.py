@@ -71,9 +71,11 @@ def test_exit_recorded_durably_and_supervisor_exits(ctrpy: Any, rootfs: Path, di
     t = json.loads(ctrpy("tasks", "ls", "--format", "json").stdout)[0]
     assert (t["status"], t["exit_status"]) == ("stopped", 9)
     assert ctrpy("logs", "s2").stdout == "bye\n"
-    events = ctrpy("events", "--format", "json")
-    if events.returncode == 0:
-        assert "/tasks/exit" in events.stdout
+    events = json.loads(ctrpy("events", "--format", "json").stdout)
+    exits = [e["payload"] for e in events if e["topic"] == "/tasks/exit"]
+    assert [(p["container_id"], p["exit_status"]) for p in exits] == [("s2", 9)]
+    topics = [e["topic"] for e in events]
+    assert topics.index("/tasks/create") < topics.index("/tasks/start") < topics.index("/tasks/exit")
 
 
 def test_large_output_is_not_lost(ctrpy: Any, rootfs: Path) -> None:

@@ -108,6 +108,10 @@ def test_pause_resume(ctrpy: Any, runtime: str, rootfs: Path) -> None:
     wait_for(lambda: value() > 2, what="the counter")
     assert ctrpy("tasks", "pause", "pz").returncode == 0
     assert tasks(ctrpy)["pz"]["status"] == "paused"
+    procs = json.loads(ctrpy("tasks", "ps", "--format", "json", "pz").stdout)
+    assert procs
+    if not Path("/sys/fs/cgroup/cgroup.controllers").exists():  # the v1 freezer parks tasks in D state
+        assert {p["state"] for p in procs} == {"D"}
     frozen = value()
     time.sleep(0.3)
     assert value() == frozen
@@ -143,7 +147,7 @@ def test_attach(ctrpy: Any, runtime: str, rootfs: Path, dirs: Any) -> None:
         wait_for(lambda: tasks(ctrpy).get("at", {}).get("status") == "running", what="running")
         watcher = subprocess.Popen([CTRPY, "--root", str(dirs.root), "--state", str(dirs.state), "tasks",
                                     "attach", "at"], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, env=env)
-        time.sleep(0.5)
+        time.sleep(1.5)  # let the second client connect before the task can end
         out, err = proc.communicate(b"one\ntwo\n", timeout=20)  # closing stdin ends the loop
         assert proc.returncode == 3, err
         assert out == b"got-one\ngot-two\nbye\n"
@@ -212,3 +216,68 @@ def test_twenty_concurrent(ctrpy: Any, runtime: str, rootfs: Path, dirs: Any) ->
     assert list((dirs.state).glob("default/*")) == []
     with open("/proc/self/mounts") as f:
         assert str(dirs.state) not in f.read()
+
+
+def test_same_id_in_two_namespaces(ctrpy: Any, runtime: str, rootfs: Path) -> None:
+    for ns in ("default", "other"):
+        r = ctrpy("run", "-d", "--runtime", runtime, "--rootfs", str(rootfs), "twin", "sh", "-c",
+                  f"echo {ns}; sleep 60", namespace=ns)
+        assert r.returncode == 0, r.stderr
+    for ns in ("default", "other"):
+        wait_for(lambda: ctrpy("logs", "twin", namespace=ns).stdout == f"{ns}\n", what=f"output in {ns}")
+        t = json.loads(ctrpy("tasks", "ls", "--format", "json", namespace=ns).stdout)
+        assert [(x["id"], x["status"]) for x in t] == [("twin", "running")]
+    assert ctrpy("containers", "rm", "--force", "twin", namespace="other").returncode == 0
+    assert tasks(ctrpy)["twin"]["status"] == "running"  # the other namespace's twin is untouched
+    assert cgroup_dirs("twin", "other") == [] and cgroup_dirs("twin", "default") != []
+
+
+def test_attach_tty_resize_and_exit(ctrpy: Any, runtime: str, rootfs: Path, dirs: Any) -> None:
+    """A detached TTY task: attach from a terminal, type, resize the window, exit through the shell."""
+    import fcntl
+    import pty
+    import select
+    import signal
+    import struct
+    import termios
+
+    r = ctrpy("run", "-d", "-t", "--runtime", runtime, "--rootfs", str(rootfs), "tt", "sh")
+    assert r.returncode == 0, r.stderr
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 30, 90, 0, 0))
+    env = {**os.environ, "CTRPY_CONFIG": str(dirs.root.parent / "config.toml")}
+    proc = subprocess.Popen([CTRPY, "--root", str(dirs.root), "--state", str(dirs.state), "tasks", "attach", "tt"],
+                            stdin=slave, stdout=slave, stderr=slave, start_new_session=True, env=env)
+    os.close(slave)
+    seen = b""
+
+    def expect(text: bytes, timeout: float = 15) -> None:
+        nonlocal seen
+        deadline = time.monotonic() + timeout
+        while text not in seen:
+            assert time.monotonic() < deadline, (text, seen)
+            ready, _, _ = select.select([master], [], [], 0.2)
+            if ready:
+                try:
+                    seen += os.read(master, 4096)
+                except OSError:
+                    break
+
+    try:
+        time.sleep(0.5)
+        os.write(master, b"echo hello-$((40+2))\n")
+        expect(b"hello-42")
+        fcntl.ioctl(master, termios.TIOCSWINSZ, struct.pack("HHHH", 50, 132, 0, 0))
+        os.kill(proc.pid, signal.SIGWINCH)
+        time.sleep(0.3)
+        os.write(master, b"stty size\n")
+        expect(b"50 132")
+        os.write(master, b"exit 5\n")
+        assert proc.wait(timeout=15) == 5
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        os.close(master)
+    assert ctrpy("tasks", "wait", "tt").returncode == 5
+    assert b"hello-42" in ctrpy("logs", "tt").stdout.encode()

@@ -343,3 +343,19 @@ def test_concurrent_unpacks_of_one_image(dirs: Any, tmp_path: Path) -> None:
     assert len(os.listdir(dirs.root / "snapshots" / "overlayfs" / "snapshots")) == 4
     assert setup.leases.list() == []
     setup.db.close()
+
+
+def test_images_unpack_command(client: Client, ctrpy: Any, tmp_path: Path) -> None:
+    build_layout(tmp_path / "layout", [busybox_layer()])
+    ingest_layout(client, tmp_path / "layout", "test/busybox:latest")
+    client.db.close()
+    r = ctrpy("snapshots", "--snapshotter", "native", "ls", "-q")
+    assert r.returncode == 0 and r.stdout.strip() == "", r.stderr
+    r = ctrpy("images", "unpack", "--snapshotter", "native", "test/busybox:latest")
+    assert r.returncode == 0, r.stderr
+    top = r.stdout.strip()
+    assert top.startswith("sha256:")
+    r = ctrpy("snapshots", "--snapshotter", "native", "ls", "-q")
+    assert top in r.stdout.split()
+    r = ctrpy("images", "unpack", "test/busybox:nope")
+    assert r.returncode == 4 and r.stderr.startswith("ctrpy: ") and r.stderr.count("\n") == 1

@@ -36,6 +36,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "network": ("ctrpy.commands.network:network", "Manage networks"),
     "config": ("ctrpy.commands.config:config", "Show the configuration"),
     "events": ("ctrpy.commands.events:events", "Show recorded events"),
+    "gc": ("ctrpy.commands.gc:gc", "Garbage-collect unreferenced content, snapshots and leftovers"),
     "info": ("ctrpy.commands.system:info", "Show root/state dirs, snapshotters, runtimes, cgroup mode"),
     "version": ("ctrpy.commands.system:version", "Show ctrpy's and the helper's versions"),
     "pull": ("ctrpy.commands.images:pull", "Pull an image from a registry"),

@@ -4,8 +4,9 @@
 The shell scripts in completions/ call this on every <Tab> that wants an image, container, task, snapshot,
 namespace, network, lease or blob, so it is answered before Click, rich or the runtime are imported (the hook
 at the top of ctrpy/commands/__init__.py): only sqlite3 and, when no root is given, tomllib for the config
-file. The metadata file is opened read-only, so a completion never creates, migrates or locks anything, and
-a missing or unreadable store just completes nothing. Tasks come from the state directory (the files
+file. The metadata file is opened read-only (SQLite may leave the usual -wal/-shm files beside it, as any
+reader of a WAL database does), so a completion never creates a store, migrates or takes a write lock, and a
+missing or unreadable store just completes nothing. Tasks come from the state directory (the files
 ctrpy.runtime.bundle describes), read without asking the runtime.
 
 Exit status: 0 (even when nothing matched, so the shell stays quiet), 2 for an unknown kind or bad flags.

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import signal as _signal
 from dataclasses import dataclass, field
+
 import click
 
 SHELLS = ("bash", "zsh", "fish")
@@ -26,6 +27,7 @@ FILE, DIR = ":file", ":dir"
 # (command path, parameter name) -> tokens, where the rules in argument_kind would guess wrong.
 ARGUMENT_KINDS: dict[tuple[tuple[str, ...], str], list[str]] = {
     (("pull",), "ref"): [],  # a remote name: nothing local to offer
+    (("images", "pull"), "ref"): [],
     (("images", "tag"), "targets"): [],
     (("namespaces", "create"), "name"): [],
     (("network", "create"), "name"): [],

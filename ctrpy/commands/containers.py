@@ -12,6 +12,7 @@ from typing import Any
 
 import click
 
+from ctrpy.commands._netopts import network_options, network_request
 from ctrpy.commands._output import AliasGroup, emit_json, format_option, human_age, parse_labels, quiet_option, table
 
 _SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)i?b?\s*$", re.IGNORECASE)
@@ -53,7 +54,7 @@ def container_flags(fn: Callable[..., Any]) -> Callable[..., Any]:
     ]
     for decorator in reversed(decorators):
         fn = decorator(fn)
-    return fn
+    return network_options(fn)
 
 
 def options_from_flags(container_id: str, image: str, args: tuple[str, ...], flags: dict[str, Any]) -> Any:
@@ -68,6 +69,9 @@ def options_from_flags(container_id: str, image: str, args: tuple[str, ...], fla
         privileged=flags["privileged"], cap_add=list(flags["cap_add"]), cap_drop=list(flags["cap_drop"]),
         memory_limit=parse_size(memory) if memory is not None else None, cpus=flags["cpus"],
         cpu_shares=flags["cpu_shares"], pids_limit=flags["pids_limit"], net_host=flags["net_host"],
+        network=network_request(network=flags["network"], ip=flags["ip"], publish=flags["publish"],
+                                add_host=flags["add_host"], dns=flags["dns"], dns_search=flags["dns_search"],
+                                dns_option=flags["dns_option"], net_host=flags["net_host"]),
     )
 
 
@@ -84,15 +88,28 @@ def split_image_id(rootfs: str, positional: tuple[str, ...]) -> tuple[str, str, 
 
 @click.group("containers", cls=AliasGroup)
 def containers() -> None:
-    """Manage containers (metadata only: use `tasks` to run them)."""
+    """Manage containers (metadata only: use `tasks` to run them).
+
+    \b
+    Examples:
+      ctrpy containers create --rootfs /srv/rootfs web sh -c 'echo hi'
+      ctrpy c ls -q
+      ctrpy c rm --force web
+    """
 
 
 @containers.command("create", context_settings={"allow_interspersed_args": False, "ignore_unknown_options": True})
 @container_flags
-@click.argument("positional", nargs=-1, required=True, type=click.UNPROCESSED)
+@click.argument("positional", nargs=-1, required=True, type=click.UNPROCESSED, metavar="IMAGE ID [COMMAND [ARG...]]")
 @click.pass_obj
 def create(obj: Any, positional: tuple[str, ...], **flags: Any) -> None:
-    """Create a container: IMAGE ID [COMMAND [ARG...]], or --rootfs DIR ID COMMAND [ARG...]."""
+    """Create a container: IMAGE ID [COMMAND [ARG...]], or --rootfs DIR ID COMMAND [ARG...].
+
+    \b
+    Examples:
+      ctrpy containers create docker.io/library/busybox:latest web sleep 60
+      ctrpy containers create --rootfs /srv/rootfs -e A=1 --memory-limit 64m job sh -c 'echo $A'
+    """
     from ctrpy.runtime.tasks import create_container
 
     image, container_id, args = split_image_id(flags["rootfs"], positional)
@@ -105,7 +122,14 @@ def create(obj: Any, positional: tuple[str, ...], **flags: Any) -> None:
 @format_option
 @click.pass_obj
 def ls(obj: Any, filters: tuple[str, ...], quiet: bool, fmt: str) -> None:
-    """List containers (filters like `image==busybox`, `labels.app==web`)."""
+    """List containers (filters like `image==busybox`, `labels.app==web`).
+
+    \b
+    Examples:
+      ctrpy containers ls
+      ctrpy containers ls -q labels.app==web
+      ctrpy containers ls --format json
+    """
     items = obj.client.containers.list(list(filters))
     if quiet:
         for c in items:
@@ -126,9 +150,17 @@ def _summary(c: Any) -> dict[str, Any]:
 @containers.command("info")
 @click.argument("container_id")
 @click.option("--spec", is_flag=True, help="Print only the OCI spec")
+@click.option("--format", "fmt", type=click.Choice(["json"]), default="json", show_default=True,
+              help="Output format (the record is JSON, as ctr prints it)")
 @click.pass_obj
-def info(obj: Any, container_id: str, spec: bool) -> None:
-    """Show a container's record (JSON), like `ctr containers info`."""
+def info(obj: Any, container_id: str, spec: bool, fmt: str) -> None:
+    """Show a container's record (JSON), like `ctr containers info`.
+
+    \b
+    Examples:
+      ctrpy containers info web
+      ctrpy containers info --spec web
+    """
     c = obj.client.containers.get(container_id)
     if spec:
         emit_json(c.spec)
@@ -142,7 +174,13 @@ def info(obj: Any, container_id: str, spec: bool) -> None:
 @click.option("--keep-snapshot", is_flag=True, help="Keep the rootfs snapshot")
 @click.pass_obj
 def rm(obj: Any, container_ids: tuple[str, ...], force: bool, keep_snapshot: bool) -> None:
-    """Delete containers (a container with a live task is refused unless --force)."""
+    """Delete containers (a container with a live task is refused unless --force).
+
+    \b
+    Examples:
+      ctrpy containers rm web
+      ctrpy containers rm --force web job
+    """
     from ctrpy.runtime.tasks import delete_container
 
     for container_id in container_ids:
@@ -154,7 +192,13 @@ def rm(obj: Any, container_ids: tuple[str, ...], force: bool, keep_snapshot: boo
 @click.argument("labels", nargs=-1)
 @click.pass_obj
 def label(obj: Any, container_id: str, labels: tuple[str, ...]) -> None:
-    """Set (k=v) or remove (k=) labels; with none, print the labels."""
+    """Set (k=v) or remove (k=) labels; with none, print the labels.
+
+    \b
+    Examples:
+      ctrpy containers label web tier=front
+      ctrpy containers label web tier=
+    """
     store = obj.client.containers
     c = store.get(container_id)
     if not labels:

@@ -21,7 +21,13 @@ from ctrpy.commands._output import (
 
 @click.group(cls=AliasGroup)
 def content() -> None:
-    """Manage the content store (blobs by digest)."""
+    """Manage the content store (blobs by digest).
+
+    \b
+    Examples:
+      ctrpy content ls -q
+      ctrpy content get "$(ctrpy content ls -q | head -n 1)" | head -c 200
+    """
 
 
 @content.command("ls")
@@ -30,7 +36,14 @@ def content() -> None:
 @format_option
 @click.pass_obj
 def ls(obj: Any, filters: tuple[str, ...], quiet: bool, fmt: str) -> None:
-    """List blobs visible in the namespace. FILTERS: e.g. 'labels."k"==v', 'digest~=^sha256:ab'."""
+    """List blobs visible in the namespace. FILTERS: e.g. 'labels."k"==v', 'digest~=^sha256:ab'.
+
+    \b
+    Examples:
+      ctrpy content ls
+      ctrpy content ls -q 'digest~=^sha256:ab'
+      ctrpy content ls --format json 'labels."containerd.io/gc.root"'
+    """
     infos = obj.client.content.list(list(filters))
     if quiet:
         for info in infos:
@@ -46,7 +59,13 @@ def ls(obj: Any, filters: tuple[str, ...], quiet: bool, fmt: str) -> None:
 @click.argument("digest")
 @click.pass_obj
 def get(obj: Any, digest: str) -> None:
-    """Write a blob to stdout."""
+    """Write a blob to stdout.
+
+    \b
+    Examples:
+      ctrpy content get "$DIGEST" > blob
+      ctrpy content get "$(ctrpy content ls -q | head -n 1)" | sha256sum
+    """
     out = click.get_binary_stream("stdout")
     for chunk in obj.client.content.iter_chunks(digest):
         out.write(chunk)
@@ -61,7 +80,13 @@ def get(obj: Any, digest: str) -> None:
 @click.pass_obj
 def ingest(obj: Any, ref: str, expected_digest: str | None, expected_size: int | None,
            labels: tuple[str, ...]) -> None:
-    """Store stdin as a blob under ingest REF (resumes an interrupted ingest of the same REF)."""
+    """Store stdin as a blob under ingest REF (resumes an interrupted ingest of the same REF).
+
+    \b
+    Examples:
+      ctrpy content ingest my-upload < layer.tar.gz
+      ctrpy content ingest --expected-digest "$DIGEST" --label app=web my-upload < config.json
+    """
     info = obj.client.content.write_blob(ref, click.get_binary_stream("stdin"), expected=expected_digest,
                                          size=expected_size, labels=parse_labels(labels))
     click.echo(info.digest)
@@ -72,7 +97,13 @@ def ingest(obj: Any, ref: str, expected_digest: str | None, expected_size: int |
 @format_option
 @click.pass_obj
 def active(obj: Any, quiet: bool, fmt: str) -> None:
-    """List ingests in progress or interrupted (resumable)."""
+    """List ingests in progress or interrupted (resumable).
+
+    \b
+    Examples:
+      ctrpy content active
+      ctrpy content active -q | xargs -r ctrpy content abort
+    """
     statuses = obj.client.content.statuses()
     if quiet:
         for st in statuses:
@@ -89,7 +120,13 @@ def active(obj: Any, quiet: bool, fmt: str) -> None:
 @click.argument("refs", nargs=-1, required=True)
 @click.pass_obj
 def abort(obj: Any, refs: tuple[str, ...]) -> None:
-    """Discard interrupted ingests."""
+    """Discard interrupted ingests.
+
+    \b
+    Examples:
+      ctrpy content abort my-upload
+      ctrpy content active -q | xargs -r ctrpy content abort
+    """
     for ref in refs:
         obj.client.content.abort(ref)
         click.echo(ref)
@@ -99,7 +136,13 @@ def abort(obj: Any, refs: tuple[str, ...]) -> None:
 @click.argument("digests", nargs=-1, required=True)
 @click.pass_context
 def rm(ctx: click.Context, digests: tuple[str, ...]) -> None:
-    """Remove blobs from the namespace (the file goes once no namespace holds it)."""
+    """Remove blobs from the namespace (the file goes once no namespace holds it).
+
+    \b
+    Examples:
+      ctrpy content rm "$DIGEST"
+      ctrpy content ls -q 'labels."app"==web' | xargs -r ctrpy content rm
+    """
     from ctrpy.runtime import errors
 
     store = ctx.obj.client.content
@@ -121,6 +164,12 @@ def rm(ctx: click.Context, digests: tuple[str, ...]) -> None:
 @click.argument("labels", nargs=-1)
 @click.pass_obj
 def label(obj: Any, digest: str, labels: tuple[str, ...]) -> None:
-    """Set labels on a blob (KEY=VALUE; KEY or KEY= removes the label)."""
+    """Set labels on a blob (KEY=VALUE; KEY or KEY= removes the label).
+
+    \b
+    Examples:
+      ctrpy content label "$DIGEST" containerd.io/gc.root=keep
+      ctrpy content label "$DIGEST" containerd.io/gc.root=
+    """
     info = obj.client.content.update_labels(digest, parse_labels(labels))
     click.echo(f"updated labels of {info.digest}: {format_labels(info.labels)}")

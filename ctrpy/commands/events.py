@@ -18,7 +18,14 @@ from ctrpy.commands._output import emit_json, format_option, table
 @format_option
 @click.pass_obj
 def events(obj: Any, since_seq: int, topic: str | None, limit: int | None, all_namespaces: bool, fmt: str) -> None:
-    """List recorded events, oldest first."""
+    """List recorded events, oldest first.
+
+    \b
+    Examples:
+      ctrpy events --limit 20
+      ctrpy events --topic /images/ --since 100
+      ctrpy events -A --format json
+    """
     items = obj.client.events.list(since_seq, topic, limit, all_namespaces=all_namespaces)
     if fmt == "json":
         emit_json([e.to_dict() for e in items])

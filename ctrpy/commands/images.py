@@ -56,6 +56,17 @@ def _registry(ctx: click.Context, kw: dict[str, Any], *, concurrent_key: str) ->
     return reg, credential
 
 
+def _silent_option(fn: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option("--quiet", "-q", is_flag=True, help="Print nothing (no progress, no result line)")(fn)
+
+
+def _json_only_option(fn: Callable[..., Any]) -> Callable[..., Any]:
+    # The record is nested (index, manifest, config): JSON is its only form, offered so scripts can always
+    # ask for --format json.
+    return click.option("--format", "fmt", type=click.Choice(["json"]), default="json", show_default=True,
+                        help="Output format (nested data: JSON only)")(fn)
+
+
 def _find(client: Any, name: str) -> Any:
     from ctrpy.runtime.push import find_image
 
@@ -64,7 +75,14 @@ def _find(client: Any, name: str) -> Any:
 
 @click.group("images")
 def images() -> None:
-    """Manage images (pull, push, list, tag, remove, check)."""
+    """Manage images (pull, push, list, tag, remove, check).
+
+    \b
+    Examples:
+      ctrpy images pull docker.io/library/busybox:latest
+      ctrpy images ls -q
+      ctrpy i rm docker.io/library/busybox:latest
+    """
 
 
 @click.command("pull")
@@ -79,11 +97,21 @@ def images() -> None:
 @click.option("--deadline", type=click.FloatRange(min=0), metavar="SECONDS",
               help="Fail the pull if it is not done after this long (0: none)  [default: config, 0]")
 @registry_options
-@quiet_option
+@_silent_option
 @click.pass_context
 def pull(ctx: click.Context, ref: str, platforms: tuple[str, ...], all_platforms: bool, no_unpack: bool,
          snapshotter: str | None, deadline: float | None, quiet: bool, **kw: Any) -> None:
-    """Pull an image from a registry: REF like busybox, docker.io/library/busybox:latest, host:port/repo@sha256:..."""
+    """Pull an image from a registry.
+
+    REF is a name like busybox, docker.io/library/busybox:latest or host:port/repo@sha256:<digest>. The layers
+    are unpacked into snapshots unless --no-unpack; prints the stored name and the digest pulled.
+
+    \b
+    Examples:
+      ctrpy pull docker.io/library/busybox:latest
+      ctrpy pull --platform linux/arm64 --no-unpack alpine:3.19
+      ctrpy images pull --plain-http -u user:secret localhost:5000/team/app:v1
+    """
     from ctrpy.commands._progress import make_progress
     from ctrpy.runtime.pull import PullOptions, pull as do_pull
 
@@ -109,11 +137,18 @@ def pull(ctx: click.Context, ref: str, platforms: tuple[str, ...], all_platforms
 @click.option("--max-concurrent-uploads", "max_concurrent", type=click.IntRange(min=1), metavar="N",
               help="Parallel blob uploads  [default: config, 3]")
 @registry_options
-@quiet_option
+@_silent_option
 @click.pass_context
 def push(ctx: click.Context, ref: str, local: str | None, platforms: tuple[str, ...], quiet: bool,
          **kw: Any) -> None:
-    """Push the local image LOCAL (default REF) to the registry reference REF."""
+    """Push the local image LOCAL (default REF) to the registry reference REF.
+
+    \b
+    Examples:
+      ctrpy push localhost:5000/library/busybox:latest
+      ctrpy push --plain-http localhost:5000/mirror/busybox:1 docker.io/library/busybox:latest
+      ctrpy images push --platform linux/amd64 -u user:secret registry.example.com/team/app:v1
+    """
     from ctrpy.commands._progress import make_progress
     from ctrpy.runtime.push import PushOptions, push as do_push
 
@@ -141,7 +176,14 @@ images.add_command(push)
 @format_option
 @click.pass_context
 def ls(ctx: click.Context, filters: tuple[str, ...], quiet: bool, fmt: str) -> None:
-    """List images; FILTERS like name==docker.io/library/busybox:latest or labels."k"==v."""
+    """List images; FILTERS like name==docker.io/library/busybox:latest or labels."k"==v.
+
+    \b
+    Examples:
+      ctrpy images ls
+      ctrpy images ls -q 'name~=busybox'
+      ctrpy images ls --format json 'labels."env"==prod'
+    """
     from ctrpy.runtime import images as rt
 
     client = ctx.obj.client
@@ -167,9 +209,16 @@ def ls(ctx: click.Context, filters: tuple[str, ...], quiet: bool, fmt: str) -> N
 @images.command("inspect")
 @click.argument("ref")
 @click.option("--platform", metavar="OS/ARCH[/VARIANT]", help="Platform whose manifest and config to show")
+@_json_only_option
 @click.pass_context
-def inspect(ctx: click.Context, ref: str, platform: str | None) -> None:
-    """Show an image as JSON: record, index, the platform's manifest and config."""
+def inspect(ctx: click.Context, ref: str, platform: str | None, fmt: str) -> None:
+    """Show an image as JSON: record, index, the platform's manifest and config.
+
+    \b
+    Examples:
+      ctrpy images inspect docker.io/library/busybox:latest
+      ctrpy images inspect --platform linux/arm64 --format json alpine:3.19
+    """
     from ctrpy.runtime import errors, images as rt, platforms as plat
 
     client = ctx.obj.client
@@ -199,7 +248,13 @@ def inspect(ctx: click.Context, ref: str, platform: str | None) -> None:
 @click.option("--force", "-f", is_flag=True, help="Replace an existing image of that name")
 @click.pass_context
 def tag(ctx: click.Context, source: str, targets: tuple[str, ...], force: bool) -> None:
-    """Give the image SOURCE more names (TARGET...)."""
+    """Give the image SOURCE more names (TARGET...).
+
+    \b
+    Examples:
+      ctrpy images tag docker.io/library/busybox:latest localhost:5000/busybox:v1
+      ctrpy images tag --force busybox:latest busybox:stable
+    """
     from ctrpy.runtime import errors
     from ctrpy.runtime.metadata.images import Image
     from ctrpy.runtime.reference import normalize
@@ -223,21 +278,29 @@ def tag(ctx: click.Context, source: str, targets: tuple[str, ...], force: bool) 
 @click.argument("refs", nargs=-1, required=True)
 @click.pass_context
 def rm(ctx: click.Context, refs: tuple[str, ...]) -> None:
-    """Remove image names (content is reclaimed later by garbage collection)."""
+    """Remove image names (content is reclaimed later by garbage collection).
+
+    \b
+    Examples:
+      ctrpy images rm docker.io/library/busybox:latest
+      ctrpy images rm busybox:latest alpine:3.19 && ctrpy gc
+    """
     from ctrpy.runtime import errors
 
     client = ctx.obj.client
-    failure: errors.CtrpyError | None = None
+    failed: errors.CtrpyError | None = None
     for ref in refs:
         try:
             image = _find(client, ref)
             client.images.delete(image.name)
-            click.echo(image.name)
         except errors.NotFound as exc:
+            # Reported here, once per name; the exit code alone carries the failure (no second message).
             click.echo(f"ctrpy: {exc}", err=True)
-            failure = exc
-    if failure is not None:
-        raise failure
+            failed = failed or exc
+            continue
+        click.echo(image.name)
+    if failed:
+        ctx.exit(failed.exit_code)
 
 
 @images.command("check")
@@ -246,7 +309,13 @@ def rm(ctx: click.Context, refs: tuple[str, ...]) -> None:
 @format_option
 @click.pass_context
 def check(ctx: click.Context, filters: tuple[str, ...], quiet: bool, fmt: str) -> None:
-    """Show per platform whether each image's content is complete in the store."""
+    """Show per platform whether each image's content is complete in the store.
+
+    \b
+    Examples:
+      ctrpy images check
+      ctrpy images check --format json 'name==docker.io/library/busybox:latest'
+    """
     from ctrpy.runtime import images as rt
 
     client = ctx.obj.client
@@ -269,6 +338,23 @@ def check(ctx: click.Context, filters: tuple[str, ...], quiet: bool, fmt: str) -
            for r in rows])
 
 
+@images.command("unpack")
+@click.argument("ref")
+@click.option("--snapshotter", metavar="NAME", help="Snapshotter to unpack into  [default: config]")
+@click.option("--platform", metavar="OS/ARCH[/VARIANT]", help="Platform to unpack  [default: this host]")
+@click.pass_context
+def unpack(ctx: click.Context, ref: str, snapshotter: str | None, platform: str | None) -> None:
+    """Unpack an image's layers into snapshots; prints the top chain ID.
+
+    \b
+    Examples:
+      ctrpy images unpack docker.io/library/busybox:latest
+      ctrpy images unpack --snapshotter native --platform linux/arm64 alpine:3.19
+    """
+    from ctrpy.runtime.unpack import unpack_image
+
+    client = ctx.obj.client
+    click.echo(unpack_image(client, _find(client, ref).name, snapshotter, platform=platform))
 
 # ctr's aliases for the verbs.
 images.add_command(ls, "list")

@@ -40,7 +40,13 @@ def parse_duration(text: str) -> float:
 
 @click.group(cls=AliasGroup)
 def leases() -> None:
-    """Manage leases."""
+    """Manage leases.
+
+    \b
+    Examples:
+      ctrpy leases create --expires 1h
+      ctrpy leases ls -q
+    """
 
 
 @leases.command("ls")
@@ -49,7 +55,14 @@ def leases() -> None:
 @format_option
 @click.pass_obj
 def ls(obj: Any, filters: tuple[str, ...], quiet: bool, fmt: str) -> None:
-    """List leases."""
+    """List leases.
+
+    \b
+    Examples:
+      ctrpy leases ls
+      ctrpy leases ls -q 'labels."owner"==ci'
+      ctrpy leases ls --format json
+    """
     items = obj.client.leases.list(list(filters))
     if quiet:
         for lease in items:
@@ -67,7 +80,14 @@ def ls(obj: Any, filters: tuple[str, ...], quiet: bool, fmt: str) -> None:
 @click.argument("labels", nargs=-1)
 @click.pass_obj
 def create(obj: Any, lease_id: str | None, expires: str, labels: tuple[str, ...]) -> None:
-    """Create a lease and print its id."""
+    """Create a lease and print its id.
+
+    \b
+    Examples:
+      ctrpy leases create
+      ctrpy leases create --id build-42 --expires 1h30m owner=ci
+      ctrpy leases create --expires 0 purpose=pin
+    """
     seconds = parse_duration(expires)
     lease = obj.client.leases.create(lease_id, parse_labels(labels), seconds if seconds > 0 else None)
     click.echo(lease.id)
@@ -77,7 +97,13 @@ def create(obj: Any, lease_id: str | None, expires: str, labels: tuple[str, ...]
 @click.argument("ids", nargs=-1, required=True)
 @click.pass_context
 def rm(ctx: click.Context, ids: tuple[str, ...]) -> None:
-    """Delete leases."""
+    """Delete leases.
+
+    \b
+    Examples:
+      ctrpy leases rm build-42
+      ctrpy leases ls -q 'labels."owner"==ci' | xargs -r ctrpy leases rm
+    """
     from ctrpy.runtime import errors
 
     failed: errors.CtrpyError | None = None

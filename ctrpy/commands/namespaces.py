@@ -19,7 +19,14 @@ from ctrpy.commands._output import (
 
 @click.group(cls=AliasGroup)
 def namespaces() -> None:
-    """Manage namespaces."""
+    """Manage namespaces.
+
+    \b
+    Examples:
+      ctrpy namespaces create team-a owner=alice
+      ctrpy ns ls -q
+      ctrpy -n team-a images ls
+    """
 
 
 @namespaces.command("create")
@@ -27,7 +34,13 @@ def namespaces() -> None:
 @click.argument("labels", nargs=-1)
 @click.pass_obj
 def create(obj: Any, name: str, labels: tuple[str, ...]) -> None:
-    """Create namespace NAME with optional KEY=VALUE labels."""
+    """Create namespace NAME with optional KEY=VALUE labels.
+
+    \b
+    Examples:
+      ctrpy namespaces create team-a
+      ctrpy namespaces create team-b owner=bob env=dev
+    """
     obj.client.namespaces.create(name, parse_labels(labels))
 
 
@@ -36,7 +49,14 @@ def create(obj: Any, name: str, labels: tuple[str, ...]) -> None:
 @format_option
 @click.pass_obj
 def ls(obj: Any, quiet: bool, fmt: str) -> None:
-    """List namespaces."""
+    """List namespaces.
+
+    \b
+    Examples:
+      ctrpy namespaces ls
+      ctrpy namespaces ls -q
+      ctrpy namespaces ls --format json
+    """
     items = obj.client.namespaces.list()
     if quiet:
         for ns in items:
@@ -51,7 +71,13 @@ def ls(obj: Any, quiet: bool, fmt: str) -> None:
 @click.argument("names", nargs=-1, required=True)
 @click.pass_context
 def rm(ctx: click.Context, names: tuple[str, ...]) -> None:
-    """Remove empty namespaces (refused, naming what is left, when not empty)."""
+    """Remove empty namespaces (refused, naming what is left, when not empty).
+
+    \b
+    Examples:
+      ctrpy namespaces rm team-a
+      ctrpy ns rm team-a team-b
+    """
     from ctrpy.runtime import errors
 
     store = ctx.obj.client.namespaces
@@ -73,6 +99,12 @@ def rm(ctx: click.Context, names: tuple[str, ...]) -> None:
 @click.argument("labels", nargs=-1)
 @click.pass_obj
 def label(obj: Any, name: str, labels: tuple[str, ...]) -> None:
-    """Set labels on a namespace (KEY=VALUE; KEY= removes the label)."""
+    """Set labels on a namespace (KEY=VALUE; KEY= removes the label).
+
+    \b
+    Examples:
+      ctrpy namespaces label team-a owner=carol
+      ctrpy namespaces label team-a owner=
+    """
     ns = obj.client.namespaces.set_labels(name, parse_labels(labels))
     click.echo(f"updated labels of {ns.name}: {format_labels(ns.labels)}")

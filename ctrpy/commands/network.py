@@ -11,7 +11,13 @@ from ctrpy.commands._output import AliasGroup, emit_json, format_labels, format_
 
 @click.group(cls=AliasGroup)
 def network() -> None:
-    """Manage networks (built-in bridge networks and CNI conflists)."""
+    """Manage networks (built-in bridge networks and CNI conflists).
+
+    \b
+    Examples:
+      ctrpy network create --subnet 10.4.7.0/24 backend
+      ctrpy net ls
+    """
 
 
 @network.command("create")
@@ -24,7 +30,13 @@ def network() -> None:
 @click.pass_obj
 def create(obj: Any, name: str, subnet: str | None, gateway: str | None, bridge_name: str | None, mtu: int | None,
            labels: tuple[str, ...]) -> None:
-    """Create bridge network NAME."""
+    """Create bridge network NAME.
+
+    \b
+    Examples:
+      ctrpy network create backend
+      ctrpy network create --subnet 10.4.7.0/24 --gateway 10.4.7.1 --mtu 1400 --label team=web frontend
+    """
     from ctrpy.runtime.network import create_network
 
     net = create_network(obj.client, name, subnet=subnet, gateway=gateway, bridge_name=bridge_name, mtu=mtu,
@@ -37,7 +49,14 @@ def create(obj: Any, name: str, subnet: str | None, gateway: str | None, bridge_
 @format_option
 @click.pass_obj
 def ls(obj: Any, quiet: bool, fmt: str) -> None:
-    """List networks."""
+    """List networks.
+
+    \b
+    Examples:
+      ctrpy network ls
+      ctrpy network ls -q
+      ctrpy network ls --format json
+    """
     from ctrpy.runtime.network import list_networks
 
     items = list_networks(obj.client)
@@ -54,9 +73,17 @@ def ls(obj: Any, quiet: bool, fmt: str) -> None:
 
 @network.command("inspect")
 @click.argument("names", nargs=-1, required=True)
+@click.option("--format", "fmt", type=click.Choice(["json"]), default="json", show_default=True,
+              help="Output format (nested data: JSON only)")
 @click.pass_obj
-def inspect(obj: Any, names: tuple[str, ...]) -> None:
-    """Show networks as JSON: settings, bridge state, attached containers, published ports."""
+def inspect(obj: Any, names: tuple[str, ...], fmt: str) -> None:
+    """Show networks as JSON: settings, bridge state, attached containers, published ports.
+
+    \b
+    Examples:
+      ctrpy network inspect bridge
+      ctrpy network inspect --format json backend frontend
+    """
     from ctrpy.runtime.network import inspect_network
 
     emit_json([inspect_network(obj.client, name) for name in names])
@@ -66,7 +93,13 @@ def inspect(obj: Any, names: tuple[str, ...]) -> None:
 @click.argument("names", nargs=-1, required=True)
 @click.pass_context
 def rm(ctx: click.Context, names: tuple[str, ...]) -> None:
-    """Remove networks (refused while containers are attached)."""
+    """Remove networks (refused while containers are attached).
+
+    \b
+    Examples:
+      ctrpy network rm backend
+      ctrpy network rm backend frontend
+    """
     from ctrpy.runtime import errors
     from ctrpy.runtime.network import remove_network
 
@@ -87,7 +120,13 @@ def rm(ctx: click.Context, names: tuple[str, ...]) -> None:
 @format_option
 @click.pass_obj
 def prune(obj: Any, fmt: str) -> None:
-    """Release addresses, ports and veths that belong to no live task (after a crash)."""
+    """Release addresses, ports and veths that belong to no live task (after a crash).
+
+    \b
+    Examples:
+      ctrpy network prune
+      ctrpy network prune --format json
+    """
     from ctrpy.runtime.network import prune as prune_leaks
 
     report = prune_leaks(obj.client)
@@ -106,7 +145,12 @@ def prune(obj: Any, fmt: str) -> None:
 @click.argument("container_id")
 @click.pass_obj
 def check(obj: Any, container_id: str) -> None:
-    """Check a running container's networking (CNI CHECK for CNI networks)."""
+    """Check a running container's networking (CNI CHECK for CNI networks).
+
+    \b
+    Examples:
+      ctrpy network check web
+    """
     from ctrpy.runtime.network import check as check_network
 
     for name in check_network(obj.client, container_id):

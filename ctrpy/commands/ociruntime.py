@@ -26,6 +26,35 @@ def _runtime(ctx: click.Context) -> Any:
     return BuiltinRuntime(ctx.obj.runtime_root)
 
 
+class RuncGroup(click.Group):
+    """Like runc, also write a failure to --log (as a JSON line with --log-format json), where tools that
+    drive OCI runtimes (containerd's shim, ctrpy's own OCI driver) look for the reason."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except Exception as exc:
+            from ctrpy.runtime.errors import CtrpyError
+
+            log = ctx.params.get("log")
+            if log and isinstance(exc, CtrpyError):
+                _log_error(log, ctx.params.get("log_format") or "text", str(exc))
+            raise
+
+
+def _log_error(path: str, fmt: str, message: str) -> None:
+    import time
+
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    line = json.dumps({"level": "error", "msg": message, "time": stamp}) if fmt == "json" else \
+        f'time="{stamp}" level=error msg="{message}"'
+    try:
+        with open(path, "a") as f:
+            f.write(line + "\n")
+    except OSError:
+        pass  # the error itself still reaches stderr
+
+
 def _signal_number(text: str) -> int:
     import signal
 
@@ -40,12 +69,18 @@ def _signal_number(text: str) -> int:
         raise click.BadParameter(f"unknown signal {text!r}") from None
 
 
-@click.group("runtime")
+@click.group("runtime", cls=RuncGroup)
 @click.option("--root", "runtime_root", default=None, metavar="DIR",
               help="Runtime state directory  [default: <state>/runtime/ctrpy]")
+@click.option("--log", default=None, metavar="FILE", help="Also write errors to FILE (as runc)")
+@click.option("--log-format", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@click.option("--systemd-cgroup", is_flag=True, help="Not supported: cgroupfs paths only")
 @click.pass_context
-def runtime(ctx: click.Context, runtime_root: str | None) -> None:
+def runtime(ctx: click.Context, runtime_root: str | None, log: str | None, log_format: str,
+            systemd_cgroup: bool) -> None:
     """The built-in OCI runtime, driven like runc."""
+    if systemd_cgroup:
+        raise click.UsageError("--systemd-cgroup is not supported: the built-in runtime manages cgroupfs paths")
     ctx.obj.runtime_root = runtime_root or str(Path(ctx.obj.state) / "runtime" / "ctrpy")
 
 
@@ -53,13 +88,17 @@ def runtime(ctx: click.Context, runtime_root: str | None) -> None:
 @click.option("--bundle", "-b", default=".", show_default=True, help="Bundle directory (holds config.json)")
 @click.option("--pid-file", default=None, help="Write the init's pid here")
 @click.option("--console-socket", default=None, help="Unix socket that receives the pty master")
+@click.option("--preserve-fds", default=0, type=click.IntRange(0), help="Pass fds 3..3+N-1 to the container")
+@click.option("--no-pivot", is_flag=True, hidden=True, help="Accepted for runc compatibility; always pivots")
+@click.option("--no-new-keyring", is_flag=True, hidden=True, help="Accepted for runc compatibility")
 @click.argument("container_id")
 @click.pass_context
-def create(ctx: click.Context, bundle: str, pid_file: str | None, console_socket: str | None,
-           container_id: str) -> None:
+def create(ctx: click.Context, bundle: str, pid_file: str | None, console_socket: str | None, preserve_fds: int,
+           no_pivot: bool, no_new_keyring: bool, container_id: str) -> None:
     """Create a container; its process waits until `start`."""
     _runtime(ctx).create(container_id, Path(bundle), pid_file=Path(pid_file) if pid_file else None,
-                         console_socket=Path(console_socket) if console_socket else None)
+                         console_socket=Path(console_socket) if console_socket else None,
+                         preserve_fds=preserve_fds)
 
 
 @runtime.command()
@@ -75,13 +114,15 @@ def start(ctx: click.Context, container_id: str) -> None:
 @click.option("--pid-file", default=None, help="Write the init's pid here")
 @click.option("--console-socket", default=None, help="Unix socket that receives the pty master")
 @click.option("--detach", "-d", is_flag=True, help="Do not wait for the container")
+@click.option("--preserve-fds", default=0, type=click.IntRange(0), help="Pass fds 3..3+N-1 to the container")
 @click.argument("container_id")
 @click.pass_context
 def run(ctx: click.Context, bundle: str, pid_file: str | None, console_socket: str | None, detach: bool,
-        container_id: str) -> None:
+        preserve_fds: int, container_id: str) -> None:
     """Create and start a container, wait for it and delete it; exits with its status."""
     code = _runtime(ctx).run(container_id, Path(bundle), pid_file=Path(pid_file) if pid_file else None,
-                             console_socket=Path(console_socket) if console_socket else None, detach=detach)
+                             console_socket=Path(console_socket) if console_socket else None, detach=detach,
+                             preserve_fds=preserve_fds)
     if code:
         ctx.exit(code)
 

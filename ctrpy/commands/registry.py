@@ -33,7 +33,14 @@ def _domain(server: str | None) -> str:
 @click.pass_context
 def login(ctx: click.Context, server: str | None, username: str | None, password: str | None,
           password_stdin: bool, docker_config: str | None, **kw: Any) -> None:
-    """Check credentials against SERVER (default docker.io) and store them in docker's config.json."""
+    """Check credentials against SERVER (default docker.io) and store them in docker's config.json.
+
+    \b
+    Examples:
+      ctrpy login -u alice
+      echo "$TOKEN" | ctrpy login --password-stdin -u alice registry.example.com
+      ctrpy login --plain-http -u user -p secret localhost:5000
+    """
     from ctrpy.commands.images import _registry
     from ctrpy.runtime import errors
     from ctrpy.runtime.remotes.auth import Credential, store
@@ -64,7 +71,13 @@ def login(ctx: click.Context, server: str | None, username: str | None, password
 @click.option("--docker-config", envvar="DOCKER_CONFIG", metavar="DIR",
               help="Directory of config.json  [env: DOCKER_CONFIG; default: ~/.docker]")
 def logout(server: str | None, docker_config: str | None) -> None:
-    """Remove stored credentials for SERVER (default docker.io)."""
+    """Remove stored credentials for SERVER (default docker.io).
+
+    \b
+    Examples:
+      ctrpy logout
+      ctrpy logout localhost:5000
+    """
     from ctrpy.runtime import errors
     from ctrpy.runtime.remotes.auth import erase
 

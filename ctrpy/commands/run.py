@@ -18,10 +18,17 @@ from ctrpy.commands.containers import container_flags, options_from_flags, split
 @click.option("--rm", "remove", is_flag=True, help="Delete the container when the task exits")
 @click.option("--detach", "-d", is_flag=True, help="Start the task and return (output: `ctrpy logs`)")
 @container_flags
-@click.argument("positional", nargs=-1, required=True, type=click.UNPROCESSED)
+@click.argument("positional", nargs=-1, required=True, type=click.UNPROCESSED, metavar="IMAGE ID [COMMAND [ARG...]]")
 @click.pass_obj
 def run(obj: Any, remove: bool, detach: bool, positional: tuple[str, ...], **flags: Any) -> None:
-    """Run a container: IMAGE ID [COMMAND [ARG...]], or --rootfs DIR ID COMMAND [ARG...]."""
+    """Run a container: IMAGE ID [COMMAND [ARG...]], or --rootfs DIR ID COMMAND [ARG...].
+
+    \b
+    Examples:
+      ctrpy run --rm docker.io/library/busybox:latest demo echo hello
+      ctrpy run -d --memory-limit 64m busybox web sleep 3600
+      ctrpy run --rm -t --rootfs /srv/rootfs shell sh
+    """
     from ctrpy.commands.tasks import run_attached
     from ctrpy.runtime import errors
     from ctrpy.runtime.tasks import create_container, delete_container

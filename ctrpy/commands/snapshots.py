@@ -40,7 +40,13 @@ def _print_mounts(mounts: list[Any], target: str) -> None:
 @snapshotter_option
 @click.pass_context
 def snapshots(ctx: click.Context, snapshotter: str | None) -> None:
-    """Manage snapshots."""
+    """Manage snapshots.
+
+    \b
+    Examples:
+      ctrpy snapshots ls
+      ctrpy snapshots --snapshotter native tree
+    """
     ctx.meta["ctrpy.snapshotter"] = snapshotter
 
 
@@ -51,7 +57,14 @@ def snapshots(ctx: click.Context, snapshotter: str | None) -> None:
 @format_option
 @click.pass_obj
 def ls(obj: Any, filters: tuple[str, ...], snapshotter: str | None, quiet: bool, fmt: str) -> None:
-    """List snapshots (FILTERS like 'kind==committed', 'labels."k"==v', 'parent==KEY')."""
+    """List snapshots (FILTERS like 'kind==committed', 'labels."k"==v', 'parent==KEY').
+
+    \b
+    Examples:
+      ctrpy snapshots ls
+      ctrpy snapshots ls -q kind==active
+      ctrpy snapshots ls --snapshotter native --format json
+    """
     items = _sn(obj, snapshotter).list(*filters)
     if quiet:
         for info in items:
@@ -65,9 +78,17 @@ def ls(obj: Any, filters: tuple[str, ...], snapshotter: str | None, quiet: bool,
 @snapshots.command("info")
 @click.argument("key")
 @snapshotter_option
+@click.option("--format", "fmt", type=click.Choice(["json"]), default="json", show_default=True,
+              help="Output format (JSON only, like ctr's)")
 @click.pass_obj
-def info(obj: Any, key: str, snapshotter: str | None) -> None:
-    """Show a snapshot's kind, parent, labels and times as JSON."""
+def info(obj: Any, key: str, snapshotter: str | None, fmt: str) -> None:
+    """Show a snapshot's kind, parent, labels and times as JSON.
+
+    \b
+    Examples:
+      ctrpy snapshots info my-snapshot
+      ctrpy snapshots info --snapshotter native --format json my-snapshot
+    """
     emit_json(_sn(obj, snapshotter).stat(key).to_dict())
 
 
@@ -81,7 +102,13 @@ def info(obj: Any, key: str, snapshotter: str | None) -> None:
 @click.pass_obj
 def prepare(obj: Any, key: str, parent: str, target: str, show_mounts: bool, labels: tuple[str, ...],
             snapshotter: str | None) -> None:
-    """Create an active (writable) snapshot KEY on top of committed PARENT."""
+    """Create an active (writable) snapshot KEY on top of committed PARENT.
+
+    \b
+    Examples:
+      ctrpy snapshots prepare scratch
+      ctrpy snapshots prepare --mounts --target /mnt/work work "$(ctrpy images unpack busybox:latest)"
+    """
     mounts = _sn(obj, snapshotter).prepare(key, parent, labels=parse_labels(labels))
     if show_mounts:
         _print_mounts(mounts, target)
@@ -97,7 +124,13 @@ def prepare(obj: Any, key: str, parent: str, target: str, show_mounts: bool, lab
 @click.pass_obj
 def view(obj: Any, key: str, parent: str, target: str, show_mounts: bool, labels: tuple[str, ...],
          snapshotter: str | None) -> None:
-    """Create a read-only view KEY of committed PARENT."""
+    """Create a read-only view KEY of committed PARENT.
+
+    \b
+    Examples:
+      ctrpy snapshots view --mounts --target /mnt/ro ro-view base
+      ctrpy snapshots view --label purpose=debug ro-view2 base
+    """
     mounts = _sn(obj, snapshotter).view(key, parent, labels=parse_labels(labels))
     if show_mounts:
         _print_mounts(mounts, target)
@@ -110,7 +143,13 @@ def view(obj: Any, key: str, parent: str, target: str, show_mounts: bool, labels
 @snapshotter_option
 @click.pass_obj
 def commit(obj: Any, name: str, key: str, labels: tuple[str, ...], snapshotter: str | None) -> None:
-    """Commit active snapshot KEY as NAME (KEY is gone afterwards)."""
+    """Commit active snapshot KEY as NAME (KEY is gone afterwards).
+
+    \b
+    Examples:
+      ctrpy snapshots commit base scratch
+      ctrpy snapshots commit --label app=web layer-2 work
+    """
     _sn(obj, snapshotter).commit(name, key, labels=parse_labels(labels))
 
 
@@ -119,7 +158,13 @@ def commit(obj: Any, name: str, key: str, labels: tuple[str, ...], snapshotter: 
 @snapshotter_option
 @click.pass_obj
 def rm(obj: Any, keys: tuple[str, ...], snapshotter: str | None) -> None:
-    """Remove snapshots (refused while one has children or is a container's root)."""
+    """Remove snapshots (refused while one has children or is a container's root).
+
+    \b
+    Examples:
+      ctrpy snapshots rm scratch
+      ctrpy snapshots ls -q kind==active | xargs -r ctrpy snapshots rm
+    """
     sn = _sn(obj, snapshotter)
     for key in keys:
         sn.remove(key)
@@ -132,7 +177,13 @@ def rm(obj: Any, keys: tuple[str, ...], snapshotter: str | None) -> None:
 @snapshotter_option
 @click.pass_obj
 def mounts(obj: Any, target: str, key: str, snapshotter: str | None) -> None:
-    """Print the mount command that mounts active or view snapshot KEY on TARGET."""
+    """Print the mount command that mounts active or view snapshot KEY on TARGET.
+
+    \b
+    Examples:
+      ctrpy snapshots mounts /mnt/work work
+      ctrpy snapshots mounts /mnt/work work | sh
+    """
     _print_mounts(_sn(obj, snapshotter).mounts(key), target)
 
 
@@ -142,7 +193,13 @@ def mounts(obj: Any, target: str, key: str, snapshotter: str | None) -> None:
 @format_option
 @click.pass_obj
 def usage(obj: Any, key: str | None, snapshotter: str | None, fmt: str) -> None:
-    """Disk usage (size, inodes) of one snapshot's own layer, or of every snapshot."""
+    """Disk usage (size, inodes) of one snapshot's own layer, or of every snapshot.
+
+    \b
+    Examples:
+      ctrpy snapshots usage
+      ctrpy snapshots usage --format json work
+    """
     sn = _sn(obj, snapshotter)
     keys = [key] if key else [i.name for i in sn.list()]
     rows = [(k, sn.usage(k)) for k in keys]
@@ -156,7 +213,13 @@ def usage(obj: Any, key: str | None, snapshotter: str | None, fmt: str) -> None:
 @snapshotter_option
 @click.pass_obj
 def tree(obj: Any, snapshotter: str | None) -> None:
-    """Show snapshots as a tree of parents and children."""
+    """Show snapshots as a tree of parents and children.
+
+    \b
+    Examples:
+      ctrpy snapshots tree
+      ctrpy snapshots tree --snapshotter native
+    """
     items = _sn(obj, snapshotter).list()
     children: dict[str, list[str]] = {}
     for i in items:
@@ -177,7 +240,13 @@ def tree(obj: Any, snapshotter: str | None) -> None:
 @snapshotter_option
 @click.pass_obj
 def label(obj: Any, key: str, labels: tuple[str, ...], snapshotter: str | None) -> None:
-    """Set labels on KEY (KEY=VALUE; KEY= or KEY removes it) and print the resulting labels."""
+    """Set labels on KEY (KEY=VALUE; KEY= or KEY removes it) and print the resulting labels.
+
+    \b
+    Examples:
+      ctrpy snapshots label work app=web
+      ctrpy snapshots label work app=
+    """
     sn = _sn(obj, snapshotter)
     current = sn.stat(key)
     wanted = parse_labels(labels)

@@ -12,7 +12,13 @@ from ctrpy.commands._output import emit_json, format_option, table
 @click.command("version")
 @format_option
 def version(fmt: str) -> None:
-    """Show ctrpy's and the C helper's versions."""
+    """Show ctrpy's and the C helper's versions.
+
+    \b
+    Examples:
+      ctrpy version
+      ctrpy version --format json
+    """
     import ctrpy
     from ctrpy.runtime.system import helper_version
 
@@ -28,7 +34,13 @@ def version(fmt: str) -> None:
 @format_option
 @click.pass_obj
 def info(obj: Any, fmt: str) -> None:
-    """Show root/state dirs, snapshotters, runtimes and the cgroup mode."""
+    """Show root/state dirs, snapshotters, runtimes and the cgroup mode.
+
+    \b
+    Examples:
+      ctrpy info
+      ctrpy --root /srv/ctrpy info --format json
+    """
     from ctrpy.runtime import system
 
     data = system.info(obj.config, obj.root, obj.state, obj.namespace)

@@ -78,7 +78,14 @@ def print_tasks(states: list[Any], quiet: bool, fmt: str) -> None:
 
 @click.group("tasks", cls=AliasGroup)
 def tasks() -> None:
-    """Manage tasks (the running processes of containers)."""
+    """Manage tasks (the running processes of containers).
+
+    \b
+    Examples:
+      ctrpy tasks start -d web
+      ctrpy tasks ls
+      ctrpy tasks kill -s SIGKILL web
+    """
 
 
 @tasks.command("start")
@@ -86,7 +93,13 @@ def tasks() -> None:
 @click.option("--detach", "-d", is_flag=True, help="Do not wait for the task; its output goes to `ctrpy logs`")
 @click.pass_obj
 def start(obj: Any, container_id: str, detach: bool) -> None:
-    """Create and start the task of a container (attached unless -d)."""
+    """Create and start the task of a container (attached unless -d).
+
+    \b
+    Examples:
+      ctrpy tasks start web
+      ctrpy tasks start -d web
+    """
     client = obj.client
     client.tasks.create(container_id, stdin=not detach)
     if detach:
@@ -104,7 +117,14 @@ def start(obj: Any, container_id: str, detach: bool) -> None:
 @format_option
 @click.pass_obj
 def ls(obj: Any, quiet: bool, fmt: str) -> None:
-    """List tasks with their pid and status (and exit status once stopped)."""
+    """List tasks with their pid and status (and exit status once stopped).
+
+    \b
+    Examples:
+      ctrpy tasks ls
+      ctrpy tasks ls -q
+      ctrpy tasks ls --format json
+    """
     print_tasks(obj.client.tasks.list(), quiet, fmt)
 
 
@@ -113,7 +133,13 @@ def ls(obj: Any, quiet: bool, fmt: str) -> None:
 @format_option
 @click.pass_obj
 def ps_all(obj: Any, quiet: bool, fmt: str) -> None:
-    """List tasks (same as `tasks ls`)."""
+    """List tasks (same as `tasks ls`).
+
+    \b
+    Examples:
+      ctrpy ps
+      ctrpy ps --format json
+    """
     print_tasks(obj.client.tasks.list(), quiet, fmt)
 
 
@@ -124,7 +150,14 @@ def ps_all(obj: Any, quiet: bool, fmt: str) -> None:
 @click.option("--exec-id", default="", help="Signal an exec process instead")
 @click.pass_obj
 def kill(obj: Any, container_id: str, sig: str, all_: bool, exec_id: str) -> None:
-    """Send a signal to a task."""
+    """Send a signal to a task.
+
+    \b
+    Examples:
+      ctrpy tasks kill web
+      ctrpy tasks kill -s SIGKILL --all web
+      ctrpy tasks kill --exec-id bg -s 9 web
+    """
     obj.client.tasks.kill(container_id, parse_signal(sig), all=all_, exec_id=exec_id)
 
 
@@ -140,7 +173,14 @@ def kill(obj: Any, container_id: str, sig: str, all_: bool, exec_id: str) -> Non
 @click.pass_obj
 def exec_(obj: Any, exec_id: str, tty: bool, detach: bool, env: tuple[str, ...], cwd: str, user: str,
           container_id: str, args: tuple[str, ...]) -> None:
-    """Run a process in a running task: ID COMMAND [ARG...]; exits with its exit status."""
+    """Run a process in a running task: ID COMMAND [ARG...]; exits with its exit status.
+
+    \b
+    Examples:
+      ctrpy exec web cat /etc/hostname
+      ctrpy exec -t web sh
+      ctrpy tasks exec --exec-id bg -d web sleep 60
+    """
     exec_id = exec_id or "exec-" + uuid.uuid4().hex[:12]
     attachment = obj.client.tasks.exec(container_id, exec_id, list(args), tty=tty, stdin=not detach,
                                        env=list(env), cwd=cwd, user=user)
@@ -163,12 +203,22 @@ tasks.add_command(exec_, "exec")
 
 @tasks.command("ps")
 @click.argument("container_id")
+@quiet_option
 @format_option
 @click.pass_obj
-def ps(obj: Any, container_id: str, fmt: str) -> None:
-    """List the processes of a task (host pids)."""
+def ps(obj: Any, container_id: str, quiet: bool, fmt: str) -> None:
+    """List the processes of a task (host pids).
+
+    \b
+    Examples:
+      ctrpy tasks ps web
+      ctrpy tasks ps -q web
+    """
     procs = obj.client.tasks.ps(container_id)
-    if fmt == "json":
+    if quiet:
+        for p in procs:
+            click.echo(p["pid"])
+    elif fmt == "json":
         emit_json(procs)
     else:
         table(["PID", "STATE", "COMMAND"], [(p["pid"], p["state"], p["command"]) for p in procs])
@@ -178,7 +228,12 @@ def ps(obj: Any, container_id: str, fmt: str) -> None:
 @click.argument("container_ids", nargs=-1, required=True)
 @click.pass_obj
 def pause(obj: Any, container_ids: tuple[str, ...]) -> None:
-    """Freeze every process of a task."""
+    """Freeze every process of a task.
+
+    \b
+    Examples:
+      ctrpy tasks pause web
+    """
     for container_id in container_ids:
         obj.client.tasks.pause(container_id)
 
@@ -187,7 +242,12 @@ def pause(obj: Any, container_ids: tuple[str, ...]) -> None:
 @click.argument("container_ids", nargs=-1, required=True)
 @click.pass_obj
 def resume(obj: Any, container_ids: tuple[str, ...]) -> None:
-    """Thaw a paused task."""
+    """Thaw a paused task.
+
+    \b
+    Examples:
+      ctrpy tasks resume web
+    """
     for container_id in container_ids:
         obj.client.tasks.resume(container_id)
 
@@ -197,7 +257,13 @@ def resume(obj: Any, container_ids: tuple[str, ...]) -> None:
 @click.option("--exec-id", default="", help="Wait for an exec process instead")
 @click.pass_obj
 def wait(obj: Any, container_id: str, exec_id: str) -> None:
-    """Wait for a task to exit; exits with its exit status (also after the supervisor is gone)."""
+    """Wait for a task to exit; exits with its exit status (also after the supervisor is gone).
+
+    \b
+    Examples:
+      ctrpy tasks wait web; echo $?
+      ctrpy tasks wait --exec-id bg web
+    """
     record = obj.client.tasks.wait(container_id, exec_id)
     raise click.exceptions.Exit(exit_code(record))
 
@@ -207,7 +273,13 @@ def wait(obj: Any, container_id: str, exec_id: str) -> None:
 @click.option("--force", "-f", is_flag=True, help="Kill a running task first")
 @click.pass_obj
 def rm(obj: Any, container_ids: tuple[str, ...], force: bool) -> None:
-    """Delete stopped tasks (running ones need --force); prints ID and exit status like ctr."""
+    """Delete stopped tasks (running ones need --force); prints ID and exit status like ctr.
+
+    \b
+    Examples:
+      ctrpy tasks rm web
+      ctrpy tasks delete --force web
+    """
     for container_id in container_ids:
         state = obj.client.tasks.delete(container_id, force=force)
         click.echo(f"{container_id}\t{'' if state.exit_status is None else state.exit_status}".rstrip())
@@ -218,7 +290,13 @@ def rm(obj: Any, container_ids: tuple[str, ...], force: bool) -> None:
 @format_option
 @click.pass_obj
 def metrics(obj: Any, container_id: str, fmt: str) -> None:
-    """Show a task's cgroup metrics: memory usage/limit, cpu usage, pids."""
+    """Show a task's cgroup metrics: memory usage/limit, cpu usage, pids.
+
+    \b
+    Examples:
+      ctrpy tasks metrics web
+      ctrpy tasks metrics --format json web
+    """
     m = obj.client.tasks.metrics(container_id)
     if fmt == "json":
         emit_json(m)
@@ -234,7 +312,12 @@ def metrics(obj: Any, container_id: str, fmt: str) -> None:
 @click.argument("container_id")
 @click.pass_obj
 def attach(obj: Any, container_id: str) -> None:
-    """Attach to a task's stdio until it exits; exits with its exit status."""
+    """Attach to a task's stdio until it exits; exits with its exit status.
+
+    \b
+    Examples:
+      ctrpy tasks attach web
+    """
     attachment = obj.client.tasks.attach(container_id, stdin=True)
     raise click.exceptions.Exit(run_attached(obj.client, container_id, attachment, owner=False))
 
@@ -245,7 +328,13 @@ def attach(obj: Any, container_id: str) -> None:
 @click.option("--tail", type=int, default=None, help="Only the last N lines")
 @click.pass_obj
 def logs(obj: Any, container_id: str, follow: bool, tail: int | None) -> None:
-    """Show a task's output."""
+    """Show a task's output.
+
+    \b
+    Examples:
+      ctrpy logs web
+      ctrpy logs -f --tail 20 web
+    """
     out = sys.stdout.buffer
     for chunk in obj.client.tasks.logs(container_id, tail=tail, follow=follow):
         out.write(chunk)

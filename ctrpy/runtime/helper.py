@@ -94,9 +94,12 @@ class Spec:
     uid: int = 0
     gid: int = 0
     gids: list[int] = field(default_factory=list)
+    umask: int | None = None
     cgroup_procs: list[str] = field(default_factory=list)
     stdio: tuple[int, int, int] | None = None
+    preserve_fds: int = 0
     terminal: bool = False
+    console_size: tuple[int, int] | None = None  # (rows, cols)
     console_socket: str | None = None
     exec_fifo: str | None = None
 
@@ -171,6 +174,8 @@ def _build(spec: Spec, arena: _Arena) -> Any:
         (s.cap_effective, s.cap_permitted, s.cap_inheritable, s.cap_bounding, s.cap_ambient) = spec.caps
     s.no_new_privs = int(spec.no_new_privs)
     s.uid, s.gid = spec.uid, spec.gid
+    s.umask = -1 if spec.umask is None else spec.umask
+    s.preserve_fds = spec.preserve_fds
     s.n_gids = len(spec.gids)
     s.gids = arena.new("uint32_t[]", spec.gids or [0])
     s.cwd = arena.str(spec.cwd)
@@ -179,6 +184,8 @@ def _build(spec: Spec, arena: _Arena) -> Any:
     s.n_cgroup_procs, s.cgroup_procs = len(spec.cgroup_procs), arena.strv(spec.cgroup_procs)
     s.stdio = list(spec.stdio) if spec.stdio is not None else [-1, -1, -1]
     s.terminal = int(spec.terminal)
+    if spec.console_size:
+        s.console_rows, s.console_cols = spec.console_size
     s.console_socket = arena.str(spec.console_socket)
     s.exec_fifo = arena.str(spec.exec_fifo)
     return s

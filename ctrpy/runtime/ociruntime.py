@@ -13,11 +13,9 @@ a traceback; a process that cannot be executed is classified (`ExecFailure`, exi
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
-import shutil
-import subprocess
-import tempfile
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
@@ -138,31 +136,21 @@ class OCICliRuntime:
         self.extra_args = tuple(extra_args)
 
     def _binary_path(self) -> str:
-        found = shutil.which(self.binary)
+        found = _which(self.binary)
         if not found:
             raise errors.Unavailable(f"runtime {self.name!r}: binary {self.binary!r} not found in PATH")
         return found
 
-    def _run(self, verb: str, *args: str, stdio: tuple[int, int, int] | None = None,
-             capture: bool = False) -> str:
+    def _run(self, verb: str, *args: str, stdio: tuple[int, int, int] | None = None) -> str:
+        """Run `<binary> --root R --log L --log-format json <verb> args...`; its stdout, or the error."""
         self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
-        fd, log_path = tempfile.mkstemp(prefix=f".{verb}-", suffix=".log", dir=self.root)
-        os.close(fd)
+        log_path = str(self.root / f".{verb}-{os.getpid()}-{next(_counter)}.log")
         argv = [self._binary_path(), "--root", str(self.root), "--log", log_path, "--log-format", "json",
                 *self.extra_args, verb, *args]
         try:
-            if stdio is not None:
-                # The runtime's init inherits these as the container's stdio; the runtime itself logs to the file.
-                proc = subprocess.run(argv, stdin=stdio[0], stdout=stdio[1] if not capture else subprocess.PIPE,
-                                      stderr=stdio[2], close_fds=True)
-                out = proc.stdout.decode() if capture and proc.stdout else ""
-                stderr_text = ""
-            else:
-                proc = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, close_fds=True)
-                out = proc.stdout.decode(errors="replace")
-                stderr_text = proc.stderr.decode(errors="replace")
-            if proc.returncode != 0:
-                message = _last_error(Path(log_path)) or _last_line(stderr_text) or f"{verb} failed (exit {proc.returncode})"
+            code, out, err = _spawn(argv, stdio)
+            if code != 0:
+                message = _last_error(Path(log_path)) or _last_line(err) or f"{verb} failed (exit {code})"
                 raise classify_failure(self.name, message)
             return out
         finally:
@@ -198,10 +186,9 @@ class OCICliRuntime:
     def exec(self, container_id: str, process: dict[str, Any], *, pid_file: Path,
              console_socket: Path | None = None, stdio: tuple[int, int, int] | None = None) -> None:
         self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
-        with tempfile.NamedTemporaryFile("w", prefix=".process-", suffix=".json", dir=self.root,
-                                         delete=False) as f:
+        process_path = str(self.root / f".process-{os.getpid()}-{next(_counter)}.json")
+        with open(process_path, "w") as f:
             json.dump(process, f)
-            process_path = f.name
         try:
             args = ["--detach", "--process", process_path, "--pid-file", str(pid_file)]
             if console_socket is not None:
@@ -223,6 +210,70 @@ class OCICliRuntime:
         except ValueError as exc:
             raise RuntimeFailure(f"{self.name}: unreadable ps output: {out[:200]!r}") from exc
         return [int(p) for p in pids or []]
+
+
+_counter = itertools.count()
+# Signals a runtime must not inherit as ignored (Python ignores SIGPIPE; the supervisor ignores the others).
+_DEFAULT_SIGNALS = (1, 2, 13, 15, 17, 25)  # SIGHUP, SIGINT, SIGPIPE, SIGTERM, SIGCHLD, SIGXFSZ
+
+
+def _which(binary: str) -> str | None:
+    if "/" in binary:
+        return binary if os.access(binary, os.X_OK) else None
+    path = os.environ.get("PATH") or "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+    for directory in path.split(":"):
+        candidate = os.path.join(directory or ".", binary)
+        if os.path.isfile(candidate) and os.access(candidate, os.X_OK):
+            return candidate
+    return None
+
+
+def _spawn(argv: list[str], stdio: tuple[int, int, int] | None) -> tuple[int, str, str]:
+    """posix_spawn the runtime: no `subprocess` import and no fork of a big process on the hot path.
+
+    With `stdio`, the runtime (and the container init it creates) gets those fds as 0-2; otherwise its stdout
+    and stderr are captured. Returns (exit code, stdout, stderr)."""
+    actions: list[tuple[Any, ...]] = []
+    parent_ends: list[int] = []
+    child_ends: list[int] = []
+    if stdio is not None:
+        actions = [(os.POSIX_SPAWN_DUP2, fd, target) for target, fd in enumerate(stdio)]
+    else:
+        devnull = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+        out_r, out_w = os.pipe()
+        err_r, err_w = os.pipe()
+        parent_ends, child_ends = [out_r, err_r], [devnull, out_w, err_w]
+        actions = [(os.POSIX_SPAWN_DUP2, fd, target) for target, fd in enumerate(child_ends)]
+    try:
+        pid = os.posix_spawn(argv[0], argv, os.environ, file_actions=actions, setsigdef=_DEFAULT_SIGNALS)
+    except OSError as exc:
+        for fd in parent_ends + child_ends:
+            os.close(fd)
+        raise errors.Unavailable(f"cannot run {argv[0]}: {exc.strerror}") from None
+    for fd in child_ends:
+        os.close(fd)
+    captured: dict[int, bytes] = {fd: b"" for fd in parent_ends}
+    if parent_ends:
+        import select
+
+        pending = list(parent_ends)
+        while pending:
+            ready, _, _ = select.select(pending, [], [])
+            for fd in ready:
+                chunk = os.read(fd, 65536)
+                if chunk:
+                    captured[fd] += chunk
+                else:
+                    pending.remove(fd)
+                    os.close(fd)
+    while True:
+        try:
+            _, status = os.waitpid(pid, 0)
+            break
+        except InterruptedError:
+            continue
+    out, err = (captured[parent_ends[0]], captured[parent_ends[1]]) if parent_ends else (b"", b"")
+    return os.waitstatus_to_exitcode(status), out.decode(errors="replace"), err.decode(errors="replace")
 
 
 def _last_error(log: Path) -> str:

@@ -208,7 +208,6 @@ class _Puller:
     def _already_here(self, desc: Descriptor, labels: dict[str, str]) -> bool:
         if self.store.exists(desc.digest):
             self._merge_labels(desc.digest, labels)
-            self._lease_add("content", desc.digest)
             return True
         return False
 
@@ -218,11 +217,12 @@ class _Puller:
         """Fetch (or reuse) a manifest/index/config, verify it, store it with its GC labels; return it parsed."""
         self._check_time()
         key = self._key(desc)
+        # Lease first, look second: a concurrent GC must not collect the blob between the two.
+        self._lease_add("content", desc.digest)
         if self.store.exists(desc.digest):
             obj = _images.read_json(self.store, desc)
             labels = self._labels_for(desc, _images.gc_labels(desc, self._wanted_children(desc, obj)))
             self._merge_labels(desc.digest, labels)
-            self._lease_add("content", desc.digest)
             self.progress(Progress(key, "exists", _images.kind(desc.media_type), desc.digest, desc.size, desc.size))
             return obj
         self.progress(Progress(key, "downloading", _images.kind(desc.media_type), desc.digest, 0, desc.size))
@@ -240,7 +240,6 @@ class _Puller:
                 w.truncate(0)
                 w.write(data)
             w.commit(desc.size, desc.digest, labels)
-        self._lease_add("content", desc.digest)
         self.progress(Progress(key, "done", _images.kind(desc.media_type), desc.digest, desc.size, desc.size))
         return obj
 
@@ -276,6 +275,7 @@ class _Puller:
         kind = _images.kind(desc.media_type)
         labels = self._labels_for(desc)
         self._check_time()
+        self._lease_add("content", desc.digest)
         if self._already_here(desc, labels):
             self.progress(Progress(key, "exists", kind, desc.digest, desc.size, desc.size))
             return
@@ -284,7 +284,6 @@ class _Puller:
             self._lease_add("ingests", key)
             if w.committed_already:
                 w.commit(desc.size, desc.digest, labels)
-                self._lease_add("content", desc.digest)
                 self.progress(Progress(key, "exists", kind, desc.digest, desc.size, desc.size))
                 return
             offset = w.offset
@@ -327,7 +326,6 @@ class _Puller:
                 raise errors.FailedPrecondition(
                     f"{kind} {desc.digest} failed verification ({exc}): the registry served corrupt or "
                     f"tampered content; nothing stored") from None
-        self._lease_add("content", desc.digest)
         self.progress(Progress(key, "done", kind, desc.digest, desc.size, desc.size))
 
     def fetch_all(self, blobs: list[Descriptor]) -> None:
@@ -417,14 +415,8 @@ def _lease(client: Any) -> Any:
 
 
 def _unpack(client: Any, image: Any, opts: PullOptions, progress: ProgressFn) -> str | None:
-    try:
-        from ctrpy.runtime.unpack import unpack_image
-    except ModuleNotFoundError as exc:
-        if exc.name != "ctrpy.runtime.unpack":
-            raise
-        progress(Progress(image.name, "warning", message="unpack is not available in this build; "
-                                                         "the image was pulled but not unpacked"))
-        return None
+    from ctrpy.runtime.unpack import unpack_image
+
     platform = opts.platforms[0] if opts.platforms else None
     progress(Progress(image.name, "unpacking"))
 

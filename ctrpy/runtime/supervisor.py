@@ -79,6 +79,7 @@ SUPERVISOR_PID_FILE = "supervisor.pid"
 EXECS_DIR = "execs"
 UNKNOWN_EXIT = 255
 DRAIN_SECONDS = 2.0
+CLIENT_SEND_TIMEOUT = 10.0
 
 
 def socket_address(task_dir: str) -> str:
@@ -211,6 +212,10 @@ class Supervisor:
         try:
             if self.ready_fd >= 0:
                 os.close(self.ready_fd)
+            # The runtime and the container must not inherit the supervisor's own signal handling.
+            signal.set_wakeup_fd(-1)
+            for sig in (signal.SIGCHLD, signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGPIPE):
+                signal.signal(sig, signal.SIG_DFL)
             sys.path[:] = self.task["sys_path"]
             from ctrpy.runtime.ociruntime import as_runtime_error, open_runtime_entry
 
@@ -573,7 +578,9 @@ class Supervisor:
                         sock = socket.socket(fileno=self.listener._accept()[0])
                     except OSError:
                         continue
-                    sock.setblocking(True)
+                    # A client that stops reading (a suspended `tasks attach`) is dropped after a while
+                    # instead of blocking the container's output for everyone.
+                    sock.settimeout(CLIENT_SEND_TIMEOUT)
                     self.clients.append(Client(sock))
                 elif isinstance(item, socket.socket):
                     client = next((c for c in self.clients if c.sock is item), None)

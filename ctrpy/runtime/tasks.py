@@ -23,7 +23,6 @@ import os
 import select
 import signal as _signal
 import socket
-import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -102,6 +101,10 @@ class ContainerOptions:
     net_host: bool = False
     extra_hosts: list[tuple[str, str]] = field(default_factory=list)
     dns: list[str] = field(default_factory=list)
+    # A ctrpy.runtime.network.NetworkRequest (the --network/-p/--add-host/--dns flags): the task is then
+    # connected by the network module (etc files before create, attach before start, detach on delete).
+    # None: no networking beyond a private namespace with lo (ctr's default), or the host's with net_host.
+    network: Any = None
 
 
 def read_env_file(path: str) -> list[str]:
@@ -191,7 +194,15 @@ def create_container(client: Any, opts: ContainerOptions) -> Any:
             spec_opts.append(oci.with_capabilities(opts.cap_add, opts.cap_drop))
         if opts.mounts:
             spec_opts.append(oci.with_mounts([oci.parse_mount(m) for m in opts.mounts]))
-        if opts.net_host:
+        net_extension: dict[str, Any] | None = None
+        if opts.network is not None:
+            from ctrpy.runtime import network as net
+
+            mode, _ = net.resolve(client, opts.network.network)  # an unknown network fails here, nothing made
+            net_extension = opts.network.to_dict()
+            if mode == "host":
+                spec_opts.append(oci.with_net_host())
+        elif opts.net_host:
             spec_opts.append(oci.with_net_host())
         if opts.memory_limit is not None:
             spec_opts.append(oci.with_memory_limit(opts.memory_limit))
@@ -206,8 +217,13 @@ def create_container(client: Any, opts: ContainerOptions) -> Any:
         spec = oci.generate_spec(*spec_opts)
         if not spec["process"]["args"]:
             raise errors.InvalidArgument("no command given and the image has none")
-        extensions = {ETC_EXTENSION: {"net_host": opts.net_host, "extra_hosts": [list(h) for h in opts.extra_hosts],
-                                      "dns": list(opts.dns)}}
+        extensions: dict[str, Any] = {ETC_EXTENSION: {"net_host": opts.net_host,
+                                                      "extra_hosts": [list(h) for h in opts.extra_hosts],
+                                                      "dns": list(opts.dns)}}
+        if net_extension is not None:
+            from ctrpy.runtime.network import EXTENSION_KEY
+
+            extensions[EXTENSION_KEY] = net_extension
         container = Container(id=opts.id, runtime_name=runtime_name, image=image_name,
                               snapshotter=snapshotter_name, snapshot_key=snapshot_key, spec=spec,
                               extensions=extensions, labels=dict(opts.labels))
@@ -535,6 +551,8 @@ class TaskManager:
         from ctrpy.runtime.ociruntime import open_runtime_entry
 
         info = td.task()
+        if not info:  # deleted while we looked
+            raise errors.NotFound(f"no task for container {td.id!r}")
         return open_runtime_entry(info["runtime"], info["runtime_entry"], Path(info["state_root"]))
 
     def _publish(self, topic: str, payload: dict[str, Any]) -> None:
@@ -555,7 +573,18 @@ class TaskManager:
         if td.exists():
             raise errors.AlreadyExists(f"task {container_id!r} already exists (delete it first)")
         runtime_name, entry = runtime_entry(container.runtime_name, self.client.config)
+        # One runtime state root per namespace (as containerd's runc shim does): the same container id in two
+        # namespaces must not collide inside the runtime.
+        entry["root"] = str(Path(entry.get("root") or self.state_dir / "runtime" / runtime_name) / self.namespace)
         spec = json.loads(json.dumps(container.spec))
+        net_request = None
+        networked = False
+        from ctrpy.runtime.network import EXTENSION_KEY as NET_KEY
+
+        if NET_KEY in container.extensions:
+            from ctrpy.runtime.network import NetworkRequest
+
+            net_request = NetworkRequest.from_dict(container.extensions[NET_KEY])
         td.path.parent.mkdir(parents=True, exist_ok=True)
         try:
             td.path.mkdir()
@@ -575,25 +604,42 @@ class TaskManager:
                 mount_all(mounts, td.rootfs)
                 mounted = True
                 spec["root"]["path"] = "rootfs"
-            etc = container.extensions.get(ETC_EXTENSION, {})
-            paths = oci.prepare_etc_files(
-                td.etc, hostname=spec.get("hostname", ""), net_host=bool(etc.get("net_host")),
-                extra_hosts=[tuple(h) for h in etc.get("extra_hosts", [])], dns=etc.get("dns", []))
+            if net_request is not None:
+                from ctrpy.runtime import network as net
+
+                networked = True  # from here on, a failure must release what etc_files reserved
+                files = net.etc_files(self.client, container_id, net_request, spec.get("hostname", ""))
+                td.etc.mkdir(parents=True, exist_ok=True)
+                net.write_etc_files(td.etc, files)
+                paths = {name: td.etc / name for name in files}
+            else:
+                etc = container.extensions.get(ETC_EXTENSION, {})
+                paths = oci.prepare_etc_files(
+                    td.etc, hostname=spec.get("hostname", ""), net_host=bool(etc.get("net_host")),
+                    extra_hosts=[tuple(h) for h in etc.get("extra_hosts", [])], dns=etc.get("dns", []))
             oci.with_etc_files(paths, readonly=bool(spec["root"].get("readonly")))(spec)
             td.config.write_text(json.dumps(spec, indent=1))
             terminal = bool(spec["process"].get("terminal"))
+            size = console_size or terminal_size()
+            if terminal and size:
+                spec["process"]["consoleSize"] = {"height": size[0], "width": size[1]}
             task_info = {
                 "id": container_id, "namespace": self.namespace, "runtime": runtime_name, "runtime_entry": entry,
                 "state_root": str(self.state_dir), "root": str(self.client.root), "sys_path": [PACKAGE_ROOT] + sys.path,
                 "terminal": terminal, "stdin": stdin, "cgroups_path": spec["linux"].get("cgroupsPath", ""),
-                "created_at": now(), "console_size": list(console_size or terminal_size() or ()) or None,
+                "created_at": now(), "console_size": list(size or ()) or None, "network": networked,
             }
             write_json_durably(td.task_file, task_info)
             reply = self._launch(td)
             if not reply.get("ok"):
                 raise _error_from_reply(reply)
+            if net_request is not None:
+                net.attach(self.client, container_id, f"/proc/{int(reply['pid'])}/ns/net", net_request)
             td.created_marker.touch()
         except BaseException:
+            self._abort_create(td, runtime_name, entry)
+            if networked:
+                self._detach_network(container_id)
             self._teardown(td, mounted)
             raise
         self._publish("/tasks/create", {"container_id": container_id, "pid": reply["pid"]})
@@ -601,18 +647,29 @@ class TaskManager:
 
     def _launch(self, td: TaskDir) -> dict[str, Any]:
         ready_r, ready_w = os.pipe()
-        log = open(td.path / "supervisor.log", "ab")
-        try:
-            subprocess.Popen(
-                [sys.executable, "-I", "-S", "-c", sup.LAUNCH, PACKAGE_ROOT, str(td.path), str(ready_w)],
-                stdin=subprocess.DEVNULL, stdout=log, stderr=log, pass_fds=(ready_w,), start_new_session=True,
-                preexec_fn=_subreaper_setter(), cwd="/",
-            )
-        finally:
-            log.close()
-            os.close(ready_w)
-        # The supervisor never waits for us: it becomes a child of our parent's subreaper or of init when
-        # we exit, so no zombie is left. Read exactly one line (a container init may still hold the pipe).
+        argv = [sys.executable, "-I", "-S", "-c", sup.LAUNCH, PACKAGE_ROOT, str(td.path), str(ready_w)]
+        set_subreaper = _subreaper_setter()
+        log_fd = os.open(td.path / "supervisor.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o640)
+        # fork + exec by hand: `subprocess` costs 10 ms of imports on every `run`, and the child must call
+        # prctl between fork and exec (the subreaper flag survives exec but not fork).
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - the child execs or exits at once
+            try:
+                os.setsid()
+                set_subreaper()
+                null = os.open(os.devnull, os.O_RDONLY)
+                os.dup2(null, 0)
+                os.dup2(log_fd, 1)
+                os.dup2(log_fd, 2)
+                os.set_inheritable(ready_w, True)
+                os.chdir("/")
+                os.execv(sys.executable, argv)
+            finally:
+                os._exit(127)
+        os.close(log_fd)
+        os.close(ready_w)
+        # The supervisor stays our child until we exit (then init adopts it); it never waits for us.
+        # Read exactly one line: a container init created by the runtime may still hold the pipe open.
         data = b""
         with os.fdopen(ready_r, "rb") as f:
             while not data.endswith(b"\n"):
@@ -627,6 +684,32 @@ class TaskManager:
             detail = log_text[-1] if log_text else "no output"
             return {"ok": False, "error": f"the task supervisor failed to start: {detail}", "class": "Internal"}
         return reply
+
+    def _detach_network(self, container_id: str) -> None:
+        """Release the task's network (best effort: `network prune` retries what is left)."""
+        from ctrpy.runtime import network as net
+
+        try:
+            net.detach(self.client, container_id)
+        except errors.CtrpyError as exc:
+            sys.stderr.write(f"ctrpy: warning: {exc}\n")
+
+    def _abort_create(self, td: TaskDir, runtime_name: str, entry: dict[str, Any]) -> None:
+        """Undo a create interrupted after the supervisor started (Ctrl-C, a failure after the runtime's create):
+        nothing may keep running for a task that does not exist."""
+        from ctrpy.runtime.ociruntime import open_runtime_entry
+
+        pid = td.supervisor_pid()
+        if pid is not None:
+            try:
+                os.kill(pid, _signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        try:
+            open_runtime_entry(runtime_name, entry, self.state_dir).delete(td.id, force=True)
+        except errors.CtrpyError:
+            pass
+        self._remove_cgroup(td)
 
     def _teardown(self, td: TaskDir, mounted: bool | None = None) -> None:
         if mounted or (mounted is None and td.rootfs.exists()):
@@ -663,6 +746,8 @@ class TaskManager:
     def state(self, container_id: str) -> TaskState:
         td = self._taskdir(container_id)
         info = td.task()
+        if not info:  # deleted while we looked
+            raise errors.NotFound(f"no task for container {container_id!r}")
         runtime_name = info.get("runtime", "")
         record = td.exit()
         if record is not None:
@@ -807,6 +892,8 @@ class TaskManager:
             if "not exist" not in str(exc) and "not found" not in str(exc):
                 raise
         self._remove_cgroup(td)
+        if td.task().get("network"):
+            self._detach_network(container_id)
         self._teardown(td)
         self._publish("/tasks/delete", {"container_id": container_id, "pid": state.pid,
                                         "exit_status": state.exit_status, "exited_at": state.exited_at})
@@ -853,7 +940,9 @@ class TaskManager:
             return []
         out = []
         for pid in self.runtime_for(td).ps(container_id):
-            out.append({"pid": pid, **_proc_info(pid)})
+            info = _proc_info(pid)
+            if info is not None:  # None: it exited while we looked
+                out.append({"pid": pid, **info})
         return out
 
     def metrics(self, container_id: str) -> dict[str, Any]:
@@ -887,6 +976,10 @@ class TaskManager:
         process = dict(spec["process"])
         process["args"] = list(args)
         process["terminal"] = tty
+        size = console_size or terminal_size()
+        if tty and size:
+            # An exec'd process runs at once: its size must be in the spec, not sent after the pty exists.
+            process["consoleSize"] = {"height": size[0], "width": size[1]}
         if env:
             process["env"] = oci._set_env(process.get("env", []), env)
         if cwd:
@@ -898,7 +991,7 @@ class TaskManager:
             process["user"] = {"uid": uid, "gid": gid, **({"additionalGids": extra} if extra else {})}
         att = Attachment.connect(td.socket_address(), sup.F_EXEC,
                                  {"exec_id": exec_id, "process": process, "stdin": stdin,
-                                  "console_size": list(console_size or terminal_size() or ()) or None},
+                                  "console_size": list(size or ()) or None},
                                  timeout=120)
         self._publish("/tasks/exec-started", {"container_id": container_id, "exec_id": exec_id, "pid": att.pid})
         return att
@@ -948,7 +1041,7 @@ def _tail_lines(f: Any, count: int) -> Iterator[bytes]:
     yield b"".join(lines[-count:])
 
 
-def _proc_info(pid: int) -> dict[str, Any]:
+def _proc_info(pid: int) -> dict[str, Any] | None:
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
         comm = stat[stat.index("(") + 1:stat.rindex(")")]
@@ -956,7 +1049,7 @@ def _proc_info(pid: int) -> dict[str, Any]:
         cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
         return {"state": state, "command": cmd or comm}
     except (OSError, ValueError):
-        return {"state": "?", "command": ""}
+        return None
 
 
 def cgroup_stats(path: str) -> dict[str, Any]:

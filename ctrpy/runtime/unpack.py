@@ -144,6 +144,9 @@ def unpack_image(
         for index, (layer, diff_id, chain_id) in enumerate(zip(im.layers, im.diff_ids, chain)):
             event = LayerEvent(index, total, layer.digest, chain_id, "exists")
             resource_type = f"snapshots/{name}"
+            # Lease the chain snapshot before looking at it: a concurrent GC must not take a layer between
+            # our stat/commit and the lease (adding a resource does not require it to exist yet).
+            client.leases.add_resource(lease_id, resource_type, chain_id)
             try:
                 sn.stat(chain_id)
             except errors.NotFound:
@@ -183,7 +186,6 @@ def unpack_image(
                     event.status = "applied"
                     event.seconds = time.monotonic() - started
                     event.bytes = stats.bytes
-            client.leases.add_resource(lease_id, resource_type, chain_id)
             if progress:
                 progress(event)
             parent = chain_id

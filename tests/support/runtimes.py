@@ -86,7 +86,8 @@ def cleanup(ctrpy: Any, dirs: Any) -> Any:
     whatever a broken task left (the supervisor and init pids recorded in the test's own state dir).
     Each test gets its own cgroup parent, so suites running side by side never share a task cgroup."""
     parent = f"ctrpy-test-{uuid.uuid4().hex[:10]}"
-    (dirs.root.parent / "config.toml").write_text(f'[cgroup]\nparent = "{parent}"\n')
+    # No bridge for these tests (the network tests cover it): a private network namespace with lo only.
+    (dirs.root.parent / "config.toml").write_text(f'[cgroup]\nparent = "{parent}"\n\n[network]\ndefault = "none"\n')
     yield parent
     for ns in ("default", "other"):
         r = ctrpy("containers", "ls", "-q", namespace=ns)

@@ -1,0 +1,744 @@
+"""Garbage collection: mark and sweep over labels and leases, like containerd's core/metadata/gc.go.
+
+Deleting an image, a container or a lease only removes its record. What the record held (blobs, snapshots,
+ingests) is reclaimed here, across ALL namespaces at once:
+
+    mark   roots:  images -> their target content
+                   containers -> their rootfs snapshot and their image
+                   leases not yet expired (containerd.io/gc.expire) -> their resources
+                     (content, snapshots/<snapshotter>, ingests; a containerd.io/gc.flat lease keeps only
+                     the resources themselves, not what they reference)
+                   content and snapshots labelled containerd.io/gc.root
+                   active and view snapshots in use: mounted outside ROOT/tmpmounts, or created less than
+                     ACTIVE_GRACE seconds ago (the moment between `prepare` and the container record)
+                   ingests being written (their flock is held) or not yet expired
+           refs:   containerd.io/gc.ref.content[.<anything>]      -> content (same namespace)
+                   containerd.io/gc.ref.snapshot.<sn>[/<anything>] -> snapshot in snapshotter <sn>
+                   a snapshot's parent
+    sweep  expired leases, unmarked content rows, unmarked snapshot rows, unmarked ingests; then a blob
+           file once no namespace holds it, a snapshot directory once no namespace's row points at it,
+           stale mounts below ROOT/tmpmounts left by killed unpacks, and files that no row names at all
+           (left by a crash between a file operation and its transaction).
+
+Marking and every metadata delete happen in one write transaction, so nothing can gain a reference to an
+object while it is being judged. Files go after that transaction commits (containerd's order: a crash leaves
+an unreferenced file, never a row without its file). A blob leaves blobs/ under a second write lock, after
+checking that no writer re-added its digest meanwhile, by a rename into content/.gc-trash; the slow unlink
+(block freeing) follows unlocked. Snapshot directory ids are never reused once committed (AUTOINCREMENT), so
+directories whose rows are gone are removed unlocked; directories without any row are removed under the lock.
+
+An ingest without an explicit expiry expires INGEST_EXPIRY after its last write (containerd's clients hold
+ingests in a 24 h lease); a pull or an unpack that was killed is thus reclaimed once its lease has expired.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import shutil
+import sqlite3
+import time
+from collections import deque
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ctrpy.runtime import errors
+
+GC_ROOT = "containerd.io/gc.root"
+GC_REF_CONTENT = "containerd.io/gc.ref.content"
+GC_REF_SNAPSHOT = "containerd.io/gc.ref.snapshot."
+GC_EXPIRE = "containerd.io/gc.expire"
+GC_FLAT = "containerd.io/gc.flat"
+
+# An unreferenced active/view snapshot younger than this is left alone: `containers create` prepares the
+# rootfs snapshot before it writes the container record that references it.
+ACTIVE_GRACE = 300.0
+# An ingest with no expiry of its own expires this long after its last write.
+INGEST_EXPIRY = 86400.0
+
+Node = tuple[str, ...]  # ("content", ns, digest) | ("snapshot", ns, snapshotter, key) | ("ingest", ns, ref)
+
+
+@dataclass
+class Removed:
+    """One thing the collector removed (or would remove, in a dry run)."""
+
+    type: str  # lease | content | blob | snapshot | snapshot-dir | ingest | mount | orphan
+    namespace: str
+    id: str
+    size: int = 0
+
+    @property
+    def frees(self) -> bool:
+        """Whether removing it freed disk space (rows only free their share of a blob or directory)."""
+        return self.type in _FREEING
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"type": self.type, "namespace": self.namespace, "id": self.id, "size": self.size}
+
+
+_FREEING = ("blob", "snapshot-dir", "ingest", "orphan")
+
+
+@dataclass
+class GCReport:
+    """What a collection removed, the bytes it freed and how long it took."""
+
+    dry_run: bool = False
+    removed: list[Removed] = field(default_factory=list)
+    kept: int = 0
+    seconds: float = 0.0
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def bytes_freed(self) -> int:
+        return sum(r.size for r in self.removed if r.frees)
+
+    def of_type(self, kind: str) -> list[Removed]:
+        return [r for r in self.removed if r.type == kind]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "dry_run": self.dry_run,
+            "removed": [r.to_dict() for r in self.removed],
+            "bytes_freed": self.bytes_freed,
+            "kept": self.kept,
+            "seconds": round(self.seconds, 4),
+            "warnings": list(self.warnings),
+        }
+
+
+# ---------------------------------------------------------------------------------------------- helpers
+
+def _epoch(stamp: str | None) -> float | None:
+    """Seconds since the epoch of an RFC 3339 UTC stamp; None when absent or unreadable."""
+    if not stamp:
+        return None
+    import calendar
+
+    main, _, frac = stamp.rstrip("Z").partition(".")
+    try:
+        secs = calendar.timegm(time.strptime(main[:19], "%Y-%m-%dT%H:%M:%S"))
+    except ValueError:
+        return None
+    digits = "".join(ch for ch in frac if ch.isdigit())
+    return secs + (float("0." + digits) if digits else 0.0)
+
+
+def _labels(text: str | None) -> dict[str, str]:
+    try:
+        value = json.loads(text) if text else {}
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def _expired(labels: dict[str, str], at: float) -> bool:
+    """True once containerd.io/gc.expire lies in the past; an unreadable stamp never expires (keep, don't guess)."""
+    when = _epoch(labels.get(GC_EXPIRE))
+    return when is not None and when <= at
+
+
+def label_refs(namespace: str, labels: dict[str, str]) -> Iterator[Node]:
+    """The nodes an object's gc.ref labels point at."""
+    for key, value in labels.items():
+        if not value:
+            continue
+        if key == GC_REF_CONTENT or key.startswith(GC_REF_CONTENT + "."):
+            yield ("content", namespace, value)
+        elif key.startswith(GC_REF_SNAPSHOT):
+            snapshotter = key[len(GC_REF_SNAPSHOT):].split("/", 1)[0]
+            if snapshotter:
+                yield ("snapshot", namespace, snapshotter, value)
+
+
+def _locked(path: Path) -> bool:
+    """True while another process holds the flock of an ingest directory (it is being written)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)  # closing drops our shared lock at once
+    return False
+
+
+def _du(path: Path) -> int:
+    """Allocated bytes below `path`, each inode once (what removing it frees)."""
+    seen: set[tuple[int, int]] = set()
+    total = 0
+    stack = [str(path)]
+    while stack:
+        p = stack.pop()
+        try:
+            st = os.lstat(p)
+        except OSError:
+            continue
+        if (st.st_dev, st.st_ino) not in seen:
+            seen.add((st.st_dev, st.st_ino))
+            total += st.st_blocks * 512
+        if os.path.isdir(p) and not os.path.islink(p):
+            try:
+                with os.scandir(p) as it:
+                    stack.extend(e.path for e in it)
+            except OSError:
+                continue
+    return total
+
+
+# ---------------------------------------------------------------------------------------------- mounts
+
+@dataclass
+class _Mount:
+    point: str
+    owned: set[tuple[str, int]]       # snapshot dirs written through this mount (upperdir, bind source)
+    referenced: set[tuple[str, int]]  # every snapshot dir it shows (owned plus overlay lowerdirs)
+
+
+def _unescape(text: str) -> str:
+    out, i = [], 0
+    while i < len(text):
+        if text[i] == "\\" and text[i + 1 : i + 4].isdigit():
+            out.append(chr(int(text[i + 1 : i + 4], 8)))
+            i += 4
+        else:
+            out.append(text[i])
+            i += 1
+    return "".join(out)
+
+
+def _scan_mounts(bases: dict[str, Path]) -> list[_Mount]:
+    """Mounts (of this mount namespace) that show a snapshot directory of one of `bases`.
+
+    `bases` maps a snapshotter to its ROOT/snapshots/<sn>/snapshots directory. Overlay mounts name the
+    directories in their options (relative `<id>/fs` when ctrpy.runtime.mount shortened them); bind mounts
+    are recognised by device and by their root within that device, as /proc/self/mountinfo gives them.
+    """
+    try:
+        with open("/proc/self/mountinfo") as f:
+            entries = [line.split() for line in f]
+    except OSError:
+        return []
+    parsed = []
+    for fields in entries:
+        try:
+            sep = fields.index("-")
+        except ValueError:
+            continue
+        parsed.append((fields[2], _unescape(fields[3]), _unescape(fields[4]), fields[sep + 1],
+                       fields[sep + 3] if len(fields) > sep + 3 else ""))
+
+    # Where each base lives: (device, path of the base relative to that device's root).
+    located: dict[str, tuple[str, str]] = {}
+    for sn, base in bases.items():
+        real = os.path.realpath(base)
+        best = None
+        for dev, root, point, _fstype, _opts in parsed:
+            if real == point or real.startswith(point.rstrip("/") + "/"):
+                if best is None or len(point) >= len(best[2]):
+                    best = (dev, root, point)
+        if best is not None:
+            dev, root, point = best
+            located[sn] = (dev, os.path.normpath(os.path.join(root, os.path.relpath(real, point))))
+    prefixes = {sn: {str(base).rstrip("/") + "/", os.path.realpath(base).rstrip("/") + "/"}
+                for sn, base in bases.items()}
+
+    def sid_of(path: str, sn: str) -> int | None:
+        for prefix in prefixes[sn]:
+            if path.startswith(prefix):
+                head = path[len(prefix):].split("/", 1)[0]
+                return int(head) if head.isdigit() else None
+        return None
+
+    out = []
+    for dev, root, point, fstype, opts in parsed:
+        owned: set[tuple[str, int]] = set()
+        referenced: set[tuple[str, int]] = set()
+        if fstype == "overlay":
+            for opt in opts.split(","):
+                key, _, value = opt.partition("=")
+                if key not in ("upperdir", "lowerdir", "workdir"):
+                    continue
+                for path in value.split(":"):
+                    if not path:
+                        continue
+                    for sn in bases:
+                        if os.path.isabs(path):
+                            sid = sid_of(path, sn)
+                        elif sn == "overlayfs":
+                            head = path.split("/", 1)[0]
+                            sid = int(head) if head.isdigit() else None
+                        else:
+                            sid = None
+                        if sid is not None:
+                            referenced.add((sn, sid))
+                            if key in ("upperdir", "workdir"):
+                                owned.add((sn, sid))
+        else:
+            for sn, (base_dev, base_root) in located.items():
+                if dev == base_dev and root.startswith(base_root.rstrip("/") + "/"):
+                    head = root[len(base_root.rstrip("/")) + 1:].split("/", 1)[0]
+                    if head.isdigit():
+                        owned.add((sn, int(head)))
+                        referenced.add((sn, int(head)))
+        if referenced:
+            out.append(_Mount(point, owned, referenced))
+    return out
+
+
+# ---------------------------------------------------------------------------------------------- collector
+
+class _Collector:
+    def __init__(self, db: Any, root: Path, config: Any, at: float) -> None:
+        self.db = db
+        self.root = Path(root).absolute()
+        self.config = config
+        self.at = at
+        self.tmpmounts = self.root / "tmpmounts"
+        from ctrpy.runtime.content.local import LocalStore
+
+        self.local = LocalStore(self.root / "content")
+        self.trash = self.root / "content" / ".gc-trash"
+        self._backends: dict[str, Any] = {}
+
+    def backend(self, name: str) -> Any | None:
+        """The backend of snapshotter `name` (directories only), or None for an unknown snapshotter."""
+        if name in self._backends:
+            return self._backends[name]
+        import importlib
+
+        from ctrpy.runtime.snapshots import BACKENDS
+
+        backend = None
+        if name in BACKENDS:
+            module_name, cls_name = BACKENDS[name].split(":")
+            options = {}
+            if self.config is not None:
+                options = self.config.get(f"plugins.snapshotter.{name}", {}) or {}
+            backend = getattr(importlib.import_module(module_name), cls_name)(self.root / "snapshots" / name,
+                                                                              **options)
+        self._backends[name] = backend
+        return backend
+
+    # -- loading -----------------------------------------------------------------------------------------
+
+    def load(self, tx: sqlite3.Connection) -> None:
+        self.content = {(r["namespace"], r["digest"]): _labels(r["labels"])
+                        for r in tx.execute("SELECT namespace, digest, labels FROM content")}
+        self.blobs = {r["digest"]: int(r["size"]) for r in tx.execute("SELECT digest, size FROM blobs")}
+        self.snapshots = {(r["namespace"], r["snapshotter"], r["key"]): r
+                          for r in tx.execute("SELECT * FROM snapshots")}
+        self.backend_rows = {int(r["id"]): r for r in tx.execute("SELECT * FROM backend_snapshots")}
+        self.images = list(tx.execute("SELECT namespace, name, target_digest, labels FROM images"))
+        self.containers = list(tx.execute("SELECT namespace, id, image, snapshotter, snapshot_key, labels "
+                                          "FROM containers"))
+        self.leases = list(tx.execute("SELECT namespace, id, labels FROM leases"))
+        self.resources: dict[tuple[str, str], list[tuple[str, str]]] = {}
+        for r in tx.execute("SELECT namespace, lease_id, type, resource FROM lease_resources"):
+            self.resources.setdefault((r["namespace"], r["lease_id"]), []).append((r["type"], r["resource"]))
+        self.ingests = {(r["namespace"], r["ref"]): r for r in tx.execute("SELECT * FROM ingests")}
+
+    # -- marking -----------------------------------------------------------------------------------------
+
+    def exists(self, node: Node) -> bool:
+        kind = node[0]
+        if kind == "content":
+            return (node[1], node[2]) in self.content
+        if kind == "snapshot":
+            return (node[1], node[2], node[3]) in self.snapshots
+        return (node[1], node[2]) in self.ingests
+
+    def refs(self, node: Node) -> Iterable[Node]:
+        if node[0] == "content":
+            yield from label_refs(node[1], self.content[(node[1], node[2])])
+        elif node[0] == "snapshot":
+            row = self.snapshots[(node[1], node[2], node[3])]
+            if row["parent"]:
+                yield ("snapshot", node[1], node[2], row["parent"])
+            yield from label_refs(node[1], _labels(row["labels"]))
+
+    def mark(self, roots: Iterable[Node], flat: Iterable[Node] = ()) -> None:
+        """Add roots to the live set and follow references from them (flat roots are kept, not followed)."""
+        for node in flat:
+            if self.exists(node):
+                self.marked.add(node)
+        queue = deque(n for n in roots if self.exists(n))
+        while queue:
+            node = queue.popleft()
+            self.marked.add(node)
+            if node in self.explored:
+                continue
+            self.explored.add(node)
+            for ref in self.refs(node):
+                if ref not in self.explored and self.exists(ref):
+                    queue.append(ref)
+
+    def _parent_id(self, sid: int) -> int | None:
+        row = self.backend_rows.get(sid)
+        return None if row is None or row["parent_id"] is None else int(row["parent_id"])
+
+    def by_backend(self, ids: Iterable[tuple[str, int]]) -> list[Node]:
+        wanted = set(ids)
+        return [("snapshot", ns, sn, key) for (ns, sn, key), row in self.snapshots.items()
+                if (sn, int(row["backend_id"])) in wanted]
+
+    def roots(self) -> tuple[list[Node], list[Node]]:
+        roots: list[Node] = []
+        flat: list[Node] = []
+        image_targets = {}
+        for r in self.images:
+            labels = _labels(r["labels"])
+            if _expired(labels, self.at):
+                continue
+            image_targets[(r["namespace"], r["name"])] = r["target_digest"]
+            roots.append(("content", r["namespace"], r["target_digest"]))
+            roots.extend(label_refs(r["namespace"], labels))
+        for r in self.containers:
+            ns = r["namespace"]
+            if r["snapshot_key"]:
+                roots.append(("snapshot", ns, r["snapshotter"], r["snapshot_key"]))
+            if r["image"] and (ns, r["image"]) in image_targets:
+                roots.append(("content", ns, image_targets[(ns, r["image"])]))
+            roots.extend(label_refs(ns, _labels(r["labels"])))
+        self.expired_leases = []
+        for r in self.leases:
+            labels = _labels(r["labels"])
+            if _expired(labels, self.at):
+                self.expired_leases.append((r["namespace"], r["id"]))
+                continue
+            target = flat if GC_FLAT in labels else roots
+            for rtype, resource in self.resources.get((r["namespace"], r["id"]), []):
+                if rtype == "content":
+                    target.append(("content", r["namespace"], resource))
+                elif rtype == "ingests":
+                    target.append(("ingest", r["namespace"], resource))
+                elif rtype.startswith("snapshots/"):
+                    target.append(("snapshot", r["namespace"], rtype[len("snapshots/"):], resource))
+        for (ns, digest), labels in self.content.items():
+            if GC_ROOT in labels:
+                roots.append(("content", ns, digest))
+        for (ns, sn, key), row in self.snapshots.items():
+            if GC_ROOT in _labels(row["labels"]):
+                roots.append(("snapshot", ns, sn, key))
+            elif row["kind"] != "committed":
+                created = _epoch(row["created_at"])
+                if created is None or self.at - created < ACTIVE_GRACE:
+                    roots.append(("snapshot", ns, sn, key))
+        for (ns, ref), row in self.ingests.items():
+            if self.ingest_live(ns, ref, row):
+                roots.append(("ingest", ns, ref))
+        return roots, flat
+
+    def ingest_live(self, ns: str, ref: str, row: sqlite3.Row) -> bool:
+        path = self.local.ingest_dir(f"{ns}/{ref}")
+        if _locked(path):
+            return True
+        expires = _epoch(row["expires_at"])
+        if expires is None:
+            last = _epoch(row["updated_at"]) or 0.0
+            status = self.local.ingest_status(f"{ns}/{ref}")
+            if status is not None:
+                last = max(last, _epoch(status["updated_at"]) or 0.0)
+            expires = last + INGEST_EXPIRY
+        return expires > self.at
+
+    def mark_all(self) -> None:
+        self.marked: set[Node] = set()
+        self.explored: set[Node] = set()
+        roots, flat = self.roots()
+        self.mark(roots, flat)
+        names = ({k[1] for k in self.snapshots} | {str(r["snapshotter"]) for r in self.backend_rows.values()}
+                 | set(self._snapshot_dirs()))
+        bases = {sn: self.root / "snapshots" / sn / "snapshots" for sn in names}
+        mounts = _scan_mounts(bases)
+        tmp_prefix = str(self.tmpmounts).rstrip("/") + "/"
+        real_tmp_prefix = os.path.realpath(self.tmpmounts).rstrip("/") + "/"
+        outside = [m for m in mounts if not (m.point.startswith(tmp_prefix) or m.point.startswith(real_tmp_prefix))]
+        # Anything mounted outside ROOT/tmpmounts is in use (a user's `snapshots mount`, a rootfs). A view
+        # of one layer is a bind of its parent's directory: a mounted parent keeps its views too.
+        shown = {id_ for m in outside for id_ in m.referenced}
+        views = [("snapshot", ns, sn, key) for (ns, sn, key), row in self.snapshots.items()
+                 if row["kind"] == "view" and (sn, self._parent_id(int(row["backend_id"]))) in shown]
+        self.mark(self.by_backend(shown) + views)
+        # A mount below ROOT/tmpmounts belongs to a live unpack while the snapshot it writes is still held
+        # (by the unpack's lease); once that is gone it is the leftover of a killed process.
+        inside = [m for m in mounts if m not in outside]
+        while True:
+            live_ids = {(sn, int(self.snapshots[(ns, sn, key)]["backend_id"]))
+                        for (_kind, ns, sn, key) in (n for n in self.marked if n[0] == "snapshot")}
+            # A mount that writes no snapshot shows only committed layers: not an unpack's, leave it be.
+            kept = [m for m in inside if not m.owned or m.owned & live_ids]
+            before = len(self.marked)
+            self.mark(self.by_backend(id_ for m in kept for id_ in m.referenced))
+            if len(self.marked) == before:
+                break
+        self.stale_mounts = [m.point for m in inside if m.owned and not (m.owned & live_ids)]
+        self.stale_mounts.sort(key=len, reverse=True)
+
+    # -- sweeping metadata ---------------------------------------------------------------------------------
+
+    def sweep(self, tx: sqlite3.Connection, report: GCReport, dry_run: bool) -> None:
+        removed = report.removed
+        for ns, lease_id in self.expired_leases:
+            removed.append(Removed("lease", ns, lease_id))
+            if not dry_run:
+                tx.execute("DELETE FROM leases WHERE namespace = ? AND id = ?", (ns, lease_id))
+
+        gone_content = sorted(k for k in self.content if ("content", *k) not in self.marked)
+        held = {d for (ns, d) in self.content if ("content", ns, d) in self.marked}
+        for ns, digest in gone_content:
+            removed.append(Removed("content", ns, digest, self.blobs.get(digest, 0)))
+            if not dry_run:
+                tx.execute("DELETE FROM content WHERE namespace = ? AND digest = ?", (ns, digest))
+        self.gone_blobs = {d for d in self.blobs if d not in held}
+        for digest in sorted(self.gone_blobs):
+            removed.append(Removed("blob", "", digest, self.blobs[digest]))
+            if not dry_run:
+                tx.execute("DELETE FROM blobs WHERE digest = ?", (digest,))
+
+        gone_snaps = sorted(k for k in self.snapshots if ("snapshot", *k) not in self.marked)
+        refcount: dict[int, int] = {}
+        for (ns, sn, key), row in self.snapshots.items():
+            if ("snapshot", ns, sn, key) in self.marked:
+                refcount[int(row["backend_id"])] = refcount.get(int(row["backend_id"]), 0) + 1
+        for ns, sn, key in gone_snaps:
+            removed.append(Removed("snapshot", ns, f"{sn}/{key}"))
+            if not dry_run:
+                tx.execute("DELETE FROM snapshots WHERE namespace = ? AND snapshotter = ? AND key = ?",
+                           (ns, sn, key))
+        # Backend directories go with their last row, children before parents (the parent_id foreign key).
+        children: dict[int, int] = {}
+        for sid, row in self.backend_rows.items():
+            if row["parent_id"] is not None:
+                children[int(row["parent_id"])] = children.get(int(row["parent_id"]), 0) + 1
+        self.gone_dirs: list[tuple[str, int]] = []
+        pending = {sid for sid in self.backend_rows if not refcount.get(sid)}
+        progress = True
+        while progress:
+            progress = False
+            for sid in sorted(pending, reverse=True):
+                if children.get(sid):
+                    continue
+                pending.discard(sid)
+                progress = True
+                parent = self.backend_rows[sid]["parent_id"]
+                if parent is not None:
+                    children[int(parent)] -= 1
+                self.gone_dirs.append((str(self.backend_rows[sid]["snapshotter"]), sid))
+                if not dry_run:
+                    tx.execute("DELETE FROM backend_snapshots WHERE id = ?", (sid,))
+
+        self.gone_ingests = sorted(k for k in self.ingests if ("ingest", *k) not in self.marked)
+        for ns, ref in self.gone_ingests:
+            status = self.local.ingest_status(f"{ns}/{ref}")
+            removed.append(Removed("ingest", ns, ref, int(status["offset"]) if status else 0))
+            if not dry_run:
+                tx.execute("DELETE FROM ingests WHERE namespace = ? AND ref = ?", (ns, ref))
+
+    # -- sweeping files ------------------------------------------------------------------------------------
+
+    def unmount_stale(self, report: GCReport, dry_run: bool) -> None:
+        for point in self.stale_mounts:
+            report.removed.append(Removed("mount", "", point))
+            if dry_run:
+                continue
+            from ctrpy.runtime.mount import unmount_all
+
+            try:
+                try:
+                    unmount_all(point)
+                except errors.FailedPrecondition:
+                    unmount_all(point, detach=True)  # still busy: detach, the kernel frees it when idle
+                os.rmdir(point)
+            except (OSError, errors.CtrpyError) as exc:
+                report.warnings.append(f"cannot remove stale mount {point}: {exc}")
+
+    def remove_files(self, report: GCReport, dry_run: bool) -> None:
+        """Blobs, ingest dirs and orphans, under the write lock (see the module docstring)."""
+        ctx = self.db.view() if dry_run else self.db.update()
+        with ctx as tx:
+            known_blobs = {r["digest"] for r in tx.execute("SELECT digest FROM blobs")}
+            if not dry_run:
+                for digest in self.gone_blobs:
+                    if digest not in known_blobs:
+                        self._trash(self.local.blob_path(digest))
+            for path in self._blob_files():
+                digest = f"{path.parent.name}:{path.name}"
+                if digest in known_blobs or digest in self.gone_blobs:
+                    continue
+                report.removed.append(Removed("orphan", "", str(path), _size(path)))
+                if not dry_run:
+                    self._trash(path)
+            rows = {(r["namespace"], r["ref"]) for r in tx.execute("SELECT namespace, ref FROM ingests")}
+            for ns, ref in self.gone_ingests:
+                if not dry_run and (ns, ref) not in rows:
+                    self._remove_ingest(f"{ns}/{ref}", report)
+            self._orphan_ingests(rows, report, dry_run)
+            known_ids = {(str(r["snapshotter"]), int(r["id"]))
+                         for r in tx.execute("SELECT id, snapshotter FROM backend_snapshots")}
+            gone = set(self.gone_dirs)
+            for sn in sorted(self._snapshot_dirs()):
+                base = self.root / "snapshots" / sn / "snapshots"
+                for name in sorted(os.listdir(base)):
+                    if not name.isdigit() or (sn, int(name)) in known_ids or (sn, int(name)) in gone:
+                        continue
+                    # Inside the write lock: an id whose creating transaction rolled back may be reused.
+                    report.removed.append(Removed("orphan", "", str(base / name), _du(base / name)))
+                    if not dry_run:
+                        shutil.rmtree(base / name, ignore_errors=True)
+        if self.tmpmounts.is_dir():
+            stale = set(self.stale_mounts)
+            for entry in sorted(os.listdir(self.tmpmounts)):
+                path = self.tmpmounts / entry
+                if str(path) in stale:
+                    continue
+                try:
+                    st = path.lstat()
+                except FileNotFoundError:
+                    continue
+                if self.at - st.st_mtime < ACTIVE_GRACE or _is_mount_point(path):
+                    continue  # a live apply mounts right after it creates the directory
+                report.removed.append(Removed("orphan", "", str(path)))
+                if not dry_run:
+                    try:
+                        path.rmdir()
+                    except OSError as exc:
+                        report.warnings.append(f"cannot remove {path}: {exc}")
+
+    def _trash(self, path: Path) -> None:
+        """Move a blob out of blobs/ (cheap, under the write lock); empty_trash() frees its blocks later."""
+        self.trash.mkdir(exist_ok=True, mode=0o700)
+        try:
+            os.replace(path, self.trash / f"{path.parent.name}-{path.name}")
+        except FileNotFoundError:
+            pass
+
+    def empty_trash(self) -> None:
+        # Unlinking is what costs (block freeing; ~3 ms a file with online discard), so it runs unlocked.
+        # Also empties what a collector killed between its rename and here left behind.
+        if not self.trash.is_dir():
+            return
+        for name in os.listdir(self.trash):
+            _unlink(self.trash / name)
+
+    def _blob_files(self) -> Iterator[Path]:
+        blobs = self.local.blobs
+        if not blobs.is_dir():
+            return
+        for alg in sorted(os.listdir(blobs)):
+            if (blobs / alg).is_dir():
+                for name in sorted(os.listdir(blobs / alg)):
+                    yield blobs / alg / name
+
+    def _snapshot_dirs(self) -> list[str]:
+        base = self.root / "snapshots"
+        if not base.is_dir():
+            return []
+        return [sn for sn in os.listdir(base) if (base / sn / "snapshots").is_dir()]
+
+    def _remove_ingest(self, key: str, report: GCReport) -> bool:
+        try:
+            return self.local.remove_ingest(key, wait=False)
+        except errors.Unavailable:
+            return False  # a writer took it up again since marking: it is live
+        except OSError as exc:
+            report.warnings.append(f"cannot remove ingest {key!r}: {exc}")
+            return False
+
+    def _orphan_ingests(self, rows: set[tuple[str, str]], report: GCReport, dry_run: bool) -> None:
+        """Ingest directories that no row names (a writer killed before its first transaction)."""
+        base = self.local.ingest
+        if not base.is_dir():
+            return
+        gone = {f"{ns}/{ref}" for ns, ref in self.gone_ingests}
+        for name in sorted(os.listdir(base)):
+            path = base / name
+            try:
+                key = (path / "ref").read_text().strip()
+            except OSError:
+                key = ""
+            if key in gone:
+                continue
+            ns, _, ref = key.partition("/")
+            if key and (ns, ref) in rows:
+                continue
+            try:
+                mtime = path.stat().st_mtime
+            except FileNotFoundError:
+                continue
+            if self.at - mtime < ACTIVE_GRACE or _locked(path):
+                continue
+            report.removed.append(Removed("orphan", ns, str(path), _du(path)))
+            if not dry_run:
+                shutil.rmtree(path, ignore_errors=True)
+
+    def remove_snapshot_dirs(self, report: GCReport, dry_run: bool) -> None:
+        # Children were listed first, and their rows are already gone: no one can reach these any more.
+        for sn, sid in self.gone_dirs:
+            backend = self.backend(sn)
+            path = self.root / "snapshots" / sn / "snapshots" / str(sid)
+            size = _du(path) if path.exists() else 0
+            report.removed.append(Removed("snapshot-dir", "", f"{sn}/{sid}", size))
+            if dry_run or backend is None:
+                continue
+            try:
+                backend.remove(sid)
+            except errors.CtrpyError as exc:
+                report.warnings.append(str(exc))
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
+
+
+def _unlink(path: Path) -> None:
+    try:
+        path.unlink()
+    except FileNotFoundError:
+        pass
+
+
+def _is_mount_point(path: Path) -> bool:
+    from ctrpy.runtime.mount import is_mount_point
+
+    return is_mount_point(path)
+
+
+def collect(client_or_db: Any, *, dry_run: bool = False, at: float | None = None) -> GCReport:
+    """Mark and sweep every namespace of the root; returns what was removed (see the module docstring).
+
+    `client_or_db` is a Client (its config supplies snapshotter options) or a metadata DB. With `dry_run`
+    nothing changes: the report lists what a real run would remove. `at` is the time leases and ingests are
+    judged against (default: now).
+    """
+    started = time.monotonic()
+    db = getattr(client_or_db, "db", client_or_db)
+    config = getattr(client_or_db, "config", None)
+    collector = _Collector(db, db.root, config, time.time() if at is None else at)
+    report = GCReport(dry_run=dry_run)
+    ctx = db.view() if dry_run else db.update()
+    with ctx as tx:
+        collector.load(tx)
+        collector.mark_all()
+        collector.sweep(tx, report, dry_run)
+    report.kept = len(collector.marked)
+    collector.unmount_stale(report, dry_run)
+    collector.remove_files(report, dry_run)
+    if not dry_run:
+        collector.empty_trash()
+    collector.remove_snapshot_dirs(report, dry_run)
+    report.seconds = time.monotonic() - started
+    return report
+
+
+__all__ = ["ACTIVE_GRACE", "GCReport", "INGEST_EXPIRY", "Removed", "collect", "label_refs"]
