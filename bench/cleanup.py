@@ -134,6 +134,8 @@ class Cleanup:
 
         signal.signal(signal.SIGTERM, on_term)
         signal.signal(signal.SIGHUP, on_term)
+        # Even when started with SIGINT ignored (a background job of a non-interactive shell).
+        signal.signal(signal.SIGINT, signal.default_int_handler)
         return self
 
     def __exit__(self, *exc: Any) -> None:

@@ -6,15 +6,15 @@ ctrpy's cgroup parent and bridge off the defaults, so a benchmark never meets th
 
 from __future__ import annotations
 
+import io
 import json
-import time
 import os
 import shutil
 import subprocess
 import tarfile
-import io
-from contextlib import contextmanager
+import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from bench.cleanup import Cleanup, log, unmount_under
@@ -252,5 +252,3 @@ def hugetlb_on_v1(cleanup: Cleanup) -> Iterator[str]:
     finally:
         cleanup.run_now(undo)
 
-
-NS = NAMESPACE

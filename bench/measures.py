@@ -15,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from bench.cleanup import log, stop_pid, unmount_under
+from bench.cleanup import log, stop_pid
 from bench.env import Env, hugetlb_on_v1
 from bench.services import NAMESPACE, PULL_NAMESPACE, cmdline, descendants
 from bench.stats import Comparison, Side, Unavailable, interleave, one_line, rounds_note, run_checked, timed

@@ -27,7 +27,7 @@ sys.path.insert(0, str(REPO))
 from bench import measures  # noqa: E402
 from bench.cleanup import Cleanup, log  # noqa: E402
 from bench.env import Env, cgroup_mode  # noqa: E402
-from bench.stats import Comparison, as_dict, render  # noqa: E402
+from bench.stats import Comparison, as_dict, meets, render  # noqa: E402
 
 BEGIN = "<!-- bench:results:begin -->"
 END = "<!-- bench:results:end -->"
@@ -95,12 +95,13 @@ def write_report(path: Path, comps: list[Comparison], failures: list[str], profi
               "PYTHONDONTWRITEBYTECODE=1 is set in this environment, so without it every run would recompile.",
               "- Images: " + "; ".join(f"{k}: {v}" for k, v in images.items()), ""]
     lines += ["### Summary (ratios are medians of per-round ratios; lower is better for ctrpy)", "",
-              "| figure | ratio | target |", "|---|---:|---|"]
+              "| figure | ratio | target | |", "|---|---:|---|---|"]
     for comp in comps:
         for num, den, target in comp.ratios:
             r = comp.ratio(num, den)
+            verdict = "" if r is None or not target else ("meets" if meets(r, target) else "misses")
             lines.append(f"| {comp.title.split(' ', 1)[0]} {comp.key}: {num} / {den} | "
-                         f"{f'{r:.2f}x' if r is not None else 'n/a'} | {target or '-'} |")
+                         f"{f'{r:.2f}x' if r is not None else 'n/a'} | {target or '-'} | {verdict} |")
     lines.append("")
     for failure in failures:
         lines.append(f"- measure failed: {failure}")
@@ -174,13 +175,17 @@ def main() -> int:
     parser.add_argument("--reps50", type=int, default=3, help="rounds of the 50-container start (default 3)")
     parser.add_argument("--only", default="1,2,3,4,5", help="measures to run, e.g. 1,4 (default all)")
     parser.add_argument("--no-profile", action="store_true", help="skip profiling where ctrpy is behind")
-    parser.add_argument("--output", default=str(REPO / "BENCHMARKS.md"), help="report file (default BENCHMARKS.md)")
+    parser.add_argument("--output", default=None,
+                        help="report file (default: BENCHMARKS.md for a full run, .bench/subset.md with --only)")
     args = parser.parse_args()
     if os.geteuid() != 0:
         print("bench: must run as root (containers, mounts, cgroups)", file=sys.stderr)
         return 1
     only = {int(x) for x in args.only.split(",") if x.strip()}
-    command = "python bench/run.py " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    if args.output is None:
+        # Only a full run may replace the results in BENCHMARKS.md.
+        args.output = str(REPO / "BENCHMARKS.md") if only >= {1, 2, 3, 4, 5} else str(REPO / ".bench" / "subset.md")
+    command = " ".join([".venv/bin/python bench/run.py", *(shlex.quote(a) for a in sys.argv[1:])])
     # Registry traffic is for 127.0.0.1 only: no proxy may divert it.
     for key in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "ALL_PROXY", "all_proxy"):
         os.environ.pop(key, None)
@@ -234,13 +239,15 @@ def main() -> int:
     finally:
         elapsed = time.monotonic() - started
         if comps or complete:
-            write_report(Path(args.output), comps, failures, profiles, header, command, elapsed, images, complete,
-                         load_start)
+            # An interrupted run must not replace the last full run's results: it goes beside them.
+            output = Path(args.output) if complete else REPO / ".bench" / "partial.md"
+            output.parent.mkdir(exist_ok=True)
+            write_report(output, comps, failures, profiles, header, command, elapsed, images, complete, load_start)
             results = REPO / ".bench" / "results.json"
             results.parent.mkdir(exist_ok=True)
             results.write_text(json.dumps({"header": header, "comparisons": [as_dict(c) for c in comps],
                                            "failures": failures, "profiles": profiles}, indent=1))
-            log(f"bench: wrote {args.output} ({elapsed / 60:.1f} min)")
+            log(f"bench: wrote {output} ({elapsed / 60:.1f} min)")
     return 0 if complete else 130
 
 

@@ -126,6 +126,7 @@ class Containerd:
         # containerd 1.6 puts shim sockets under /run/containerd/s whatever the configured state dir; remove
         # what it leaves there only if the directory did not exist before.
         self._run_containerd_existed = os.path.exists("/run/containerd")
+        self.started = time.time()
         config = self.dir / "config.toml"
         config.write_text(CONTAINERD_CONFIG.format(root=self.dir / "root", state=self.dir / "state", sock=self.sock,
                                                    debug=self.dir / "debug.sock", opt=self.dir / "opt"))
@@ -181,6 +182,15 @@ class Containerd:
                     stop_pid(pid, grace=0.5)
                 stop_pid(shim, grace=1.0)
             if not self._run_containerd_existed:
+                # A shim killed above leaves its socket behind; with no containerd before ours, those are ours.
+                sockets = Path("/run/containerd/s")
+                if sockets.is_dir():
+                    for entry in sockets.iterdir():
+                        try:
+                            if entry.is_socket() and entry.stat().st_mtime >= self.started - 1:
+                                entry.unlink()
+                        except OSError:
+                            pass
                 for sub in ("s", "fifo", f"runc/{NAMESPACE}", "runc", ""):
                     try:
                         os.rmdir(os.path.join("/run/containerd", sub))

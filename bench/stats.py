@@ -176,7 +176,7 @@ def render(comp: Comparison) -> list[str]:
             r = comp.ratio(num, den)
             verdict = ""
             if r is not None and target:
-                verdict = " (meets target)" if _meets(r, target) else " (misses target)"
+                verdict = " (meets target)" if meets(r, target) else " (misses target)"
             shown = f"{r:.2f}x" if r is not None else "n/a"
             out.append(f"- {num} / {den}: **{shown}**{' [target ' + target + ']' if target else ''}{verdict}")
     for note in comp.notes:
@@ -185,7 +185,7 @@ def render(comp: Comparison) -> list[str]:
     return out
 
 
-def _meets(ratio: float, target: str) -> bool:
+def meets(ratio: float, target: str) -> bool:
     try:
         limit = float(target.replace("<=", "").replace("x", "").strip())
     except ValueError:

@@ -33,6 +33,9 @@ def unmount_under(path: Path) -> None:
         subprocess.run(["umount", "-l", target], check=False, capture_output=True)
 
 
+DEMO_BRIDGE = "ctrpydemo0"
+
+
 def step(text: str) -> None:
     print(f"\n==> {text}", flush=True)
 
@@ -51,6 +54,8 @@ def main() -> int:
         print("demo: ctrpy needs root (mounts, namespaces); run `sudo make demo`", file=sys.stderr)
         return 1
     base = Path(tempfile.mkdtemp(prefix="ctrpy-demo-"))
+    # The demo's own root gets its own bridge and subnet, so it never shares IPAM with a real ctrpy0.
+    (base / "config.toml").write_text(f'[network]\nbridge = "{DEMO_BRIDGE}"\nsubnet = "10.4.254.0/24"\n')
     registry = None
     try:
         step("starting a local registry (docker-registry on 127.0.0.1, plain HTTP)")
@@ -73,13 +78,15 @@ def main() -> int:
         ctrpy(base, "images", "check")
 
         step("running it")
-        ctrpy(base, "run", "--rm", ref, "demo", "echo", "hello from busybox")
+        ctrpy(base, "run", "--rm", ref, "demo", "sh", "-c",
+              "echo hello from busybox; ip -4 -o addr show dev eth0")
         print("\ndemo: done")
         return 0
     finally:
         if registry is not None:
             registry.stop()
         unmount_under(base)
+        subprocess.run(["ip", "link", "del", DEMO_BRIDGE], check=False, capture_output=True)
         shutil.rmtree(base, ignore_errors=True)
 
 

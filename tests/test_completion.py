@@ -238,25 +238,6 @@ def test_complete_bad_kind_is_a_usage_error(dirs: Any) -> None:
     assert "Traceback" not in r.stderr
 
 
-def test_complete_latency(dirs: Any, ctrpy: Any) -> None:
-    """A completion answer comes back well within a keystroke's patience (best of 7; `--help` for scale)."""
-    assert ctrpy("namespaces", "create", "alpha").returncode == 0
-    env = shell_env(dirs)
-
-    def best(argv: list[str]) -> float:
-        times = []
-        for _ in range(7):
-            t0 = time.perf_counter()
-            subprocess.run(argv, capture_output=True, env=env, timeout=30, check=True)
-            times.append(time.perf_counter() - t0)
-        return min(times)
-
-    complete = best([CTRPY, "__complete", "namespace", "--root", str(dirs.root)])
-    help_ = best([CTRPY, "--help"])
-    print(f"ctrpy __complete namespace: {complete * 1000:.0f} ms; ctrpy --help: {help_ * 1000:.0f} ms")
-    assert complete < 0.3
-
-
 # ---------------------------------------------------------------------------------------------- static words
 
 def test_bash_registers_the_function(dirs: Any) -> None:

@@ -232,6 +232,5 @@ def test_exec_tty(ctrpy: Any, dirs: Any, runtime: str, rootfs: Path) -> None:
     code, out = _pty_run(args, rows=20, cols=70)
     assert code == 4, out
     assert "/dev/pts/" in out
-    if runtime != "ctrpy":  # the built-in runtime does not apply process.consoleSize yet (reported to its owner)
-        assert "20 70" in out
+    assert "20 70" in out
     assert "et" in ctrpy("ps").stdout  # top-level `ps` lists tasks

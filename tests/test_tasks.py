@@ -87,6 +87,9 @@ def test_exec_same_filesystem_and_exit_codes(ctrpy: Any, runtime: str, rootfs: P
     assert r.stderr.startswith("ctrpy: ") and len(r.stderr.strip().splitlines()) == 1
     r = ctrpy("exec", "--exec-id", "bad id", "ex", "true")
     assert r.returncode == 3
+    r = ctrpy("exec", "-d", "ex", "sleep", "1")
+    assert r.returncode == 0 and r.stdout.startswith("exec-")  # an id is generated when none is given
+    assert ctrpy("tasks", "wait", "--exec-id", r.stdout.strip(), "ex").returncode == 0
     r = ctrpy("exec", "-d", "--exec-id", "bg", "ex", "sleep", "30")
     assert r.returncode == 0 and r.stdout.strip() == "bg"
     assert ctrpy("tasks", "kill", "--exec-id", "bg", "-s", "KILL", "ex").returncode == 0

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import signal as _signal
 import sys
-import uuid
 from typing import Any
 
 import click
@@ -181,9 +180,9 @@ def exec_(obj: Any, exec_id: str, tty: bool, detach: bool, env: tuple[str, ...],
       ctrpy exec -t web sh
       ctrpy tasks exec --exec-id bg -d web sleep 60
     """
-    exec_id = exec_id or "exec-" + uuid.uuid4().hex[:12]
     attachment = obj.client.tasks.exec(container_id, exec_id, list(args), tty=tty, stdin=not detach,
                                        env=list(env), cwd=cwd, user=user)
+    exec_id = attachment.exec_id
     if detach:
         attachment.close()
         click.echo(exec_id)

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -131,6 +130,8 @@ class TaskDir:
         return sup.socket_address(str(self.path))
 
     def remove(self) -> None:
+        import shutil
+
         shutil.rmtree(self.path, ignore_errors=True)
         try:
             os.rmdir(self.path.parent)  # the namespace directory, once empty

@@ -285,6 +285,7 @@ class Attachment:
         self.sock = sock
         self.pid = pid
         self.tty = tty
+        self.exec_id = ""
         self._buf = b""
 
     @classmethod
@@ -618,11 +619,11 @@ class TaskManager:
                     td.etc, hostname=spec.get("hostname", ""), net_host=bool(etc.get("net_host")),
                     extra_hosts=[tuple(h) for h in etc.get("extra_hosts", [])], dns=etc.get("dns", []))
             oci.with_etc_files(paths, readonly=bool(spec["root"].get("readonly")))(spec)
-            td.config.write_text(json.dumps(spec, indent=1))
             terminal = bool(spec["process"].get("terminal"))
             size = console_size or terminal_size()
             if terminal and size:
                 spec["process"]["consoleSize"] = {"height": size[0], "width": size[1]}
+            td.config.write_text(json.dumps(spec, indent=1))
             task_info = {
                 "id": container_id, "namespace": self.namespace, "runtime": runtime_name, "runtime_entry": entry,
                 "state_root": str(self.state_dir), "root": str(self.client.root), "sys_path": [PACKAGE_ROOT] + sys.path,
@@ -964,6 +965,7 @@ class TaskManager:
         """Start a process in the running task (joining its namespaces); returns the attached stream."""
         import re
 
+        exec_id = exec_id or "exec-" + os.urandom(6).hex()  # generated when none is given (ctr requires one)
         if not re.match(r"^[A-Za-z0-9]+(?:[._-][A-Za-z0-9]+)*$", exec_id) or len(exec_id) > 76:
             raise errors.InvalidArgument(f"invalid exec id {exec_id!r}")
         if not args:
@@ -993,6 +995,7 @@ class TaskManager:
                                  {"exec_id": exec_id, "process": process, "stdin": stdin,
                                   "console_size": list(size or ()) or None},
                                  timeout=120)
+        att.exec_id = exec_id
         self._publish("/tasks/exec-started", {"container_id": container_id, "exec_id": exec_id, "pid": att.pid})
         return att
 

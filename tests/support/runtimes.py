@@ -35,7 +35,8 @@ def unusable(name: str) -> str | None:
         return f"{name} is not installed"
     with tempfile.TemporaryDirectory(prefix="ctrpy-probe-") as tmp:
         rootfs = make_rootfs(Path(tmp) / "rootfs")
-        env = {**os.environ, "CTRPY_CONFIG": str(Path(tmp) / "none.toml")}
+        (Path(tmp) / "config.toml").write_text('[network]\ndefault = "none"\n')
+        env = {**os.environ, "CTRPY_CONFIG": str(Path(tmp) / "config.toml")}
         r = subprocess.run([CTRPY, "--root", f"{tmp}/root", "--state", f"{tmp}/state", "run", "--rm",
                             "--runtime", name, "--rootfs", str(rootfs), "probe", "true"],
                            capture_output=True, text=True, env=env, timeout=60)
