@@ -360,8 +360,13 @@ def memory(env: Env, reps1: int, reps50: int) -> list[Comparison]:
                 mem_sides.append(s)
             notes = [f.supervisor_desc for f in fleets.values() if f.supervisor_desc]
             if what == "PSS" and fleets["ctr"].daemon_pss:
-                notes.append(f"containerd daemon itself (not counted above): PSS "
-                             f"{statistics.median(fleets['ctr'].daemon_pss) / 1e6:.1f} MB with {n} running")
+                daemon = statistics.median(fleets["ctr"].daemon_pss)
+                notes.append(f"containerd daemon itself (not counted above): PSS {daemon / 1e6:.1f} MB with {n} "
+                             f"running; ctrpy has no daemon")
+                if mem_sides[1].ok:
+                    shim = statistics.median(mem_sides[1].samples)
+                    notes.append(f"containerd per container with its daemon's PSS shared over the {n}: "
+                                 f"{(shim + daemon / n) / 1e6:.2f} MB")
             comps.append(Comparison(
                 f"3{'a' if n == 1 else 'b'}. Memory per running container, {what}, {n} sleeping container(s)", "MB",
                 mem_sides, ratios=[(names["ctrpy"], names["ctr"], "<= 0.1x" if what == "PSS" else "")],

@@ -134,7 +134,7 @@ def run_profiles(env: Env, names: list[str]) -> dict[str, list[str]]:
     for name in names:
         try:
             root, state = env.new_root(f"prof-{name}")
-            if name in ("run", "images-ls", "containers-ls"):
+            if name in ("run", "run-bridge", "images-ls", "containers-ls"):
                 subprocess.run(env.ctrpy_pull(root, state, img), capture_output=True, env=env.env)
             if name in ("images-ls", "containers-ls"):
                 measures._populate_ctrpy(root, state, img, 1000)
@@ -144,6 +144,8 @@ def run_profiles(env: Env, names: list[str]) -> dict[str, list[str]]:
             def make_argv(name: str = name, root: Path = root, state: Path = state) -> list[str]:
                 if name == "run":
                     return env.ctrpy(root, state, "run", "--rm", *net, img, f"prof{next(seq)}", "true")
+                if name == "run-bridge":
+                    return env.ctrpy(root, state, "run", "--rm", img, f"profbr{next(seq)}", "true")
                 if name == "pull":
                     # A pull must be cold for each tool: each gets its own new root.
                     fresh_root, fresh_state = env.new_root("prof-pull")
@@ -153,7 +155,7 @@ def run_profiles(env: Env, names: list[str]) -> dict[str, list[str]]:
                         "help": [env.ctrpy_bin, "--help"],
                         "images-ls-empty": env.ctrpy(root, state, "images", "ls")}[name]
 
-            out[name] = profile(name, make_argv, env.env, env.python, execs=name == "run")
+            out[name] = profile(name, make_argv, env.env, env.python, execs=name.startswith("run"))
             env.drop_root(root)
         except Exception as exc:
             out[name] = [f"profile failed: {type(exc).__name__}: {exc}"]
@@ -230,6 +232,10 @@ def main() -> int:
                     key = next((v for k, v in PROFILE_FOR.items() if comp.title.startswith(k)), None)
                     if key and behind(comp) and key not in wanted:
                         wanted.append(key)
+                    # Issue 6: the default network should cost only a few ms over --network none.
+                    bridge = comp.ratio("ctrpy (default bridge network)", "ctrpy")
+                    if comp.title.startswith("1.") and bridge is not None and bridge > 1.05:
+                        wanted.append("run-bridge")
                 if wanted:
                     log(f"bench: profiling ctrpy for: {', '.join(wanted)}")
                     profiles = run_profiles(env, wanted)

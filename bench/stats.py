@@ -178,7 +178,10 @@ def render(comp: Comparison) -> list[str]:
             if r is not None and target:
                 verdict = " (meets target)" if meets(r, target) else " (misses target)"
             shown = f"{r:.2f}x" if r is not None else "n/a"
-            out.append(f"- {num} / {den}: **{shown}**{' [target ' + target + ']' if target else ''}{verdict}")
+            a, b = comp.median(num), comp.median(den)
+            of_medians = f" (ratio of medians {a / b:.2f}x)" if a is not None and b else ""
+            out.append(f"- {num} / {den}: **{shown}**{of_medians}{' [target ' + target + ']' if target else ''}"
+                       f"{verdict}")
     for note in comp.notes:
         out.append(f"- {note}")
     out.append("")

@@ -115,7 +115,9 @@ def test_add_procs_stats_and_destroy(cg: Cgroup, sleeper: subprocess.Popen[bytes
 def test_freeze_and_thaw(cg: Cgroup, tmp_path: Path) -> None:
     cg.create({})
     counter = tmp_path / "n"
-    proc = subprocess.Popen(["sh", "-c", f"i=0; while true; do i=$((i+1)); echo $i > {counter}; done"])
+    # Written through a rename, so a reader never sees the file truncated mid-write.
+    proc = subprocess.Popen(["sh", "-c", f"i=0; while true; do i=$((i+1)); echo $i > {counter}.t; "
+                                         f"mv {counter}.t {counter}; done"])
     try:
         cg.add(proc.pid)
         deadline = time.monotonic() + 5

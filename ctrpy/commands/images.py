@@ -68,7 +68,7 @@ def _json_only_option(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _find(client: Any, name: str) -> Any:
-    from ctrpy.runtime.push import find_image
+    from ctrpy.runtime.images import find_image
 
     return find_image(client, name)
 

@@ -339,3 +339,21 @@ def image_platforms(store: Any, image: Any) -> list[str]:
     except errors.CtrpyError:
         return []
     return out
+
+
+def find_image(client: Any, name: str) -> Any:
+    """A local image by exact name, else by its normalised reference (busybox -> docker.io/library/...)."""
+    from ctrpy.runtime.reference import parse
+
+    try:
+        return client.images.get(name)
+    except errors.NotFound:
+        pass
+    try:
+        normalised = str(parse(name))
+    except errors.InvalidArgument:
+        normalised = name
+    try:
+        return client.images.get(normalised)
+    except errors.NotFound:
+        raise errors.NotFound(f"image {name!r} not found in namespace {client.namespace!r}") from None

@@ -520,9 +520,6 @@ def with_image_config(image_config: dict[str, Any], read: FileReader | None = No
 
 # --- /etc files -----------------------------------------------------------------------------------------
 
-LOOPBACK_NAMESERVER = re.compile(r"^\s*nameserver\s+(127\.\d+\.\d+\.\d+|::1)\s*$")
-DEFAULT_NAMESERVERS = ["8.8.8.8", "8.8.4.4"]
-
 
 def _atomic_write(path: Path, text: str) -> None:
     tmp = path.with_name(path.name + ".tmp")
@@ -542,45 +539,15 @@ def prepare_etc_files(dest: Path, *, hostname: str, net_host: bool = False,
     namespace), unless `net_host`; `dns`/`dns_search`/`dns_options` replace the host's entries. hosts maps
     localhost and the container's hostname, plus `extra_hosts` (name, address) pairs.
     """
+    from ctrpy.runtime.network import etc as etc_text
+
     dest.mkdir(parents=True, exist_ok=True)
-    try:
-        host_lines = host_resolv.read_text().splitlines()
-    except OSError:
-        host_lines = []
-    lines = []
-    for line in host_lines:
-        stripped = line.strip()
-        if not net_host and LOOPBACK_NAMESERVER.match(stripped):
-            continue
-        if dns and stripped.startswith("nameserver"):
-            continue
-        if dns_search and (stripped.startswith("search") or stripped.startswith("domain")):
-            continue
-        if dns_options and stripped.startswith("options"):
-            continue
-        lines.append(line)
-    lines += [f"nameserver {ns}" for ns in dns]
-    if dns_search:
-        lines.append("search " + " ".join(dns_search))
-    if dns_options:
-        lines.append("options " + " ".join(dns_options))
-    if not any(line.strip().startswith("nameserver") for line in lines):
-        lines += [f"nameserver {ns}" for ns in DEFAULT_NAMESERVERS]
     paths = {"resolv.conf": dest / "resolv.conf", "hosts": dest / "hosts", "hostname": dest / "hostname"}
-    _atomic_write(paths["resolv.conf"], "\n".join(lines) + "\n")
-    if net_host:
-        try:
-            hosts = host_hosts.read_text()
-        except OSError:
-            hosts = "127.0.0.1\tlocalhost\n"
-    else:
-        hosts = ("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
-                 "fe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n")
-        if hostname:
-            hosts += f"127.0.1.1\t{hostname}\n"
-    for name, address in extra_hosts:
-        hosts += f"{address}\t{name}\n"
-    _atomic_write(paths["hosts"], hosts)
+    _atomic_write(paths["resolv.conf"], etc_text.resolv_conf(
+        host_network=net_host, dns=dns, dns_search=dns_search, dns_options=dns_options,
+        host_resolv=str(host_resolv)))
+    _atomic_write(paths["hosts"], etc_text.hosts(
+        hostname=hostname, address=None, add_hosts=extra_hosts, host_network=net_host, host_hosts=str(host_hosts)))
     _atomic_write(paths["hostname"], (hostname or "") + "\n")
     return paths
 

@@ -53,7 +53,7 @@ def push(client: Any, ref: str, local: str | None = None, opts: PushOptions | No
     report = progress or (lambda event: None)
     target_ref = parse(ref)
     store = client.content
-    image = find_image(client, local or ref)
+    image = _images.find_image(client, local or ref)
     root = image.target
     if not store.exists(root.digest):
         raise errors.NotFound(f"image {image.name!r}: its {_images.kind(root.media_type)} {root.digest} is not "
@@ -151,19 +151,3 @@ def push(client: Any, ref: str, local: str | None = None, opts: PushOptions | No
             if repo not in current:
                 store.update_labels(desc.digest, {label_key: ",".join(current + [repo])})
     return Descriptor(root.media_type, root.digest, root.size)
-
-
-def find_image(client: Any, name: str) -> Any:
-    """A local image by exact name, else by its normalised reference (busybox -> docker.io/library/...)."""
-    try:
-        return client.images.get(name)
-    except errors.NotFound:
-        pass
-    try:
-        normalised = str(parse(name))
-    except errors.InvalidArgument:
-        raise errors.NotFound(f"image {name!r} not found in namespace {client.namespace!r}") from None
-    try:
-        return client.images.get(normalised)
-    except errors.NotFound:
-        raise errors.NotFound(f"image {name!r} not found in namespace {client.namespace!r}") from None

@@ -162,6 +162,8 @@ def create_container(client: Any, opts: ContainerOptions) -> Any:
         else:
             from ctrpy.runtime.unpack import resolve_chain, unpack_image
 
+            from ctrpy.runtime.images import find_image
+
             image = find_image(client, opts.image)
             image_name = image.name
             snapshotter_name = opts.snapshotter or client.config["default_snapshotter"]
@@ -235,24 +237,6 @@ def create_container(client: Any, opts: ContainerOptions) -> Any:
             except errors.CtrpyError:
                 pass
         raise
-
-
-def find_image(client: Any, name: str) -> Any:
-    """A local image by exact name, else by its normalised reference (busybox -> docker.io/library/...)."""
-    try:
-        return client.images.get(name)
-    except errors.NotFound:
-        pass
-    from ctrpy.runtime.reference import parse
-
-    try:
-        normalised = str(parse(name))
-    except errors.InvalidArgument:
-        normalised = name
-    try:
-        return client.images.get(normalised)
-    except errors.NotFound:
-        raise errors.NotFound(f"image {name!r} not found in namespace {client.namespace!r} (pull it first)") from None
 
 
 def delete_container(client: Any, container_id: str, *, force: bool = False, keep_snapshot: bool = False) -> None:
