@@ -71,3 +71,16 @@ def ctrpy(script_runner: Any, dirs: Any) -> Callable[..., Any]:
 def pytest_configure(config: pytest.Config) -> None:
     # Tests run the console script as a real subprocess: what a user runs is what is tested.
     config.option.script_launch_mode = "subprocess"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _remove_test_cgroup_parents() -> Any:
+    """Remove the empty parent cgroups the suite's containers were placed under, once the session ends."""
+    yield
+    import glob
+
+    for parent in glob.glob("/sys/fs/cgroup/*/ctrpy-test") + glob.glob("/sys/fs/cgroup/ctrpy-test"):
+        try:
+            os.rmdir(parent)
+        except OSError:
+            pass  # still in use (a leak a test will have reported) or not ours to remove

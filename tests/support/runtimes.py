@@ -1,7 +1,7 @@
 """The runtimes container tests run under: the built-in one, runc and crun, each probed once.
 
 A runtime that cannot run containers on this machine is skipped with its own one-line error (crun 1.8.1
-refuses hybrid cgroup hierarchies: see /work/shared/MACHINE.md); the built-in one is skipped while
+refuses hybrid cgroup hierarchies: see ../shared/MACHINE.md); the built-in one is skipped while
 ctrpy/runtime/builtin.py is absent.
 """
 

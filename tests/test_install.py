@@ -1,0 +1,32 @@
+"""Installation: the helper's build script fails clearly without a compiler; the package runs as a module."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_missing_compiler_gives_a_clear_install_error(tmp_path: Path) -> None:
+    # What `pip install .` runs through setup.py's cffi_modules, with a compiler that does not exist.
+    env = {**os.environ, "CC": str(tmp_path / "no-such-cc")}
+    r = subprocess.run([sys.executable, str(ROOT / "csrc" / "build_helper.py")], cwd=tmp_path, env=env,
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 1
+    assert "ctrpy needs a C compiler to build its helper" in r.stderr
+    assert "apt-get install gcc python3-dev" in r.stderr
+    assert "Traceback" not in r.stderr
+
+
+def test_python_dash_m_ctrpy_and_helper_version() -> None:
+    r = subprocess.run([sys.executable, "-m", "ctrpy", "--version"], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0 and r.stdout.startswith("ctrpy ")
+    from ctrpy._helper import ffi, lib
+
+    helper = ffi.string(lib.ctrpy_helper_version()).decode()
+    r = subprocess.run([sys.executable, "-m", "ctrpy", "version"], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert helper in r.stdout
