@@ -687,9 +687,22 @@ reset_signals (void)
   struct sigaction sa;
   memset (&sa, 0, sizeof (sa));
   sa.sa_handler = SIG_DFL;
-  /* Python ignores SIGPIPE and SIGXFSZ; ignored signals survive execve, so put everything back.  */
+  /* Python ignores SIGPIPE and SIGXFSZ; ignored signals survive execve, so put everything back.  glibc's
+     sigaction refuses the signals it reserves for itself (32, 33), which a parent may still have ignored:
+     reset those with the raw system call (the kernel's struct: handler, flags, restorer, mask).  */
   for (int sig = 1; sig < _NSIG; sig++)
-    sigaction (sig, &sa, NULL);
+    if (sigaction (sig, &sa, NULL) < 0 && errno == EINVAL && sig != SIGKILL && sig != SIGSTOP)
+      {
+        struct
+        {
+          void *handler;
+          unsigned long flags;
+          void *restorer;
+          unsigned long mask[(_NSIG - 1) / (8 * sizeof (unsigned long))];
+        } raw;
+        memset (&raw, 0, sizeof (raw));
+        syscall (SYS_rt_sigaction, sig, &raw, NULL, sizeof (raw.mask));
+      }
   sigemptyset (&all);
   sigprocmask (SIG_SETMASK, &all, NULL);
 }

@@ -111,9 +111,28 @@ def test_ambient_capabilities_survive_exec_for_non_root() -> None:
     assert out.splitlines() == ["CapEff:\t0000000000000400", "CapAmb:\t0000000000000400"]
 
 
-def test_python_ignored_signals_are_reset_in_the_child() -> None:
-    # Python ignores SIGPIPE; a container process must not inherit that.
-    code, _, out = _run(helper.Spec(argv=["grep", "^SigIgn", "/proc/self/status"], env=["PATH=/bin"]))
+def _raw_sigaction(sig: int, handler: int) -> int:
+    """Set a disposition with the raw system call: glibc refuses its reserved signals 32 and 33."""
+    import ctypes
+
+    class KernelSigaction(ctypes.Structure):
+        _fields_ = [("handler", ctypes.c_ulong), ("flags", ctypes.c_ulong), ("restorer", ctypes.c_ulong),
+                    ("mask", ctypes.c_ulong)]
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    new, old = KernelSigaction(handler, 0, 0, 0), KernelSigaction()
+    assert libc.syscall(13, sig, ctypes.byref(new), ctypes.byref(old), 8) == 0  # SYS_rt_sigaction on x86_64
+    return int(old.handler)
+
+
+def test_ignored_signals_are_reset_in_the_child() -> None:
+    # Python ignores SIGPIPE, and a parent may have ignored even glibc's reserved signal 32: a container
+    # process must inherit none of that.
+    previous = _raw_sigaction(32, 1)  # SIG_IGN
+    try:
+        code, _, out = _run(helper.Spec(argv=["grep", "^SigIgn", "/proc/self/status"], env=["PATH=/bin"]))
+    finally:
+        _raw_sigaction(32, previous)
     assert code == 0 and out.strip() == "SigIgn:\t0000000000000000"
 
 
