@@ -7,7 +7,6 @@ and shell completion never import the runtime or the other groups. Aliases follo
 from __future__ import annotations
 
 import importlib
-import importlib.util
 import os
 import sys
 
@@ -68,28 +67,21 @@ ALIASES: dict[str, str] = {
 
 
 class LazyGroup(click.Group):
-    """A group whose subcommands are imported only when invoked (or when their help is shown).
-
-    A command whose module does not exist yet is left out of the listing, so the tree can grow group by group.
-    """
+    """A group whose subcommands are imported only when invoked (or when their help is shown)."""
 
     def __init__(self, *args: Any, lazy: dict[str, tuple[str, str]], aliases: dict[str, str], **kwargs: Any):
         super().__init__(*args, **kwargs)
         self.lazy = lazy
         self.aliases = aliases
 
-    def _available(self, name: str) -> bool:
-        module = self.lazy[name][0].split(":")[0]
-        return importlib.util.find_spec(module) is not None
-
     def list_commands(self, ctx: click.Context) -> list[str]:
-        return sorted(set(super().list_commands(ctx)) | {n for n in self.lazy if self._available(n)})
+        return sorted(set(super().list_commands(ctx)) | set(self.lazy))
 
     def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
         name = self.aliases.get(name, name)
         if name in self.commands:
             return self.commands[name]
-        if name not in self.lazy or not self._available(name):
+        if name not in self.lazy:
             return None
         module_name, attr = self.lazy[name][0].split(":")
         command = getattr(importlib.import_module(module_name), attr)
