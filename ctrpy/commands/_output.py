@@ -24,6 +24,12 @@ def format_option(fn: Callable[..., Any]) -> Callable[..., Any]:
                         help="Output format")(fn)
 
 
+def json_format_option(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """--format json for inspect commands whose nested records have JSON as their only form."""
+    return click.option("--format", "fmt", type=click.Choice(["json"]), default="json", show_default=True,
+                        help="Output format (nested data: JSON only)")(fn)
+
+
 def quiet_option(fn: Callable[..., Any]) -> Callable[..., Any]:
     """-q/--quiet: print identifiers only, one per line."""
     return click.option("--quiet", "-q", is_flag=True, help="Print only identifiers, one per line")(fn)

@@ -13,7 +13,7 @@ from typing import Any
 import click
 
 from ctrpy.commands._netopts import network_options, network_request
-from ctrpy.commands._output import AliasGroup, emit_json, format_option, human_age, parse_labels, quiet_option, table
+from ctrpy.commands._output import AliasGroup, emit_json, format_option, human_age, json_format_option, parse_labels, quiet_option, table
 
 _SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)i?b?\s*$", re.IGNORECASE)
 
@@ -150,8 +150,7 @@ def _summary(c: Any) -> dict[str, Any]:
 @containers.command("info")
 @click.argument("container_id")
 @click.option("--spec", is_flag=True, help="Print only the OCI spec")
-@click.option("--format", "fmt", type=click.Choice(["json"]), default="json", show_default=True,
-              help="Output format (the record is JSON, as ctr prints it)")
+@json_format_option
 @click.pass_obj
 def info(obj: Any, container_id: str, spec: bool, fmt: str) -> None:
     """Show a container's record (JSON), like `ctr containers info`.

@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from ctrpy.commands._output import emit_json, format_labels, format_option, human_size, quiet_option, table
+from ctrpy.commands._output import emit_json, format_labels, format_option, human_size, json_format_option, quiet_option, table
 
 
 def registry_options(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -58,13 +58,6 @@ def _registry(ctx: click.Context, kw: dict[str, Any], *, concurrent_key: str) ->
 
 def _silent_option(fn: Callable[..., Any]) -> Callable[..., Any]:
     return click.option("--quiet", "-q", is_flag=True, help="Print nothing (no progress, no result line)")(fn)
-
-
-def _json_only_option(fn: Callable[..., Any]) -> Callable[..., Any]:
-    # The record is nested (index, manifest, config): JSON is its only form, offered so scripts can always
-    # ask for --format json.
-    return click.option("--format", "fmt", type=click.Choice(["json"]), default="json", show_default=True,
-                        help="Output format (nested data: JSON only)")(fn)
 
 
 def _find(client: Any, name: str) -> Any:
@@ -209,7 +202,7 @@ def ls(ctx: click.Context, filters: tuple[str, ...], quiet: bool, fmt: str) -> N
 @images.command("inspect")
 @click.argument("ref")
 @click.option("--platform", metavar="OS/ARCH[/VARIANT]", help="Platform whose manifest and config to show")
-@_json_only_option
+@json_format_option
 @click.pass_context
 def inspect(ctx: click.Context, ref: str, platform: str | None, fmt: str) -> None:
     """Show an image as JSON: record, index, the platform's manifest and config.

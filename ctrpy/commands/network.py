@@ -6,7 +6,7 @@ from typing import Any
 
 import click
 
-from ctrpy.commands._output import AliasGroup, emit_json, format_labels, format_option, parse_labels, quiet_option, table
+from ctrpy.commands._output import AliasGroup, emit_json, format_labels, format_option, json_format_option, parse_labels, quiet_option, table
 
 
 @click.group(cls=AliasGroup)
@@ -73,8 +73,7 @@ def ls(obj: Any, quiet: bool, fmt: str) -> None:
 
 @network.command("inspect")
 @click.argument("names", nargs=-1, required=True)
-@click.option("--format", "fmt", type=click.Choice(["json"]), default="json", show_default=True,
-              help="Output format (nested data: JSON only)")
+@json_format_option
 @click.pass_obj
 def inspect(obj: Any, names: tuple[str, ...], fmt: str) -> None:
     """Show networks as JSON: settings, bridge state, attached containers, published ports.

@@ -78,7 +78,13 @@ def _signal_number(text: str) -> int:
 @click.pass_context
 def runtime(ctx: click.Context, runtime_root: str | None, log: str | None, log_format: str,
             systemd_cgroup: bool) -> None:
-    """The built-in OCI runtime, driven like runc."""
+    """The built-in OCI runtime, driven like runc.
+
+    \b
+    Examples:
+      ctrpy runtime run --bundle /tmp/bundle demo
+      ctrpy runtime --root /run/ctrpy-rt list -q
+    """
     if systemd_cgroup:
         raise click.UsageError("--systemd-cgroup is not supported: the built-in runtime manages cgroupfs paths")
     ctx.obj.runtime_root = runtime_root or str(Path(ctx.obj.state) / "runtime" / "ctrpy")
@@ -95,7 +101,13 @@ def runtime(ctx: click.Context, runtime_root: str | None, log: str | None, log_f
 @click.pass_context
 def create(ctx: click.Context, bundle: str, pid_file: str | None, console_socket: str | None, preserve_fds: int,
            no_pivot: bool, no_new_keyring: bool, container_id: str) -> None:
-    """Create a container; its process waits until `start`."""
+    """Create a container; its process waits until `start`.
+
+    \b
+    Examples:
+      ctrpy runtime create --bundle /tmp/bundle --pid-file /tmp/demo.pid demo
+      ctrpy runtime start demo
+    """
     _runtime(ctx).create(container_id, Path(bundle), pid_file=Path(pid_file) if pid_file else None,
                          console_socket=Path(console_socket) if console_socket else None,
                          preserve_fds=preserve_fds)
@@ -105,7 +117,12 @@ def create(ctx: click.Context, bundle: str, pid_file: str | None, console_socket
 @click.argument("container_id")
 @click.pass_context
 def start(ctx: click.Context, container_id: str) -> None:
-    """Start a created container's process."""
+    """Start a created container's process.
+
+    \b
+    Examples:
+      ctrpy runtime create --bundle /tmp/bundle demo && ctrpy runtime start demo
+    """
     _runtime(ctx).start(container_id)
 
 
@@ -119,7 +136,13 @@ def start(ctx: click.Context, container_id: str) -> None:
 @click.pass_context
 def run(ctx: click.Context, bundle: str, pid_file: str | None, console_socket: str | None, detach: bool,
         preserve_fds: int, container_id: str) -> None:
-    """Create and start a container, wait for it and delete it; exits with its status."""
+    """Create and start a container, wait for it and delete it; exits with its status.
+
+    \b
+    Examples:
+      ctrpy runtime run --bundle /tmp/bundle demo
+      ctrpy runtime run -d --pid-file /tmp/demo.pid -b /tmp/bundle demo
+    """
     code = _runtime(ctx).run(container_id, Path(bundle), pid_file=Path(pid_file) if pid_file else None,
                              console_socket=Path(console_socket) if console_socket else None, detach=detach,
                              preserve_fds=preserve_fds)
@@ -131,7 +154,12 @@ def run(ctx: click.Context, bundle: str, pid_file: str | None, console_socket: s
 @click.argument("container_id")
 @click.pass_context
 def state(ctx: click.Context, container_id: str) -> None:
-    """Print a container's state as JSON."""
+    """Print a container's state as JSON.
+
+    \b
+    Examples:
+      ctrpy runtime state demo
+    """
     click.echo(json.dumps(_runtime(ctx).state(container_id), indent=2))
 
 
@@ -141,7 +169,13 @@ def state(ctx: click.Context, container_id: str) -> None:
 @click.argument("signal", default="SIGTERM")
 @click.pass_context
 def kill(ctx: click.Context, all_: bool, container_id: str, signal: str) -> None:
-    """Send a signal (default SIGTERM) to the container's init."""
+    """Send a signal (default SIGTERM) to the container's init.
+
+    \b
+    Examples:
+      ctrpy runtime kill demo
+      ctrpy runtime kill --all demo KILL
+    """
     _runtime(ctx).kill(container_id, _signal_number(signal), all=all_)
 
 
@@ -150,7 +184,13 @@ def kill(ctx: click.Context, all_: bool, container_id: str, signal: str) -> None
 @click.argument("container_id")
 @click.pass_context
 def delete(ctx: click.Context, force: bool, container_id: str) -> None:
-    """Delete a stopped container (its state and cgroup)."""
+    """Delete a stopped container (its state and cgroup).
+
+    \b
+    Examples:
+      ctrpy runtime delete demo
+      ctrpy runtime delete --force demo
+    """
     _runtime(ctx).delete(container_id, force=force)
 
 
@@ -169,7 +209,14 @@ def delete(ctx: click.Context, force: bool, container_id: str) -> None:
 def exec_(ctx: click.Context, process_file: str | None, pid_file: str | None, console_socket: str | None,
           detach: bool, tty: bool, cwd: str | None, env: tuple[str, ...], user: str | None, container_id: str,
           args: tuple[str, ...]) -> None:
-    """Run a process in a running container (exits with its status unless -d)."""
+    """Run a process in a running container (exits with its status unless -d).
+
+    \b
+    Examples:
+      ctrpy runtime exec demo ps
+      ctrpy runtime exec --env DEBUG=1 --cwd /tmp demo sh -c 'echo $DEBUG'
+      ctrpy runtime exec -d --process /tmp/process.json demo
+    """
     rt = _runtime(ctx)
     if process_file:
         try:
@@ -203,7 +250,13 @@ def exec_(ctx: click.Context, process_file: str | None, pid_file: str | None, co
 @click.argument("container_id")
 @click.pass_context
 def ps(ctx: click.Context, fmt: str, container_id: str) -> None:
-    """List the host pids of a container's processes."""
+    """List the host pids of a container's processes.
+
+    \b
+    Examples:
+      ctrpy runtime ps demo
+      ctrpy runtime ps --format json demo
+    """
     pids = _runtime(ctx).ps(container_id)
     if fmt == "json":
         click.echo(json.dumps(pids))
@@ -215,7 +268,12 @@ def ps(ctx: click.Context, fmt: str, container_id: str) -> None:
 @click.argument("container_id")
 @click.pass_context
 def pause(ctx: click.Context, container_id: str) -> None:
-    """Freeze every process of a container."""
+    """Freeze every process of a container.
+
+    \b
+    Examples:
+      ctrpy runtime pause demo
+    """
     _runtime(ctx).pause(container_id)
 
 
@@ -223,7 +281,12 @@ def pause(ctx: click.Context, container_id: str) -> None:
 @click.argument("container_id")
 @click.pass_context
 def resume(ctx: click.Context, container_id: str) -> None:
-    """Thaw a paused container."""
+    """Thaw a paused container.
+
+    \b
+    Examples:
+      ctrpy runtime resume demo
+    """
     _runtime(ctx).resume(container_id)
 
 
@@ -232,7 +295,14 @@ def resume(ctx: click.Context, container_id: str) -> None:
 @click.option("--quiet", "-q", is_flag=True, help="Print only container ids")
 @click.pass_context
 def list_(ctx: click.Context, fmt: str, quiet: bool) -> None:
-    """List containers of this runtime root."""
+    """List containers of this runtime root.
+
+    \b
+    Examples:
+      ctrpy runtime list
+      ctrpy runtime list -q
+      ctrpy runtime --root /run/ctrpy-rt list --format json
+    """
     states = _runtime(ctx).list()
     if quiet:
         for s in states:

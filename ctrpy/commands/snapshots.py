@@ -13,6 +13,7 @@ from ctrpy.commands._output import (
     format_labels,
     format_option,
     human_size,
+    json_format_option,
     parse_labels,
     quiet_option,
     table,
@@ -78,8 +79,7 @@ def ls(obj: Any, filters: tuple[str, ...], snapshotter: str | None, quiet: bool,
 @snapshots.command("info")
 @click.argument("key")
 @snapshotter_option
-@click.option("--format", "fmt", type=click.Choice(["json"]), default="json", show_default=True,
-              help="Output format (JSON only, like ctr's)")
+@json_format_option
 @click.pass_obj
 def info(obj: Any, key: str, snapshotter: str | None, fmt: str) -> None:
     """Show a snapshot's kind, parent, labels and times as JSON.
