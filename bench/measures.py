@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.cleanup import log, stop_pid
-from bench.env import Env, hugetlb_on_v1
+from bench.env import REPO, Env, hugetlb_on_v1
 from bench.services import NAMESPACE, PULL_NAMESPACE, cmdline, descendants
 from bench.stats import Comparison, Side, Unavailable, interleave, one_line, rounds_note, run_checked, timed
 
@@ -304,7 +304,8 @@ class Fleet:
         self.mem.append((rss / self.n, pss / self.n))
         argv = cmdline(supervisors[0])
         self.supervisor_desc = (f"{self.side}: {len(supervisors)} supervisor process(es) for {self.n} containers, "
-                                f"e.g. `{' '.join(argv)[:90]}`; PSS by mapping: {_pss_by_mapping(supervisors[0])}")
+                                f"e.g. `{' '.join(argv).replace(str(REPO) + '/', '')[:90]}`; "
+                                f"PSS by mapping: {_pss_by_mapping(supervisors[0])}")
         if self.side == "ctr":
             self.daemon_pss.append(_smaps(self.env.containerd.proc.pid)[1])
 

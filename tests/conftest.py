@@ -84,3 +84,14 @@ def _remove_test_cgroup_parents() -> Any:
             os.rmdir(parent)
         except OSError:
             pass  # still in use (a leak a test will have reported) or not ours to remove
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _remove_default_bridge_if_the_suite_made_it() -> Any:
+    """Tests that `run` with the default config get the default bridge (ctrpy0, like docker0, which ctrpy keeps
+    between runs); if the suite created it, it goes when the suite ends."""
+    default_bridge = "/sys/class/net/ctrpy0"
+    existed = os.path.exists(default_bridge)
+    yield
+    if not existed and os.path.exists(default_bridge):
+        subprocess.run(["ip", "link", "del", "ctrpy0"], check=False, capture_output=True)
