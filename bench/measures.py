@@ -476,9 +476,15 @@ def listings(env: Env, reps: int, n: int = 1000) -> list[Comparison]:
          ctrpy_side("ctrpy images ls (empty)", env.ctrpy(empty_root, empty_state, "images", "ls"), False),
          ctr_side("ctr images ls (empty)", ["ctr", "--address", env.containerd.sock, "-n", "empty", "images", "ls"]),
          ""),
+        ("4e. shell completion of image refs with 1,000 images",
+         ctrpy_side("ctrpy __complete image",
+                    [env.ctrpy_bin, "__complete", "image", "--root", str(ctrpy.root), "--state", str(ctrpy.state)]),
+         ctr_side("ctr images ls -q", env.ctr("images", "ls", "-q")), ""),
     ]
     commands = ["ctrpy images ls | ctr images ls", "ctrpy containers ls | ctr containers ls",
-                "ctrpy --help | ctr --help", "ctrpy images ls | ctr -n empty images ls (nothing stored)"]
+                "ctrpy --help | ctr --help", "ctrpy images ls | ctr -n empty images ls (nothing stored)",
+                "ctrpy __complete image --root R (what the completion scripts run on Tab) | ctr images ls -q "
+                "(what a ctr completion would have to run)"]
     comps = []
     for (title, a, b, target), command in zip(pairs, commands):
         interleave([a, b], reps, label=title)

@@ -136,3 +136,21 @@ class AliasGroup(click.Group):
         if command is None and name in self.VERB_ALIASES:
             command = super().get_command(ctx, self.VERB_ALIASES[name])
         return command
+
+
+def remove_each(ctx: click.Context, names: Iterable[str], remove: Callable[[str], str | None]) -> None:
+    """Remove several objects like ctr does: print each one removed, report each failure on one line, go on,
+    and exit with the first failure's code. `remove` returns the name to print (None: the name as given)."""
+    from ctrpy.runtime import errors
+
+    failed: errors.CtrpyError | None = None
+    for name in names:
+        try:
+            shown = remove(name)
+        except errors.CtrpyError as exc:
+            click.echo(f"ctrpy: {exc}", err=True)
+            failed = failed or exc
+            continue
+        click.echo(shown or name)
+    if failed:
+        ctx.exit(failed.exit_code)

@@ -15,6 +15,7 @@ from ctrpy.commands._output import (
     human_size,
     parse_labels,
     quiet_option,
+    remove_each,
     table,
 )
 
@@ -143,20 +144,7 @@ def rm(ctx: click.Context, digests: tuple[str, ...]) -> None:
       ctrpy content rm "$DIGEST"
       ctrpy content ls -q 'labels."app"==web' | xargs -r ctrpy content rm
     """
-    from ctrpy.runtime import errors
-
-    store = ctx.obj.client.content
-    failed: errors.CtrpyError | None = None
-    for digest in digests:
-        try:
-            store.delete(digest)
-        except errors.CtrpyError as exc:
-            click.echo(f"ctrpy: {exc}", err=True)
-            failed = failed or exc
-            continue
-        click.echo(digest)
-    if failed:
-        ctx.exit(failed.exit_code)
+    remove_each(ctx, digests, ctx.obj.client.content.delete)
 
 
 @content.command("label")

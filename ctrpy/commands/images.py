@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from ctrpy.commands._output import emit_json, format_labels, format_option, human_size, json_format_option, quiet_option, table
+from ctrpy.commands._output import emit_json, format_labels, format_option, human_size, json_format_option, quiet_option, remove_each, table
 
 
 def registry_options(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -278,22 +278,14 @@ def rm(ctx: click.Context, refs: tuple[str, ...]) -> None:
       ctrpy images rm docker.io/library/busybox:latest
       ctrpy images rm busybox:latest alpine:3.19 && ctrpy gc
     """
-    from ctrpy.runtime import errors
-
     client = ctx.obj.client
-    failed: errors.CtrpyError | None = None
-    for ref in refs:
-        try:
-            image = _find(client, ref)
-            client.images.delete(image.name)
-        except errors.NotFound as exc:
-            # Reported here, once per name; the exit code alone carries the failure (no second message).
-            click.echo(f"ctrpy: {exc}", err=True)
-            failed = failed or exc
-            continue
-        click.echo(image.name)
-    if failed:
-        ctx.exit(failed.exit_code)
+
+    def remove(ref: str) -> str:
+        image = _find(client, ref)
+        client.images.delete(image.name)
+        return str(image.name)
+
+    remove_each(ctx, refs, remove)
 
 
 @images.command("check")

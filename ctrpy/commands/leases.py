@@ -15,6 +15,7 @@ from ctrpy.commands._output import (
     human_age,
     parse_labels,
     quiet_option,
+    remove_each,
     table,
 )
 
@@ -104,16 +105,4 @@ def rm(ctx: click.Context, ids: tuple[str, ...]) -> None:
       ctrpy leases rm build-42
       ctrpy leases ls -q 'labels."owner"==ci' | xargs -r ctrpy leases rm
     """
-    from ctrpy.runtime import errors
-
-    failed: errors.CtrpyError | None = None
-    for lease_id in ids:
-        try:
-            ctx.obj.client.leases.delete(lease_id)
-        except errors.CtrpyError as exc:
-            click.echo(f"ctrpy: {exc}", err=True)
-            failed = failed or exc
-            continue
-        click.echo(lease_id)
-    if failed:
-        ctx.exit(failed.exit_code)
+    remove_each(ctx, ids, ctx.obj.client.leases.delete)

@@ -13,6 +13,7 @@ from ctrpy.commands._output import (
     format_option,
     parse_labels,
     quiet_option,
+    remove_each,
     table,
 )
 
@@ -78,20 +79,7 @@ def rm(ctx: click.Context, names: tuple[str, ...]) -> None:
       ctrpy namespaces rm team-a
       ctrpy ns rm team-a team-b
     """
-    from ctrpy.runtime import errors
-
-    store = ctx.obj.client.namespaces
-    failed: errors.CtrpyError | None = None
-    for name in names:
-        try:
-            store.delete(name)
-        except errors.CtrpyError as exc:
-            click.echo(f"ctrpy: {exc}", err=True)
-            failed = failed or exc
-            continue
-        click.echo(name)
-    if failed:
-        ctx.exit(failed.exit_code)
+    remove_each(ctx, names, ctx.obj.client.namespaces.delete)
 
 
 @namespaces.command("label")

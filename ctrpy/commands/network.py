@@ -6,7 +6,7 @@ from typing import Any
 
 import click
 
-from ctrpy.commands._output import AliasGroup, emit_json, format_labels, format_option, json_format_option, parse_labels, quiet_option, table
+from ctrpy.commands._output import AliasGroup, emit_json, format_labels, format_option, json_format_option, parse_labels, quiet_option, remove_each, table
 
 
 @click.group(cls=AliasGroup)
@@ -99,20 +99,9 @@ def rm(ctx: click.Context, names: tuple[str, ...]) -> None:
       ctrpy network rm backend
       ctrpy network rm backend frontend
     """
-    from ctrpy.runtime import errors
     from ctrpy.runtime.network import remove_network
 
-    failed: errors.CtrpyError | None = None
-    for name in names:
-        try:
-            remove_network(ctx.obj.client, name)
-        except errors.CtrpyError as exc:
-            click.echo(f"ctrpy: {exc}", err=True)
-            failed = failed or exc
-            continue
-        click.echo(name)
-    if failed:
-        ctx.exit(failed.exit_code)
+    remove_each(ctx, names, lambda name: remove_network(ctx.obj.client, name))
 
 
 @network.command("prune")
