@@ -18,7 +18,7 @@ import pytest
 
 from ctrpy.runtime import errors
 from ctrpy.runtime import network as net
-from tests.support.netenv import NetEnv, run
+from support.netenv import NetEnv, curl, run
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (bridges, veths, netns)")
 
@@ -30,13 +30,6 @@ def env(dirs: Any) -> Any:
         yield e
     finally:
         e.cleanup()
-
-
-def curl(url: str, netns: str | None = None, timeout: int = 5) -> subprocess.CompletedProcess[str]:
-    argv = ["curl", "-s", "-m", str(timeout), url]
-    if netns:
-        argv = ["ip", "netns", "exec", netns, *argv]
-    return subprocess.run(argv, capture_output=True, text=True)
 
 
 def nft_elements(table: str) -> str:

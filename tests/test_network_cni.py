@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +17,7 @@ import pytest
 
 from ctrpy.runtime import errors
 from ctrpy.runtime import network as net
-from tests.support.netenv import CNI_BIN, CniEnv, host_guard, nat_rules as _nat_rules
+from support.netenv import CNI_BIN, CniEnv, curl, host_guard, nat_rules as _nat_rules
 
 pytestmark = [
     pytest.mark.skipif(os.geteuid() != 0, reason="needs root (bridges, veths, netns)"),
@@ -34,13 +33,6 @@ def cenv(dirs: Any) -> Any:
             yield e
         finally:
             e.cleanup()
-
-
-def curl(url: str, netns: str | None = None, timeout: int = 5) -> subprocess.CompletedProcess[str]:
-    argv = ["curl", "-s", "-m", str(timeout), url]
-    if netns:
-        argv = ["ip", "netns", "exec", netns, *argv]
-    return subprocess.run(argv, capture_output=True, text=True)
 
 
 def test_cni_reachability_ports_and_cleanup(cenv: CniEnv, ctrpy: Any) -> None:

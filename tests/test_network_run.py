@@ -10,7 +10,6 @@ import json
 import os
 import shutil
 import signal
-import subprocess
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -19,8 +18,8 @@ from typing import Any
 import pytest
 
 from ctrpy.runtime import network as net
-from tests.support.bundle import make_rootfs
-from tests.support.netenv import CNI_BIN, CniEnv, NetEnv, host_guard, nat_rules, run
+from support.bundle import make_rootfs
+from support.netenv import CNI_BIN, CniEnv, NetEnv, curl, host_guard, nat_rules, run
 
 
 def _run_has_network() -> bool:
@@ -104,10 +103,6 @@ def renv(dirs: Any, ctrpy: Any) -> Any:
         yield e
     finally:
         e.cleanup()
-
-
-def curl(url: str, timeout: int = 5) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["curl", "-s", "-m", str(timeout), url], capture_output=True, text=True)
 
 
 def test_two_containers_reach_each_other(renv: RunEnv) -> None:
@@ -242,7 +237,7 @@ def test_cni_network_through_run(renv: RunEnv, dirs: Any) -> None:
             helper = CniEnv.__new__(CniEnv)  # only its conflist writer; renv owns the config and cleanup
             helper.tag, helper.conf_dir = renv.tag, Path(dirs.root).parent / "cni-conf"
             helper.ipam_dir, helper.cni_bridge = Path(dirs.root).parent / "cni-ipam", f"ctpq{renv.tag}"
-            from tests.support.netenv import free_subnet
+            from support.netenv import free_subnet
 
             helper.cni_subnet = free_subnet()
             helper.conf_dir.mkdir()

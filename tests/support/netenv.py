@@ -201,3 +201,10 @@ def host_guard() -> Iterator[None]:
                 if "jump" not in listing and "dnat" not in listing:
                     run("nft", "delete", *table.split(), check=False)
         Path("/proc/sys/net/ipv4/ip_forward").write_text(forward)
+
+
+def curl(url: str, netns: str | None = None, timeout: int = 5) -> subprocess.CompletedProcess[str]:
+    argv = ["curl", "-s", "-m", str(timeout), url]
+    if netns:
+        argv = ["ip", "netns", "exec", netns, *argv]
+    return subprocess.run(argv, capture_output=True, text=True)
