@@ -219,7 +219,7 @@ def ls(ctx: click.Context, filters: tuple[str, ...], quiet: bool, fmt: str) -> N
 @json_format_option
 @click.pass_context
 def inspect(ctx: click.Context, refs: tuple[str, ...], mode: str, platform: str | None, fmt: str) -> None:
-    """Show images as JSON: docker's shape (Id, RepoTags, Config, RootFS...) or, --mode native, ctr's.
+    """Show images as JSON: docker's shape, or ctr's with --mode native.
 
     \b
     Examples:

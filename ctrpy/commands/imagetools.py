@@ -312,7 +312,7 @@ def history(obj: Any, ref: str, no_trunc: bool, quiet: bool, fmt: str) -> None:
 @format_option
 @click.pass_obj
 def prune(obj: Any, all_: bool, force: bool, fmt: str) -> None:
-    """Remove dangling images (names without a tag), or with -a all unused ones, and free their space.
+    """Remove dangling images (-a: all unused ones) and free their space.
 
     \b
     Examples:

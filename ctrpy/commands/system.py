@@ -79,7 +79,7 @@ system.add_command(info)
 @format_option
 @click.pass_obj
 def df(obj: Any, verbose: bool, fmt: str) -> None:
-    """Show disk usage: images, containers, local volumes, build cache (shared layers counted once).
+    """Show disk usage of images, containers, volumes and build cache.
 
     Image sizes are blobs plus unpacked snapshots measured on disk; SHARED SIZE is what other images also hold.
 
