@@ -33,6 +33,10 @@ def _age(stamp: str) -> str:
     if m.group(2) and m.group(2) != "Z":
         sign = 1 if m.group(2)[0] == "+" else -1
         seconds -= sign * (int(m.group(2)[1:3]) * 3600 + int(m.group(2)[4:6]) * 60)
+    delta = time.time() - seconds
+    for unit, secs in (("year", 365 * 86400), ("month", 30 * 86400), ("week", 7 * 86400)):
+        if delta >= 2 * secs:  # docker's units: "2 years ago", "3 months ago", "2 weeks ago"
+            return f"{int(delta // secs)} {unit}s ago"
     return human_age(time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(seconds)))
 
 

@@ -208,8 +208,13 @@ def _docker_manifest(plan: list[_Export], platforms: list[str], all_platforms: b
     repositories: dict[str, dict[str, str]] = {}
     host = _platforms.matcher_for(platforms if platforms and not all_platforms else None)
     for item in plan:
-        ranked = sorted(item.manifests, key=lambda im: (host.rank(im.platform) if im.platform else 0) or 0
-                        if host.match(im.platform) or not im.platform else 1 << 20)
+        def rank(im: _images.ImageManifest) -> int:
+            if not im.platform:
+                return 0
+            r = host.rank(im.platform)
+            return r if r is not None else 1 << 20
+
+        ranked = sorted(item.manifests, key=rank)
         repo, tag = _familiar(item.name)
         for i, im in enumerate(ranked):
             entry = entries.setdefault(im.desc.digest, {
@@ -476,6 +481,10 @@ class _Spooled:
     small: bytes | None = None  # kept in memory when it may be JSON (manifests, indexes, configs)
     writer: Any = None          # the open ingest writer, None when the blob is already in the store
     ref: str = ""
+
+
+class _OtherPlatform(Exception):
+    """A single-platform image of the archive that --platform does not ask for (skipped, as containerd does)."""
 
 
 class _Importer:
@@ -785,8 +794,7 @@ class _Importer:
                     config = self.json_of(kids[0])
                     plat = _images.platform_of(desc, config)
                     if plat and not matcher.match(plat):
-                        raise errors.NotFound(f"archive image {desc.digest[:19]} is "
-                                              f"{_images.format_platform(plat)}, not the platform asked for")
+                        raise _OtherPlatform(f"{_images.format_platform(plat)}")
                 parents.append(desc)
                 self.labels[desc.digest] = _images.gc_labels(desc, kids)
                 for i, kid in enumerate(kids):
@@ -830,11 +838,19 @@ class _Importer:
                 raise errors.InvalidArgument("the archive holds no image")
             plan: list[tuple[Descriptor, list[str]]] = []
             commit: dict[str, Descriptor] = {}
+            skipped: list[str] = []
             for root, names in roots:
-                parents, leaves = self.wanted(root, matcher)
+                try:
+                    parents, leaves = self.wanted(root, matcher)
+                except _OtherPlatform as exc:
+                    skipped.append(str(exc))
+                    continue
                 for d in leaves + parents:
                     commit.setdefault(d.digest, d)
                 plan.append((root, names))
+            if not plan:
+                raise errors.NotFound(f"no image in the archive is for {', '.join(opts.platforms)} "
+                                      f"(the archive has {', '.join(sorted(set(skipped)))})")
             stamp = time.strftime("%Y-%m-%d", time.gmtime())
             base = opts.base_name or f"import-{stamp}"
             records: list[tuple[str, Descriptor]] = []
@@ -913,6 +929,7 @@ def import_archive(client: Any, source: BinaryIO | str | os.PathLike[str], opts:
     opts = opts or ImportOptions()
     for spec in opts.platforms:
         _platforms.parse(spec)
+    _raise_fd_limit()  # every blob's ingest stays open (locked, hashed) until the whole archive is read
     importer = _Importer(client, opts)
     if isinstance(source, (str, os.PathLike)):
         path = Path(source)
@@ -1141,6 +1158,15 @@ def export_container(client: Any, container_id: str, out: BinaryIO) -> None:
         tar(direct)
     else:
         apply_to_mounts(client, view, tar)
+
+
+def _raise_fd_limit() -> None:
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or soft < hard:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard if hard != resource.RLIM_INFINITY else 1 << 20, hard))
 
 
 def _normal(name: str) -> str:
