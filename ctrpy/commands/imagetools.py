@@ -90,9 +90,9 @@ def save(obj: Any, refs: tuple[str, ...], output: str | None, platforms: tuple[s
     from ctrpy.runtime.imagearchive import export, plan_export
 
     client = obj.client
-    plan_export(client, list(refs), platforms=list(platforms), all_platforms=all_platforms)  # fail before -o
+    plan = plan_export(client, list(refs), platforms=list(platforms), all_platforms=all_platforms)  # before -o
     with _output(output) as out:
-        export(client, list(refs), out, platforms=list(platforms), all_platforms=all_platforms)
+        export(client, list(refs), out, platforms=list(platforms), all_platforms=all_platforms, plan=plan)
 
 
 @click.command("load")

@@ -302,9 +302,11 @@ class _TarWriter:
 
 
 def export(client: Any, refs: list[str], out: BinaryIO, *, platforms: list[str] | None = None,
-           all_platforms: bool = False) -> ExportReport:
-    """Write the images `refs` to `out` as one archive (see the module docstring)."""
-    plan = plan_export(client, refs, platforms=platforms, all_platforms=all_platforms)
+           all_platforms: bool = False, plan: list[_Export] | None = None) -> ExportReport:
+    """Write the images `refs` to `out` as one archive (see the module docstring); `plan` is plan_export's
+    result when the caller resolved it already (to fail before opening the output)."""
+    if plan is None:
+        plan = plan_export(client, refs, platforms=platforms, all_platforms=all_platforms)
     platforms = list(platforms or [])
     recorded = "all" if all_platforms else ",".join(platforms) or _platforms.format_platform(_platforms.host())
     descriptors = []
