@@ -151,6 +151,12 @@ def test_skopeo_reads_our_archives_and_we_read_skopeos(ctrpy: Any, client: Clien
     skopeo("copy", "-q", f"oci-archive:{archive}:latest", f"oci:{tmp_path / 'viaoci'}:x")
     assert layout_digest(tmp_path / "viaoci") == digest
     skopeo("copy", "-q", f"docker-archive:{archive}:busybox:latest", f"oci:{tmp_path / 'viadocker'}:x")
+    unpacked = tmp_path / "unpacked"  # the archive unpacked is an OCI layout directory skopeo reads too
+    unpacked.mkdir()
+    with tarfile.open(archive) as tar:
+        tar.extractall(unpacked)
+    skopeo("copy", "-q", f"oci:{unpacked}:latest", f"oci:{tmp_path / 'viadir'}:x")
+    assert layout_digest(tmp_path / "viadir") == digest
     image_id = config_of(test_images.busybox, digest)
     diff_ids = diff_ids_of(test_images.busybox, digest)
     assert diff_ids_of(tmp_path / "viadocker", layout_digest(tmp_path / "viadocker")) == diff_ids
@@ -249,8 +255,14 @@ def test_multi_platform_save_and_load(ctrpy: Any, client: Client, test_images: A
     assert out(r).split()[-1] == f"({test_images.multi_desc['digest']})"
     content = out(other("content", "ls", "-q")).split()
     assert len(content) == 1 + 4  # index + amd64's manifest, config, 2 layers
+    assert json.loads(members(every)["index.json"])["annotations"]["io.ctrpy.archive.platforms"] == "all"
     r = other("load", "--all-platforms", "--no-unpack", "-i", str(every))
     assert r.returncode == 0 and len(out(other("content", "ls", "-q")).split()) == 1 + 3 * 3 + 1
+    r = other("load", "--no-unpack", "--index-name", "example.test/all:idx", "-i", str(every))
+    assert "Loaded image: example.test/all:idx" in out(r), err(r)
+    native = json.loads(out(other("images", "inspect", "--mode", "native", "example.test/all:idx")))
+    assert native["target"]["mediaType"].endswith("index.v1+json")
+    assert [m["digest"] for m in native["index"]["manifests"]] == [test_images.multi_desc["digest"]]
     # A partial multi-platform image cannot be saved as if it were complete.
     other("rmi", "--no-gc", "multi")
     other("load", "--no-unpack", "-i", str(one))

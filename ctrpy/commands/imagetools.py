@@ -69,7 +69,8 @@ def _output(path: str | None) -> Iterator[BinaryIO]:
 
 @click.command("save")
 @click.argument("refs", nargs=-1, required=True)
-@click.option("--output", "-o", metavar="FILE", help="Write to FILE instead of stdout")
+@click.option("--output", "-o", type=click.Path(dir_okay=False, allow_dash=True), metavar="FILE",
+              help="Write to FILE instead of stdout")
 @platform_option
 @all_platforms_option
 @click.pass_obj
@@ -96,8 +97,9 @@ def save(obj: Any, refs: tuple[str, ...], output: str | None, platforms: tuple[s
 
 
 @click.command("load")
-@click.argument("source", required=False, metavar="[FILE|DIR|-]")
-@click.option("--input", "-i", "input_", metavar="FILE|DIR", help="Read from FILE or OCI layout DIR (- : stdin)")
+@click.argument("source", required=False, type=click.Path(allow_dash=True), metavar="[FILE|DIR|-]")
+@click.option("--input", "-i", "input_", type=click.Path(allow_dash=True), metavar="FILE|DIR",
+              help="Read from FILE or OCI layout DIR (- : stdin)")
 @platform_option
 @all_platforms_option
 @click.option("--digests", is_flag=True, help="Also name each image BASE@DIGEST (BASE: --base-name or import-DATE)")
@@ -142,7 +144,7 @@ def load(obj: Any, source: str | None, input_: str | None, platforms: tuple[str,
 
 
 @click.command("import")
-@click.argument("source", metavar="FILE|-")
+@click.argument("source", type=click.Path(dir_okay=False, allow_dash=True), metavar="FILE|-")
 @click.argument("ref", required=False)
 @click.option("--change", "-c", "changes", multiple=True, metavar="INSTRUCTION",
               help="Dockerfile instruction for the config: CMD, ENTRYPOINT, ENV, EXPOSE, LABEL, USER, WORKDIR, "
@@ -184,7 +186,8 @@ def import_(obj: Any, source: str, ref: str | None, changes: tuple[str, ...], me
 
 @click.command("export")
 @click.argument("container_id")
-@click.option("--output", "-o", metavar="FILE", help="Write to FILE instead of stdout")
+@click.option("--output", "-o", type=click.Path(dir_okay=False, allow_dash=True), metavar="FILE",
+              help="Write to FILE instead of stdout")
 @click.pass_obj
 def export(obj: Any, container_id: str, output: str | None) -> None:
     """Export a container's root file system as a tar archive (docker export).
