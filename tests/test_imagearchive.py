@@ -318,7 +318,7 @@ def test_compressed_docker_archive_from_stdin(client: Client, test_images: Any, 
 
 # ---------------------------------------------------------------------------------------------- bad archives
 
-@pytest.mark.parametrize("damage", ["truncated", "flipped-byte", "not-a-tar", "missing-blob"])
+@pytest.mark.parametrize("damage", ["truncated", "truncated-gzip", "flipped-byte", "not-a-tar", "missing-blob"])
 def test_corrupt_archive_is_refused_and_commits_nothing(ctrpy: Any, client: Client, test_images: Any, other: Any,
                                                         tmp_path: Path, damage: str) -> None:
     ingest_layout(client, test_images.busybox, "docker.io/library/busybox:latest")
@@ -327,6 +327,9 @@ def test_corrupt_archive_is_refused_and_commits_nothing(ctrpy: Any, client: Clie
     data = bytearray(archive.read_bytes())
     if damage == "truncated":
         data = data[: len(data) // 2]
+    elif damage == "truncated-gzip":
+        packed = gzip.compress(bytes(data))
+        data = bytearray(packed[: len(packed) // 2])
     elif damage == "flipped-byte":
         data[len(data) // 2] ^= 0xFF
     elif damage == "not-a-tar":

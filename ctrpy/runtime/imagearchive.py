@@ -505,22 +505,13 @@ class _Importer:
     # -- reading -----------------------------------------------------------------------------------------
 
     def read(self, entries: Iterator[_Entry]) -> None:
-        import tarfile as _tarfile
-        import zlib
-
         try:
             for entry in entries:
                 self._take(entry)
         except errors.CtrpyError:
             raise
-        except (_tarfile.TarError, EOFError, zlib.error, ValueError) as exc:
-            raise errors.InvalidArgument(f"archive is truncated or corrupt: {exc}") from None
-        except OSError as exc:
-            if exc.errno is None:  # gzip's BadGzipFile, zstd's stream errors
-                raise errors.InvalidArgument(f"archive is truncated or corrupt: {exc}") from None
-            raise
         except Exception as exc:
-            if type(exc).__module__.startswith("zstd"):
+            if _stream_error(exc):
                 raise errors.InvalidArgument(f"archive is truncated or corrupt: {exc}") from None
             raise
 
@@ -919,6 +910,19 @@ class _Importer:
         spooled.writer = None
 
 
+def _stream_error(exc: BaseException) -> bool:
+    """Whether `exc` says the archive's bytes are bad (tar, gzip, zstd, xz), not that the machine failed."""
+    import lzma
+    import zlib
+
+    if isinstance(exc, (tarfile.TarError, EOFError, zlib.error, lzma.LZMAError, UnicodeDecodeError)):
+        return True
+    if isinstance(exc, OSError):
+        return exc.errno is None  # gzip's BadGzipFile and friends carry no errno; disk errors do
+    module = type(exc).__module__ or ""
+    return module.startswith(("zstd", "isal")) or type(exc).__name__ in ("ZstdError", "error")
+
+
 def _json_like(head: bytes) -> bool:
     return head.lstrip()[:1] in (b"{", b"[")
 
@@ -1059,7 +1063,9 @@ def import_rootfs(client: Any, source: BinaryIO, ref: str | None = None, *, chan
             try:
                 while chunk := stream.read(CHUNK):
                     w.write(chunk)
-            except (EOFError, OSError, ValueError) as exc:
+            except Exception as exc:
+                if not _stream_error(exc):
+                    raise
                 w.truncate(0)
                 raise errors.InvalidArgument(f"tarball is truncated or corrupt: {exc}") from None
             layer_digest = w.digest()
