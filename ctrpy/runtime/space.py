@@ -108,14 +108,27 @@ def prune_containers(client: Any, *, collect_after: bool = True) -> PruneReport:
     for container in client.containers.list():
         if not _stopped(client, container.id):
             continue
+        # The root file system goes with the container (not through gc): measure it first.
+        size = _container_size(client, container)
         try:
             delete_container(client, container.id)
             report.containers.append(container.id)
+            report.bytes_freed += size
         except errors.CtrpyError as exc:
             report.failures.append(f"{container.id}: {exc}")
     if collect_after:
-        report.bytes_freed = collect(client)
+        report.bytes_freed += collect(client)
     return report
+
+
+def _container_size(client: Any, container: Any) -> int:
+    """Bytes of the container's own writable layer, measured on disk (0 when it has none)."""
+    if not container.snapshot_key:
+        return 0
+    try:
+        return int(client.snapshotter(container.snapshotter or None).usage(container.snapshot_key).size)
+    except errors.CtrpyError:
+        return 0
 
 
 def _volume_api(name: str) -> Callable[[Any], Any] | None:
@@ -148,7 +161,7 @@ def system_prune(client: Any, *, all: bool = False, volumes: bool = False) -> Pr
             report.volumes = [str(v) for v in prune(client)]
         else:
             report.notes.append("volumes: this ctrpy has no local volumes; nothing to prune")
-    report.bytes_freed = collect(client)
+    report.bytes_freed += collect(client)
     return report
 
 
@@ -298,13 +311,7 @@ def disk_usage(client: Any) -> DiskUsage:
                 status = client.tasks.state(container.id).status.value
         except errors.CtrpyError:
             status = "unknown"
-        size = 0
-        if container.snapshot_key:
-            try:
-                size = client.snapshotter(container.snapshotter or None).usage(container.snapshot_key).size
-            except errors.CtrpyError:
-                size = 0
-        crow.append(ContainerUsage(container.id, container.image, status, size))
+        crow.append(ContainerUsage(container.id, container.image, status, _container_size(client, container)))
     volumes: list[dict[str, Any]] | None = None
     usage = _volume_api("usage")
     if usage is not None:
