@@ -42,17 +42,22 @@ def _resolved(client: Any, image: Any) -> _images.ImageManifest | None:
         return None
 
 
-def unpacked_size(client: Any, im: _images.ImageManifest | None, snapshotter: str | None = None) -> int:
-    """Bytes the image's chain snapshots use on disk in `snapshotter` (0 for the layers not unpacked)."""
+def unpacked_size(client: Any, im: _images.ImageManifest | None, snapshotter: str | None = None,
+                  cache: dict[str, int] | None = None) -> int:
+    """Bytes the image's chain snapshots use on disk in `snapshotter` (0 for the layers not unpacked).
+    `cache` (chain ID -> bytes) spares measuring a layer shared by several images twice."""
     if im is None or not im.diff_ids:
         return 0
     sn = client.snapshotter(snapshotter)
+    cache = {} if cache is None else cache
     total = 0
     for chain_id in _images.chain_ids(im.diff_ids):
-        try:
-            total += sn.usage(chain_id).size
-        except errors.NotFound:
-            break
+        if chain_id not in cache:
+            try:
+                cache[chain_id] = sn.usage(chain_id).size
+            except errors.NotFound:
+                break
+        total += cache[chain_id]
     return total
 
 
@@ -74,6 +79,7 @@ class ImageRow:
 
 def image_rows(client: Any, filters: list[str] | None = None) -> list[ImageRow]:
     rows = []
+    measured: dict[str, int] = {}
     for image in client.images.list(filters):
         im = _resolved(client, image)
         repo, tag, _ = split_name(image.name)
@@ -82,7 +88,7 @@ def image_rows(client: Any, filters: list[str] | None = None) -> list[ImageRow]:
             id=im.config_desc.digest if im else _images.image_id(client.content, image),
             created=str(im.config.get("created") or "") if im else "",
             platform=_images.format_platform(im.platform) if im else "unknown",
-            size=unpacked_size(client, im), blob_size=_images.image_size(client.content, image)))
+            size=unpacked_size(client, im, cache=measured), blob_size=_images.image_size(client.content, image)))
     return rows
 
 
