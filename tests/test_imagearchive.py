@@ -464,3 +464,19 @@ def test_prune_and_system_df(ctrpy: Any, client: Client, test_images: Any) -> No
     assert r.returncode == 0 and "deleted image: docker.io/library/layered:latest" in r.stdout
     assert "no local volumes" in r.stderr
     assert ctrpy("content", "ls", "-q").stdout == "" and ctrpy("snapshots", "ls", "-q").stdout == ""
+
+
+def test_load_streams_a_large_archive_from_a_pipe(other: Any, tmp_path: Path) -> None:
+    """A 96 MiB layer through stdin: the loader's peak memory stays far below the archive's size."""
+    layout = tmp_path / "big"
+    desc = build_layout(layout, [os.urandom(96 << 20)], compression="none")
+    tar = subprocess.Popen(["tar", "-C", str(layout), "-cf", "-", "."], stdout=subprocess.PIPE)
+    r = subprocess.run(["/usr/bin/time", "-f", "maxrss=%M", CTRPY, "--root", str(other.root),  # type: ignore[attr-defined]
+                        "--state", str(other.root.parent / "other-state"), "load", "--no-unpack",  # type: ignore[attr-defined]
+                        "--base-name", "example.test/big"], stdin=tar.stdout, capture_output=True, text=True,
+                       timeout=120, env={**os.environ, "CTRPY_CONFIG": "/nonexistent"})
+    tar.stdout.close()  # type: ignore[union-attr]
+    assert tar.wait() == 0 and r.returncode == 0, r.stderr
+    assert r.stdout.split()[2:] == ["example.test/big:latest", f"({desc['digest']})"]
+    maxrss_kib = int(r.stderr.strip().splitlines()[-1].split("=")[1])
+    assert maxrss_kib < 80 * 1024, f"peak RSS {maxrss_kib} KiB for a 96 MiB archive"
