@@ -1,6 +1,6 @@
 """Images without a registry and docker's image verbs: save, load, import, export, rmi, tag, history; the
 `images` listing when the group is called alone; `images prune`. The runtime lives in imagearchive.py,
-imageinfo.py and space.py."""
+rootfsarchive.py, imageinfo.py and space.py."""
 
 from __future__ import annotations
 
@@ -166,7 +166,7 @@ def import_(obj: Any, source: str, ref: str | None, changes: tuple[str, ...], me
       ctrpy import -c 'ENV DEBUG=1' -c 'WORKDIR /app' rootfs.tar.gz app:dev
     """
     from ctrpy.runtime import errors, images as rt
-    from ctrpy.runtime.imagearchive import import_rootfs
+    from ctrpy.runtime.rootfsarchive import import_rootfs
 
     if source == "-":
         if is_tty(sys.stdin):
@@ -197,7 +197,7 @@ def export(obj: Any, container_id: str, output: str | None) -> None:
       ctrpy export -o web-rootfs.tar web
       ctrpy export web | tar -t | head
     """
-    from ctrpy.runtime.imagearchive import export_container
+    from ctrpy.runtime.rootfsarchive import export_container
 
     with _output(output) as out:
         export_container(obj.client, container_id, out)
