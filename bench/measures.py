@@ -565,3 +565,87 @@ def concurrency(env: Env, reps: int, runs: int = 20, pulls: int = 5) -> list[Com
                             notes=rounds_note(done, reps),
                             command=f"{pulls} at once: ctrpy pull --plain-http {ref} | ctr images pull --plain-http {ref}"))
     return comps
+
+
+# ------------------------------------------------------------------------------------------- 6. save / load
+
+SAVE_LOAD_BUDGET = 120
+LOAD_NAMESPACE = "ctrpybench-load"
+
+
+def save_load(env: Env, reps: int) -> list[Comparison]:
+    """Issue 13: `ctrpy save` / `ctrpy load` of the Debian minbase image against `ctr images export/import`.
+
+    save: both write the same image (pulled beforehand) to a new file each round. load: ctrpy loads into a new
+    empty root each round and unpacks; ctr imports into a namespace of its own and unpacks, and the image is
+    removed with `ctr images rm --sync` (content and snapshots collected) after each round. Both load the
+    same archive (the one ctrpy saved; ctr reads it, which the test suite also checks)."""
+    ref = env.images.debian1
+    holder = CtrpyRoot(env, "save", ref)
+    files = env.work / "archives"
+    files.mkdir(exist_ok=True)
+
+    def ctrpy_save_prepare() -> None:
+        holder.pull()
+
+    def ctr_save_prepare() -> None:
+        _ctr_prepare_image(env, ref)
+
+    def drop(path: Path) -> None:
+        path.unlink(missing_ok=True)
+
+    save_sides = [
+        Side("ctrpy save", lambda i: timed(holder.cmd("save", "-o", str(files / f"ctrpy-{i}.tar"), ref), env=env.env,
+                                           what="ctrpy save"),
+             prepare=ctrpy_save_prepare, between=lambda: [drop(p) for p in files.glob("ctrpy-*.tar")]),
+        Side("ctr images export", lambda i: timed(env.ctr("images", "export", str(files / f"ctr-{i}.tar"), ref),
+                                                  what="ctr images export"),
+             prepare=ctr_save_prepare, between=lambda: [drop(p) for p in files.glob("ctr-*.tar")]),
+    ]
+    done_save = interleave(save_sides, reps, label="save debian1", budget=SAVE_LOAD_BUDGET)
+    archive = files / "debian1.tar"
+    size = 0
+    try:
+        run_checked(holder.cmd("save", "-o", str(archive), ref), env=env.env, what="ctrpy save")
+        size = archive.stat().st_size
+    except Exception as exc:  # the load sides report it
+        log(f"bench: cannot save the archive to load: {exc}")
+    fresh: dict[str, Any] = {}
+
+    def ctrpy_fresh() -> None:
+        if "root" in fresh:
+            env.drop_root(fresh["root"])
+        fresh["root"], fresh["state"] = env.new_root("load")
+
+    def ctr_clean() -> None:
+        have = subprocess.run(env.ctr("images", "ls", "-q", ns=LOAD_NAMESPACE), capture_output=True,
+                              text=True).stdout.split()
+        if ref in have:
+            env.ctr_rm_image(ref, ns=LOAD_NAMESPACE)
+
+    load_sides = [
+        Side("ctrpy load", lambda i: timed(env.ctrpy(fresh["root"], fresh["state"], "load", "-q", "-i", str(archive)),
+                                           env=env.env, what="ctrpy load"),
+             prepare=ctrpy_fresh, between=ctrpy_fresh),
+        Side("ctr images import", lambda i: timed(env.ctr("images", "import", str(archive), ns=LOAD_NAMESPACE),
+                                                  what="ctr images import"),
+             prepare=ctr_clean, between=ctr_clean),
+    ]
+    done_load = interleave(load_sides, reps, label="load debian1", budget=SAVE_LOAD_BUDGET)
+    if "root" in fresh:
+        env.drop_root(fresh["root"])
+    env.drop_root(holder.root)
+    what = env.images.describe().get("debian1", "")
+    return [
+        Comparison(f"6a. save of Debian minbase ({what}) to an archive file", "s", save_sides,
+                   ratios=[("ctrpy save", "ctr images export", "<= 0.5x")],
+                   notes=["the image is in the store (pulled once before the rounds); each round writes a new file",
+                          *rounds_note(done_save, reps)],
+                   command=f"ctrpy save -o FILE {ref} | ctr images export FILE {ref}", key="save"),
+        Comparison(f"6b. load (import + unpack) of the Debian minbase archive ({size / 1e6:.1f} MB)", "s",
+                   load_sides, ratios=[("ctrpy load", "ctr images import", "<= 0.5x")],
+                   notes=["cold: ctrpy gets a new empty --root each round; ctr's image is removed with "
+                          "`ctr images rm --sync` after each round. Both read the archive ctrpy saved (in the page "
+                          "cache).", *rounds_note(done_load, reps)],
+                   command="ctrpy load -q -i FILE | ctr images import FILE", key="load"),
+    ]

@@ -213,6 +213,7 @@ def test_tables_fit_the_terminal(ctrpy: Any, dirs: Any) -> None:
     lines = [line for line in out.replace("\r", "").split("\n") if line.strip()]
     assert any("alpha" in line for line in lines)
     assert max(len(line) for line in lines) <= 60, out
+    assert len(lines) == 2, out  # cut to fit, never wrapped: one line per row, as copyable as it can be
 
 
 def test_pull_without_a_terminal_has_no_progress_escapes(ctrpy: Any, seeded_registry: Any) -> None:

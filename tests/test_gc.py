@@ -109,7 +109,7 @@ def test_images_rm_then_gc_frees_blobs_and_snapshots(ctrpy: Any, client: Client,
     assert all(blob_file(dirs, d).is_file() for d in digests)
     assert lines(ctrpy("snapshots", "ls", "-q")) == [top]
 
-    assert ctrpy("images", "rm", "bb").returncode == 0
+    assert ctrpy("images", "rm", "--no-gc", "bb").returncode == 0
     assert all(blob_file(dirs, d).is_file() for d in digests), "images rm must remove only the name"
     layer_size = blob_file(dirs, bb["layers"][0]).stat().st_size
 
@@ -146,7 +146,7 @@ def test_shared_base_kept_while_another_image_or_namespace_uses_it(ctrpy: Any, c
     dirs_before = snapshot_dirs(dirs)
     assert len(dirs_before) == 2  # the base directory is shared by both images and both namespaces
 
-    assert ctrpy("images", "rm", "bb").returncode == 0
+    assert ctrpy("images", "rm", "--no-gc", "bb").returncode == 0
     report = gc(ctrpy)
     # Only what bb alone held in `default` goes; every file stays (namespace `other` holds bb too).
     assert removed(report, "content") == {bb["manifest"], bb["config"]}
@@ -155,7 +155,7 @@ def test_shared_base_kept_while_another_image_or_namespace_uses_it(ctrpy: Any, c
     assert blob_file(dirs, base_layer).is_file()
     assert sorted(lines(ctrpy("snapshots", "ls", "-q"))) == sorted([base, app_top])
 
-    assert ctrpy("images", "rm", "app").returncode == 0
+    assert ctrpy("images", "rm", "--no-gc", "app").returncode == 0
     report = gc(ctrpy)
     assert removed(report, "content") == {app["manifest"], app["config"], *app["layers"]}
     assert removed(report, "blob") == {app["manifest"], app["config"], app["layers"][1]}
@@ -165,7 +165,7 @@ def test_shared_base_kept_while_another_image_or_namespace_uses_it(ctrpy: Any, c
     assert lines(ctrpy("snapshots", "ls", "-q", namespace="other")) == [base]
     assert lines(ctrpy("images", "ls", "-q", namespace="other")) == ["bb"]
 
-    assert ctrpy("images", "rm", "bb", namespace="other").returncode == 0
+    assert ctrpy("images", "rm", "--no-gc", "bb", namespace="other").returncode == 0
     report = gc(ctrpy)
     assert removed(report, "blob") == {bb["manifest"], bb["config"], base_layer}
     assert snapshot_dirs(dirs) == set()
@@ -184,7 +184,7 @@ def test_live_lease_protects_and_expired_lease_does_not(ctrpy: Any, client: Clie
     assert r.returncode == 0, r.stderr
     client.leases.add_resource("keep", "content", layer)
     client.leases.add_resource("old", "content", bb["config"])
-    assert ctrpy("images", "rm", "bb").returncode == 0
+    assert ctrpy("images", "rm", "--no-gc", "bb").returncode == 0
 
     report = gc(ctrpy)
     assert removed(report, "lease") == {"old"}
@@ -211,7 +211,7 @@ def test_roots_by_label_and_lease_follow_refs(ctrpy: Any, client: Client, layout
         labels = ["containerd.io/gc.flat=2026-01-01T00:00:00Z"] if how == "flat-lease" else []
         assert ctrpy("leases", "create", "--id", "hold", *labels).returncode == 0
         client.leases.add_resource("hold", "content", bb["manifest"])
-    assert ctrpy("images", "rm", "bb").returncode == 0
+    assert ctrpy("images", "rm", "--no-gc", "bb").returncode == 0
     report = gc(ctrpy)
     kept = set(lines(ctrpy("content", "ls", "-q")))
     if how == "flat-lease":
@@ -230,7 +230,7 @@ def test_container_snapshot_kept_until_the_container_goes(ctrpy: Any, client: Cl
     r = ctrpy("containers", "create", "bb", "c1", "sh")
     assert r.returncode == 0, r.stderr
     base = unpack_image(client, "bb")
-    assert ctrpy("images", "rm", "bb").returncode == 0
+    assert ctrpy("images", "rm", "--no-gc", "bb").returncode == 0
 
     # Even a day later: the container still holds its rootfs and the image layers under it.
     report = gc(ctrpy, env=faketime_env("+25h"))
@@ -276,7 +276,7 @@ def test_dry_run_changes_nothing(ctrpy: Any, client: Client, dirs: Any, layouts:
     unpack_image(client, "app")
     assert ctrpy("leases", "create", "--id", "old", "--expires", "0",
                  "containerd.io/gc.expire=2020-01-01T00:00:00Z").returncode == 0
-    assert ctrpy("images", "rm", "app").returncode == 0
+    assert ctrpy("images", "rm", "--no-gc", "app").returncode == 0
     files = tree(dirs.root)
     listings = [ctrpy(*argv).stdout for argv in (("content", "ls", "-q"), ("snapshots", "ls", "-q"),
                                                  ("leases", "ls", "-q"))]

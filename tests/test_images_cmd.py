@@ -59,7 +59,7 @@ def test_ls_empty_store(ctrpy: Any) -> None:
 
 
 def test_inspect_shows_manifest_config_and_chain(pulled: dict[str, str], ctrpy: Any, test_images: Any) -> None:
-    r = ctrpy("images", "inspect", pulled["multi"], "--platform", "linux/arm/v7")
+    r = ctrpy("images", "inspect", "--mode", "native", pulled["multi"], "--platform", "linux/arm/v7")
     assert r.returncode == 0, r.stderr
     data = json.loads(r.stdout)
     assert data["name"] == pulled["multi"] and data["target"]["digest"] == test_images.multi_desc["digest"]
@@ -82,7 +82,7 @@ def test_tag_force_and_short_names(pulled: dict[str, str], ctrpy: Any, test_imag
     assert r.returncode == 5 and "--force" in err(r)
     r = ctrpy("images", "tag", "--force", pulled["multi"], "mybox")
     assert r.returncode == 0
-    r = ctrpy("images", "inspect", "mybox")  # short names resolve like docker's
+    r = ctrpy("images", "inspect", "--mode", "native", "mybox")  # short names resolve like docker's
     assert json.loads(r.stdout)["target"]["digest"] == test_images.multi_desc["digest"]
     r = ctrpy("images", "tag", pulled["busybox"], "Bad Name")
     assert r.returncode == 3 and err(r).startswith("ctrpy: invalid reference")
@@ -90,7 +90,7 @@ def test_tag_force_and_short_names(pulled: dict[str, str], ctrpy: Any, test_imag
 
 def test_rm_removes_names_but_keeps_content(pulled: dict[str, str], ctrpy: Any, dirs: Any,
                                             test_images: Any) -> None:
-    r = ctrpy("images", "rm", pulled["busybox"], "no-such:image")
+    r = ctrpy("images", "rm", "--no-gc", pulled["busybox"], "no-such:image")
     assert r.returncode == 4
     assert r.stdout.split() == [pulled["busybox"]]
     assert err(r) == "ctrpy: image 'no-such:image' not found in namespace 'default'"

@@ -168,7 +168,7 @@ def test_progress_plain_lines_and_quiet(seeded_registry: Registry, ctrpy: Any, t
     ref = f"{seeded_registry.host}/busybox:latest"
     r = ctrpy("pull", "--no-unpack", "-q", ref)
     assert r.returncode == 0 and r.stdout == "" and r.stderr == ""
-    r = ctrpy("images", "rm", ref)
+    r = ctrpy("images", "rm", "--no-gc", ref)
     assert r.returncode == 0
     r = ctrpy("pull", "--no-unpack", ref)
     assert r.stderr.splitlines()[0] == f"resolving {ref}"

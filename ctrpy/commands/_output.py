@@ -60,8 +60,10 @@ def table(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
 
         console = Console(no_color=not use_color(), highlight=False)
         t = Table(box=None, pad_edge=False, show_edge=False, header_style="bold" if use_color() else "")
-        for header in headers:
-            t.add_column(header, overflow="fold")
+        # Never wrap a cell onto a second line (a wrapped ref or digest cannot be copied): cut the widest
+        # columns first, to fit the terminal.
+        for header, width in zip(headers, fit_widths(headers, rows, console.width)):
+            t.add_column(header, overflow="ellipsis", no_wrap=True, width=width)
         for row in rows:
             t.add_row(*row)
         console.print(t)
@@ -74,6 +76,20 @@ def table(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
     for row in lines:
         cells = [cell.ljust(widths[i]) for i, cell in enumerate(row[:-1])] + [row[-1]] if row else []
         click.echo("    ".join(cells).rstrip())
+
+
+def fit_widths(headers: Sequence[str], rows: Sequence[Sequence[str]], total: int, gap: int = 1) -> list[int]:
+    """Column widths that fit `total` characters: each column's natural width, then the widest cut one
+    character at a time (never below its header or 8 characters) until the row fits."""
+    widths = [max([len(h)] + [len(r[i]) for r in rows if i < len(r)]) for i, h in enumerate(headers)]
+    floors = [min(w, max(len(h), 8)) for w, h in zip(widths, headers)]
+    budget = total - gap * (len(headers) - 1)
+    while sum(widths) > budget:
+        i = max(range(len(widths)), key=lambda k: widths[k] - floors[k])
+        if widths[i] <= floors[i]:
+            break
+        widths[i] -= 1
+    return widths
 
 
 def human_size(size: int | None) -> str:

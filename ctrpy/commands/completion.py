@@ -29,6 +29,8 @@ ARGUMENT_KINDS: dict[tuple[tuple[str, ...], str], list[str]] = {
     (("pull",), "ref"): [],  # a remote name: nothing local to offer
     (("images", "pull"), "ref"): [],
     (("images", "tag"), "targets"): [],
+    (("tag",), "targets"): [],  # i13: new names
+    (("import",), "ref"): [],
     (("namespaces", "create"), "name"): [],
     (("network", "create"), "name"): [],
     (("snapshots", "commit"), "name"): [],

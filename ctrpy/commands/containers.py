@@ -207,3 +207,29 @@ def label(obj: Any, container_id: str, labels: tuple[str, ...]) -> None:
     c.labels = {**c.labels, **changes}
     store.update(c, [f"labels.{k}" for k in changes])
     click.echo(", ".join(f"{k}={v}" if v else f"{k} removed" for k, v in changes.items()))
+
+
+# -- i13: docker's `container prune` (runtime in ctrpy/runtime/space.py) -----------------------------------
+@containers.command("prune")
+@click.option("--force", "-f", is_flag=True, help="Do not ask for confirmation")
+@click.pass_obj
+def prune(obj: Any, force: bool) -> None:
+    """Remove every stopped container (and its root file system), then free the space.
+
+    \b
+    Examples:
+      ctrpy containers prune -f
+      ctrpy container prune
+    """
+    from ctrpy.commands._output import human_size
+    from ctrpy.runtime.space import prune_containers
+
+    if not force and not click.confirm("This will remove all stopped containers. Are you sure you want to "
+                                       "continue?", err=True):
+        return
+    report = prune_containers(obj.client)
+    for cid in report.containers:
+        click.echo(cid)
+    for failure in report.failures:
+        click.echo(f"ctrpy: warning: {failure}", err=True)
+    click.echo(f"Total reclaimed space: {human_size(report.bytes_freed)}")

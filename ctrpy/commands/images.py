@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from ctrpy.commands._output import emit_json, format_labels, format_option, human_size, json_format_option, quiet_option, remove_each, table
+from ctrpy.commands._output import emit_json, format_labels, format_option, human_size, json_format_option, quiet_option, table
 
 
 def registry_options(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -66,16 +66,28 @@ def _find(client: Any, name: str) -> Any:
     return find_image(client, name)
 
 
-@click.group("images")
-def images() -> None:
-    """Manage images (pull, push, list, tag, remove, check).
+@click.group("images", invoke_without_command=True)
+@click.option("--quiet", "-q", is_flag=True, help="Alone: print only image IDs")
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True,
+              help="Alone: output format")
+@click.option("--no-trunc", is_flag=True, help="Alone: show full image IDs")
+@click.pass_context
+def images(ctx: click.Context, quiet: bool, fmt: str, no_trunc: bool) -> None:
+    """Manage images; alone, list them as docker does (REPOSITORY, TAG, IMAGE ID...).
+
+    `images ls` keeps containerd's shape (REF, TYPE, DIGEST...).
 
     \b
     Examples:
+      ctrpy images
       ctrpy images pull docker.io/library/busybox:latest
       ctrpy images ls -q
       ctrpy i rm docker.io/library/busybox:latest
     """
+    if ctx.invoked_subcommand is None:
+        from ctrpy.commands.imagetools import list_images
+
+        list_images(ctx.obj.client, quiet, fmt, no_trunc)
 
 
 @click.command("pull")
@@ -200,21 +212,33 @@ def ls(ctx: click.Context, filters: tuple[str, ...], quiet: bool, fmt: str) -> N
 
 
 @images.command("inspect")
-@click.argument("ref")
-@click.option("--platform", metavar="OS/ARCH[/VARIANT]", help="Platform whose manifest and config to show")
+@click.argument("refs", nargs=-1, required=True)
+@click.option("--mode", type=click.Choice(["dockercompat", "native"]), default="dockercompat", show_default=True,
+              help="dockercompat: docker's image inspect JSON; native: the record, index, manifest and config")
+@click.option("--platform", metavar="OS/ARCH[/VARIANT]", help="native: platform whose manifest and config to show")
 @json_format_option
 @click.pass_context
-def inspect(ctx: click.Context, ref: str, platform: str | None, fmt: str) -> None:
-    """Show an image as JSON: record, index, the platform's manifest and config.
+def inspect(ctx: click.Context, refs: tuple[str, ...], mode: str, platform: str | None, fmt: str) -> None:
+    """Show images as JSON: docker's shape, or ctr's with --mode native.
 
     \b
     Examples:
-      ctrpy images inspect docker.io/library/busybox:latest
-      ctrpy images inspect --platform linux/arm64 --format json alpine:3.19
+      ctrpy image inspect busybox
+      ctrpy images inspect --mode native --platform linux/arm64 alpine:3.19
     """
+    client = ctx.obj.client
+    if mode == "dockercompat":
+        from ctrpy.runtime.imageinfo import image_inspect
+
+        emit_json([image_inspect(client, ref) for ref in refs])
+        return
+    for ref in refs:
+        emit_json(_native_inspect(client, ref, platform))
+
+
+def _native_inspect(client: Any, ref: str, platform: str | None) -> dict[str, Any]:
     from ctrpy.runtime import errors, images as rt, platforms as plat
 
-    client = ctx.obj.client
     image = _find(client, ref)
     out: dict[str, Any] = {"name": image.name, "target": image.target.to_dict(), "labels": image.labels,
                            "created_at": image.created_at, "updated_at": image.updated_at,
@@ -232,7 +256,7 @@ def inspect(ctx: click.Context, ref: str, platform: str | None, fmt: str) -> Non
         out["chain_id"] = resolved.chain_id if resolved.diff_ids else None
     except errors.CtrpyError as exc:  # an incomplete image still shows what is there
         out["manifest_error"] = str(exc)
-    emit_json(out)
+    return out
 
 
 @images.command("tag")
@@ -269,23 +293,21 @@ def tag(ctx: click.Context, source: str, targets: tuple[str, ...], force: bool) 
 
 @images.command("rm")
 @click.argument("refs", nargs=-1, required=True)
+@click.option("--no-gc", is_flag=True, help="Remove only the names; leave freeing space to `ctrpy gc`")
 @click.pass_context
-def rm(ctx: click.Context, refs: tuple[str, ...]) -> None:
-    """Remove image names (content is reclaimed later by garbage collection).
+def rm(ctx: click.Context, refs: tuple[str, ...], no_gc: bool) -> None:
+    """Remove images (by name, short name or ID) and free at once what nothing else references.
+
+    Like containerd's `images rm --sync`: a garbage collection runs after the names are gone.
 
     \b
     Examples:
       ctrpy images rm docker.io/library/busybox:latest
-      ctrpy images rm busybox:latest alpine:3.19 && ctrpy gc
+      ctrpy images rm --no-gc busybox:latest alpine:3.19 && ctrpy gc
     """
-    client = ctx.obj.client
+    from ctrpy.commands.imagetools import remove_images
 
-    def remove(ref: str) -> str:
-        image = _find(client, ref)
-        client.images.delete(image.name)
-        return str(image.name)
-
-    remove_each(ctx, refs, remove)
+    remove_images(ctx, refs, no_gc)
 
 
 @images.command("check")
@@ -340,6 +362,14 @@ def unpack(ctx: click.Context, ref: str, snapshotter: str | None, platform: str 
 
     client = ctx.obj.client
     click.echo(unpack_image(client, _find(client, ref).name, snapshotter, platform=platform))
+
+# Archives and docker's verbs (commands/imagetools.py); ctr's names for the archive verbs.
+from ctrpy.commands import imagetools as _tools  # noqa: E402
+
+images.add_command(_tools.save, "export")
+images.add_command(_tools.load, "import")
+images.add_command(_tools.prune)
+images.add_command(_tools.history)
 
 # ctr's aliases for the verbs.
 images.add_command(ls, "list")

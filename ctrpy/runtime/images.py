@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -341,8 +342,28 @@ def image_platforms(store: Any, image: Any) -> list[str]:
     return out
 
 
+def image_id(store: Any, image: Any) -> str:
+    """Docker's image ID: the config digest of the host platform's manifest (else the best one present),
+    falling back to the target digest for an image whose content is missing."""
+    try:
+        return resolve(store, image).config_desc.digest
+    except errors.CtrpyError:
+        pass
+    try:
+        for desc in manifests(store, image.target):
+            if store.exists(desc.digest):
+                return Descriptor.from_dict(read_json(store, desc)["config"]).digest
+    except errors.CtrpyError:
+        pass
+    return str(image.target.digest)
+
+
+_SHORT_ID = re.compile(r"^(sha256:)?[0-9a-f]{3,64}$")
+
+
 def find_image(client: Any, name: str) -> Any:
-    """A local image by exact name, else by its normalised reference (busybox -> docker.io/library/...)."""
+    """A local image by exact name, else by its normalised reference (busybox -> docker.io/library/...),
+    else by a (short) image ID: a prefix of the config digest or of the target digest, as docker resolves."""
     from ctrpy.runtime.reference import parse
 
     try:
@@ -356,4 +377,16 @@ def find_image(client: Any, name: str) -> Any:
     try:
         return client.images.get(normalised)
     except errors.NotFound:
-        raise errors.NotFound(f"image {name!r} not found in namespace {client.namespace!r}") from None
+        pass
+    if _SHORT_ID.match(name):
+        prefix = name if name.startswith("sha256:") else "sha256:" + name
+        found: dict[str, Any] = {}
+        for image in client.images.list():
+            for digest in {image_id(client.content, image), image.target.digest}:
+                if digest.startswith(prefix):
+                    found.setdefault(digest, image)
+        if len(found) > 1:
+            raise errors.InvalidArgument(f"image ID {name!r} is ambiguous: it matches {len(found)} images")
+        if found:
+            return next(iter(found.values()))
+    raise errors.NotFound(f"image {name!r} not found in namespace {client.namespace!r}")
