@@ -148,7 +148,10 @@ class RuntimeService(api_pb2_grpc.RuntimeServiceServicer):
         return api.RunPodSandboxResponse(pod_sandbox_id=sb.run(self, request.config, request.runtime_handler))
 
     def StopPodSandbox(self, request: Any, context: Any) -> Any:
-        record = self._sandbox(request.pod_sandbox_id)
+        try:
+            record = self._sandbox(request.pod_sandbox_id)
+        except errors.NotFound:
+            return api.StopPodSandboxResponse()  # idempotent, as the CRI asks
         for c in self._containers_of(record.id):
             self._stop_container(c, 0)
         sb.stop(self, record)

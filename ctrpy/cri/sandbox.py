@@ -130,7 +130,8 @@ def run(svc: Any, config: Any, runtime_handler: str) -> str:
     pause_pid = 0
     networked = False
     try:
-        hostname = socket.gethostname() if host_net else (config.hostname or meta.name)
+        # No hostname given: the pod keeps the node's (a new UTS namespace starts with a copy of it).
+        hostname = socket.gethostname() if host_net or not config.hostname else config.hostname
         dns = config.dns_config
         oci.prepare_etc_files(directory, hostname=hostname, net_host=host_net, dns=list(dns.servers),
                               dns_search=list(dns.searches), dns_options=list(dns.options))
@@ -141,7 +142,7 @@ def run(svc: Any, config: Any, runtime_handler: str) -> str:
             flags |= helper.lib.CLONE_NEWIPC
         if pid_mode == POD:
             flags |= helper.lib.CLONE_NEWPID
-        pause_pid = helper.pause_spawn(flags, "" if host_net else hostname)
+        pause_pid = helper.pause_spawn(flags, "" if host_net else config.hostname)
         ext["pause"] = {"pid": pause_pid, "start": proc_start_time(pause_pid)}
         if not host_net:
             from ctrpy.runtime import network as net
