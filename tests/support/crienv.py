@@ -18,12 +18,24 @@ from pathlib import Path
 from support.registry import Registry
 
 REPO = Path(__file__).resolve().parents[2]
-CRI_TOOLS = Path(os.environ.get("CTRPY_CRI_TOOLS", REPO.parent.parent / "shared" / "cri-tools"))
-if not CRI_TOOLS.is_dir():
-    CRI_TOOLS = Path("/work/shared/cri-tools")
+
+
+def _find_tools() -> Path:
+    """$CTRPY_CRI_TOOLS, else shared/cri-tools beside the checkout (CI) or beside its worktree parent."""
+    if os.environ.get("CTRPY_CRI_TOOLS"):
+        return Path(os.environ["CTRPY_CRI_TOOLS"])
+    for base in (REPO.parent, REPO.parent.parent):
+        if (base / "shared" / "cri-tools").is_dir():
+            return base / "shared" / "cri-tools"
+    return REPO.parent / "shared" / "cri-tools"
+
+
+CRI_TOOLS = _find_tools()
 CRICTL = CRI_TOOLS / "bin" / "crictl"
 CRITEST = CRI_TOOLS / "bin" / "critest"
 PUSH = CRI_TOOLS / "images" / "push-to-registry.sh"
+ARCHIVE = CRI_TOOLS / "images" / "critest-images.tar"
+BUSYBOX = "registry.k8s.io/e2e-test-images/busybox:1.29-2"
 MIRRORED = ("registry.k8s.io", "gcr.io")
 
 
@@ -43,6 +55,15 @@ def start_registry(base: Path) -> Registry:
     subprocess.run(["sh", str(PUSH), reg.host], check=True, capture_output=True, text=True,
                    env={**os.environ, "NO_PROXY": "127.0.0.1", "no_proxy": "127.0.0.1"})
     return reg
+
+
+def push_images(registry_host: str, refs: list[str]) -> None:
+    """Copy some stand-ins (not all 20) to the registry under the mirror's layout."""
+    for ref in refs:
+        path = ref.split("/", 1)[1]
+        subprocess.run(["skopeo", "copy", "--quiet", "--dest-tls-verify=false", f"oci-archive:{ARCHIVE}:{ref}",
+                        f"docker://{registry_host}/{path}"], check=True, capture_output=True, text=True,
+                       env={**os.environ, "NO_PROXY": "127.0.0.1", "no_proxy": "127.0.0.1"})
 
 
 def write_config(base: Path, registry_host: str, *, runtime: str = "") -> Path:
