@@ -32,7 +32,6 @@ from ctrpy.runtime import errors
 
 CREATED, RUNNING, EXITED, UNKNOWN = 0, 1, 2, 3  # runtime.v1 ContainerState
 SANDBOX_READY, SANDBOX_NOTREADY = 0, 1
-STREAMING_UNIMPLEMENTED = "streaming (exec/attach/port-forward) is not implemented by ctrpy serve yet: use ExecSync"
 
 
 def _parse_time(stamp: str) -> int:
@@ -67,6 +66,10 @@ class RuntimeService(api_pb2_grpc.RuntimeServiceServicer):
         self.lock = threading.RLock()
         self.pod_cidr = ""
         self._children: set[int] = set()
+        from ctrpy.cri.streaming import StreamingServer
+
+        self.streaming = StreamingServer(self, str(self.cri_config.get("stream_address") or "127.0.0.1"),
+                                         int(self.cri_config.get("stream_port") or 0))
 
     # ---- helpers -------------------------------------------------------------------------------------------
 
@@ -284,6 +287,8 @@ class RuntimeService(api_pb2_grpc.RuntimeServiceServicer):
         return api.CreateContainerResponse(container_id=cid)
 
     def StartContainer(self, request: Any, context: Any) -> Any:
+        from google.protobuf import json_format
+
         record = self._container(request.container_id)
         ext = record.extensions[EXTENSION]
         tasks = self.client.tasks
@@ -296,7 +301,8 @@ class RuntimeService(api_pb2_grpc.RuntimeServiceServicer):
         if log_path:
             os.makedirs(os.path.dirname(log_path), exist_ok=True)
         try:
-            tasks.create(record.id)
+            config = json_format.ParseDict(ext["config"], api.ContainerConfig(), ignore_unknown_fields=True)
+            tasks.create(record.id, stdin=bool(config.stdin))
             sup = tasks.dir(record.id).supervisor_pid()
             if sup:
                 self._children.add(sup)
@@ -516,14 +522,64 @@ class RuntimeService(api_pb2_grpc.RuntimeServiceServicer):
         finally:
             att.close()
 
+    # ---- streaming (streaming.py serves the URLs) -----------------------------------------------------------
+
+    def resolve_container(self, cid: str) -> str:
+        return str(self._container(cid).id)
+
+    def pod_connect(self, sid: str, port: int) -> Any:
+        from ctrpy.cri.streaming import connect_in_netns
+
+        record = self._sandbox(sid)
+        ext = record.extensions[EXTENSION]
+        if not sb.pause_alive(ext):
+            raise errors.FailedPrecondition(f"pod sandbox {record.id} is not ready")
+        config, _ = self._sandbox_meta(ext)
+        host = config.linux.security_context.namespace_options.network == sb.NODE
+        return connect_in_netns(None if host else sb.ns_path(ext, "net"), port)
+
+    def _running(self, cid: str) -> Any:
+        from ctrpy.runtime.tasks import TaskStatus
+
+        record = self._container(cid)
+        state = self._task_state(record)
+        if state is None or state.status not in (TaskStatus.RUNNING, TaskStatus.PAUSED):
+            raise errors.FailedPrecondition(f"container {record.id} is not running")
+        return record
+
     def Exec(self, request: Any, context: Any) -> Any:
-        raise errors.NotImplemented_(STREAMING_UNIMPLEMENTED)
+        record = self._running(request.container_id)
+        if not request.cmd:
+            raise errors.InvalidArgument("no command given")
+        if not (request.stdin or request.stdout or request.stderr):
+            raise errors.InvalidArgument("one of stdin, stdout and stderr must be streamed")
+        if request.tty and request.stderr:
+            raise errors.InvalidArgument("tty and stderr cannot both be true")
+        req = api.ExecRequest()
+        req.CopyFrom(request)
+        req.container_id = record.id
+        return api.ExecResponse(url=self.streaming.url("exec", req))
 
     def Attach(self, request: Any, context: Any) -> Any:
-        raise errors.NotImplemented_(STREAMING_UNIMPLEMENTED)
+        from types import SimpleNamespace
+
+        from google.protobuf import json_format
+
+        record = self._running(request.container_id)
+        if not (request.stdin or request.stdout or request.stderr):
+            raise errors.InvalidArgument("one of stdin, stdout and stderr must be streamed")
+        config = json_format.ParseDict(record.extensions[EXTENSION]["config"], api.ContainerConfig(),
+                                       ignore_unknown_fields=True)
+        req = SimpleNamespace(container_id=record.id, stdin=request.stdin and config.stdin, stdout=request.stdout,
+                              stderr=request.stderr and not config.tty, tty=config.tty, stdin_once=config.stdin_once)
+        return api.AttachResponse(url=self.streaming.url("attach", req))
 
     def PortForward(self, request: Any, context: Any) -> Any:
-        raise errors.NotImplemented_(STREAMING_UNIMPLEMENTED)
+        record = self._sandbox(request.pod_sandbox_id)
+        if not sb.pause_alive(record.extensions[EXTENSION]):
+            raise errors.FailedPrecondition(f"pod sandbox {record.id} is not ready")
+        req = api.PortForwardRequest(pod_sandbox_id=record.id, port=list(request.port))
+        return api.PortForwardResponse(url=self.streaming.url("portforward", req))
 
     # ---- stats ---------------------------------------------------------------------------------------------
 

@@ -88,11 +88,13 @@ class Server:
         self.stopped = threading.Event()
 
     def start(self) -> None:
+        self.runtime.streaming.start()
         self.grpc.start()
         os.chmod(self.path, 0o660)
 
     def stop(self, grace: float = 2.0) -> None:
         self.grpc.stop(grace).wait()
+        self.runtime.streaming.stop()
         try:
             os.unlink(self.path)
         except OSError:
