@@ -320,8 +320,43 @@ def test_bad_requests_get_the_right_code_and_leave_nothing(cri: CRI) -> None:
         # The failed creates left no rootfs snapshot: the only active one is the container's.
         snaps = cli(cri, "snapshots", "ls").stdout.splitlines()[1:]
         assert [line.split()[0] for line in snaps if "Active" in line or "active" in line] == [only]
-        with pytest.raises(grpc.RpcError) as exc:
+        with pytest.raises(grpc.RpcError) as exc:  # created, not started
             cri.rt.Exec(api.ExecRequest(container_id=only, cmd=["true"], stdout=True))
-        assert _code(exc) == grpc.StatusCode.UNIMPLEMENTED
+        assert _code(exc) == grpc.StatusCode.FAILED_PRECONDITION
+    finally:
+        cri.remove_pod(pod)
+
+
+def test_streaming_exec_attach_and_port_forward_through_crictl(cri: CRI) -> None:
+    pod, cfg = cri.run_pod()
+    try:
+        cid = cri.run_container(pod, cfg, ["sh", "-c", "while true; do echo hello-pf | nc -l -p 8080; done"])
+        r = cri.server.crictl("exec", cid, "sh", "-c", "echo out; echo err >&2")
+        assert (r.returncode, r.stdout, r.stderr) == (0, "out\n", "err\n")
+        r = cri.server.crictl("exec", cid, "sh", "-c", "exit 3")
+        assert r.returncode != 0 and "exit code 3" in r.stderr
+        r = subprocess.run([str(crienv.CRICTL), "--runtime-endpoint", cri.server.endpoint, "exec", "-i", cid, "sh"],
+                           input="echo from-stdin\n", capture_output=True, text=True, timeout=30)
+        assert (r.returncode, r.stdout) == (0, "from-stdin\n")
+        shell = cri.run_container(pod, cfg, ["sh"], name="shell", stdin=True, stdin_once=True)
+        r = subprocess.run([str(crienv.CRICTL), "--runtime-endpoint", cri.server.endpoint, "attach", "-i", shell],
+                           input="echo attached\n", capture_output=True, text=True, timeout=30)
+        assert (r.returncode, r.stdout) == (0, "attached\n")
+        assert cri.wait_exited(shell).exit_code == 0  # end of the attached input closed the shell's stdin
+        from support.registry import free_port
+
+        port = free_port()
+        fwd = subprocess.Popen([str(crienv.CRICTL), "--runtime-endpoint", cri.server.endpoint, "port-forward", pod,
+                                f"{port}:8080"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        try:
+            assert fwd.stdout is not None and "Forwarding from" in fwd.stdout.readline()
+            import socket
+
+            with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+                s.sendall(b"x\n")
+                assert s.recv(100) == b"hello-pf\n"
+        finally:
+            fwd.terminate()
+            fwd.wait(10)
     finally:
         cri.remove_pod(pod)

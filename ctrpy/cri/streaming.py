@@ -454,9 +454,12 @@ class RemoteCommandSession:
             if data:
                 att.send_stdin(data)
             if stream.closed_remote and event in ("fin", "reset", "data"):
-                if self.kind == "exec" or getattr(self.req, "stdin_once", True):
+                # exec, and attach to a stdin_once container: the process sees end of input and its output
+                # keeps flowing until it exits. Attach otherwise: the client leaves, the container goes on.
+                if self.kind == "exec" or getattr(self.req, "stdin_once", False):
                     att.close_stdin()
-                return self.kind == "attach"
+                    return False
+                return True
         elif stream.kind == "resize" and data:
             for line in data.decode(errors="replace").splitlines() or [data.decode(errors="replace")]:
                 try:
