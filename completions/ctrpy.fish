@@ -6,7 +6,7 @@
 function __ctrpy_children
     switch "$argv"
         case 'ctrpy'
-            printf '%s\n' 'completion config containers content events exec gc images info leases login logout logs namespaces network ps pull push run runtime snapshots tasks version'
+            printf '%s\n' 'completion config containers content events exec gc images info leases login logout logs namespaces network ps pull push run runtime serve snapshots tasks version'
         case 'ctrpy config'
             printf '%s\n' 'default dump'
         case 'ctrpy containers'
@@ -73,6 +73,8 @@ function __ctrpy_alias
             printf '%s\n' 'run'
         case 'ctrpy runtime'
             printf '%s\n' 'runtime'
+        case 'ctrpy serve'
+            printf '%s\n' 'serve'
         case 'ctrpy snapshots'
             printf '%s\n' 'snapshots'
         case 'ctrpy tasks'
@@ -439,6 +441,8 @@ function __ctrpy_opts
             printf '%s\n' '-h --help'
         case 'ctrpy runtime state'
             printf '%s\n' '-h --help'
+        case 'ctrpy serve'
+            printf '%s\n' '--address -h --help'
         case 'ctrpy snapshots'
             printf '%s\n' '--snapshotter -h --help'
         case 'ctrpy snapshots commit'
@@ -845,6 +849,8 @@ function __ctrpy_valopt
             printf '%s\n' '-'
         case 'ctrpy runtime run --preserve-fds'
             printf '%s\n' '-'
+        case 'ctrpy serve --address'
+            printf '%s\n' '-'
         case 'ctrpy snapshots --snapshotter'
             printf '%s\n' 'native overlayfs'
         case 'ctrpy snapshots commit --label'
@@ -1033,6 +1039,8 @@ function __ctrpy_args
             printf '%s\n' '-'
         case 'ctrpy runtime state'
             printf '%s\n' '-'
+        case 'ctrpy serve'
+            printf '%s\n' ''
         case 'ctrpy snapshots commit'
             printf '%s\n' '-;@snapshot'
         case 'ctrpy snapshots info'
@@ -1118,6 +1126,7 @@ pull	Pull an image from a registry
 push	Push an image to a registry
 run	Create and start a container
 runtime	The built-in runtime as a runc-compatible command
+serve	Serve the Kubernetes CRI (for kubelet, crictl, critest)
 snapshots	Manage snapshots
 tasks	Manage tasks (running processes of containers)
 version	Show ctrpy\'s and the helper\'s versions'
