@@ -142,7 +142,12 @@ def run(svc: Any, config: Any, runtime_handler: str) -> str:
             flags |= helper.lib.CLONE_NEWIPC
         if pid_mode == POD:
             flags |= helper.lib.CLONE_NEWPID
-        pause_pid = helper.pause_spawn(flags, "" if host_net else config.hostname)
+        sandbox_image = str(svc.cri_config.get("sandbox_image") or "")
+        if sandbox_image:
+            pause_pid = _run_sandbox_image(svc, record, sandbox_image, host_net=host_net, host_ipc=host_ipc,
+                                           pid_pod=pid_mode == POD, hostname=config.hostname)
+        else:
+            pause_pid = helper.pause_spawn(flags, "" if host_net else config.hostname)
         ext["pause"] = {"pid": pause_pid, "start": proc_start_time(pause_pid)}
         if not host_net:
             from ctrpy.runtime import network as net
@@ -163,11 +168,58 @@ def run(svc: Any, config: Any, runtime_handler: str) -> str:
             _detach(client, sid)
         shutil.rmtree(directory, ignore_errors=True)
         try:
-            client.containers.delete(sid)
+            if record.snapshot_key:
+                from ctrpy.runtime.tasks import delete_container
+
+                delete_container(client, sid, force=True)
+            else:
+                client.containers.delete(sid)
         except errors.NotFound:
             pass
         raise
     return sid
+
+
+def _run_sandbox_image(svc: Any, record: Any, ref: str, *, host_net: bool, host_ipc: bool, pid_pod: bool,
+                       hostname: str) -> int:
+    """[cri] sandbox_image set: the namespaces are held by that image's process, run as the sandbox record's
+    own task (containerd's way), instead of the helper's pause process. Returns its host pid."""
+    from ctrpy.runtime import oci
+    from ctrpy.runtime.unpack import resolve_chain, unpack_image
+
+    client = svc.client
+    img = svc.images.find(ref)
+    if img is None:
+        from ctrpy.runtime.pull import options_from_config, pull
+
+        pull(client, ref, options_from_config(client.config))
+        img = svc.images.get(ref)
+    image = img.records[0]
+    snapshotter = svc.cri_config.get("snapshotter") or client.config["default_snapshotter"]
+    chain = unpack_image(client, image, snapshotter)
+    image_config = resolve_chain(client, image)[0].config
+    mounts = client.snapshotter(snapshotter).prepare(record.id, chain)
+    opts = [oci.with_image_config(image_config, oci.mounts_reader(mounts)), oci.with_readonly_rootfs(True),
+            oci.with_cgroups_path(oci.cgroups_path(client.config.get("cgroup.parent", "ctrpy"), client.namespace,
+                                                   record.id))]
+    if host_net:
+        opts += [oci.with_host_namespace("network"), oci.with_host_namespace("uts")]
+    elif hostname:
+        opts.append(oci.with_hostname(hostname))
+    if host_ipc:
+        opts.append(oci.with_host_namespace("ipc"))
+    if not pid_pod:
+        opts.append(oci.with_host_namespace("pid"))  # nobody joins it: the pause needs no PID namespace
+    record.spec = oci.generate_spec(*opts)
+    record.image = image.name
+    record.snapshotter = snapshotter
+    record.snapshot_key = record.id
+    # The record was created without a rootfs: rewrite it with one (it is not visible as ready before).
+    client.containers.delete(record.id)
+    client.containers.create(record)
+    client.tasks.create(record.id)
+    client.tasks.start(record.id)
+    return int(client.tasks.dir(record.id).init_pid() or 0)
 
 
 def _kill_pause(ext: dict[str, Any]) -> None:
@@ -211,6 +263,11 @@ def remove(svc: Any, record: Any) -> None:
     stop(svc, record)
     shutil.rmtree(ext.get("dir") or "/nonexistent", ignore_errors=True)
     try:
-        svc.client.containers.delete(record.id)
+        if record.snapshot_key:  # a sandbox image's task and rootfs
+            from ctrpy.runtime.tasks import delete_container
+
+            delete_container(svc.client, record.id, force=True)
+        else:
+            svc.client.containers.delete(record.id)
     except errors.NotFound:
         pass
