@@ -19,7 +19,6 @@ import sys
 import time
 import uuid
 from pathlib import Path
-from typing import Any
 
 from bench.cleanup import Cleanup, log
 from bench.services import Containerd, Registry
@@ -166,8 +165,10 @@ def pod_start(cleanup: Cleanup, reps: int, ctrpy_runtime: str = "") -> list[Comp
             client.start_pod(work)  # warm-up round, untimed
             client.remove_pods()
 
-        sides.append(Side(name, lambda i, client=client: client.start_pod(work), prepare=prepare,
-                          between=client.remove_pods))
+        def measure(i: int, client: CRIClient = client) -> float:
+            return client.start_pod(work)
+
+        sides.append(Side(name, measure, prepare=prepare, between=client.remove_pods))
     interleave(sides, reps, label="CRI pod start")
     runtime = ctrpy_runtime or "built-in runtime"
     return [Comparison(

@@ -169,6 +169,14 @@ def user_opts(sc: Any, image_user: str, read: oci.FileReader) -> oci.SpecOpt:
     return oci.with_user(uid, gid, extra)
 
 
+def cgroups_path(svc: Any, cgroup_parent: str, cid: str) -> str:
+    """Under the pod's cgroup when kubelet gives one (cgroupfs driver: an absolute path), as containerd does;
+    else ctrpy's own parent."""
+    if cgroup_parent.startswith("/"):
+        return cgroup_parent.rstrip("/") + "/" + cid
+    return oci.cgroups_path(svc.client.config.get("cgroup.parent", "ctrpy"), svc.client.namespace, cid)
+
+
 def build_spec(svc: Any, cid: str, config: Any, sandbox_config: Any, sandbox_ext: dict[str, Any],
                image_config: dict[str, Any], read: oci.FileReader, target_pid: int | None) -> oci.Spec:
     """The OCI spec of a CRI container in the given sandbox."""
@@ -203,8 +211,7 @@ def build_spec(svc: Any, cid: str, config: Any, sandbox_config: Any, sandbox_ext
     if mounts:
         opts.append(oci.with_mounts(mounts))
     opts.append(with_resources(config.linux.resources, bool(svc.cri_config.get("restrict_oom_score_adj", True))))
-    opts.append(oci.with_cgroups_path(oci.cgroups_path(svc.client.config.get("cgroup.parent", "ctrpy"),
-                                                       svc.client.namespace, cid)))
+    opts.append(oci.with_cgroups_path(cgroups_path(svc, sandbox_config.linux.cgroup_parent, cid)))
     spec = oci.generate_spec(*opts)
     linux = spec["linux"]
     if not sc.privileged:

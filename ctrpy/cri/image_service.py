@@ -70,11 +70,12 @@ class ImageService(api_pb2_grpc.ImageServiceServicer):
     def __init__(self, client: Any) -> None:
         self.client = client
         self.lock = threading.Lock()
-        self._cache: dict[tuple[str, str], tuple[str, dict[str, Any], int]] = {}
+        # (name, target digest) -> (config digest, config, size, manifest digest)
+        self._cache: dict[tuple[str, str], tuple[str, dict[str, Any], int, str]] = {}
 
     # ---- lookup ------------------------------------------------------------------------------------------
 
-    def _resolve(self, record: Any) -> tuple[str, dict[str, Any], int] | None:
+    def _resolve(self, record: Any) -> tuple[str, dict[str, Any], int, str] | None:
         """(config digest, config, size) of a record's image for this platform, cached by target digest."""
         from ctrpy.runtime import images
 
@@ -87,8 +88,8 @@ class ImageService(api_pb2_grpc.ImageServiceServicer):
         except errors.CtrpyError:
             return None
         value = (im.config_desc.digest, im.config, images.image_size(self.client.content, record), im.desc.digest)
-        self._cache[key] = value  # type: ignore[assignment]
-        return value  # type: ignore[return-value]
+        self._cache[key] = value
+        return value
 
     def all_images(self) -> dict[str, CRIImage]:
         out: dict[str, CRIImage] = {}
@@ -96,7 +97,7 @@ class ImageService(api_pb2_grpc.ImageServiceServicer):
             resolved = self._resolve(record)
             if resolved is None:
                 continue
-            config_digest, config, size, manifest_digest = resolved  # type: ignore[misc]
+            config_digest, config, size, manifest_digest = resolved
             img = out.setdefault(config_digest, CRIImage(config_digest, config, size=size))
             img.records.append(record)
             img.manifest_digests.add(manifest_digest)
@@ -145,7 +146,7 @@ class ImageService(api_pb2_grpc.ImageServiceServicer):
     # ---- RPCs --------------------------------------------------------------------------------------------
 
     def ListImages(self, request: Any, context: Any) -> Any:
-        imgs = self.all_images().values()
+        imgs = list(self.all_images().values())
         want = request.filter.image.image if request.HasField("filter") else ""
         if want:
             one = self.find(want)
@@ -172,10 +173,19 @@ class ImageService(api_pb2_grpc.ImageServiceServicer):
         name = str(parse(ref))
         credential = None
         auth = request.auth
-        if auth.username or auth.password:
+        username, password = auth.username, auth.password
+        if auth.auth and not username:
+            import base64
+
+            try:
+                username, _, password = base64.b64decode(auth.auth).decode().partition(":")
+            except ValueError:
+                raise errors.InvalidArgument("auth is not base64 of user:password") from None
+        if username or password or auth.identity_token:
             from ctrpy.runtime.remotes.auth import Credential
 
-            credential = Credential(auth.username, auth.password)
+            credential = (Credential(username, auth.identity_token, identity_token=True) if auth.identity_token
+                          else Credential(username, password))
         opts = options_from_config(self.client.config, credential=credential,
                                    snapshotter=self.client.config.get("cri.snapshotter") or None)
         image = pull(self.client, name, opts)

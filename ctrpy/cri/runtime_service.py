@@ -30,8 +30,9 @@ from ctrpy.cri.proto import api_pb2_grpc
 from ctrpy.cri.server import guard_all
 from ctrpy.runtime import errors
 
-CREATED, RUNNING, EXITED, UNKNOWN = 0, 1, 2, 3  # runtime.v1 ContainerState
-SANDBOX_READY, SANDBOX_NOTREADY = 0, 1
+CREATED, RUNNING, EXITED, UNKNOWN = api.CONTAINER_CREATED, api.CONTAINER_RUNNING, api.CONTAINER_EXITED, \
+    api.CONTAINER_UNKNOWN
+SANDBOX_READY, SANDBOX_NOTREADY = api.SANDBOX_READY, api.SANDBOX_NOTREADY
 
 
 def _parse_time(stamp: str) -> int:
@@ -170,7 +171,7 @@ class RuntimeService(api_pb2_grpc.RuntimeServiceServicer):
         sb.remove(self, record)
         return api.RemovePodSandboxResponse()
 
-    def _sandbox_state(self, ext: dict[str, Any]) -> int:
+    def _sandbox_state(self, ext: dict[str, Any]) -> Any:
         return SANDBOX_READY if ext.get("state") == "ready" and sb.pause_alive(ext) else SANDBOX_NOTREADY
 
     def _sandbox_meta(self, ext: dict[str, Any]) -> tuple[Any, Any]:
@@ -485,9 +486,9 @@ class RuntimeService(api_pb2_grpc.RuntimeServiceServicer):
     def ExecSync(self, request: Any, context: Any) -> Any:
         from ctrpy.runtime import supervisor as sup
 
-        record = self._container(request.container_id)
         if not request.cmd:
             raise errors.InvalidArgument("no command given")
+        record = self._running(request.container_id)
         att = self.client.tasks.exec(record.id, "", list(request.cmd))
         out: list[bytes] = []
         err: list[bytes] = []
@@ -497,10 +498,7 @@ class RuntimeService(api_pb2_grpc.RuntimeServiceServicer):
                 if deadline is not None:
                     left = deadline - time.monotonic()
                     if left <= 0 and not att.has_buffered_frame():
-                        try:
-                            os.kill(att.pid, _signal.SIGKILL)
-                        except ProcessLookupError:
-                            pass
+                        _kill_exec(att)
                         raise errors.DeadlineExceeded(
                             f"timeout {request.timeout}s exceeded running {list(request.cmd)!r}")
                     att.sock.settimeout(max(left, 0.01))
@@ -664,6 +662,26 @@ class RuntimeService(api_pb2_grpc.RuntimeServiceServicer):
             if _labels_match(f.label_selector, dict(stats.attributes.labels)):
                 out.append(stats)
         return api.ListPodSandboxStatsResponse(stats=out)
+
+
+def _kill_exec(att: Any) -> None:
+    """SIGKILL a timed-out exec and wait (briefly) until its supervisor reports it gone, so the caller's next
+    look inside the container no longer sees it."""
+    from ctrpy.runtime import supervisor as sup
+
+    try:
+        os.kill(att.pid, _signal.SIGKILL)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + 3
+    while time.monotonic() < deadline:
+        att.sock.settimeout(max(deadline - time.monotonic(), 0.01))
+        try:
+            kind, _ = att.read_frame()
+        except (TimeoutError, OSError):
+            return
+        if not kind or kind == sup.F_EXIT:
+            return
 
 
 def _log_path(sandbox_config: Any, config: Any) -> str:

@@ -138,18 +138,18 @@ class SpdyConnection:
                 kind = int.from_bytes(head[2:4], "big")
                 if kind == SYN_STREAM:
                     sid = struct.unpack_from(">I", payload)[0] & 0x7FFFFFFF
-                    stream = Stream(sid, self._headers(payload[10:]))
-                    self.streams[sid] = stream
+                    opened = Stream(sid, self._headers(payload[10:]))
+                    self.streams[sid] = opened
                     self.reply(sid)
                     if flags & FLAG_FIN:
-                        stream.closed_remote = True
-                    return "open", stream, b""
+                        opened.closed_remote = True
+                    return "open", opened, b""
                 if kind == RST_STREAM:
                     sid = struct.unpack_from(">I", payload)[0] & 0x7FFFFFFF
-                    stream = self.streams.get(sid)
-                    if stream is not None:
-                        stream.closed_remote = True
-                        return "reset", stream, b""
+                    reset = self.streams.get(sid)
+                    if reset is not None:
+                        reset.closed_remote = True
+                        return "reset", reset, b""
                 elif kind == PING:
                     self._write(head[:5] + (4).to_bytes(3, "big") + payload[:4])
                 elif kind == GOAWAY:
