@@ -360,3 +360,35 @@ def test_streaming_exec_attach_and_port_forward_through_crictl(cri: CRI) -> None
             fwd.wait(10)
     finally:
         cri.remove_pod(pod)
+
+
+def test_pods_use_the_first_cni_conflist(cri: CRI, tmp_path: Path, registry: Any) -> None:
+    """With a conflist in [cri] cni_conf_dir, pods are attached by its plugins (Debian's, /usr/lib/cni)."""
+    conf = tmp_path / "net.d"
+    conf.mkdir()
+    (conf / "10-test.conflist").write_text(json.dumps({
+        "cniVersion": "0.4.0", "name": "ctrpy-cri-test", "plugins": [
+            {"type": "bridge", "bridge": "ctrpycri0", "isGateway": True, "ipMasq": False,
+             "ipam": {"type": "host-local", "dataDir": str(tmp_path / "ipam"),
+                      "ranges": [[{"subnet": "10.78.0.0/24"}]]}},
+            {"type": "portmap", "capabilities": {"portMappings": True}}]}))
+    config = crienv.write_config(tmp_path, registry.host, cni_conf_dir=str(conf))
+    server = crienv.Server(cri.server.root, cri.server.state, config, tmp_path / "cni.sock")
+    server.start()
+    other = CRI(server)
+    try:
+        conds = {c.type: c for c in other.rt.Status(api.StatusRequest()).status.conditions}
+        assert conds["NetworkReady"].status and conds["NetworkReady"].reason == ""
+        pod, cfg = other.run_pod()
+        try:
+            ip = other.rt.PodSandboxStatus(api.PodSandboxStatusRequest(pod_sandbox_id=pod)).status.network.ip
+            assert ip.startswith("10.78.0.")
+            cid = other.run_container(pod, cfg, ["sleep", "1000"])
+            assert f"inet {ip}/24" in other.exec(cid, "ip", "-4", "addr", "show", "eth0").stdout.decode()
+        finally:
+            other.remove_pod(pod)
+        assert not list((tmp_path / "ipam" / "ctrpy-cri-test").glob("10.78.*")), "CNI DEL did not release the IP"
+    finally:
+        other.channel.close()
+        server.stop()
+        subprocess.run(["ip", "link", "del", "ctrpycri0"], capture_output=True)

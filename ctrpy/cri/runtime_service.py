@@ -328,10 +328,16 @@ class RuntimeService(api_pb2_grpc.RuntimeServiceServicer):
             return None
         td = tasks.dir(record.id)
         rec = td.exit()
-        if rec is not None:
-            from ctrpy.runtime.tasks import TaskManager
+        from ctrpy.runtime.tasks import TaskManager, TaskState, TaskStatus
 
+        if rec is not None:
             return TaskManager._stopped(record.id, "", rec)
+        # Fast path (kubelet lists every second): a started task whose supervisor is alive and whose init
+        # process exists is running; only the doubtful cases ask the runtime.
+        pid = td.init_pid()
+        if (record.extensions[EXTENSION].get("started_at") and pid and td.supervisor_pid() is not None
+                and sb.proc_start_time(pid) is not None):
+            return TaskState(record.id, pid, TaskStatus.RUNNING)
         try:
             return tasks.state(record.id)
         except errors.NotFound:

@@ -66,7 +66,7 @@ def push_images(registry_host: str, refs: list[str]) -> None:
                        env={**os.environ, "NO_PROXY": "127.0.0.1", "no_proxy": "127.0.0.1"})
 
 
-def write_config(base: Path, registry_host: str, *, runtime: str = "") -> Path:
+def write_config(base: Path, registry_host: str, *, runtime: str = "", cni_conf_dir: str = "/nonexistent") -> Path:
     """config.toml + certs.d/<host>/hosts.toml mirroring registry.k8s.io and gcr.io to `registry_host`."""
     certs = base / "certs.d"
     for host in MIRRORED:
@@ -74,7 +74,7 @@ def write_config(base: Path, registry_host: str, *, runtime: str = "") -> Path:
         (certs / host / "hosts.toml").write_text(
             f'server = "https://{host}"\n[host."http://{registry_host}"]\n  capabilities = ["pull", "resolve"]\n')
     config = base / "config.toml"
-    lines = ["version = 1", "[registry]", f'config_path = "{certs}"', "[cri]", 'cni_conf_dir = "/nonexistent"']
+    lines = ["version = 1", "[registry]", f'config_path = "{certs}"', "[cri]", f'cni_conf_dir = "{cni_conf_dir}"']
     if runtime:
         lines.append(f'runtime = "{runtime}"')
     config.write_text("\n".join(lines) + "\n")
