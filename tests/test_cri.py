@@ -392,3 +392,34 @@ def test_pods_use_the_first_cni_conflist(cri: CRI, tmp_path: Path, registry: Any
         other.channel.close()
         server.stop()
         subprocess.run(["ip", "link", "del", "ctrpycri0"], capture_output=True)
+
+
+def test_container_events_stream(cri: CRI) -> None:
+    import threading
+
+    events = cri.rt.GetContainerEvents(api.GetEventsRequest(), timeout=30)
+    seen: list[tuple[str, int]] = []
+
+    def collect() -> None:
+        try:
+            for event in events:
+                seen.append((event.container_id, event.container_event_type))
+        except grpc.RpcError:
+            pass
+    reader = threading.Thread(target=collect)
+    reader.start()
+    pod, cfg = cri.run_pod()
+    try:
+        time.sleep(1)  # the stream's first look, before the container exists
+        cid = cri.run_container(pod, cfg, ["sleep", "1000"])
+        time.sleep(1)
+        cri.rt.StopContainer(api.StopContainerRequest(container_id=cid, timeout=0))
+        time.sleep(1)
+        cri.rt.RemoveContainer(api.RemoveContainerRequest(container_id=cid))
+        time.sleep(1)
+    finally:
+        events.cancel()
+        reader.join(10)
+        cri.remove_pod(pod)
+    assert [k for c, k in seen if c == cid] == [api.CONTAINER_CREATED_EVENT, api.CONTAINER_STARTED_EVENT,
+                                                api.CONTAINER_STOPPED_EVENT, api.CONTAINER_DELETED_EVENT]

@@ -585,6 +585,40 @@ class RuntimeService(api_pb2_grpc.RuntimeServiceServicer):
         req = api.PortForwardRequest(pod_sandbox_id=record.id, port=list(request.port))
         return api.PortForwardResponse(url=self.streaming.url("portforward", req))
 
+    # ---- events --------------------------------------------------------------------------------------------
+
+    def GetContainerEvents(self, request: Any, context: Any) -> Any:
+        """Container lifecycle events (kubelet's evented PLEG), found by comparing states every 0.5 s: the
+        store has no change feed the server could follow across its own restarts."""
+        last: dict[str, int] | None = None
+        while context.is_active():
+            current: dict[str, Any] = {}
+            for record in self.client.containers.list():
+                if record.labels.get(LABEL_KIND) == KIND_CONTAINER:
+                    try:
+                        current[record.id] = (record, self._status(record))
+                    except errors.CtrpyError:
+                        continue
+            if last is not None:
+                now = time.time_ns()
+                for cid, (record, st) in current.items():
+                    before = last.get(cid)
+                    kinds = []
+                    if before is None:
+                        kinds.append(api.CONTAINER_CREATED_EVENT)
+                    if st.state == RUNNING and before in (None, CREATED):
+                        kinds.append(api.CONTAINER_STARTED_EVENT)
+                    if st.state == EXITED and before != EXITED:
+                        kinds.append(api.CONTAINER_STOPPED_EVENT)
+                    for kind in kinds:
+                        yield api.ContainerEventResponse(container_id=cid, container_event_type=kind,
+                                                         created_at=now, containers_statuses=[st])
+                for cid in set(last) - set(current):
+                    yield api.ContainerEventResponse(container_id=cid, created_at=now,
+                                                     container_event_type=api.CONTAINER_DELETED_EVENT)
+            last = {cid: st.state for cid, (_, st) in current.items()}
+            time.sleep(0.5)
+
     # ---- stats ---------------------------------------------------------------------------------------------
 
     def _stats(self, record: Any) -> Any:
