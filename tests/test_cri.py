@@ -225,6 +225,16 @@ def test_exit_codes_exec_timeout_and_security_context(cri: CRI) -> None:
         assert sorted(c.id for c in listed) == sorted([ok, bad])
         stats = cri.rt.ContainerStats(api.ContainerStatsRequest(container_id=user)).stats
         assert stats.attributes.id == user and stats.memory.usage_bytes.value > 0
+        cri.rt.UpdateContainerResources(api.UpdateContainerResourcesRequest(
+            container_id=user, linux=api.LinuxContainerResources(memory_limit_in_bytes=96 << 20)))
+        assert cri.status(user).resources.linux.memory_limit_in_bytes == 96 << 20
+        spec = json.loads(cri.rt.ContainerStatus(api.ContainerStatusRequest(
+            container_id=user, verbose=True)).info["info"])["runtimeSpec"]
+        cg = spec["linux"]["cgroupsPath"].strip("/")
+        limit = Path(f"/sys/fs/cgroup/memory/{cg}/memory.limit_in_bytes")
+        if not limit.exists():  # a cgroup v2 host
+            limit = Path(f"/sys/fs/cgroup/{cg}/memory.max")
+        assert int(limit.read_text()) == 96 << 20
     finally:
         cri.remove_pod(pod)
 

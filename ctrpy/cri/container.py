@@ -80,6 +80,11 @@ def clamp_oom_score_adj(value: int, restrict: bool) -> int:
         current = int(Path("/proc/self/oom_score_adj").read_text())
     except (OSError, ValueError):
         return value
+    if value < current:
+        import sys
+
+        sys.stderr.write(f"ctrpy serve: warning: oom_score_adj {value} clamped to {current} "
+                         "([cri] restrict_oom_score_adj)\n")
     return max(value, current)
 
 
