@@ -403,6 +403,11 @@ class RuntimeService(api_pb2_grpc.RuntimeServiceServicer):
         if ext.get("reason") == "StartError":
             st.state, st.reason, st.message = EXITED, "StartError", ext.get("message", "")
             st.exit_code, st.finished_at = int(ext.get("exit_code", 128)), int(ext.get("finished_at", 0))
+        elif state is None and ext.get("started_at"):
+            # Started once, and its task is gone (the state directory did not survive a reboot).
+            st.state, st.exit_code, st.reason = EXITED, 255, "Unknown"
+            st.message = "the container's task state was lost (host reboot?)"
+            st.finished_at = int(ext["started_at"])
         elif state is None:
             st.state = CREATED
         elif state.status == TaskStatus.STOPPED:
