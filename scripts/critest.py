@@ -24,6 +24,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from support import crienv  # noqa: E402
 
 
+def _shm_ids() -> set[str]:
+    out = subprocess.run(["ipcs", "-m"], capture_output=True, text=True).stdout.splitlines()
+    return {line.split()[1] for line in out if line[:2] == "0x"}
+
+
 def main(argv: list[str]) -> int:
     missing = crienv.tools_missing()
     if missing:
@@ -33,6 +38,7 @@ def main(argv: list[str]) -> int:
         print("critest: SKIPPED: critest runs pods and needs root")
         return 0
     base = Path(tempfile.mkdtemp(prefix="ctrpy-critest-"))
+    shm_before = _shm_ids()
     registry = server = None
     try:
         print(f"critest: pushing the stand-in images to a local registry (work dir {base})", flush=True)
@@ -57,6 +63,9 @@ def main(argv: list[str]) -> int:
             registry.stop()
         subprocess.run(["sh", "-c", f"grep -o ' {base}[^ ]*' /proc/mounts | sort -r | xargs -r -n1 umount -l"],
                        check=False)
+        # critest's HostIpc specs run `ipcmk -M` on the host and leave the segments behind.
+        for shmid in _shm_ids() - shm_before:
+            subprocess.run(["ipcrm", "-m", shmid], check=False, capture_output=True)
 
 
 if __name__ == "__main__":
