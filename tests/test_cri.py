@@ -12,6 +12,7 @@ import os
 import re
 import signal
 import subprocess
+import sys
 import time
 import uuid
 from pathlib import Path
@@ -83,7 +84,7 @@ class CRI:
 
 def cli(cri: CRI, *args: str) -> subprocess.CompletedProcess[str]:
     """The ctrpy CLI on the server's root and state, namespace k8s.io."""
-    exe = os.path.join(os.path.dirname(os.path.abspath(os.sys.executable)), "ctrpy")
+    exe = os.path.join(os.path.dirname(os.path.abspath(sys.executable)), "ctrpy")
     return subprocess.run([exe, "--root", str(cri.server.root), "--state", str(cri.server.state), "-n", "k8s.io",
                            *args], capture_output=True, text=True, timeout=60)
 
