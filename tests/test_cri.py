@@ -207,8 +207,12 @@ def test_exit_codes_exec_timeout_and_security_context(cri: CRI) -> None:
     try:
         ok = cri.run_container(pod, cfg, ["true"], name="ok")
         bad = cri.run_container(pod, cfg, ["sh", "-c", "exit 3"], name="bad")
+        hog = cri.run_container(pod, cfg, ["sh", "-c", "x=$(head -c 100000000 /dev/zero | tr '\\0' a)"], name="hog",
+                                linux=api.LinuxContainerConfig(resources=api.LinuxContainerResources(
+                                    memory_limit_in_bytes=16 << 20)))
         assert (cri.wait_exited(ok).exit_code, cri.status(ok).reason) == (0, "Completed")
         assert (cri.wait_exited(bad).exit_code, cri.status(bad).reason) == (3, "Error")
+        assert (cri.wait_exited(hog, 20).exit_code, cri.status(hog).reason) == (137, "OOMKilled")
         sc = api.LinuxContainerSecurityContext(run_as_user=api.Int64Value(value=1234), supplemental_groups=[555],
                                                readonly_rootfs=True)
         user = cri.run_container(pod, cfg, ["sleep", "1000"], name="user",
@@ -223,7 +227,7 @@ def test_exit_codes_exec_timeout_and_security_context(cri: CRI) -> None:
         assert "4321" not in cri.exec(user, "ps", "-o", "args").stdout.decode()
         listed = cri.rt.ListContainers(api.ListContainersRequest(filter=api.ContainerFilter(
             state=api.ContainerStateValue(state=api.CONTAINER_EXITED)))).containers
-        assert sorted(c.id for c in listed) == sorted([ok, bad])
+        assert sorted(c.id for c in listed) == sorted([ok, bad, hog])
         stats = cri.rt.ContainerStats(api.ContainerStatsRequest(container_id=user)).stats
         assert stats.attributes.id == user and stats.memory.usage_bytes.value > 0
         cri.rt.UpdateContainerResources(api.UpdateContainerResourcesRequest(
