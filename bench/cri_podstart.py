@@ -177,7 +177,7 @@ def pod_start(cleanup: Cleanup, reps: int, ctrpy_runtime: str = "") -> list[Comp
         notes=[f"ctrpy serve runs containers with its {runtime}; containerd 1.6.20 with runc 1.1.5 and "
                "restrict_oom_score_adj = true; both pull through the same hosts.toml mirror beforehand.",
                "Interleaved rounds on a machine shared with other work; each pod is removed between rounds."],
-        command="python -m bench.cri_podstart", key="CRI pod start")]
+        command="python -m bench.cri_podstart (measure 6 of bench/run.py)", key="CRI pod start")]
 
 
 def main() -> int:
