@@ -438,3 +438,14 @@ def test_container_events_stream(cri: CRI) -> None:
         cri.remove_pod(pod)
     assert [k for c, k in seen if c == cid] == [api.CONTAINER_CREATED_EVENT, api.CONTAINER_STARTED_EVENT,
                                                 api.CONTAINER_STOPPED_EVENT, api.CONTAINER_DELETED_EVENT]
+
+
+def test_serve_refuses_a_bad_address_and_a_taken_socket(cri: CRI) -> None:
+    exe = os.path.join(os.path.dirname(os.path.abspath(sys.executable)), "ctrpy")
+    base = ["--root", str(cri.server.root), "--state", str(cri.server.state), "--config", str(cri.server.config),
+            "serve", "--address"]
+    r = subprocess.run([exe, *base, "tcp://127.0.0.1:1234"], capture_output=True, text=True, timeout=30)
+    assert r.returncode == 3 and "give unix:///absolute/path.sock" in r.stderr
+    r = subprocess.run([exe, *base, cri.server.endpoint], capture_output=True, text=True, timeout=30)
+    assert r.returncode == 5 and "another server is listening" in r.stderr
+    assert cri.rt.Version(api.VersionRequest()).runtime_name == "ctrpy"  # the running one is untouched
