@@ -63,6 +63,11 @@ def main(argv: list[str]) -> int:
             registry.stop()
         subprocess.run(["sh", "-c", f"grep -o ' {base}[^ ]*' /proc/mounts | sort -r | xargs -r -n1 umount -l"],
                        check=False)
+        # Only the logs stay (serve.log, registry log); the stores and images go.
+        import shutil
+
+        for name in ("root", "state", "registry", "certs.d"):
+            shutil.rmtree(base / name, ignore_errors=True)
         # critest's HostIpc specs run `ipcmk -M` on the host and leave the segments behind.
         for shmid in _shm_ids() - shm_before:
             subprocess.run(["ipcrm", "-m", shmid], check=False, capture_output=True)
