@@ -8,7 +8,7 @@ APT_PACKAGES := gcc make python3-dev python3-venv busybox-static docker-registry
 	libnl-route-3-dev libmnl-dev libseccomp-dev pkg-config strace zsh fish procps psmisc debootstrap faketime
 PYTEST_ARGS ?=
 
-.PHONY: deps apt venv install test demo bench clean generate
+.PHONY: deps apt venv install test demo bench clean generate critest
 
 # Install Debian packages only when one is missing (dpkg-query is fast; apt-get update is not).
 apt:
@@ -18,7 +18,7 @@ apt:
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing; \
 	fi
 
-$(VENV)/.installed: pyproject.toml setup.py csrc/helper.c csrc/helper.h csrc/build_helper.py
+$(VENV)/.installed: pyproject.toml setup.py csrc/helper.c csrc/helper.h csrc/pause.c csrc/build_helper.py
 	[ -x $(PY) ] || $(PYTHON_SYS) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[test]'
@@ -42,6 +42,10 @@ demo: deps
 generate: venv
 	$(PY) scripts/gen_completions.py
 	$(PY) scripts/gen_docs.py
+
+# cri-tools' critest against `ctrpy serve` (offline kit in ../shared/cri-tools; skips when it is absent).
+critest: deps
+	$(PY) scripts/critest.py $(CRITEST_ARGS)
 
 bench: deps
 	@$(PY) -c 'import pyinstrument' 2>/dev/null || $(PY) -m pip install -q 'pyinstrument>=4.6'

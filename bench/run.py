@@ -5,7 +5,7 @@ Starts its own containerd and registry, publishes busybox and Debian minbase (1 
 measures with the sides interleaved, profiles ctrpy where it is behind, and rewrites the results section of
 BENCHMARKS.md (between the bench:results markers; the hand-written analysis around it is kept).
 
-    .venv/bin/python bench/run.py [--reps N] [--reps50 N] [--only 1,2,3,4,5] [--no-profile] [--output FILE]
+    .venv/bin/python bench/run.py [--reps N] [--reps50 N] [--only 1,2,3,4,5,6,7] [--no-profile] [--output FILE]
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from bench import measures  # noqa: E402
+from bench import cri_podstart, measures  # noqa: E402
 from bench.cleanup import Cleanup, log  # noqa: E402
 from bench.env import Env, cgroup_mode  # noqa: E402
 from bench.stats import Comparison, as_dict, meets, render  # noqa: E402
@@ -175,7 +175,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--reps", type=int, default=10, help="rounds per comparison (default 10)")
     parser.add_argument("--reps50", type=int, default=3, help="rounds of the 50-container start (default 3)")
-    parser.add_argument("--only", default="1,2,3,4,5,6", help="measures to run, e.g. 1,4 (default all)")
+    parser.add_argument("--only", default="1,2,3,4,5,6,7", help="measures to run, e.g. 1,4 (default all)")
     parser.add_argument("--no-profile", action="store_true", help="skip profiling where ctrpy is behind")
     parser.add_argument("--output", default=None,
                         help="report file (default: BENCHMARKS.md for a full run, .bench/subset.md with --only)")
@@ -186,7 +186,7 @@ def main() -> int:
     only = {int(x) for x in args.only.split(",") if x.strip()}
     if args.output is None:
         # Only a full run may replace the results in BENCHMARKS.md.
-        args.output = str(REPO / "BENCHMARKS.md") if only >= {1, 2, 3, 4, 5, 6} else str(REPO / ".bench" / "subset.md")
+        args.output = str(REPO / "BENCHMARKS.md") if only >= {1, 2, 3, 4, 5, 6, 7} else str(REPO / ".bench" / "subset.md")
     command = " ".join([".venv/bin/python bench/run.py", *(shlex.quote(a) for a in sys.argv[1:])])
     # Registry traffic is for 127.0.0.1 only: no proxy may divert it.
     for key in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "ALL_PROXY", "all_proxy"):
@@ -211,7 +211,8 @@ def main() -> int:
                     (3, lambda: measures.memory(env, args.reps, args.reps50)),
                     (4, lambda: measures.listings(env, args.reps)),
                     (5, lambda: measures.concurrency(env, args.reps)),
-                    (6, lambda: measures.save_load(env, args.reps))]
+                    (6, lambda: measures.save_load(env, args.reps)),
+                    (7, lambda: cri_podstart.pod_start(cleanup, args.reps))]  # CRI pod start (issue 14)
             for number, fn in plan:
                 if number not in only:
                     continue

@@ -6,7 +6,7 @@
 function __ctrpy_children
     switch "$argv"
         case 'ctrpy'
-            printf '%s\n' 'completion config containers content events exec export gc history images import info leases load login logout logs namespaces network ps pull push rmi run runtime save snapshots system tag tasks version'
+            printf '%s\n' 'completion config containers content events exec export gc history images import info leases load login logout logs namespaces network ps pull push rmi run runtime save serve snapshots system tag tasks version'
         case 'ctrpy config'
             printf '%s\n' 'default dump'
         case 'ctrpy containers'
@@ -87,6 +87,8 @@ function __ctrpy_alias
             printf '%s\n' 'runtime'
         case 'ctrpy save'
             printf '%s\n' 'save'
+        case 'ctrpy serve'
+            printf '%s\n' 'serve'
         case 'ctrpy snapshots'
             printf '%s\n' 'snapshots'
         case 'ctrpy system'
@@ -495,6 +497,8 @@ function __ctrpy_opts
             printf '%s\n' '-h --help'
         case 'ctrpy save'
             printf '%s\n' '--output -o --platform --all-platforms -h --help'
+        case 'ctrpy serve'
+            printf '%s\n' '--address -h --help'
         case 'ctrpy snapshots'
             printf '%s\n' '--snapshotter -h --help'
         case 'ctrpy snapshots commit'
@@ -971,6 +975,8 @@ function __ctrpy_valopt
             printf '%s\n' ':file'
         case 'ctrpy save --platform'
             printf '%s\n' '-'
+        case 'ctrpy serve --address'
+            printf '%s\n' '-'
         case 'ctrpy snapshots --snapshotter'
             printf '%s\n' 'native overlayfs'
         case 'ctrpy snapshots commit --label'
@@ -1187,6 +1193,8 @@ function __ctrpy_args
             printf '%s\n' '-'
         case 'ctrpy save'
             printf '%s\n' '*@image'
+        case 'ctrpy serve'
+            printf '%s\n' ''
         case 'ctrpy snapshots commit'
             printf '%s\n' '-;@snapshot'
         case 'ctrpy snapshots info'
@@ -1286,6 +1294,7 @@ rmi	Remove images and free their space
 run	Create and start a container
 runtime	The built-in runtime as a runc-compatible command
 save	Save images to an OCI/docker archive
+serve	Serve the Kubernetes CRI (for kubelet, crictl, critest)
 snapshots	Manage snapshots
 system	Disk usage and pruning (df, prune), info
 tag	Give an image more names

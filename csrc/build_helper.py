@@ -49,6 +49,8 @@ const char *ctrpy_helper_version (void);
 int ctrpy_spawn (const ctrpy_spec_t *spec, ctrpy_result_t *res, ctrpy_err_t *err);
 int ctrpy_start (const char *fifo, int pid, ctrpy_err_t *err);
 int ctrpy_set_subreaper (ctrpy_err_t *err);
+/* csrc/pause.c (CRI pod sandboxes) */
+int ctrpy_pause_spawn (int clone_flags, const char *hostname, int *pid_out, ctrpy_err_t *err);
 
 #define CLONE_NEWNS ...
 #define CLONE_NEWUTS ...
@@ -78,7 +80,7 @@ ffibuilder.cdef(CDEF)
 ffibuilder.set_source(
     "ctrpy._helper",
     '#define _GNU_SOURCE\n#include <sched.h>\n#include "helper.h"\n',
-    sources=[os.path.relpath(os.path.join(HERE, "helper.c"))],
+    sources=[os.path.relpath(os.path.join(HERE, name)) for name in ("helper.c", "pause.c")],
     include_dirs=[os.path.relpath(HERE)],
     extra_compile_args=["-O2", "-Wall", "-fvisibility=hidden", "-std=gnu11"],
 )

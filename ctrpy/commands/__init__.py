@@ -54,6 +54,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "ps": ("ctrpy.commands.tasks:ps_all", "List tasks"),
     "exec": ("ctrpy.commands.tasks:exec_", "Run a process in a running container"),
     "logs": ("ctrpy.commands.tasks:logs", "Show a task's output"),
+    "serve": ("ctrpy.commands.serve:serve", "Serve the Kubernetes CRI (for kubelet, crictl, critest)"),
     "runtime": ("ctrpy.commands.ociruntime:runtime", "The built-in runtime as a runc-compatible command"),
     "completion": ("ctrpy.commands.completion:completion", "Print a shell completion script"),
 }

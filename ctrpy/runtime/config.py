@@ -52,9 +52,18 @@ DEFAULTS: dict[str, Any] = {
         "cni_bin_dir": "/usr/lib/cni",
     },
     "cri": {
-        "address": "/run/ctrpy/cri.sock",
-        "sandbox_image": "registry.k8s.io/pause:3.9",
+        # `ctrpy serve` (ctrpy/cri): where it listens, and how it runs pods.
+        "address": "unix:///run/ctrpy/ctrpy.sock",
+        # "" keeps a pod's namespaces with the helper's built-in pause process (no image pull).
+        "sandbox_image": "",
         "restrict_oom_score_adj": True,
+        "runtime": "",  # "" means default_runtime
+        "snapshotter": "",  # "" means default_snapshotter
+        "cni_conf_dir": "/etc/cni/net.d",
+        "cni_bin_dir": "/usr/lib/cni",
+        # The streaming server for exec/attach/port-forward URLs (port 0: any free port).
+        "stream_address": "127.0.0.1",
+        "stream_port": 0,
     },
     "plugins": {
         "snapshotter": {

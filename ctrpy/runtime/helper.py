@@ -222,3 +222,12 @@ def set_subreaper() -> None:
     err = ffi.new("ctrpy_err_t *")
     if _lib().ctrpy_set_subreaper(err) < 0:
         _raise(err)
+
+
+def pause_spawn(clone_flags: int, hostname: str = "") -> int:
+    """Start a pod's pause process in new namespaces (CLONE_NEW* flags); returns its pid (csrc/pause.c)."""
+    err = ffi.new("ctrpy_err_t *")
+    pid = ffi.new("int *")
+    if _lib().ctrpy_pause_spawn(clone_flags, hostname.encode() if hostname else ffi.NULL, pid, err) < 0:
+        _raise(err)
+    return int(pid[0])

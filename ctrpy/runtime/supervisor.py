@@ -18,7 +18,7 @@ is multiplied by every container.
 
 Frames are `type (1 byte) | length (4 bytes, big endian) | payload`:
   client -> supervisor: A attach {"exec_id", "stdin"}, X exec {"exec_id", "process", "stdin"},
-                        I stdin bytes, C close stdin, R resize {"rows", "cols"}
+                        I stdin bytes, C close stdin, R resize {"rows", "cols"}, O reopen the CRI log
   supervisor -> client: K ok {...}, E error {"error", ...}, 1 stdout bytes, 2 stderr bytes,
                         Z exit {"exit_status", "exited_at", "oom_killed"}
 """
@@ -70,6 +70,8 @@ def json_dumps(obj: object) -> str:
 HEADER = struct.Struct(">cI")
 F_ATTACH, F_EXEC, F_STDIN, F_CLOSE, F_RESIZE = b"A", b"X", b"I", b"C", b"R"
 F_OK, F_ERR, F_STDOUT, F_STDERR, F_EXIT = b"K", b"E", b"1", b"2", b"Z"
+F_REOPEN = b"O"  # CRI: reopen the container log (kubelet rotated it)
+CRI_MAX_LINE = 16384  # a longer line is split into partial (P) records, as containerd's CRI does
 
 TASK_FILE = "task.json"
 EXIT_FILE = "exit.json"
@@ -187,6 +189,7 @@ class Proc:
         self.exited_at = ""
         self.drain_until = 0.0
         self.finished = False
+        self.partial = {}  # CRI log: frame type -> the unfinished last line
 
 
 class Supervisor:
@@ -203,6 +206,8 @@ class Supervisor:
         self.wake_r = -1
         self.oom_killed = False
         self.ready_fd = -1
+        # CRI containers log to the path kubelet gives, in the CRI format (task.json "log_path").
+        self.cri_log = bool(self.task.get("log_path"))
 
     # ---- runtime calls, in a forked child ------------------------------------------------------------
 
@@ -467,6 +472,20 @@ class Supervisor:
                     proc.stdin_buf += b"\x04"  # end of input on a terminal is ^D
                 else:
                     proc.stdin_closing = True
+        elif kind == F_REOPEN:
+            init = self.procs[""]
+            if init.status is not None or not self.task.get("log_path"):
+                client.send(jframe(F_ERR, {"error": "container %s is not running" % self.id,
+                                          "class": "FailedPrecondition"}))
+                return
+            try:
+                fd = self._open_log()
+            except OSError as exc:
+                client.send(jframe(F_ERR, {"error": "cannot reopen the log: %s" % exc}))
+                return
+            os.dup2(fd, init.log_fd)
+            os.close(fd)
+            client.send(jframe(F_OK, {}))
         elif kind == F_RESIZE:
             proc = client.proc
             req = json_loads(payload)
@@ -508,20 +527,57 @@ class Supervisor:
         except OSError:  # EIO: the pty's last slave closed
             data = b""
         if not data:
-            del proc.outputs[fd]
+            kind = proc.outputs.pop(fd)
+            if self.cri_log and proc.log_fd >= 0 and proc.partial.get(kind):
+                self._write_log(proc, kind, b"", final=True)
             os.close(fd)
             if fd == proc.master:
                 proc.master = -1
             return
-        if proc.log_fd >= 0:
-            try:
-                os.write(proc.log_fd, data)
-            except OSError:
-                pass
         kind = proc.outputs[fd]
+        if proc.log_fd >= 0:
+            if self.cri_log:
+                self._write_log(proc, kind, data)
+            else:
+                try:
+                    os.write(proc.log_fd, data)
+                except OSError:
+                    pass
         for client in list(proc.clients):
             if not client.send(frame(kind, data)):
                 self._drop(client)
+
+    def _write_log(self, proc: Proc, kind: bytes, data: bytes, final: bool = False) -> None:
+        """The CRI log format kubelet reads: `RFC3339NANO STREAM F|P LINE` per line; a line longer than
+        CRI_MAX_LINE, or cut by the end of the stream, is written in partial (P) pieces."""
+        stream = b"stdout" if kind == F_STDOUT else b"stderr"
+        buf = proc.partial.get(kind, b"") + data
+        stamp = now().encode()
+        out = []
+        lines = buf.split(b"\n")
+        rest = lines.pop()
+        for line in lines:
+            while len(line) > CRI_MAX_LINE:
+                out.append(b"%s %s P %s\n" % (stamp, stream, line[:CRI_MAX_LINE]))
+                line = line[CRI_MAX_LINE:]
+            out.append(b"%s %s F %s\n" % (stamp, stream, line))
+        while len(rest) >= CRI_MAX_LINE:
+            out.append(b"%s %s P %s\n" % (stamp, stream, rest[:CRI_MAX_LINE]))
+            rest = rest[CRI_MAX_LINE:]
+        if final and rest:
+            out.append(b"%s %s F %s\n" % (stamp, stream, rest))
+            rest = b""
+        proc.partial[kind] = rest
+        if out:
+            try:
+                os.write(proc.log_fd, b"".join(out))
+            except OSError:
+                pass
+
+    def _open_log(self) -> int:
+        path = self.task["log_path"]
+        os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+        return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o640)
 
     def _flush_stdin(self, proc: Proc) -> None:
         if proc.stdin_buf:
@@ -626,8 +682,11 @@ class Supervisor:
         self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self.listener.bind(socket_address(self.dir))
         self.listener.listen(64)
-        log_fd = os.open(os.path.join(self.dir, LOG_FILE), os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC,
-                         0o640)
+        if self.cri_log:
+            log_fd = self._open_log()
+        else:
+            log_fd = os.open(os.path.join(self.dir, LOG_FILE), os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC,
+                             0o640)
         init = Proc("", self.dir, log_fd)
         init.tty = bool(self.task.get("terminal"))
         self.procs[""] = init

@@ -38,6 +38,8 @@ from ctrpy.runtime.metadata import now
 
 UNKNOWN_EXIT = sup.UNKNOWN_EXIT
 ETC_EXTENSION = "ctrpy.io/etc"
+# {"path": P}: the init's output goes to P in the CRI log format instead of output.log (ctrpy.cri).
+LOG_EXTENSION = "ctrpy.io/log"
 
 
 class TaskStatus(str, Enum):
@@ -599,6 +601,9 @@ class TaskManager:
                 paths = {name: td.etc / name for name in files}
             else:
                 etc = container.extensions.get(ETC_EXTENSION, {})
+            if net_request is None and etc.get("paths"):  # files a pod's containers share (ctrpy.cri)
+                paths = {name: Path(path) for name, path in etc["paths"].items()}
+            elif net_request is None:
                 paths = oci.prepare_etc_files(
                     td.etc, hostname=spec.get("hostname", ""), net_host=bool(etc.get("net_host")),
                     extra_hosts=[tuple(h) for h in etc.get("extra_hosts", [])], dns=etc.get("dns", []))
@@ -613,6 +618,7 @@ class TaskManager:
                 "state_root": str(self.state_dir), "root": str(self.client.root), "sys_path": [PACKAGE_ROOT] + sys.path,
                 "terminal": terminal, "stdin": stdin, "cgroups_path": spec["linux"].get("cgroupsPath", ""),
                 "created_at": now(), "console_size": list(size or ()) or None, "network": networked,
+                "log_path": str((container.extensions.get(LOG_EXTENSION) or {}).get("path", "")),
             }
             write_json_durably(td.task_file, task_info)
             reply = self._launch(td)
