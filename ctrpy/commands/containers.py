@@ -130,10 +130,10 @@ def ls(obj: Any, filters: tuple[str, ...], quiet: bool, fmt: str) -> None:
       ctrpy containers ls -q labels.app==web
       ctrpy containers ls --format json
     """
-    items = obj.client.containers.list(list(filters))
+    items = obj.client.containers.summaries(list(filters))
     if quiet:
-        for c in items:
-            click.echo(c.id)
+        if items:
+            click.echo("\n".join(c.id for c in items))
     elif fmt == "json":
         emit_json([_summary(c) for c in items])
     else:

@@ -223,6 +223,10 @@ class LocalWriter:
         self._hash.update(data)
         self.offset += len(data)
 
+    def flush(self) -> None:
+        if self._file is not None:
+            self._file.flush()
+
     def truncate(self, size: int = 0) -> None:
         """Drop everything after `size` (0: start over, when a server ignored a Range request)."""
         if self._file is None:
