@@ -17,54 +17,20 @@ if sys.argv[1:2] == ["__complete"]:
 
     fast_main(sys.argv[2:])
 
+# `ctrpy --help` / `--version`: answered from the root's tables before Click loads (see _root.py).
+if sys.argv[1:] in (["--help"], ["-h"], ["--version"]):
+    from ctrpy.commands._root import fast_path
+
+    fast_path(sys.argv[1:])
+
 from typing import Any  # noqa: E402
 
 import click  # noqa: E402
 
 from ctrpy import __version__  # noqa: E402
-
-# name -> (module:attribute, short help). Keep sorted by group; aliases in ALIASES.
-COMMANDS: dict[str, tuple[str, str]] = {
-    "images": ("ctrpy.commands.images:images", "Manage images"),
-    "containers": ("ctrpy.commands.containers:containers", "Manage containers (metadata)"),
-    "tasks": ("ctrpy.commands.tasks:tasks", "Manage tasks (running processes of containers)"),
-    "snapshots": ("ctrpy.commands.snapshots:snapshots", "Manage snapshots"),
-    "content": ("ctrpy.commands.content:content", "Manage the content store"),
-    "namespaces": ("ctrpy.commands.namespaces:namespaces", "Manage namespaces"),
-    "leases": ("ctrpy.commands.leases:leases", "Manage leases"),
-    "network": ("ctrpy.commands.network:network", "Manage networks"),
-    "config": ("ctrpy.commands.config:config", "Show the configuration"),
-    "events": ("ctrpy.commands.events:events", "Show recorded events"),
-    "gc": ("ctrpy.commands.gc:gc", "Garbage-collect unreferenced content, snapshots and leftovers"),
-    "info": ("ctrpy.commands.system:info", "Show root/state dirs, snapshotters, runtimes, cgroup mode"),
-    "version": ("ctrpy.commands.system:version", "Show ctrpy's and the helper's versions"),
-    "pull": ("ctrpy.commands.images:pull", "Pull an image from a registry"),
-    "push": ("ctrpy.commands.images:push", "Push an image to a registry"),
-    "login": ("ctrpy.commands.registry:login", "Log in to a registry"),
-    "logout": ("ctrpy.commands.registry:logout", "Log out from a registry"),
-    "run": ("ctrpy.commands.run:run", "Create and start a container"),
-    "ps": ("ctrpy.commands.tasks:ps_all", "List tasks"),
-    "exec": ("ctrpy.commands.tasks:exec_", "Run a process in a running container"),
-    "logs": ("ctrpy.commands.tasks:logs", "Show a task's output"),
-    "runtime": ("ctrpy.commands.ociruntime:runtime", "The built-in runtime as a runc-compatible command"),
-    "completion": ("ctrpy.commands.completion:completion", "Print a shell completion script"),
-}
-
-ALIASES: dict[str, str] = {
-    "i": "images",
-    "image": "images",
-    "c": "containers",
-    "container": "containers",
-    "t": "tasks",
-    "task": "tasks",
-    "snapshot": "snapshots",
-    "ns": "namespaces",
-    "namespace": "namespaces",
-    "lease": "leases",
-    "net": "network",
-    "networks": "network",
-}
-
+from ctrpy.commands._root import (  # noqa: E402
+    ALIASES, COMMANDS, GLOBAL_OPTIONS, HELP_NAMES, MAX_CONTENT_WIDTH, ROOT_HELP, VERSION_HELP,
+)
 
 class LazyGroup(click.Group):
     """A group whose subcommands are imported only when invoked (or when their help is shown)."""
@@ -140,33 +106,25 @@ class CliContext:
         return self._client
 
 
+def _with_global_options(fn: Any) -> Any:
+    for decls, kwargs in reversed(GLOBAL_OPTIONS):
+        fn = click.option(*decls, **kwargs)(fn)
+    return fn
+
+
 @click.group(
     cls=LazyGroup,
     lazy=COMMANDS,
     aliases=ALIASES,
-    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 120},
+    help=ROOT_HELP,
+    context_settings={"help_option_names": HELP_NAMES, "max_content_width": MAX_CONTENT_WIDTH},
 )
-@click.option("--root", envvar="CTRPY_ROOT", default=None, metavar="DIR",
-              help="Root directory for persistent data  [env: CTRPY_ROOT; default: /var/lib/ctrpy]")
-@click.option("--state", envvar="CTRPY_STATE", default=None, metavar="DIR",
-              help="State directory for runtime data  [env: CTRPY_STATE; default: /run/ctrpy]")
-@click.option("--namespace", "-n", envvar="CTRPY_NAMESPACE", default="default", show_default=True,
-              help="Namespace to use  [env: CTRPY_NAMESPACE]")
-@click.option("--config", "config_path", envvar="CTRPY_CONFIG", default=None, metavar="FILE",
-              help="Config file  [env: CTRPY_CONFIG; default: /etc/ctrpy/config.toml]")
-@click.option("--debug", is_flag=True, envvar="CTRPY_DEBUG", help="Show tracebacks and debug output")
-@click.version_option(__version__, "--version", prog_name="ctrpy", message="%(prog)s %(version)s")
+@_with_global_options
+@click.version_option(__version__, "--version", prog_name="ctrpy", message="%(prog)s %(version)s",
+                      help=VERSION_HELP)
 @click.pass_context
 def cli(ctx: click.Context, root: str | None, state: str | None, namespace: str, config_path: str | None,
         debug: bool) -> None:
-    """ctrpy: a containerd-class container runtime.
-
-    \b
-    Examples:
-      ctrpy pull docker.io/library/busybox:latest
-      ctrpy run --rm docker.io/library/busybox:latest demo echo hello
-      ctrpy -n k8s.io images ls
-    """
     from ctrpy.runtime.config import DEFAULT_CONFIG_PATH
 
     # A --config named on the command line must exist; the default path or CTRPY_CONFIG may be absent.

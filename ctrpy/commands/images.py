@@ -177,8 +177,6 @@ def ls(ctx: click.Context, filters: tuple[str, ...], quiet: bool, fmt: str) -> N
       ctrpy images ls -q 'name~=busybox'
       ctrpy images ls --format json 'labels."env"==prod'
     """
-    from ctrpy.runtime import images as rt
-
     client = ctx.obj.client
     found = client.images.list(list(filters))
     if quiet:
@@ -186,6 +184,8 @@ def ls(ctx: click.Context, filters: tuple[str, ...], quiet: bool, fmt: str) -> N
             click.echo(image.name)
         return
     rows = []
+    if found:
+        from ctrpy.runtime import images as rt  # not for an empty store: start-up is the whole cost there
     for image in found:
         rows.append({"name": image.name, "media_type": image.target.media_type, "digest": image.target.digest,
                      "size": rt.image_size(client.content, image),

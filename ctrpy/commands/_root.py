@@ -1,0 +1,206 @@
+"""The root command as data: its commands, aliases, global options and help text, without Click.
+
+`ctrpy --help` and `ctrpy --version` are answered from here before Click (and typing, inspect, enum...) is
+imported: the Click tree in `ctrpy.commands` is built from these same tables, and `fast_help()` renders them
+the way Click's HelpFormatter does (tests/test_startup.py compares the two at every width Click uses).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+# name -> (module:attribute, short help). Keep sorted by group; aliases in ALIASES.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "images": ("ctrpy.commands.images:images", "Manage images"),
+    "containers": ("ctrpy.commands.containers:containers", "Manage containers (metadata)"),
+    "tasks": ("ctrpy.commands.tasks:tasks", "Manage tasks (running processes of containers)"),
+    "snapshots": ("ctrpy.commands.snapshots:snapshots", "Manage snapshots"),
+    "content": ("ctrpy.commands.content:content", "Manage the content store"),
+    "namespaces": ("ctrpy.commands.namespaces:namespaces", "Manage namespaces"),
+    "leases": ("ctrpy.commands.leases:leases", "Manage leases"),
+    "network": ("ctrpy.commands.network:network", "Manage networks"),
+    "config": ("ctrpy.commands.config:config", "Show the configuration"),
+    "events": ("ctrpy.commands.events:events", "Show recorded events"),
+    "gc": ("ctrpy.commands.gc:gc", "Garbage-collect unreferenced content, snapshots and leftovers"),
+    "info": ("ctrpy.commands.system:info", "Show root/state dirs, snapshotters, runtimes, cgroup mode"),
+    "version": ("ctrpy.commands.system:version", "Show ctrpy's and the helper's versions"),
+    "pull": ("ctrpy.commands.images:pull", "Pull an image from a registry"),
+    "push": ("ctrpy.commands.images:push", "Push an image to a registry"),
+    "login": ("ctrpy.commands.registry:login", "Log in to a registry"),
+    "logout": ("ctrpy.commands.registry:logout", "Log out from a registry"),
+    "run": ("ctrpy.commands.run:run", "Create and start a container"),
+    "ps": ("ctrpy.commands.tasks:ps_all", "List tasks"),
+    "exec": ("ctrpy.commands.tasks:exec_", "Run a process in a running container"),
+    "logs": ("ctrpy.commands.tasks:logs", "Show a task's output"),
+    "runtime": ("ctrpy.commands.ociruntime:runtime", "The built-in runtime as a runc-compatible command"),
+    "completion": ("ctrpy.commands.completion:completion", "Print a shell completion script"),
+}
+
+ALIASES: dict[str, str] = {
+    "i": "images",
+    "image": "images",
+    "c": "containers",
+    "container": "containers",
+    "t": "tasks",
+    "task": "tasks",
+    "snapshot": "snapshots",
+    "ns": "namespaces",
+    "namespace": "namespaces",
+    "lease": "leases",
+    "net": "network",
+    "networks": "network",
+}
+
+ROOT_HELP = """ctrpy: a containerd-class container runtime.
+
+\b
+Examples:
+  ctrpy pull docker.io/library/busybox:latest
+  ctrpy run --rm docker.io/library/busybox:latest demo echo hello
+  ctrpy -n k8s.io images ls
+"""
+
+# (declarations, click.option keyword arguments), in the order --help lists them.
+GLOBAL_OPTIONS: list[tuple[tuple[str, ...], dict]] = [
+    (("--root",), {"envvar": "CTRPY_ROOT", "default": None, "metavar": "DIR",
+                   "help": "Root directory for persistent data  [env: CTRPY_ROOT; default: /var/lib/ctrpy]"}),
+    (("--state",), {"envvar": "CTRPY_STATE", "default": None, "metavar": "DIR",
+                    "help": "State directory for runtime data  [env: CTRPY_STATE; default: /run/ctrpy]"}),
+    (("--namespace", "-n"), {"envvar": "CTRPY_NAMESPACE", "default": "default", "show_default": True,
+                             "help": "Namespace to use  [env: CTRPY_NAMESPACE]"}),
+    (("--config", "config_path"), {"envvar": "CTRPY_CONFIG", "default": None, "metavar": "FILE",
+                                   "help": "Config file  [env: CTRPY_CONFIG; default: /etc/ctrpy/config.toml]"}),
+    (("--debug",), {"is_flag": True, "envvar": "CTRPY_DEBUG", "help": "Show tracebacks and debug output"}),
+]
+VERSION_HELP = "Show the version and exit."
+HELP_NAMES = ["-h", "--help"]
+HELP_HELP = "Show this message and exit."
+MAX_CONTENT_WIDTH = 120
+USAGE = "Usage: ctrpy [OPTIONS] COMMAND [ARGS]..."
+
+
+def _option_rows() -> list[tuple[str, str]]:
+    rows = []
+    for decls, kw in GLOBAL_OPTIONS:
+        flags = [d for d in decls if d.startswith("-")]
+        flags.sort(key=lambda f: 2 if f.startswith("--") else 1)  # Click lists short forms first
+        first = ", ".join(flags)
+        if not kw.get("is_flag"):
+            first += " " + kw.get("metavar", "TEXT")
+        text = kw["help"]
+        if kw.get("show_default"):
+            text += f"  [default: {kw['default']}]"
+        rows.append((first, text))
+    rows.append(("--version", VERSION_HELP))
+    rows.append((", ".join(HELP_NAMES), HELP_HELP))
+    return rows
+
+
+def _width() -> int:
+    # shutil.get_terminal_size's rules (COLUMNS first, then stdout, else 80) without importing shutil.
+    try:
+        columns = int(os.environ.get("COLUMNS", "0"))
+    except ValueError:
+        columns = 0
+    if columns <= 0:
+        try:
+            columns = os.get_terminal_size(sys.__stdout__.fileno()).columns  # type: ignore[union-attr]
+        except (AttributeError, ValueError, OSError):
+            columns = 0
+        columns = columns or 80
+    return max(min(columns, MAX_CONTENT_WIDTH) - 2, 50)
+
+
+def _wrapper(width: int, indent: str = "") -> object:
+    import textwrap
+
+    class Wrapper(textwrap.TextWrapper):
+        # Click's rule for a word longer than the line: cut it where the line ends (no hyphen search).
+        def _handle_long_word(self, reversed_chunks: list[str], cur_line: list[str], cur_len: int,
+                              width: int) -> None:
+            space_left = max(width - cur_len, 1)
+            if self.break_long_words:
+                last = reversed_chunks[-1]
+                cur_line.append(last[:space_left])
+                reversed_chunks[-1] = last[space_left:]
+            elif not cur_line:
+                cur_line.append(reversed_chunks.pop())
+
+    return Wrapper(width, initial_indent=indent, subsequent_indent=indent, replace_whitespace=False)
+
+
+def _wrap_paragraphs(text: str, width: int, indent: str = "") -> str:
+    """click.formatting.wrap_text(preserve_paragraphs=True): `\\b` paragraphs are kept as written."""
+    paragraphs: list[tuple[int, bool, str]] = []
+    buf: list[str] = []
+    lead: int | None = None
+
+    def flush() -> None:
+        if buf:
+            if buf[0].strip() == "\b":
+                paragraphs.append((lead or 0, True, "\n".join(buf[1:])))
+            else:
+                paragraphs.append((lead or 0, False, " ".join(buf)))
+            buf.clear()
+
+    for line in text.expandtabs().splitlines():
+        if not line:
+            flush()
+            lead = None
+            continue
+        if lead is None:
+            stripped = line.lstrip()
+            lead = len(line) - len(stripped)
+            line = stripped
+        buf.append(line)
+    flush()
+    out = []
+    for extra, raw, para in paragraphs:
+        pad = indent + " " * extra
+        if raw:
+            out.append("\n".join(pad + ln for ln in para.splitlines()))
+        else:
+            out.append(_wrapper(width, pad).fill(para))  # type: ignore[attr-defined]
+    return "\n\n".join(out)
+
+
+def _definitions(rows: list[tuple[str, str]], width: int, indent: int = 2) -> list[str]:
+    """click's HelpFormatter.write_dl (col_max 30, spacing 2), inside a section (indent 2)."""
+    first_col = min(max(len(first) for first, _ in rows), 30) + 2
+    lines = []
+    for first, second in rows:
+        head = " " * indent + first
+        if len(first) <= first_col - 2:
+            head += " " * (first_col - len(first))
+        else:
+            lines.append(head)
+            head = " " * (first_col + indent)
+        wrapped = _wrap_paragraphs(second, max(width - first_col - 2, 10)).splitlines()
+        lines.append(head + (wrapped[0] if wrapped else ""))
+        lines.extend(" " * (first_col + indent) + line for line in wrapped[1:])
+    return lines
+
+
+def fast_help(width: int | None = None) -> str:
+    """`ctrpy --help` exactly as Click renders it, from the tables above."""
+    width = width or _width()
+    doc = _wrap_paragraphs(ROOT_HELP.strip("\n"), width, "  ")
+    commands = sorted(COMMANDS.items())
+    parts = [USAGE, "", doc, "", "Options:", *_definitions(_option_rows(), width), "", "Commands:",
+             *_definitions([(name, summary) for name, (_, summary) in commands], width)]
+    return "\n".join(parts) + "\n"
+
+
+def fast_path(argv: list[str]) -> None:
+    """Answer `--help` and `--version` without Click; returns for anything else."""
+    if argv in (["--help"], ["-h"]):
+        sys.stdout.write(fast_help())
+    elif argv == ["--version"]:
+        from ctrpy import __version__
+
+        sys.stdout.write(f"ctrpy {__version__}\n")
+    else:
+        return
+    sys.stdout.flush()
+    raise SystemExit(0)
