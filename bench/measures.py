@@ -425,7 +425,7 @@ def _populate_ctrpy(root: Path, state: Path, image_ref: str, n: int, spec: dict[
         client.containers.create(container_cls(**kwargs))
 
 
-def listings(env: Env, reps: int, n: int = 1000) -> list[Comparison]:
+def listings(env: Env, reps: int, n: int = 1000, more: tuple[int, ...] = ()) -> list[Comparison]:
     img = env.images.busybox
     ctrpy = CtrpyRoot(env, "list", img)
     empty_root, empty_state = env.new_root("empty")
@@ -498,10 +498,35 @@ def listings(env: Env, reps: int, n: int = 1000) -> list[Comparison]:
     comps[1].notes.append("ctrpy's containers are created through ContainerStore.create (metadata only, with the "
                           "OCI spec containerd generated for its own); containerd's through `ctr containers create` "
                           "(which also prepares a snapshot).")
+    for big in more:
+        comps.append(_containers_at(env, ctrpy, img, spec, n, big, reps))
     env.drop_root(ctrpy.root)
     env.drop_root(empty_root)
     env.containerd.remove_all()
     return comps
+
+
+def _containers_at(env: Env, ctrpy: CtrpyRoot, img: str, spec: dict[str, Any] | None, have: int, n: int,
+                   reps: int) -> Comparison:
+    """`containers ls` again with `n` containers on both sides (issue 17: the cost stays linear)."""
+    from ctrpy.runtime.client import Client
+    from ctrpy.runtime.metadata.containers import Container
+
+    client = Client(ctrpy.root, ctrpy.state)
+    for k in range(have, n):
+        client.containers.create(Container(id=f"c{k}", runtime_name="ctrpy", image=img, snapshotter="overlayfs",
+                                           snapshot_key=f"c{k}", spec=spec or {}))
+    existing = set(subprocess.run(env.ctr("containers", "ls", "-q"), capture_output=True, text=True).stdout.split())
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(lambda k: run_checked(env.ctr("containers", "create", img, f"lc{k}"), what="ctr c create"),
+                      [k for k in range(n) if f"lc{k}" not in existing]))
+    log(f"bench: {n} containers populated")
+    a = Side("ctrpy containers ls", lambda i: timed(ctrpy.cmd("containers", "ls"), env=env.env, what="ctrpy c ls"))
+    b = Side("ctr containers ls", lambda i: timed(env.ctr("containers", "ls"), what="ctr c ls"))
+    interleave([a, b], reps, label=f"containers ls n={n}")
+    return Comparison(f"4b. `containers ls` with {n:,} containers", "ms", [a, b],
+                      ratios=[(a.name, b.name, "")], command="ctrpy containers ls | ctr containers ls",
+                      key=f"containers ls with {n:,} containers")
 
 
 # ------------------------------------------------------------------------------------------- 5. concurrency

@@ -177,6 +177,8 @@ def main() -> int:
     parser.add_argument("--reps50", type=int, default=3, help="rounds of the 50-container start (default 3)")
     parser.add_argument("--only", default="1,2,3,4,5",
                         help="measures to run, e.g. 1,4 (default all); 5b: of measure 5 only the parallel pulls")
+    parser.add_argument("--containers", default="",
+                        help="measure 4: also `containers ls` with these many containers, e.g. 10000")
     parser.add_argument("--no-profile", action="store_true", help="skip profiling where ctrpy is behind")
     parser.add_argument("--output", default=None,
                         help="report file (default: BENCHMARKS.md for a full run, .bench/subset.md with --only)")
@@ -212,7 +214,8 @@ def main() -> int:
             plan = [(1, lambda: measures.run_rm(env, args.reps)),
                     (2, lambda: measures.pull(env, args.reps)),
                     (3, lambda: measures.memory(env, args.reps, args.reps50)),
-                    (4, lambda: measures.listings(env, args.reps)),
+                    (4, lambda: measures.listings(env, args.reps,
+                                                 more=tuple(int(x) for x in args.containers.split(",") if x))),
                     (5, lambda: measures.concurrency(env, args.reps, with_runs=runs5))]
             for number, fn in plan:
                 if number not in only:
