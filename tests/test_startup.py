@@ -4,9 +4,11 @@ answer them; a leaf command imports only its own group; an install ships bytecod
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -45,10 +47,45 @@ def test_help_and_version_never_import_click_or_the_runtime() -> None:
     assert out.startswith("ctrpy ") and "click" not in mods
 
 
-def test_a_leaf_command_imports_only_its_group(dirs: object) -> None:
-    out, mods = _modules("--root", str(dirs.root), "--state", str(dirs.state), "images", "ls")  # type: ignore[attr-defined]
+def test_plain_listings_run_without_click(dirs: Any) -> None:
+    base = ["--root", str(dirs.root), "--state", str(dirs.state)]
+    out, mods = _modules(*base, "images", "ls")
     assert out.split() == ["REF", "TYPE", "DIGEST", "SIZE", "PLATFORMS", "LABELS"]
-    others = {m for m in mods if m.startswith("ctrpy.commands.") and m not in (
-        "ctrpy.commands.images", "ctrpy.commands._output", "ctrpy.commands._root")}
-    assert others == set()
-    assert not {"httpx", "rich", "pyroute2", "ctrpy.runtime.images", "shutil"} & mods
+    assert not {"click", "httpx", "rich", "pyroute2", "ctrpy.commands.images", "ctrpy.runtime.images",
+                "shutil"} & mods
+    _, mods = _modules(*base, "c", "list", "-q")
+    assert "click" not in mods
+    # Anything else goes through Click (here an unknown option, with Click's usage error).
+    r = subprocess.run([CTRPY, *base, "images", "ls", "-x"], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and "No such option" in r.stderr
+
+
+def _both(*args: str) -> tuple[subprocess.CompletedProcess, subprocess.CompletedProcess]:
+    """The fast path's answer and Click's (--debug is left to Click only when passed as CTRPY_DEBUG)."""
+    fast = subprocess.run([CTRPY, *args], capture_output=True, text=True, timeout=60)
+    slow = subprocess.run([CTRPY, *args], capture_output=True, text=True, timeout=60,
+                          env={**os.environ, "CTRPY_DEBUG": "0"})
+    return fast, slow
+
+
+def test_fast_listings_print_what_click_prints(seeded_registry: Any, dirs: Any) -> None:
+    base = ["--root", str(dirs.root), "--state", str(dirs.state)]
+    r = subprocess.run([CTRPY, *base, "pull", "--no-unpack", "-q", f"{seeded_registry.host}/layered:latest"],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    from ctrpy.runtime.client import Client
+    from ctrpy.runtime.metadata.containers import Container
+
+    client = Client(dirs.root, dirs.state)
+    for k in range(3):
+        client.containers.create(Container(id=f"c{k}", runtime_name="ctrpy", image="x", spec={"a": [k]},
+                                           labels={"k": str(k)}))
+    for args in (["images", "ls"], ["images", "ls", "-q"], ["i", "list"], ["containers", "ls"],
+                 ["containers", "ls", "--quiet"], ["-n", "other", "containers", "ls"],
+                 ["--namespace=bad ns", "containers", "ls"]):
+        fast, slow = _both(*base, *args)
+        ages = re.compile(r"\d+ \w+ ago")  # the two runs may straddle a second
+        assert (fast.returncode, ages.sub("AGE", fast.stdout), fast.stderr) == \
+            (slow.returncode, ages.sub("AGE", slow.stdout), slow.stderr), args
+    assert "layered:latest" in _both(*base, "images", "ls")[0].stdout
+    assert _both(*base, "--namespace=bad ns", "containers", "ls")[0].returncode == 3

@@ -17,8 +17,8 @@ if sys.argv[1:2] == ["__complete"]:
 
     fast_main(sys.argv[2:])
 
-# `ctrpy --help` / `--version`: answered from the root's tables before Click loads (see _root.py).
-if sys.argv[1:] in (["--help"], ["-h"], ["--version"]):
+# `ctrpy --help` / `--version` and plain listings: answered before Click loads (see _root.py).
+if len(sys.argv) > 1 and sys.argv[0].endswith(("ctrpy", "__main__.py")):
     from ctrpy.commands._root import fast_path
 
     fast_path(sys.argv[1:])
@@ -29,7 +29,7 @@ import click  # noqa: E402
 
 from ctrpy import __version__  # noqa: E402
 from ctrpy.commands._root import (  # noqa: E402
-    ALIASES, COMMANDS, GLOBAL_OPTIONS, HELP_NAMES, MAX_CONTENT_WIDTH, ROOT_HELP, VERSION_HELP,
+    ALIASES, COMMANDS, GLOBAL_OPTIONS, HELP_NAMES, MAX_CONTENT_WIDTH, ROOT_HELP, VERSION_HELP, CliContext, exit_for,
 )
 
 class LazyGroup(click.Group):
@@ -61,49 +61,6 @@ class LazyGroup(click.Group):
         if rows:
             with formatter.section("Commands"):
                 formatter.write_dl(rows)
-
-
-class CliContext:
-    """What every command receives as ctx.obj: global options plus a lazily built runtime Client."""
-
-    def __init__(self, root: str | None, state: str | None, namespace: str, config_path: str, debug: bool,
-                 config_explicit: bool) -> None:
-        self.root_opt = root
-        self.state_opt = state
-        self.namespace = namespace
-        self.config_path = config_path
-        self.config_explicit = config_explicit
-        self.debug = debug
-        self._config: Any = None
-        self._client: Any = None
-
-    @property
-    def config(self) -> Any:
-        if self._config is None:
-            from ctrpy.runtime.config import load_config
-
-            self._config = load_config(self.config_path, required=self.config_explicit)
-            for warning in self._config.warnings:
-                click.echo(f"ctrpy: warning: {warning}", err=True)
-        return self._config
-
-    @property
-    def root(self) -> str:
-        return self.root_opt or self.config["root"]
-
-    @property
-    def state(self) -> str:
-        return self.state_opt or self.config["state"]
-
-    @property
-    def client(self) -> Any:
-        """The runtime client; requires root, since every store lives in root-owned directories."""
-        if self._client is None:
-            from ctrpy.runtime.client import Client, require_root
-
-            require_root("ctrpy")
-            self._client = Client(self.root, self.state, self.namespace, self.config)
-        return self._client
 
 
 def _with_global_options(fn: Any) -> Any:
@@ -150,30 +107,8 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(exc.exit_code)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
-    except KeyboardInterrupt:
-        click.echo("ctrpy: interrupted", err=True)
-        sys.exit(130)
-    except BrokenPipeError:
-        # The reader went away (`ctrpy images ls | head`): exit quietly, without a second error on flush.
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        sys.exit(141)
-    except Exception as exc:  # the error ladder: every other exception ends here
-        from ctrpy.runtime import errors
-
-        if debug:
-            import traceback
-
-            traceback.print_exc()
-        if isinstance(exc, errors.CtrpyError):
-            click.echo(f"ctrpy: {exc}", err=True)
-            sys.exit(exc.exit_code)
-        if isinstance(exc, OSError):
-            wrapped = errors.from_oserror(exc, exc.strerror or "system error")
-            click.echo(f"ctrpy: {exc}", err=True)
-            sys.exit(wrapped.exit_code)
-        if not debug:
-            click.echo(f"ctrpy: internal error: {type(exc).__name__}: {exc} (run with --debug for a traceback)",
-                       err=True)
-        sys.exit(1)
+    except BaseException as exc:  # the error ladder: interrupts, a closed stdout, every other exception
+        if isinstance(exc, SystemExit):
+            raise
+        exit_for(exc, debug)
     sys.exit(code if isinstance(code, int) else 0)

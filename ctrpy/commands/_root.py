@@ -10,6 +10,10 @@ from __future__ import annotations
 import os
 import sys
 
+TYPE_CHECKING = False  # typing costs ~5 ms of start-up: annotations here are never evaluated
+if TYPE_CHECKING:
+    from typing import Any, NoReturn
+
 # name -> (module:attribute, short help). Keep sorted by group; aliases in ALIASES.
 COMMANDS: dict[str, tuple[str, str]] = {
     "images": ("ctrpy.commands.images:images", "Manage images"),
@@ -193,7 +197,8 @@ def fast_help(width: int | None = None) -> str:
 
 
 def fast_path(argv: list[str]) -> None:
-    """Answer `--help` and `--version` without Click; returns for anything else."""
+    """Answer `--help`, `--version` and a plain listing (FAST_LEAVES) without Click; returns for anything
+    else."""
     if argv in (["--help"], ["-h"]):
         sys.stdout.write(fast_help())
     elif argv == ["--version"]:
@@ -201,6 +206,147 @@ def fast_path(argv: list[str]) -> None:
 
         sys.stdout.write(f"ctrpy {__version__}\n")
     else:
+        leaf = _fast_leaf(argv)
+        if leaf is not None:
+            _run_leaf(*leaf)
         return
     sys.stdout.flush()
     raise SystemExit(0)
+
+
+# ---------------------------------------------------------------------------------------------- run time
+
+class CliContext:
+    """What every command receives as ctx.obj: global options plus a lazily built runtime Client."""
+
+    def __init__(self, root: str | None, state: str | None, namespace: str, config_path: str, debug: bool,
+                 config_explicit: bool) -> None:
+        self.root_opt = root
+        self.state_opt = state
+        self.namespace = namespace
+        self.config_path = config_path
+        self.config_explicit = config_explicit
+        self.debug = debug
+        self._config: Any = None
+        self._client: Any = None
+
+    @property
+    def config(self) -> Any:
+        if self._config is None:
+            from ctrpy.runtime.config import load_config
+
+            self._config = load_config(self.config_path, required=self.config_explicit)
+            for warning in self._config.warnings:
+                sys.stderr.write(f"ctrpy: warning: {warning}\n")
+        return self._config
+
+    @property
+    def root(self) -> str:
+        return self.root_opt or self.config["root"]
+
+    @property
+    def state(self) -> str:
+        return self.state_opt or self.config["state"]
+
+    @property
+    def client(self) -> Any:
+        """The runtime client; requires root, since every store lives in root-owned directories."""
+        if self._client is None:
+            from ctrpy.runtime.client import Client, require_root
+
+            require_root("ctrpy")
+            self._client = Client(self.root, self.state, self.namespace, self.config)
+        return self._client
+
+
+def exit_for(exc: BaseException, debug: bool) -> NoReturn:
+    """The error ladder (for the Click tree and the fast path alike): a message and the exit code."""
+    if isinstance(exc, KeyboardInterrupt):
+        sys.stderr.write("ctrpy: interrupted\n")
+        sys.exit(130)
+    if isinstance(exc, BrokenPipeError):
+        # The reader went away (`ctrpy images ls | head`): exit quietly, without a second error on flush.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        sys.exit(141)
+    if not isinstance(exc, Exception):
+        raise exc
+    from ctrpy.runtime import errors
+
+    if debug:
+        import traceback
+
+        traceback.print_exc()
+    if isinstance(exc, errors.CtrpyError):
+        sys.stderr.write(f"ctrpy: {exc}\n")
+        sys.exit(exc.exit_code)
+    if isinstance(exc, OSError):
+        wrapped = errors.from_oserror(exc, exc.strerror or "system error")
+        sys.stderr.write(f"ctrpy: {exc}\n")
+        sys.exit(wrapped.exit_code)
+    if not debug:
+        sys.stderr.write(f"ctrpy: internal error: {type(exc).__name__}: {exc} (run with --debug for a traceback)\n")
+    sys.exit(1)
+
+
+# Leaf commands that run without Click when called plainly: (group, verb) -> function of commands._listings.
+FAST_LEAVES = {("images", "ls"): "images_ls", ("containers", "ls"): "containers_ls"}
+_VALUED = {"--root": "root", "--state": "state", "--namespace": "namespace", "-n": "namespace",
+           "--config": "config_path"}
+_ENV = {"root": "CTRPY_ROOT", "state": "CTRPY_STATE", "namespace": "CTRPY_NAMESPACE", "config_path": "CTRPY_CONFIG"}
+
+
+def _fast_leaf(argv: list[str]) -> tuple[str, dict, bool] | None:
+    """(function, global options, quiet) for `[--root R] [--state S] [-n NS] [--config F] [--debug] GROUP ls
+    [-q]`; None for anything else (Click then parses it, with its checks and messages)."""
+    values: dict = {}
+    for key, var in _ENV.items():
+        env = os.environ.get(var)
+        if env == "":
+            return None  # Click's rules for an empty variable: leave them to Click
+        values[key] = env
+    if "CTRPY_DEBUG" in os.environ:
+        return None
+    values["debug"] = False
+    explicit_config = False
+    i = 0
+    while i < len(argv) and argv[i].startswith("-"):
+        name, eq, value = argv[i].partition("=")
+        if name in _VALUED and (eq or name != "-n"):
+            if not eq:
+                if i + 1 >= len(argv):
+                    return None
+                i += 1
+                value = argv[i]
+            values[_VALUED[name]] = value
+            explicit_config = explicit_config or name == "--config"
+        elif argv[i] == "--debug":
+            values["debug"] = True
+        else:
+            return None
+        i += 1
+    rest = argv[i:]
+    if len(rest) < 2 or rest[1] not in ("ls", "list") or any(a not in ("-q", "--quiet") for a in rest[2:]):
+        return None
+    function = FAST_LEAVES.get((ALIASES.get(rest[0], rest[0]), "ls"))
+    if function is None:
+        return None
+    values["explicit_config"] = explicit_config
+    return function, values, len(rest) > 2
+
+
+def _run_leaf(function: str, values: dict, quiet: bool) -> NoReturn:
+    try:
+        from ctrpy.commands import _listings
+        from ctrpy.runtime.config import DEFAULT_CONFIG_PATH
+
+        obj = CliContext(values["root"], values["state"], values["namespace"] or "default",
+                         values["config_path"] or DEFAULT_CONFIG_PATH, values["debug"],
+                         config_explicit=values["explicit_config"])
+        getattr(_listings, function)(obj, [], quiet, "table")
+        sys.stdout.flush()
+    except BaseException as exc:  # noqa: BLE001 - the same ladder as the Click tree's
+        if isinstance(exc, SystemExit):
+            raise
+        exit_for(exc, values["debug"])
+    sys.exit(0)
