@@ -53,8 +53,10 @@ def test_plain_listings_run_without_click(dirs: Any) -> None:
     assert out.split() == ["REF", "TYPE", "DIGEST", "SIZE", "PLATFORMS", "LABELS"]
     assert not {"click", "httpx", "rich", "pyroute2", "ctrpy.commands.images", "ctrpy.runtime.images",
                 "shutil"} & mods
-    _, mods = _modules(*base, "c", "list", "-q")
-    assert "click" not in mods
+    for extra in (["c", "list", "-q"], ["-n", "other", "--debug", "containers", "ls"],
+                  ["--namespace=other", "i", "ls", "--quiet"]):
+        _, mods = _modules(*base, *extra)
+        assert "click" not in mods, extra
     # Anything else goes through Click (here an unknown option, with Click's usage error).
     r = subprocess.run([CTRPY, *base, "images", "ls", "-x"], capture_output=True, text=True, timeout=60)
     assert r.returncode == 2 and "No such option" in r.stderr

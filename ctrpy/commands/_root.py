@@ -312,7 +312,7 @@ def _fast_leaf(argv: list[str]) -> tuple[str, dict, bool] | None:
     i = 0
     while i < len(argv) and argv[i].startswith("-"):
         name, eq, value = argv[i].partition("=")
-        if name in _VALUED and (eq or name != "-n"):
+        if name in _VALUED and not (eq and name == "-n"):  # Click reads `-n=x` as the name "=x"
             if not eq:
                 if i + 1 >= len(argv):
                     return None
