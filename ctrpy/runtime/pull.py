@@ -181,7 +181,6 @@ class _Feed:
                 self.fd = -1
             self.cond.notify_all()
 
-
     def wait_done(self, check: Callable[[], None]) -> BaseException | None:
         """Wait for the download to end; its error, or None once stored."""
         with self.cond:
@@ -231,6 +230,11 @@ class _FeedReader(io.RawIOBase):
                 feed.cond.wait(0.2)
                 self.check()
         data = os.pread(self.fd, n, self.pos)
+        if feed.generation != self.generation or not data:
+            # The download started over (truncated the file) between our look and our read.
+            from ctrpy.runtime.unpack import RestartLayer
+
+            raise RestartLayer()
         b[: len(data)] = data
         self.pos += len(data)
         return len(data)
