@@ -21,7 +21,12 @@ apt:
 $(VENV)/.installed: pyproject.toml setup.py csrc/helper.c csrc/helper.h csrc/pause.c csrc/build_helper.py
 	[ -x $(PY) ] || $(PYTHON_SYS) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[test]'
+	# compat: a plain .pth path entry instead of setuptools' import-hook finder, which costs every
+	# start-up a pathlib/importlib.util import. compileall: PYTHONDONTWRITEBYTECODE=1 (as here) would
+	# otherwise leave an editable install recompiling every module on every run (issue 17). A wheel
+	# (`pip install .`) is compiled by pip itself at install.
+	$(PY) -m pip install -q -e '.[test]' --config-settings editable_mode=compat
+	$(PY) -m compileall -q ctrpy
 	touch $@
 
 venv: $(VENV)/.installed

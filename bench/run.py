@@ -175,7 +175,10 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--reps", type=int, default=10, help="rounds per comparison (default 10)")
     parser.add_argument("--reps50", type=int, default=3, help="rounds of the 50-container start (default 3)")
-    parser.add_argument("--only", default="1,2,3,4,5,6,7", help="measures to run, e.g. 1,4 (default all)")
+    parser.add_argument("--only", default="1,2,3,4,5,6,7",
+                        help="measures to run, e.g. 1,4 (default all); 5b: of measure 5 only the parallel pulls")
+    parser.add_argument("--containers", default="",
+                        help="measure 4: also `containers ls` with these many containers, e.g. 10000")
     parser.add_argument("--no-profile", action="store_true", help="skip profiling where ctrpy is behind")
     parser.add_argument("--output", default=None,
                         help="report file (default: BENCHMARKS.md for a full run, .bench/subset.md with --only)")
@@ -183,7 +186,9 @@ def main() -> int:
     if os.geteuid() != 0:
         print("bench: must run as root (containers, mounts, cgroups)", file=sys.stderr)
         return 1
-    only = {int(x) for x in args.only.split(",") if x.strip()}
+    tokens = [x.strip() for x in args.only.split(",") if x.strip()]
+    only = {int(x[0]) for x in tokens}
+    runs5 = "5b" not in tokens or "5" in tokens
     if args.output is None:
         # Only a full run may replace the results in BENCHMARKS.md.
         args.output = str(REPO / "BENCHMARKS.md") if only >= {1, 2, 3, 4, 5, 6, 7} else str(REPO / ".bench" / "subset.md")
@@ -209,8 +214,9 @@ def main() -> int:
             plan = [(1, lambda: measures.run_rm(env, args.reps)),
                     (2, lambda: measures.pull(env, args.reps)),
                     (3, lambda: measures.memory(env, args.reps, args.reps50)),
-                    (4, lambda: measures.listings(env, args.reps)),
-                    (5, lambda: measures.concurrency(env, args.reps)),
+                    (4, lambda: measures.listings(env, args.reps,
+                                                 more=tuple(int(x) for x in args.containers.split(",") if x))),
+                    (5, lambda: measures.concurrency(env, args.reps, with_runs=runs5)),
                     (6, lambda: measures.save_load(env, args.reps)),
                     (7, lambda: cri_podstart.pod_start(cleanup, args.reps))]  # CRI pod start (issue 14)
             for number, fn in plan:

@@ -326,10 +326,11 @@ def test_help_loads_no_group_or_heavy_module(dirs: Any) -> None:
     r = subprocess.run([CTRPY, "--help"], capture_output=True, text=True, env=env, timeout=60)
     assert r.returncode == 0
     imported = {line.split("|")[-1].strip() for line in r.stderr.splitlines() if line.startswith("import time:")}
-    assert "click" in imported
+    assert "ctrpy.commands" in imported  # the profile works (Click itself is not loaded for --help)
     for module in imported:
         assert not module.startswith(("ctrpy.runtime", "httpx", "rich", "pyroute2", "asyncio")), module
-        assert not module.startswith("ctrpy.commands."), f"`ctrpy --help` imported {module}"
+        assert not module.startswith("ctrpy.commands.") or module == "ctrpy.commands._root", \
+            f"`ctrpy --help` imported {module}"
 
 
 def test_reference_docs_are_current() -> None:

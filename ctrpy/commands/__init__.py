@@ -17,63 +17,20 @@ if sys.argv[1:2] == ["__complete"]:
 
     fast_main(sys.argv[2:])
 
+# `ctrpy --help` / `--version` and plain listings: answered before Click loads (see _root.py).
+if len(sys.argv) > 1 and sys.argv[0].endswith(("ctrpy", "__main__.py")):
+    from ctrpy.commands._root import fast_path
+
+    fast_path(sys.argv[1:])
+
 from typing import Any  # noqa: E402
 
 import click  # noqa: E402
 
 from ctrpy import __version__  # noqa: E402
-
-# name -> (module:attribute, short help). Keep sorted by group; aliases in ALIASES.
-COMMANDS: dict[str, tuple[str, str]] = {
-    "images": ("ctrpy.commands.images:images", "Manage images"),
-    "containers": ("ctrpy.commands.containers:containers", "Manage containers (metadata)"),
-    "tasks": ("ctrpy.commands.tasks:tasks", "Manage tasks (running processes of containers)"),
-    "snapshots": ("ctrpy.commands.snapshots:snapshots", "Manage snapshots"),
-    "content": ("ctrpy.commands.content:content", "Manage the content store"),
-    "namespaces": ("ctrpy.commands.namespaces:namespaces", "Manage namespaces"),
-    "leases": ("ctrpy.commands.leases:leases", "Manage leases"),
-    "network": ("ctrpy.commands.network:network", "Manage networks"),
-    "config": ("ctrpy.commands.config:config", "Show the configuration"),
-    "events": ("ctrpy.commands.events:events", "Show recorded events"),
-    "gc": ("ctrpy.commands.gc:gc", "Garbage-collect unreferenced content, snapshots and leftovers"),
-    "info": ("ctrpy.commands.system:info", "Show root/state dirs, snapshotters, runtimes, cgroup mode"),
-    "version": ("ctrpy.commands.system:version", "Show ctrpy's and the helper's versions"),
-    "pull": ("ctrpy.commands.images:pull", "Pull an image from a registry"),
-    "save": ("ctrpy.commands.imagetools:save", "Save images to an OCI/docker archive"),
-    "load": ("ctrpy.commands.imagetools:load", "Load images from an archive or OCI layout"),
-    "import": ("ctrpy.commands.imagetools:import_", "Create an image from a root file system tarball"),
-    "export": ("ctrpy.commands.imagetools:export", "Export a container's file system as a tar archive"),
-    "rmi": ("ctrpy.commands.imagetools:rmi", "Remove images and free their space"),
-    "tag": ("ctrpy.commands.imagetools:tag", "Give an image more names"),
-    "history": ("ctrpy.commands.imagetools:history", "Show the history of an image"),
-    "system": ("ctrpy.commands.system:system", "Disk usage and pruning (df, prune), info"),
-    "push": ("ctrpy.commands.images:push", "Push an image to a registry"),
-    "login": ("ctrpy.commands.registry:login", "Log in to a registry"),
-    "logout": ("ctrpy.commands.registry:logout", "Log out from a registry"),
-    "run": ("ctrpy.commands.run:run", "Create and start a container"),
-    "ps": ("ctrpy.commands.tasks:ps_all", "List tasks"),
-    "exec": ("ctrpy.commands.tasks:exec_", "Run a process in a running container"),
-    "logs": ("ctrpy.commands.tasks:logs", "Show a task's output"),
-    "serve": ("ctrpy.commands.serve:serve", "Serve the Kubernetes CRI (for kubelet, crictl, critest)"),
-    "runtime": ("ctrpy.commands.ociruntime:runtime", "The built-in runtime as a runc-compatible command"),
-    "completion": ("ctrpy.commands.completion:completion", "Print a shell completion script"),
-}
-
-ALIASES: dict[str, str] = {
-    "i": "images",
-    "image": "images",
-    "c": "containers",
-    "container": "containers",
-    "t": "tasks",
-    "task": "tasks",
-    "snapshot": "snapshots",
-    "ns": "namespaces",
-    "namespace": "namespaces",
-    "lease": "leases",
-    "net": "network",
-    "networks": "network",
-}
-
+from ctrpy.commands._root import (  # noqa: E402
+    ALIASES, COMMANDS, GLOBAL_OPTIONS, HELP_NAMES, MAX_CONTENT_WIDTH, ROOT_HELP, VERSION_HELP, CliContext, exit_for,
+)
 
 class LazyGroup(click.Group):
     """A group whose subcommands are imported only when invoked (or when their help is shown)."""
@@ -106,76 +63,25 @@ class LazyGroup(click.Group):
                 formatter.write_dl(rows)
 
 
-class CliContext:
-    """What every command receives as ctx.obj: global options plus a lazily built runtime Client."""
-
-    def __init__(self, root: str | None, state: str | None, namespace: str, config_path: str, debug: bool,
-                 config_explicit: bool) -> None:
-        self.root_opt = root
-        self.state_opt = state
-        self.namespace = namespace
-        self.config_path = config_path
-        self.config_explicit = config_explicit
-        self.debug = debug
-        self._config: Any = None
-        self._client: Any = None
-
-    @property
-    def config(self) -> Any:
-        if self._config is None:
-            from ctrpy.runtime.config import load_config
-
-            self._config = load_config(self.config_path, required=self.config_explicit)
-            for warning in self._config.warnings:
-                click.echo(f"ctrpy: warning: {warning}", err=True)
-        return self._config
-
-    @property
-    def root(self) -> str:
-        return self.root_opt or self.config["root"]
-
-    @property
-    def state(self) -> str:
-        return self.state_opt or self.config["state"]
-
-    @property
-    def client(self) -> Any:
-        """The runtime client; requires root, since every store lives in root-owned directories."""
-        if self._client is None:
-            from ctrpy.runtime.client import Client, require_root
-
-            require_root("ctrpy")
-            self._client = Client(self.root, self.state, self.namespace, self.config)
-        return self._client
+def _with_global_options(fn: Any) -> Any:
+    for decls, kwargs in reversed(GLOBAL_OPTIONS):
+        fn = click.option(*decls, **kwargs)(fn)
+    return fn
 
 
 @click.group(
     cls=LazyGroup,
     lazy=COMMANDS,
     aliases=ALIASES,
-    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 120},
+    help=ROOT_HELP,
+    context_settings={"help_option_names": HELP_NAMES, "max_content_width": MAX_CONTENT_WIDTH},
 )
-@click.option("--root", envvar="CTRPY_ROOT", default=None, metavar="DIR",
-              help="Root directory for persistent data  [env: CTRPY_ROOT; default: /var/lib/ctrpy]")
-@click.option("--state", envvar="CTRPY_STATE", default=None, metavar="DIR",
-              help="State directory for runtime data  [env: CTRPY_STATE; default: /run/ctrpy]")
-@click.option("--namespace", "-n", envvar="CTRPY_NAMESPACE", default="default", show_default=True,
-              help="Namespace to use  [env: CTRPY_NAMESPACE]")
-@click.option("--config", "config_path", envvar="CTRPY_CONFIG", default=None, metavar="FILE",
-              help="Config file  [env: CTRPY_CONFIG; default: /etc/ctrpy/config.toml]")
-@click.option("--debug", is_flag=True, envvar="CTRPY_DEBUG", help="Show tracebacks and debug output")
-@click.version_option(__version__, "--version", prog_name="ctrpy", message="%(prog)s %(version)s")
+@_with_global_options
+@click.version_option(__version__, "--version", prog_name="ctrpy", message="%(prog)s %(version)s",
+                      help=VERSION_HELP)
 @click.pass_context
 def cli(ctx: click.Context, root: str | None, state: str | None, namespace: str, config_path: str | None,
         debug: bool) -> None:
-    """ctrpy: a containerd-class container runtime.
-
-    \b
-    Examples:
-      ctrpy pull docker.io/library/busybox:latest
-      ctrpy run --rm docker.io/library/busybox:latest demo echo hello
-      ctrpy -n k8s.io images ls
-    """
     from ctrpy.runtime.config import DEFAULT_CONFIG_PATH
 
     # A --config named on the command line must exist; the default path or CTRPY_CONFIG may be absent.
@@ -201,30 +107,8 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(exc.exit_code)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
-    except KeyboardInterrupt:
-        click.echo("ctrpy: interrupted", err=True)
-        sys.exit(130)
-    except BrokenPipeError:
-        # The reader went away (`ctrpy images ls | head`): exit quietly, without a second error on flush.
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        sys.exit(141)
-    except Exception as exc:  # the error ladder: every other exception ends here
-        from ctrpy.runtime import errors
-
-        if debug:
-            import traceback
-
-            traceback.print_exc()
-        if isinstance(exc, errors.CtrpyError):
-            click.echo(f"ctrpy: {exc}", err=True)
-            sys.exit(exc.exit_code)
-        if isinstance(exc, OSError):
-            wrapped = errors.from_oserror(exc, exc.strerror or "system error")
-            click.echo(f"ctrpy: {exc}", err=True)
-            sys.exit(wrapped.exit_code)
-        if not debug:
-            click.echo(f"ctrpy: internal error: {type(exc).__name__}: {exc} (run with --debug for a traceback)",
-                       err=True)
-        sys.exit(1)
+    except BaseException as exc:  # the error ladder: interrupts, a closed stdout, every other exception
+        if isinstance(exc, SystemExit):
+            raise
+        exit_for(exc, debug)
     sys.exit(code if isinstance(code, int) else 0)

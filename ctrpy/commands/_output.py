@@ -1,19 +1,19 @@
 """Rendering shared by every command: tables, -q, --format json, sizes and ages.
 
-Human output is a rich table on a terminal and plain aligned columns (like ctr's tabwriter) otherwise, so
-scripts that cut columns keep working; rich is imported only for a terminal. Colour is off with NO_COLOR.
+The Click-dependent half (option decorators, AliasGroup, remove_each) lives here; tables, JSON, sizes and
+ages are in _text.py, which needs no Click, and are re-exported from here.
 """
 
 from __future__ import annotations
 
-import json
-import os
-import sys
-import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import click
+
+from ctrpy.commands._text import (  # noqa: F401 - re-exported: every command imports them from here
+    emit_json, format_labels, human_age, human_size, is_tty, parse_timestamp, table, use_color,
+)
 
 FORMATS = ("table", "json")
 
@@ -33,102 +33,6 @@ def json_format_option(fn: Callable[..., Any]) -> Callable[..., Any]:
 def quiet_option(fn: Callable[..., Any]) -> Callable[..., Any]:
     """-q/--quiet: print identifiers only, one per line."""
     return click.option("--quiet", "-q", is_flag=True, help="Print only identifiers, one per line")(fn)
-
-
-def is_tty(stream: Any = None) -> bool:
-    stream = stream or sys.stdout
-    try:
-        return stream.isatty()
-    except (AttributeError, ValueError):
-        return False
-
-
-def use_color() -> bool:
-    return is_tty() and "NO_COLOR" not in os.environ
-
-
-def emit_json(data: Any) -> None:
-    click.echo(json.dumps(data, indent=2, sort_keys=True, default=str))
-
-
-def table(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
-    """Print rows under headers: rich on a terminal, tab-aligned plain text elsewhere."""
-    rows = [["" if cell is None else str(cell) for cell in row] for row in rows]
-    if is_tty():
-        from rich.console import Console
-        from rich.table import Table
-
-        console = Console(no_color=not use_color(), highlight=False)
-        t = Table(box=None, pad_edge=False, show_edge=False, header_style="bold" if use_color() else "")
-        # Never wrap a cell onto a second line (a wrapped ref or digest cannot be copied): cut the widest
-        # columns first, to fit the terminal.
-        for header, width in zip(headers, fit_widths(headers, rows, console.width)):
-            t.add_column(header, overflow="ellipsis", no_wrap=True, width=width)
-        for row in rows:
-            t.add_row(*row)
-        console.print(t)
-        return
-    widths = [len(h) for h in headers]
-    for row in rows:
-        for i, cell in enumerate(row):
-            widths[i] = max(widths[i], len(cell))
-    lines = [headers, *rows]
-    for row in lines:
-        cells = [cell.ljust(widths[i]) for i, cell in enumerate(row[:-1])] + [row[-1]] if row else []
-        click.echo("    ".join(cells).rstrip())
-
-
-def fit_widths(headers: Sequence[str], rows: Sequence[Sequence[str]], total: int, gap: int = 1) -> list[int]:
-    """Column widths that fit `total` characters: each column's natural width, then the widest cut one
-    character at a time (never below its header or 8 characters) until the row fits."""
-    widths = [max([len(h)] + [len(r[i]) for r in rows if i < len(r)]) for i, h in enumerate(headers)]
-    floors = [min(w, max(len(h), 8)) for w, h in zip(widths, headers)]
-    budget = total - gap * (len(headers) - 1)
-    while sum(widths) > budget:
-        i = max(range(len(widths)), key=lambda k: widths[k] - floors[k])
-        if widths[i] <= floors[i]:
-            break
-        widths[i] -= 1
-    return widths
-
-
-def human_size(size: int | None) -> str:
-    """1.2 MiB style, as ctr prints sizes."""
-    if size is None:
-        return "-"
-    value = float(size)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if value < 1024 or unit == "TiB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{size} B"
-
-
-def parse_timestamp(stamp: str) -> float:
-    """Seconds since the epoch from the store's RFC 3339 timestamps."""
-    import calendar
-
-    main, _, frac = stamp.rstrip("Z").partition(".")
-    seconds = calendar.timegm(time.strptime(main, "%Y-%m-%dT%H:%M:%S"))
-    return seconds + (float("0." + frac) if frac else 0.0)
-
-
-def human_age(stamp: str | None) -> str:
-    """'3 minutes ago' style relative time."""
-    if not stamp:
-        return "-"
-    delta = max(0, int(time.time() - parse_timestamp(stamp)))
-    for unit, secs in (("day", 86400), ("hour", 3600), ("minute", 60)):
-        if delta >= secs:
-            n = delta // secs
-            return f"{n} {unit}{'s' if n != 1 else ''} ago"
-    return f"{delta} second{'s' if delta != 1 else ''} ago"
-
-
-def format_labels(labels: dict[str, str] | None) -> str:
-    if not labels:
-        return "-"
-    return ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
 
 
 def parse_labels(pairs: Iterable[str]) -> dict[str, str]:

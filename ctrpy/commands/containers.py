@@ -13,7 +13,7 @@ from typing import Any
 import click
 
 from ctrpy.commands._netopts import network_options, network_request
-from ctrpy.commands._output import AliasGroup, emit_json, format_option, human_age, json_format_option, parse_labels, quiet_option, table
+from ctrpy.commands._output import AliasGroup, emit_json, format_option, json_format_option, parse_labels, quiet_option
 
 _SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)i?b?\s*$", re.IGNORECASE)
 
@@ -130,21 +130,15 @@ def ls(obj: Any, filters: tuple[str, ...], quiet: bool, fmt: str) -> None:
       ctrpy containers ls -q labels.app==web
       ctrpy containers ls --format json
     """
-    items = obj.client.containers.list(list(filters))
-    if quiet:
-        for c in items:
-            click.echo(c.id)
-    elif fmt == "json":
-        emit_json([_summary(c) for c in items])
-    else:
-        table(["CONTAINER", "IMAGE", "RUNTIME", "CREATED"],
-              [(c.id, c.image or "-", c.runtime_name, human_age(c.created_at)) for c in items])
+    from ctrpy.commands._listings import containers_ls
+
+    containers_ls(obj, list(filters), quiet, fmt)
 
 
 def _summary(c: Any) -> dict[str, Any]:
-    return {"id": c.id, "image": c.image, "runtime": c.runtime_name, "snapshotter": c.snapshotter,
-            "snapshot_key": c.snapshot_key, "labels": c.labels, "created_at": c.created_at,
-            "updated_at": c.updated_at}
+    from ctrpy.commands._listings import container_summary
+
+    return container_summary(c)
 
 
 @containers.command("info")

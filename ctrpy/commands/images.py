@@ -7,7 +7,9 @@ from typing import Any
 
 import click
 
-from ctrpy.commands._output import emit_json, format_labels, format_option, human_size, json_format_option, quiet_option, table
+from ctrpy.commands._output import (
+    emit_json, format_labels, format_option, human_size, json_format_option, quiet_option, remove_each, table,
+)
 
 
 def registry_options(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -189,26 +191,9 @@ def ls(ctx: click.Context, filters: tuple[str, ...], quiet: bool, fmt: str) -> N
       ctrpy images ls -q 'name~=busybox'
       ctrpy images ls --format json 'labels."env"==prod'
     """
-    from ctrpy.runtime import images as rt
+    from ctrpy.commands._listings import images_ls
 
-    client = ctx.obj.client
-    found = client.images.list(list(filters))
-    if quiet:
-        for image in found:
-            click.echo(image.name)
-        return
-    rows = []
-    for image in found:
-        rows.append({"name": image.name, "media_type": image.target.media_type, "digest": image.target.digest,
-                     "size": rt.image_size(client.content, image),
-                     "platforms": rt.image_platforms(client.content, image), "labels": image.labels,
-                     "created_at": image.created_at, "updated_at": image.updated_at})
-    if fmt == "json":
-        emit_json(rows)
-        return
-    table(["REF", "TYPE", "DIGEST", "SIZE", "PLATFORMS", "LABELS"],
-          [[r["name"], r["media_type"], r["digest"], human_size(r["size"]), ",".join(r["platforms"]) or "-",
-            format_labels(r["labels"])] for r in rows])
+    images_ls(ctx.obj, list(filters), quiet, fmt)
 
 
 @images.command("inspect")

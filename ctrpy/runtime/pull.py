@@ -13,6 +13,14 @@ interrupted download leaves its ingest behind; the next pull resumes it with a R
 Parents get containerd's GC labels (`containerd.io/gc.ref.content.m.<i>` on an index, `.config` and `.l.<i>`
 on a manifest) and every blob `containerd.io/distribution.source.<domain>=<repository>`.
 
+Streaming unpack (issue 17): with unpacking on, layers are applied while they download. Each layer being
+downloaded by this process has a `_Feed`; the fetch thread flushes every chunk to the ingest file and
+advances the feed, and the unpacker (in order, in the calling thread) reads the same file behind it. The
+stream ends only once the blob committed (size and digest verified), so the snapshot is committed after
+the digest matched and discarded otherwise; a resumed ingest is read from its first byte; a download that
+starts over (Range ignored) restarts the layer's apply. Layers already stored, or downloaded by another
+process meanwhile, are applied from the content store. The image record is written after the unpack.
+
 Progress is reported through a callback of `Progress` events; the CLI renders them (commands/_progress.py).
 A transfer that moves no byte for `progress_timeout` seconds fails; `deadline` bounds the whole pull.
 """
@@ -20,6 +28,8 @@ A transfer that moves no byte for `progress_timeout` seconds fails; `deadline` b
 from __future__ import annotations
 
 import contextlib
+import io
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -133,6 +143,109 @@ def run_bounded(fn: Callable[[Any], None], items: list[Any], workers: int, cance
         raise failures[0]
 
 
+class _Feed:
+    """How far this process's download of one blob has got, for the unpacker reading behind it."""
+
+    def __init__(self) -> None:
+        self.cond = threading.Condition()
+        self.state = "pending"          # pending, streaming, stored (in the content store), failed
+        self.fd = -1                    # the ingest data file, read-only, while streaming
+        self.written = 0                # bytes flushed to that file
+        self.generation = 0             # bumped when the download starts over
+        self.error: BaseException | None = None
+
+    def stream(self, path: str, offset: int) -> None:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        with self.cond:
+            self.fd, self.written, self.state = fd, offset, "streaming"
+            self.cond.notify_all()
+
+    def advance(self, offset: int) -> None:
+        with self.cond:
+            self.written = offset
+            self.cond.notify_all()
+
+    def restart(self) -> None:
+        with self.cond:
+            self.written = 0
+            self.generation += 1
+            self.cond.notify_all()
+
+    def finish(self, state: str, error: BaseException | None = None) -> None:
+        with self.cond:
+            if self.state in ("stored", "failed"):
+                return
+            self.state, self.error = state, error
+            if self.fd >= 0:
+                os.close(self.fd)  # readers hold their own dup: a committed blob reads on from the inode
+                self.fd = -1
+            self.cond.notify_all()
+
+    def wait_done(self, check: Callable[[], None]) -> BaseException | None:
+        """Wait for the download to end; its error, or None once stored."""
+        with self.cond:
+            while self.state not in ("stored", "failed"):
+                self.cond.wait(0.2)
+                check()
+            return self.error
+
+
+class _FeedReader(io.RawIOBase):
+    """Reads a blob from its first byte while it downloads; EOF only once it is committed (verified)."""
+
+    def __init__(self, feed: _Feed, fd: int, check: Callable[[], None]) -> None:
+        self.feed = feed
+        self.fd = fd
+        self.pos = 0
+        self.generation = feed.generation
+        self.check = check
+        self.error: BaseException | None = None
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b: Any) -> int:
+        try:
+            return self._readinto(b)
+        except BaseException as exc:
+            # The decompressor thread wraps whatever it reads from us; keep the real cause for the opener.
+            self.error = exc
+            raise
+
+    def _readinto(self, b: Any) -> int:
+        feed = self.feed
+        with feed.cond:
+            while True:
+                if feed.generation != self.generation:
+                    from ctrpy.runtime.unpack import RestartLayer
+
+                    raise RestartLayer()
+                if self.pos < feed.written:
+                    n = min(len(b), feed.written - self.pos)
+                    break
+                if feed.state == "failed":
+                    raise feed.error or _Cancelled()
+                if feed.state == "stored":
+                    return 0
+                feed.cond.wait(0.2)
+                self.check()
+        data = os.pread(self.fd, n, self.pos)
+        if feed.generation != self.generation or not data:
+            # The download started over (truncated the file) between our look and our read.
+            from ctrpy.runtime.unpack import RestartLayer
+
+            raise RestartLayer()
+        b[: len(data)] = data
+        self.pos += len(data)
+        return len(data)
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+        super().close()
+
+
 class _Puller:
     def __init__(self, client: Any, ref: Reference, opts: PullOptions, progress: ProgressFn | None) -> None:
         self.client = client
@@ -146,6 +259,8 @@ class _Puller:
         self.source_label = {f"{_images.DISTRIBUTION_SOURCE}.{ref.domain}": ref.path}
         self.lease_id: str | None = None
         self.session: Any = None
+        self.feeds: dict[str, _Feed] = {}
+        self.unpacker: Callable[[Any, Callable[[Descriptor], Any], Callable[[], None]], None] | None = None
 
     # -- helpers -------------------------------------------------------------------------------------------
 
@@ -269,6 +384,17 @@ class _Puller:
 
     def fetch_blob(self, desc: Descriptor) -> None:
         """Stream one blob into the content store, resuming a partial ingest, verifying before commit."""
+        feed = self.feeds.get(desc.digest)
+        try:
+            self._fetch_blob(desc, feed)
+        except BaseException as exc:
+            if feed is not None:
+                feed.finish("failed", exc)
+            raise
+        if feed is not None:
+            feed.finish("stored")
+
+    def _fetch_blob(self, desc: Descriptor, feed: _Feed | None) -> None:
         import httpx
 
         key = self._key(desc)
@@ -290,6 +416,8 @@ class _Puller:
             if offset > desc.size:
                 w.truncate(0)
                 offset = 0
+            if feed is not None:
+                feed.stream(str(w.data_path), offset)
             if offset < desc.size or desc.size == 0:
                 host, resp = self.session.open_blob(self.ref.path, desc, offset, timeout=self._timeout())
                 try:
@@ -297,6 +425,8 @@ class _Puller:
                         # The server ignored the Range: start over.
                         w.truncate(0)
                         offset = 0
+                        if feed is not None:
+                            feed.restart()
                     self.progress(Progress(key, "downloading", kind, desc.digest, offset, desc.size))
                     last_report = 0.0
                     for chunk in resp.iter_bytes():
@@ -308,6 +438,9 @@ class _Puller:
                                 f"{kind} {desc.digest} from {host.host}: more than the {desc.size} bytes the "
                                 f"descriptor declares; nothing stored")
                         w.write(chunk)
+                        if feed is not None:
+                            w.flush()
+                            feed.advance(offset)
                         now = time.monotonic()
                         if now - last_report > 0.1:
                             last_report = now
@@ -336,6 +469,54 @@ class _Puller:
         run_bounded(self.fetch_blob, list(unique.values()), self.opts.registry.max_concurrent, self.cancel,
                     check=self._check_deadline)
 
+    def open_layer(self, desc: Descriptor) -> Any:
+        """The unpacker's source for a layer: the download in progress, else the content store."""
+        feed = self.feeds.get(desc.digest)
+        fd = -1
+        if feed is not None:
+            with feed.cond:
+                while feed.state == "pending":
+                    feed.cond.wait(0.2)
+                    self._check_time()
+                if feed.state == "failed":
+                    raise feed.error or _Cancelled()
+                if feed.state == "streaming":
+                    fd = os.dup(feed.fd)
+        if fd < 0:
+            return _stored_layer(self.client, desc)
+        return _streamed_layer(_FeedReader(feed, fd, self._check_time))  # type: ignore[arg-type]
+
+    def _fetch_and_unpack(self, image: Any, blobs: list[Descriptor]) -> None:
+        """Download in a background thread while the unpacker applies layers in order here."""
+        assert self.unpacker is not None
+        self.feeds = {desc.digest: _Feed() for desc in blobs}
+        failure: list[BaseException] = []
+
+        def fetch() -> None:
+            try:
+                self.fetch_all(blobs)
+            except BaseException as exc:  # noqa: BLE001 - reported by the calling thread
+                failure.append(exc)
+                for feed in self.feeds.values():
+                    feed.finish("failed", exc)
+
+        fetcher = threading.Thread(target=fetch, name="pull-fetch", daemon=True)
+        fetcher.start()
+        try:
+            self.unpacker(image, self.open_layer, self._check_time)
+            while fetcher.is_alive():
+                fetcher.join(0.2)
+                self._check_deadline()
+        except BaseException as exc:
+            self.cancel.set()
+            fetcher.join(3.0)
+            real = [f for f in failure if not isinstance(f, _Cancelled)]
+            if real and not isinstance(exc, KeyboardInterrupt):
+                raise real[0] from None  # the download's own failure, not its echo in the unpacker
+            raise
+        if failure:
+            raise failure[0]
+
     # -- the whole pull ------------------------------------------------------------------------------------
 
     def run(self) -> Any:
@@ -363,9 +544,12 @@ class _Puller:
                 kids = _images.children(desc, manifest)
                 self.fetch_json(kids[0])        # the config: small, and it says which platform this is
                 blobs.extend(kids[1:])
-            self.fetch_all(blobs)
-        image = Image(name=name, target=Descriptor(root.media_type, root.digest, root.size),
-                      labels=dict(self.opts.labels))
+            image = Image(name=name, target=Descriptor(root.media_type, root.digest, root.size),
+                          labels=dict(self.opts.labels))
+            if self.unpacker is not None:
+                self._fetch_and_unpack(image, blobs)
+            else:
+                self.fetch_all(blobs)
         return self.client.images.upsert(image)
 
     def _walk(self, root: Descriptor, data: bytes | None) -> list[tuple[Descriptor, dict[str, Any]]]:
@@ -399,12 +583,39 @@ def pull(client: Any, ref: str, opts: PullOptions | None = None, progress: Progr
     for spec in opts.platforms:
         _platforms.parse(spec)
     puller = _Puller(client, parsed, opts, progress)
+    if opts.unpack:
+        puller.unpacker = lambda image, opener, check: _unpack(client, image, opts, puller.progress, opener, check)
     with _lease(client) as lease_id:
         puller.lease_id = lease_id
         image = puller.run()
-        if opts.unpack:
-            _unpack(client, image, opts, puller.progress)
     return image
+
+
+@contextlib.contextmanager
+def _stored_layer(client: Any, desc: Descriptor) -> Any:
+    from ctrpy.runtime.unpack import _store_opener
+
+    with _store_opener(client, desc) as blob:
+        yield blob
+
+
+@contextlib.contextmanager
+def _streamed_layer(reader: _FeedReader) -> Any:
+    try:
+        yield reader
+    except BaseException as exc:
+        # The applier saw our failure wrapped ("cannot decompress", a truncated tar): report the cause.
+        if reader.error is not None:
+            raise reader.error from None
+        if isinstance(exc, errors.CtrpyError):
+            # Bad data before the digest was checked may be a corrupt download rather than a bad layer:
+            # let the download finish, so the error (and what is stored) is what a non-streaming pull gives.
+            failure = reader.feed.wait_done(reader.check)
+            if failure is not None and not isinstance(failure, _Cancelled):
+                raise failure from None
+        raise
+    finally:
+        reader.close()
 
 
 @contextlib.contextmanager
@@ -414,7 +625,8 @@ def _lease(client: Any) -> Any:
         yield lease_id
 
 
-def _unpack(client: Any, image: Any, opts: PullOptions, progress: ProgressFn) -> str | None:
+def _unpack(client: Any, image: Any, opts: PullOptions, progress: ProgressFn, opener: Any = None,
+            check: Callable[[], None] | None = None) -> str | None:
     from ctrpy.runtime.unpack import unpack_image
 
     platform = opts.platforms[0] if opts.platforms else None
@@ -424,6 +636,7 @@ def _unpack(client: Any, image: Any, opts: PullOptions, progress: ProgressFn) ->
         status = {"applying": "unpacking", "applied": "unpacked", "shared": "exists"}.get(event.status, event.status)
         progress(Progress(f"unpack-{event.digest}", status, "layer", event.digest, event.bytes, event.bytes))
 
-    chain = unpack_image(client, image, snapshotter=opts.snapshotter, platform=platform, progress=layer_event)
+    chain = unpack_image(client, image, snapshotter=opts.snapshotter, platform=platform, progress=layer_event,
+                         opener=opener, check=check)
     progress(Progress(image.name, "unpacked", digest=str(chain)))
     return str(chain)

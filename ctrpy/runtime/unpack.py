@@ -8,6 +8,12 @@ For each layer, bottom up, with chain IDs as snapshot names (OCI image-spec conf
                -> commit(<chain>)
 
 All of it runs inside a lease (24 h expiry), so a concurrent GC never takes a half-unpacked chain.
+
+One unpack per chain ID across processes (containerd 2.x's unpack lock): the prepare/apply/commit of a chain
+runs under flock on `<root>/locks/unpack-<snapshotter>-<chain hex>`. A second process pulling an image with
+the same layer waits there and then finds the chain committed (or shares it from another namespace); a
+killed holder's lock dies with it. A pull streams layers into the unpacker through `opener` (pull.py): the
+layer is applied while it downloads, and the snapshot is committed only once the blob's digest matched.
 The unpacked state is recorded like containerd: the config blob gets the label
 `containerd.io/gc.ref.snapshot.<snapshotter>=<top chain ID>`, which also keeps the snapshots alive for GC
 while the image exists. Layers are checked against the config's diff IDs as they are applied.
@@ -15,10 +21,13 @@ while the image exists. Layers are checked against the config's diff IDs as they
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import os
 import secrets
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,6 +36,12 @@ from ctrpy.runtime.mount import Mount, mount_all, unmount_all
 
 GC_REF_SNAPSHOT = "containerd.io/gc.ref.snapshot."
 SNAPSHOT_REF_LABEL = "containerd.io/snapshot.ref"
+LOCK_DIR = "locks"
+
+
+class RestartLayer(Exception):
+    """Raised by a streaming layer source whose download started over (a server ignored a Range request):
+    what was applied is discarded and the layer is applied again from the start."""
 
 
 @dataclass
@@ -108,6 +123,53 @@ def apply_to_mounts(client: Any, mounts: list[Mount], fn: Callable[[str], Any]) 
             shutil.rmtree(target, ignore_errors=True)
 
 
+@contextlib.contextmanager
+def chain_lock(client: Any, snapshotter: str, chain_id: str,
+               check: Callable[[], None] | None = None) -> Iterator[None]:
+    """Hold the cross-process unpack lock of one chain ID (flock: a killed holder releases it).
+
+    The file is unlinked on release; a waiter that then wins the lock of the unlinked inode starts over
+    on a fresh file, so two holders never overlap. `check()` runs while waiting (deadline, cancel)."""
+    base = os.path.join(os.fspath(client.root), LOCK_DIR)
+    os.makedirs(base, mode=0o700, exist_ok=True)
+    path = os.path.join(base, f"unpack-{snapshotter}-{chain_id.split(':', 1)[-1]}")
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            delay = 0.005
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if check is not None:
+                        check()
+                    time.sleep(delay)
+                    delay = min(delay * 2, 0.05)
+            try:
+                same = os.stat(path).st_ino == os.fstat(fd).st_ino
+            except FileNotFoundError:
+                same = False
+        except BaseException:
+            os.close(fd)
+            raise
+        if same:
+            break
+        os.close(fd)
+    try:
+        yield
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+        os.close(fd)
+
+
+def _store_opener(client: Any, layer: Any) -> Any:
+    if not client.content.exists(layer.digest):
+        raise errors.NotFound(f"layer {layer.digest} of image is not in the content store (pull it first)")
+    return client.content.open(layer.digest)
+
+
 def unpack_image(
     client: Any,
     image: Any,
@@ -116,8 +178,13 @@ def unpack_image(
     platform: Any = None,
     progress: Callable[[LayerEvent], None] | None = None,
     threaded: bool = True,
+    opener: Callable[[Any], Any] | None = None,
+    check: Callable[[], None] | None = None,
 ) -> str:
-    """Unpack `image` (an Image or a name) into `snapshotter`; returns the top chain ID."""
+    """Unpack `image` (an Image or a name) into `snapshotter`; returns the top chain ID.
+
+    `opener(layer)` returns a context manager yielding the layer blob's bytes (default: the content store);
+    a pull passes one that streams the download. `check()` runs while waiting for another process."""
     name = snapshotter or client.config["default_snapshotter"]
     sn = client.snapshotter(name)
     im, chain = resolve_chain(client, image, platform)
@@ -137,8 +204,6 @@ def unpack_image(
             for index, (layer, chain_id) in enumerate(zip(im.layers, chain)):
                 progress(LayerEvent(index, total, layer.digest, chain_id, "exists"))
         return chain[-1]
-    from ctrpy.runtime import archive  # only now: the fast path above stays cheap for `run`
-
     with client.leases.lease(expire=86400) as lease_id:
         parent = ""
         for index, (layer, diff_id, chain_id) in enumerate(zip(im.layers, im.diff_ids, chain)):
@@ -150,42 +215,9 @@ def unpack_image(
             try:
                 sn.stat(chain_id)
             except errors.NotFound:
-                if sn.share(chain_id, parent):
-                    event.status = "shared"
-                else:
-                    if progress:
-                        progress(LayerEvent(index, total, layer.digest, chain_id, "applying"))
-                    started = time.monotonic()
-                    key = f"extract-{secrets.token_hex(6)} {chain_id}"
-                    client.leases.add_resource(lease_id, resource_type, key)
-                    mounts = sn.prepare(key, parent, labels={SNAPSHOT_REF_LABEL: chain_id})
-                    try:
-                        if not client.content.exists(layer.digest):
-                            raise errors.NotFound(
-                                f"layer {layer.digest} of image is not in the content store (pull it first)"
-                            )
-                        with client.content.open(layer.digest) as blob:
-                            stats = apply_to_mounts(
-                                client,
-                                mounts,
-                                lambda d: archive.apply_layer_blob(
-                                    d, blob, media_type=layer.media_type, layer=layer.digest, diff_id=diff_id,
-                                    threaded=threaded,
-                                ),
-                            )
-                        try:
-                            sn.commit(chain_id, key)
-                        except errors.AlreadyExists:
-                            sn.remove(key)  # another unpack of the same chain won the race: use its result
-                    except BaseException:
-                        try:
-                            sn.remove(key)
-                        except errors.CtrpyError:
-                            pass
-                        raise
-                    event.status = "applied"
-                    event.seconds = time.monotonic() - started
-                    event.bytes = stats.bytes
+                with chain_lock(client, name, chain_id, check):
+                    _unpack_layer(client, sn, name, lease_id, event, layer, diff_id, parent, progress,
+                                  threaded, opener or (lambda desc: _store_opener(client, desc)))
             if progress:
                 progress(event)
             parent = chain_id
@@ -194,4 +226,58 @@ def unpack_image(
     return top
 
 
-__all__ = ["LayerEvent", "apply_to_mounts", "is_unpacked", "resolve_chain", "unpack_image"]
+def _unpack_layer(client: Any, sn: Any, name: str, lease_id: str, event: LayerEvent, layer: Any, diff_id: str,
+                  parent: str, progress: Callable[[LayerEvent], None] | None, threaded: bool,
+                  opener: Callable[[Any], Any]) -> None:
+    """Under the chain's lock: find it committed meanwhile, share it, or apply the layer and commit it."""
+    from ctrpy.runtime import archive  # only now: the fast path of unpack_image stays cheap for `run`
+
+    chain_id = event.chain_id
+    try:
+        sn.stat(chain_id)
+        return  # the holder before us committed it
+    except errors.NotFound:
+        pass
+    if sn.share(chain_id, parent):
+        event.status = "shared"
+        return
+    if progress:
+        progress(LayerEvent(event.index, event.total, layer.digest, chain_id, "applying"))
+    started = time.monotonic()
+    for attempt in range(3):
+        key = f"extract-{secrets.token_hex(6)} {chain_id}"
+        client.leases.add_resource(lease_id, f"snapshots/{name}", key)
+        mounts = sn.prepare(key, parent, labels={SNAPSHOT_REF_LABEL: chain_id})
+        try:
+            with opener(layer) as blob:
+                stats = apply_to_mounts(
+                    client,
+                    mounts,
+                    lambda d: archive.apply_layer_blob(
+                        d, blob, media_type=layer.media_type, layer=layer.digest, diff_id=diff_id,
+                        threaded=threaded,
+                    ),
+                )
+            # Only now, with the blob's digest checked (the opener's stream ends at its commit) and the diff
+            # ID matched, does the layer become visible.
+            try:
+                sn.commit(chain_id, key)
+            except errors.AlreadyExists:
+                sn.remove(key)  # another unpack of the same chain won the race: use its result
+        except RestartLayer:
+            with contextlib.suppress(errors.CtrpyError):
+                sn.remove(key)
+            if attempt == 2:
+                raise errors.Unavailable(f"layer {layer.digest}: its download restarted too often") from None
+            continue
+        except BaseException:
+            with contextlib.suppress(errors.CtrpyError):
+                sn.remove(key)
+            raise
+        break
+    event.status = "applied"
+    event.seconds = time.monotonic() - started
+    event.bytes = stats.bytes
+
+
+__all__ = ["LayerEvent", "RestartLayer", "chain_lock", "apply_to_mounts", "is_unpacked", "resolve_chain", "unpack_image"]

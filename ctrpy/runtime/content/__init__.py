@@ -420,6 +420,16 @@ class Writer:
         self._check_open()
         self._local.truncate(size)
 
+    # -- for a streaming unpack (issue 17), which reads the ingest file while it is written
+    def flush(self) -> None:
+        """Hand buffered bytes to the OS, so a reader of `data_path` sees everything written so far."""
+        self._check_open()
+        self._local.flush()
+
+    @property
+    def data_path(self) -> Path:
+        return self._local.data_path
+
     def digest(self) -> str:
         return self._local.digest()
 

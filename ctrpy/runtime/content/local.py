@@ -17,15 +17,16 @@ from __future__ import annotations
 
 import errno
 import fcntl
-import hashlib
 import os
 import re
-import shutil
 import time
 from pathlib import Path
 from typing import Any
 
 from ctrpy.runtime import errors
+
+# hashlib (OpenSSL) and shutil (bz2, lzma) are imported where used: listing commands load this module
+# only for its types, and their start-up is what users wait for (issue 17).
 
 _DIGEST_RE = re.compile(r"^(sha256):([a-f0-9]{64})$|^(sha512):([a-f0-9]{128})$")
 _CHUNK = 1 << 20
@@ -69,6 +70,8 @@ class LocalStore:
         return self.blob_path(digest).is_file()
 
     def ingest_dir(self, key: str) -> Path:
+        import hashlib
+
         return self.ingest / hashlib.sha256(key.encode()).hexdigest()
 
     def ingest_status(self, key: str) -> dict[str, Any] | None:
@@ -141,6 +144,8 @@ class LocalStore:
                 ) from None
             if before is not None:
                 before()
+            import shutil
+
             shutil.rmtree(path, ignore_errors=True)
             return True
         finally:
@@ -200,6 +205,8 @@ class LocalWriter:
             _write_small(path / "total", str(total))
         self.total = total if total is not None else (int(saved_total) if saved_total else None)
         self._file = open(self.data_path, "ab+")
+        import hashlib
+
         self._hash = hashlib.new(algorithm)
         self.offset = 0
         if restart:
@@ -210,6 +217,8 @@ class LocalWriter:
     def _rehash(self) -> None:
         # Resuming: the digest covers the whole blob, so the bytes already on disk are hashed again.
         self._file.seek(0)
+        import hashlib
+
         self._hash = hashlib.new(self.algorithm)
         self.offset = 0
         while chunk := self._file.read(_CHUNK):
@@ -223,6 +232,10 @@ class LocalWriter:
         self._hash.update(data)
         self.offset += len(data)
 
+    def flush(self) -> None:
+        if self._file is not None:
+            self._file.flush()
+
     def truncate(self, size: int = 0) -> None:
         """Drop everything after `size` (0: start over, when a server ignored a Range request)."""
         if self._file is None:
@@ -232,6 +245,8 @@ class LocalWriter:
         self._file.flush()
         self._file.truncate(size)
         if size == 0:
+            import hashlib
+
             self._hash = hashlib.new(self.algorithm)
             self.offset = 0
         else:
@@ -254,6 +269,8 @@ class LocalWriter:
     def discard(self) -> None:
         """Remove the ingest (after a commit or a failed verification); releases the lock."""
         self._close_file()
+        import shutil
+
         shutil.rmtree(self.path, ignore_errors=True)
         self.release()
 

@@ -63,7 +63,25 @@ def _from_row(row: sqlite3.Row) -> Container:
     )
 
 
-def _adaptor(c: Container) -> _filters.Adaptor:
+@dataclass
+class ContainerSummary:
+    """A container's listing columns: everything but the JSON documents (spec, runtime options,
+    extensions), which a table never prints and which cost most of a listing to parse."""
+
+    id: str
+    runtime_name: str
+    image: str
+    snapshotter: str
+    snapshot_key: str
+    labels: dict[str, str]
+    created_at: str
+    updated_at: str
+
+
+_SUMMARY_COLUMNS = "id, runtime_name, image, snapshotter, snapshot_key, labels, created_at, updated_at"
+
+
+def _adaptor(c: Container | ContainerSummary) -> _filters.Adaptor:
     fields = {"id": c.id, "image": c.image, "snapshotter": c.snapshotter, "snapshotkey": c.snapshot_key,
               "runtime": c.runtime_name, "runtime.name": c.runtime_name}
 
@@ -108,6 +126,23 @@ class ContainerStore:
         with self.db.view() as tx:
             rows = tx.execute("SELECT * FROM containers WHERE namespace = ? ORDER BY id", (self.namespace,)).fetchall()
         return [c for c in map(_from_row, rows) if flt.match(_adaptor(c))]
+
+    def summaries(self, filters: list[str] | None = None) -> list[ContainerSummary]:
+        """What listings print (`containers ls`, `ps`), sorted by id, with the same filters as list();
+        only the listed columns are read, so the cost is linear in the rows and independent of spec size."""
+        flt = _filters.parse(filters)
+        with self.db.view() as tx:
+            rows = tx.execute(f"SELECT {_SUMMARY_COLUMNS} FROM containers WHERE namespace = ? ORDER BY id",
+                              (self.namespace,)).fetchall()
+        out = []
+        for row in rows:
+            labels = row["labels"]
+            summary = ContainerSummary(row["id"], row["runtime_name"], row["image"], row["snapshotter"],
+                                       row["snapshot_key"], dict(load_json(labels)) if labels not in ("", "{}")
+                                       else {}, row["created_at"], row["updated_at"])
+            if not filters or flt.match(_adaptor(summary)):
+                out.append(summary)
+        return out
 
     def _write(self, tx: sqlite3.Connection, c: Container, created_at: str, stamp: str) -> None:
         tx.execute(

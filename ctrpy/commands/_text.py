@@ -1,0 +1,126 @@
+"""The click-free half of command output: tables, JSON, sizes and ages (re-exported by _output).
+
+Listing commands print through these on their fast path (commands/_root.py), where Click is never imported.
+Human output is a rich table on a terminal and plain aligned columns (like ctr's tabwriter) otherwise, so
+scripts that cut columns keep working; rich is imported only for a terminal. Colour is off with NO_COLOR.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+
+def echo(text: str) -> None:
+    """One line (or several joined) to stdout, as click.echo does for text."""
+    sys.stdout.write(text + "\n")
+    sys.stdout.flush()
+
+
+def is_tty(stream: Any = None) -> bool:
+    stream = stream or sys.stdout
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+def use_color() -> bool:
+    return is_tty() and "NO_COLOR" not in os.environ
+
+
+def emit_json(data: Any) -> None:
+    echo(json.dumps(data, indent=2, sort_keys=True, default=str))
+
+
+def table(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
+    """Print rows under headers: rich on a terminal, tab-aligned plain text elsewhere."""
+    rows = [["" if cell is None else str(cell) for cell in row] for row in rows]
+    if is_tty():
+        from rich.console import Console
+        from rich.table import Table
+
+        console = Console(no_color=not use_color(), highlight=False)
+        t = Table(box=None, pad_edge=False, show_edge=False, header_style="bold" if use_color() else "")
+        # Never wrap a cell onto a second line (a wrapped ref or digest cannot be copied): cut the widest
+        # columns first, to fit the terminal.
+        for header, width in zip(headers, fit_widths(headers, rows, console.width)):
+            t.add_column(header, overflow="ellipsis", no_wrap=True, width=width)
+        for row in rows:
+            t.add_row(*row)
+        console.print(t)
+        return
+    widths = [len(h) for h in headers]
+    for row in rows:
+        for i, cell in enumerate(row):
+            widths[i] = max(widths[i], len(cell))
+    out = []
+    for row in [headers, *rows]:
+        cells = [cell.ljust(widths[i]) for i, cell in enumerate(row[:-1])] + [row[-1]] if row else []
+        out.append("    ".join(cells).rstrip())
+    echo("\n".join(out))  # one write: a per-line echo costs more than the rows for long listings
+
+
+def fit_widths(headers: Sequence[str], rows: Sequence[Sequence[str]], total: int, gap: int = 1) -> list[int]:
+    """Column widths that fit `total` characters: each column's natural width, then the widest cut one
+    character at a time (never below its header or 8 characters) until the row fits."""
+    widths = [max([len(h)] + [len(r[i]) for r in rows if i < len(r)]) for i, h in enumerate(headers)]
+    floors = [min(w, max(len(h), 8)) for w, h in zip(widths, headers)]
+    budget = total - gap * (len(headers) - 1)
+    while sum(widths) > budget:
+        i = max(range(len(widths)), key=lambda k: widths[k] - floors[k])
+        if widths[i] <= floors[i]:
+            break
+        widths[i] -= 1
+    return widths
+
+
+def human_size(size: int | None) -> str:
+    """1.2 MiB style, as ctr prints sizes."""
+    if size is None:
+        return "-"
+    value = float(size)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if value < 1024 or unit == "TiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{size} B"
+
+
+def parse_timestamp(stamp: str) -> float:
+    """Seconds since the epoch from the store's RFC 3339 timestamps."""
+    import calendar
+
+    main, _, frac = stamp.rstrip("Z").partition(".")
+    try:
+        # The store's own format, sliced: strptime costs more than the rest of a listing row.
+        if len(main) != 19 or main[4] != "-" or main[10] != "T":
+            raise ValueError(main)
+        fields = (int(main[0:4]), int(main[5:7]), int(main[8:10]), int(main[11:13]), int(main[14:16]),
+                  int(main[17:19]))
+        seconds = calendar.timegm(fields + (0, 0, 0))
+    except ValueError:
+        seconds = calendar.timegm(time.strptime(main, "%Y-%m-%dT%H:%M:%S"))
+    return seconds + (float("0." + frac) if frac else 0.0)
+
+
+def human_age(stamp: str | None) -> str:
+    """'3 minutes ago' style relative time."""
+    if not stamp:
+        return "-"
+    delta = max(0, int(time.time() - parse_timestamp(stamp)))
+    for unit, secs in (("day", 86400), ("hour", 3600), ("minute", 60)):
+        if delta >= secs:
+            n = delta // secs
+            return f"{n} {unit}{'s' if n != 1 else ''} ago"
+    return f"{delta} second{'s' if delta != 1 else ''} ago"
+
+
+def format_labels(labels: dict[str, str] | None) -> str:
+    if not labels:
+        return "-"
+    return ",".join(f"{k}={v}" for k, v in sorted(labels.items()))

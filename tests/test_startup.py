@@ -1,0 +1,93 @@
+"""Start-up (issue 17): `--help` and `--version` are answered before Click loads, exactly as Click would
+answer them; a leaf command imports only its own group; an install ships bytecode."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from ctrpy.commands import cli
+from ctrpy.commands._root import fast_help
+
+CTRPY = str(Path(sys.executable).parent / "ctrpy")
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_fast_help_is_clicks_help_at_every_width() -> None:
+    for width in range(50, 119):  # Click's range: terminal columns clamped to 120, minus 2, at least 50
+        ctx = click.Context(cli, info_name="ctrpy", terminal_width=width, **cli.context_settings)
+        assert fast_help(width) == cli.get_help(ctx) + "\n", width
+
+
+def _modules(*args: str, columns: str = "80") -> tuple[str, set[str]]:
+    """What the console script prints and which modules it imported (python -X importtime)."""
+    env = {**os.environ, "COLUMNS": columns}
+    r = subprocess.run([sys.executable, "-X", "importtime", CTRPY, *args], capture_output=True, text=True,
+                       env=env, timeout=60)
+    assert r.returncode == 0, r.stderr
+    mods = {line.rsplit("|", 1)[1].strip() for line in r.stderr.splitlines() if line.startswith("import time:")}
+    return r.stdout, mods
+
+
+def test_help_and_version_never_import_click_or_the_runtime() -> None:
+    for columns in ("60", "80", "200"):
+        fast, mods = _modules("--help", columns=columns)
+        assert "click" not in mods and "typing" not in mods and not any(m.startswith("ctrpy.runtime") for m in mods)
+        # Through Click (any other argument takes the normal path) the page is the same.
+        slow = subprocess.run([CTRPY, "--debug", "--help"], capture_output=True, text=True, timeout=60,
+                              env={**os.environ, "COLUMNS": columns}).stdout
+        assert fast == slow
+    out, mods = _modules("--version")
+    assert out.startswith("ctrpy ") and "click" not in mods
+
+
+def test_plain_listings_run_without_click(dirs: Any) -> None:
+    base = ["--root", str(dirs.root), "--state", str(dirs.state)]
+    out, mods = _modules(*base, "images", "ls")
+    assert out.split() == ["REF", "TYPE", "DIGEST", "SIZE", "PLATFORMS", "LABELS"]
+    assert not {"click", "httpx", "rich", "pyroute2", "ctrpy.commands.images", "ctrpy.runtime.images",
+                "shutil"} & mods
+    for extra in (["c", "list", "-q"], ["-n", "other", "--debug", "containers", "ls"],
+                  ["--namespace=other", "i", "ls", "--quiet"]):
+        _, mods = _modules(*base, *extra)
+        assert "click" not in mods, extra
+    # Anything else goes through Click (here an unknown option, with Click's usage error).
+    r = subprocess.run([CTRPY, *base, "images", "ls", "-x"], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and "No such option" in r.stderr
+
+
+def _both(*args: str) -> tuple[subprocess.CompletedProcess, subprocess.CompletedProcess]:
+    """The fast path's answer and Click's (--debug is left to Click only when passed as CTRPY_DEBUG)."""
+    fast = subprocess.run([CTRPY, *args], capture_output=True, text=True, timeout=60)
+    slow = subprocess.run([CTRPY, *args], capture_output=True, text=True, timeout=60,
+                          env={**os.environ, "CTRPY_DEBUG": "0"})
+    return fast, slow
+
+
+def test_fast_listings_print_what_click_prints(seeded_registry: Any, dirs: Any) -> None:
+    base = ["--root", str(dirs.root), "--state", str(dirs.state)]
+    r = subprocess.run([CTRPY, *base, "pull", "--no-unpack", "-q", f"{seeded_registry.host}/layered:latest"],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    from ctrpy.runtime.client import Client
+    from ctrpy.runtime.metadata.containers import Container
+
+    client = Client(dirs.root, dirs.state)
+    for k in range(3):
+        client.containers.create(Container(id=f"c{k}", runtime_name="ctrpy", image="x", spec={"a": [k]},
+                                           labels={"k": str(k)}))
+    for args in (["images", "ls"], ["images", "ls", "-q"], ["i", "list"], ["containers", "ls"],
+                 ["containers", "ls", "--quiet"], ["-n", "other", "containers", "ls"],
+                 ["--namespace=bad ns", "containers", "ls"]):
+        fast, slow = _both(*base, *args)
+        ages = re.compile(r"\d+ \w+ ago")  # the two runs may straddle a second
+        assert (fast.returncode, ages.sub("AGE", fast.stdout), fast.stderr) == \
+            (slow.returncode, ages.sub("AGE", slow.stdout), slow.stderr), args
+    assert "layered:latest" in _both(*base, "images", "ls")[0].stdout
+    assert _both(*base, "--namespace=bad ns", "containers", "ls")[0].returncode == 3
