@@ -37,6 +37,8 @@ from ctrpy.runtime.bundle import TaskDir, write_json_durably
 from ctrpy.runtime.metadata import now
 
 UNKNOWN_EXIT = sup.UNKNOWN_EXIT
+# The container label holding its restart policy (`run --restart`), as nerdctl names it.
+RESTART_LABEL = "containerd.io/restart.policy"
 ETC_EXTENSION = "ctrpy.io/etc"
 
 
@@ -490,24 +492,7 @@ def _error_from_reply(reply: dict[str, Any]) -> errors.CtrpyError:
 
 # ------------------------------------------------------------------------------------------------- tasks
 
-SUPERVISOR_SCRIPT = Path(sup.__file__).resolve()
-# The supervisor runs with -I -S (no site, so no editable-install finder): it gets the import path explicitly.
-PACKAGE_ROOT = str(SUPERVISOR_SCRIPT.parents[2])
-
-
-def _subreaper_setter() -> Callable[[], None]:
-    """What the supervisor's process runs between fork and exec: PR_SET_CHILD_SUBREAPER survives exec, so the
-    supervisor adopts the container's init once the runtime exits, without importing anything for it.
-    The C helper does it (3 ms to load); ctypes (50 ms to import) only when the helper is not built."""
-    from ctrpy.runtime import helper
-
-    if helper.lib is not None:
-        return helper.set_subreaper
-    else:
-        import ctypes
-
-        libc = ctypes.CDLL(None, use_errno=True)
-        return lambda: libc.prctl(36, 1, 0, 0, 0)
+PACKAGE_ROOT = sup.PACKAGE_ROOT
 
 
 class TaskManager:
@@ -613,9 +598,10 @@ class TaskManager:
                 "state_root": str(self.state_dir), "root": str(self.client.root), "sys_path": [PACKAGE_ROOT] + sys.path,
                 "terminal": terminal, "stdin": stdin, "cgroups_path": spec["linux"].get("cgroupsPath", ""),
                 "created_at": now(), "console_size": list(size or ()) or None, "network": networked,
+                "python": sys.executable, "restart_policy": container.labels.get(RESTART_LABEL, ""),
             }
             write_json_durably(td.task_file, task_info)
-            reply = self._launch(td)
+            reply = self._launch(td, task_info)
             if not reply.get("ok"):
                 raise _error_from_reply(reply)
             if net_request is not None:
@@ -630,27 +616,19 @@ class TaskManager:
         self._publish("/tasks/create", {"container_id": container_id, "pid": reply["pid"]})
         return TaskState(container_id, int(reply["pid"]), TaskStatus.CREATED, runtime_name)
 
-    def _launch(self, td: TaskDir) -> dict[str, Any]:
+    def _launch(self, td: TaskDir, task_info: dict[str, Any]) -> dict[str, Any]:
+        """Fork; the child creates the init and execs the C supervisor (supervisor.launch); one JSON line
+        comes back on the ready pipe, from the supervisor or from the child when the runtime failed."""
+        program = sup.binary()
         ready_r, ready_w = os.pipe()
-        argv = [sys.executable, "-I", "-S", "-c", sup.LAUNCH, PACKAGE_ROOT, str(td.path), str(ready_w)]
-        set_subreaper = _subreaper_setter()
         log_fd = os.open(td.path / "supervisor.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o640)
-        # fork + exec by hand: `subprocess` costs 10 ms of imports on every `run`, and the child must call
-        # prctl between fork and exec (the subreaper flag survives exec but not fork).
+        # fork by hand: `subprocess` costs 10 ms of imports on every `run`, and the child runs the runtime's
+        # create with what this process already imported before it execs the supervisor.
         pid = os.fork()
         if pid == 0:  # pragma: no cover - the child execs or exits at once
-            try:
-                os.setsid()
-                set_subreaper()
-                null = os.open(os.devnull, os.O_RDONLY)
-                os.dup2(null, 0)
-                os.dup2(log_fd, 1)
-                os.dup2(log_fd, 2)
-                os.set_inheritable(ready_w, True)
-                os.chdir("/")
-                os.execv(sys.executable, argv)
-            finally:
-                os._exit(127)
+            os.close(ready_r)
+            sup.launch(str(td.path), task_info, ready_w, log_fd, program)
+            os._exit(1)
         os.close(log_fd)
         os.close(ready_w)
         # The supervisor stays our child until we exit (then init adopts it); it never waits for us.
