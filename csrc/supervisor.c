@@ -386,6 +386,13 @@ write_durably (const char *path, const char *data)
 }
 
 static void
+write_durably_text (const char *path, const char *text)
+{
+  if (write_durably (path, text) < 0)
+    logmsg ("cannot write %s: %s", path, strerror (errno));
+}
+
+static void
 exit_record (buf_t *b, proc_t *p)
 {
   buf_printf (b, "{\"exit_status\": %d, \"exited_at\": ", p->status);
@@ -402,7 +409,7 @@ static void
 record_exit (proc_t *p)
 {
   buf_t b = { 0 };
-  char path[PATH_MAX];
+  char path[PATH_MAX + 32];
   mkdir (p->record_dir, 0755);
   snprintf (path, sizeof path, "%s/exit.json", p->record_dir);
   exit_record (&b, p);
@@ -634,6 +641,48 @@ broadcast (int pi, char kind, const void *data, size_t len)
           continue;
         }
       i++;
+    }
+}
+
+/* A K frame carrying dups of the process's output fds: the attached owner keeps them unread, so that if
+   we die the container's output still has a reader, and the client drains it (`Attachment.pump`).  */
+static void
+send_with_fds (client_t *c, char kind, const char *data, size_t len, proc_t *p)
+{
+  unsigned char hdr[5] = { (unsigned char) kind, (unsigned char) (len >> 24), (unsigned char) (len >> 16),
+                           (unsigned char) (len >> 8), (unsigned char) len };
+  int fds[2], n = 0;
+  if (p->tty ? p->master >= 0 : p->out_fd >= 0)
+    fds[n++] = p->tty ? p->master : p->out_fd;
+  if (!p->tty && p->err_fd >= 0)
+    fds[n++] = p->err_fd;
+  if (n == 0)
+    {
+      send_frame (c, kind, data, len);
+      return;
+    }
+  char cbuf[CMSG_SPACE (sizeof fds)];
+  memset (cbuf, 0, sizeof cbuf);
+  struct iovec iov[2] = { { hdr, 5 }, { (void *) data, len } };
+  struct msghdr msg = { .msg_iov = iov, .msg_iovlen = 2, .msg_control = cbuf,
+                        .msg_controllen = CMSG_SPACE (n * sizeof (int)) };
+  struct cmsghdr *cm = CMSG_FIRSTHDR (&msg);
+  cm->cmsg_level = SOL_SOCKET;
+  cm->cmsg_type = SCM_RIGHTS;
+  cm->cmsg_len = CMSG_LEN (n * sizeof (int));
+  memcpy (CMSG_DATA (cm), fds, n * sizeof (int));
+  ssize_t w;
+  do
+    w = sendmsg (c->fd, &msg, MSG_NOSIGNAL);
+  while (w < 0 && errno == EINTR);
+  if (w >= 0 && (size_t) w < 5 + len)
+    {
+      /* the rest without fds (a short write of a small frame is unlikely) */
+      const char *all = (const char *) data;
+      size_t done = w < 5 ? 0 : w - 5;
+      if (w < 5)
+        write_all (c->fd, hdr + w, 5 - w);
+      write_all (c->fd, all + done, len - done);
     }
 }
 
@@ -1010,7 +1059,10 @@ handle_frame (int ci, char kind, const char *payload, size_t len)
       char ok[128];
       int n = snprintf (ok, sizeof ok, "{\"pid\": %d, \"tty\": %s, \"log_offset\": %lld}", (int) p->pid,
                         p->tty ? "true" : "false", offset);
-      send_frame (c, 'K', ok, n);
+      if (json_bool (payload, len, "fds") && !p->finished)
+        send_with_fds (c, 'K', ok, n, p);
+      else
+        send_frame (c, 'K', ok, n);
       if (p->finished)
         {
           buf_t b = { 0 };
@@ -1255,6 +1307,10 @@ adopt (pid_t pid)
       logmsg ("cannot trace %d: %s", (int) pid, strerror (errno));
       return 3;
     }
+  char path[PATH_MAX], pidtext[32];
+  snprintf (path, sizeof path, "%s/supervisor.pid", S.dir);
+  snprintf (pidtext, sizeof pidtext, "%d", (int) getpid ());
+  write_durably_text (path, pidtext);
   /* Now that we own the exit, tell the launcher (it waits on stdout for this line).  */
   char ok[64];
   int n = snprintf (ok, sizeof ok, "{\"ok\": true, \"pid\": %d}\n", (int) pid);

@@ -38,6 +38,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "gc": ("ctrpy.commands.gc:gc", "Garbage-collect unreferenced content, snapshots and leftovers"),
     "info": ("ctrpy.commands.system:info", "Show root/state dirs, snapshotters, runtimes, cgroup mode"),
     "version": ("ctrpy.commands.system:version", "Show ctrpy's and the helper's versions"),
+    "system": ("ctrpy.commands.system:system", "Host-level jobs (boot: start containers after a reboot)"),
     "pull": ("ctrpy.commands.images:pull", "Pull an image from a registry"),
     "push": ("ctrpy.commands.images:push", "Push an image to a registry"),
     "login": ("ctrpy.commands.registry:login", "Log in to a registry"),

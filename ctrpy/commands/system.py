@@ -6,7 +6,7 @@ from typing import Any
 
 import click
 
-from ctrpy.commands._output import emit_json, format_option, table
+from ctrpy.commands._output import AliasGroup, emit_json, format_option, table
 
 
 @click.command("version")
@@ -58,3 +58,41 @@ def info(obj: Any, fmt: str) -> None:
         detail = f"{found}" + (f", {rt['version']}" if rt["version"] else "") + (" (default)" if rt["default"] else "")
         rows.append((f"Runtime {rt['name']}", detail))
     table(["KEY", "VALUE"], rows)
+
+
+# ---- `ctrpy system boot` (restart policies after a host reboot; runtime/restart.py) ---------------------
+
+@click.group("system", cls=AliasGroup)
+def system() -> None:
+    """Host-level jobs.
+
+    \b
+    Examples:
+      ctrpy system boot
+    """
+
+
+@system.command("boot")
+@format_option
+@click.pass_obj
+def boot(obj: Any, fmt: str) -> None:
+    """Start the containers whose restart policy asks for it (run at host boot by
+    contrib/systemd/ctrpy-boot.service); every namespace.
+
+    \b
+    Examples:
+      ctrpy system boot
+      ctrpy --state /run/ctrpy system boot --format json
+    """
+    from ctrpy.runtime import errors, restart
+
+    results = restart.boot(obj.client)
+    if fmt == "json":
+        emit_json([r.to_dict() for r in results])
+    else:
+        table(["NAMESPACE", "CONTAINER", "POLICY", "RESULT"],
+              [(r.namespace, r.id, r.policy, "started" if r.started else f"failed: {r.error}") for r in results])
+    failed = [r for r in results if not r.started]
+    if failed:
+        raise errors.Unavailable(f"{len(failed)} container(s) could not be started at boot: "
+                                 + ", ".join(f"{r.namespace}/{r.id}" for r in failed))

@@ -37,8 +37,6 @@ from ctrpy.runtime.bundle import TaskDir, write_json_durably
 from ctrpy.runtime.metadata import now
 
 UNKNOWN_EXIT = sup.UNKNOWN_EXIT
-# The container label holding its restart policy (`run --restart`), as nerdctl names it.
-RESTART_LABEL = "containerd.io/restart.policy"
 ETC_EXTENSION = "ctrpy.io/etc"
 
 
@@ -48,6 +46,7 @@ class TaskStatus(str, Enum):
     PAUSED = "paused"
     STOPPED = "stopped"
     UNKNOWN = "unknown"
+    RESTARTING = "restarting"  # exited, and its restart policy starts it again after a back-off
 
     def __str__(self) -> str:
         return self.value.upper()
@@ -273,6 +272,12 @@ class Attachment:
         self.tty = tty
         self.exec_id = ""
         self._buf = b""
+        # Kept for the supervisor's death: the process's output fds (unread while it lives), the task's log
+        # and where in it our stream began, and how much output we got.
+        self.fds: list[int] = []
+        self.log_path: Path | None = None
+        self.log_offset = -1
+        self.received = 0
 
     @classmethod
     def connect(cls, address: str, kind: bytes, request: dict[str, Any], timeout: float = 30) -> Attachment:
@@ -286,7 +291,13 @@ class Attachment:
         sock.sendall(sup.jframe(kind, request))
         sock.settimeout(timeout)
         try:
-            reply_kind, payload = att.read_frame()
+            # The first read may carry fds (SCM_RIGHTS, when the request asked for them).
+            data, fds, _flags, _addr = socket.recv_fds(sock, 65536, 4)
+            att.fds = list(fds)
+            for fd in att.fds:
+                os.set_inheritable(fd, False)
+            att._buf = data
+            reply_kind, payload = att.read_frame() if data else (b"", b"")
         except (socket.timeout, OSError) as exc:
             sock.close()
             raise errors.Unavailable(f"no answer from the task's supervisor: {exc}") from None
@@ -299,6 +310,7 @@ class Attachment:
             raise errors.Internal(f"unexpected supervisor answer {reply_kind!r}")
         info = json.loads(payload)
         att.pid, att.tty = int(info.get("pid", 0)), bool(info.get("tty"))
+        att.log_offset = int(info.get("log_offset", -1))
         return att
 
     def read_frame(self) -> tuple[bytes, bytes]:
@@ -332,6 +344,34 @@ class Attachment:
 
     def close(self) -> None:
         self.sock.close()
+        for fd in self.fds:
+            os.close(fd)
+        self.fds = []
+
+    def _recover(self, stdout_fd: int, stderr_fd: int) -> None:
+        """The supervisor died: copy what it logged but never sent us, then read the process's output
+        ourselves (through the fds it handed us) until the process closes it. The logged part cannot tell
+        stdout from stderr: it goes to stdout."""
+        if self.log_path is not None and self.log_offset >= 0:
+            try:
+                with open(self.log_path, "rb") as f:
+                    f.seek(self.log_offset + self.received)
+                    while chunk := f.read(65536):
+                        _write_all(stdout_fd, chunk)
+            except OSError:
+                pass
+        targets = {fd: (stdout_fd if i == 0 else stderr_fd) for i, fd in enumerate(self.fds)}
+        while targets:
+            ready, _, _ = select.select(list(targets), [], [])
+            for fd in ready:
+                try:
+                    chunk = os.read(fd, 65536)
+                except OSError:  # EIO: a pty whose last slave closed
+                    chunk = b""
+                if chunk:
+                    _write_all(targets[fd], chunk)
+                else:
+                    del targets[fd]
 
     def pump(self, stdin_fd: int | None, stdout_fd: int = 1, stderr_fd: int = 2,
              on_signal: Callable[[int], None] | None = None, close_empty_stdin: bool = True) -> dict[str, Any] | None:
@@ -397,8 +437,12 @@ class Attachment:
                     except OSError:
                         reading_stdin = False
                 if self.sock in ready:
-                    data = self.sock.recv(65536)
+                    try:
+                        data = self.sock.recv(65536)
+                    except ConnectionResetError:
+                        data = b""
                     if not data:
+                        self._recover(stdout_fd, stderr_fd)
                         return None
                     self._buf += data
         finally:
@@ -413,8 +457,10 @@ class Attachment:
 
     def _deliver(self, kind: bytes, payload: bytes, stdout_fd: int, stderr_fd: int) -> dict[str, Any] | None:
         if kind == sup.F_STDOUT:
+            self.received += len(payload)
             _write_all(stdout_fd, payload)
         elif kind == sup.F_STDERR:
+            self.received += len(payload)
             _write_all(stderr_fd, payload)
         elif kind == sup.F_EXIT:
             record: dict[str, Any] = json.loads(payload)
@@ -543,6 +589,10 @@ class TaskManager:
         if td.exists():
             raise errors.AlreadyExists(f"task {container_id!r} already exists (delete it first)")
         runtime_name, entry = runtime_entry(container.runtime_name, self.client.config)
+        from ctrpy.runtime import restart
+
+        if container.labels.get(restart.STOPPED_LABEL):
+            restart.mark_stopped(self.client, container_id, False)  # started again: restarts apply again
         # One runtime state root per namespace (as containerd's runc shim does): the same container id in two
         # namespaces must not collide inside the runtime.
         entry["root"] = str(Path(entry.get("root") or self.state_dir / "runtime" / runtime_name) / self.namespace)
@@ -598,7 +648,7 @@ class TaskManager:
                 "state_root": str(self.state_dir), "root": str(self.client.root), "sys_path": [PACKAGE_ROOT] + sys.path,
                 "terminal": terminal, "stdin": stdin, "cgroups_path": spec["linux"].get("cgroupsPath", ""),
                 "created_at": now(), "console_size": list(size or ()) or None, "network": networked,
-                "python": sys.executable, "restart_policy": container.labels.get(RESTART_LABEL, ""),
+                "python": sys.executable, "restart_policy": container.labels.get(restart.LABEL, ""),
             }
             write_json_durably(td.task_file, task_info)
             reply = self._launch(td, task_info)
@@ -622,6 +672,9 @@ class TaskManager:
         program = sup.binary()
         ready_r, ready_w = os.pipe()
         log_fd = os.open(td.path / "supervisor.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o640)
+        # While this process stays attached, an init orphaned by a dying supervisor comes to us, and we record its
+        # real exit (`_reap_orphan`).
+        sup._set_subreaper()
         # fork by hand: `subprocess` costs 10 ms of imports on every `run`, and the child runs the runtime's
         # create with what this process already imported before it execs the supervisor.
         pid = os.fork()
@@ -701,8 +754,14 @@ class TaskManager:
         return TaskState(container_id, pid, TaskStatus.RUNNING, runtime.name)
 
     def attach(self, container_id: str, exec_id: str = "", stdin: bool = False) -> Attachment:
+        """Attach to the init or an exec. The owner (`stdin`) also gets the output fds, so that the rest of the
+        output still reaches it if the supervisor dies (see Attachment._recover)."""
         td = self._taskdir(container_id)
-        return Attachment.connect(td.socket_address(), sup.F_ATTACH, {"exec_id": exec_id, "stdin": stdin})
+        att = Attachment.connect(td.socket_address(), sup.F_ATTACH, {"exec_id": exec_id, "stdin": stdin,
+                                                                     "fds": stdin})
+        if not exec_id:
+            att.log_path = td.log
+        return att
 
     # ---- state ---------------------------------------------------------------------------------------------
 
@@ -717,6 +776,14 @@ class TaskManager:
             return self._stopped(container_id, runtime_name, record)
         sup_pid = td.supervisor_pid()
         pid = td.init_pid()
+        if sup_pid is not None and info.get("restart_policy", "") not in ("", "no"):
+            from ctrpy.runtime.bundle import read_json
+
+            rs = read_json(td.path / sup.RESTART_FILE) or {}
+            if rs.get("restarting"):
+                return TaskState(container_id, pid, TaskStatus.RESTARTING, runtime_name,
+                                 exit_status=rs.get("last_exit_status"),
+                                 reason=f"restart {rs.get('restart_count', 0) + 1} at {rs.get('next_start_at')}")
         try:
             rt_state = self.runtime_for(td).state(container_id)
         except errors.NotFound:
@@ -796,7 +863,27 @@ class TaskManager:
         state = self.state(container_id)
         if state.status == TaskStatus.STOPPED:
             raise errors.FailedPrecondition(f"task {container_id!r} is not running")
+        if td.task().get("restart_policy", "") not in ("", "no"):
+            self._stop_restarts(td)
+        if state.status == TaskStatus.UNKNOWN:
+            self.adopt(container_id)  # so the exit this signal causes is recorded for real
+        if state.status == TaskStatus.RESTARTING:
+            return  # between two runs: the supervisor has just recorded the last exit as final
         self.runtime_for(td).kill(container_id, signal, all=all)
+
+    def _stop_restarts(self, td: TaskDir) -> None:
+        """An explicit stop/kill: the supervisor stops restarting the process (and the boot leaves an
+        `unless-stopped` container alone)."""
+        (td.path / sup.STOP_MARKER).touch()
+        try:
+            att = Attachment.connect(td.socket_address(), sup.F_STOP, {}, timeout=5)
+        except errors.CtrpyError:
+            pass
+        else:
+            att.close()
+        from ctrpy.runtime import restart
+
+        restart.mark_stopped(self.client, td.id, True)
 
     def wait(self, container_id: str, exec_id: str = "") -> dict[str, Any]:
         """Block until the process exits; its exit record (also after the supervisor is gone)."""
@@ -819,13 +906,85 @@ class TaskManager:
                 continue
             if exec_id:
                 record = td.exit(exec_id)
-                return record or {"exit_status": UNKNOWN_EXIT, "exited_at": now(), "pid": 0}
+                return record or {"exit_status": UNKNOWN_EXIT, "exited_at": now(), "pid": 0,
+                                  "reason": "the supervisor died before the exec process exited"}
+            record = self._reap_orphan(td)
+            if record is not None:
+                return record
             state = self.state(container_id)
             if state.status == TaskStatus.STOPPED:
                 return {"exit_status": state.exit_status, "exited_at": state.exited_at, "pid": state.pid,
-                        "oom_killed": state.oom_killed}
-            # Supervisor gone, container alive: nobody will record its exit; poll until it is gone.
+                        "oom_killed": state.oom_killed, **({"reason": state.reason} if state.reason else {})}
+            if state.status == TaskStatus.UNKNOWN and self.adopt(container_id):
+                continue
+            # Supervisor gone, container alive, and nobody could adopt it: poll until it is gone.
             time.sleep(0.1)
+
+    def _reap_orphan(self, td: TaskDir) -> dict[str, Any] | None:
+        """The supervisor died and its init was reparented to us (the CLI that created the task is a subreaper
+        while it stays attached): reap it and record its real exit status."""
+        pid = td.init_pid()
+        if pid <= 0 or td.exit() is not None:
+            return None
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            return None
+        if int(fields[1]) != os.getpid():
+            return None
+        while True:
+            try:
+                _, status = os.waitpid(pid, 0)
+                break
+            except InterruptedError:
+                continue
+            except ChildProcessError:
+                return None
+        record = {"exit_status": _status_code(status), "exited_at": now(), "pid": pid,
+                  "reason": "recorded by the attached client: the supervisor died before the process exited"}
+        try:
+            write_json_durably(td.exit_file(), record)
+        except OSError:
+            pass
+        return record
+
+    def adopt(self, container_id: str) -> bool:
+        """Start a tracing supervisor (`ctrpy-supervisor --adopt`) for a live task whose supervisor was killed,
+        so that its real exit status is still recorded (it ptraces the init: PTRACE_O_TRACEEXIT). Output
+        and exec are lost with the old supervisor. False when that is not possible (already traced...)."""
+        td = self._taskdir(container_id)
+        pid = td.init_pid()
+        if pid <= 0 or td.exit() is not None or td.supervisor_pid() is not None:
+            return False
+        info = td.task()
+        argv = [sup.binary(), "--adopt", str(pid), "--id", container_id, "--namespace", self.namespace,
+                "--root", str(info.get("root", self.client.root)), "--cgroup", info.get("cgroups_path", ""),
+                str(td.path)]
+        r, w = os.pipe()
+        log_fd = os.open(td.path / "supervisor.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o640)
+        child = os.fork()
+        if child == 0:  # pragma: no cover - the child execs or exits at once
+            try:
+                os.setsid()
+                os.dup2(w, 1)
+                os.dup2(log_fd, 2)
+                null = os.open(os.devnull, os.O_RDONLY)
+                os.dup2(null, 0)
+                os.chdir("/")
+                if os.fork() == 0:  # detached: a Ctrl-C'd `wait` must not take the adopter along
+                    os.execv(argv[0], argv)
+                os._exit(0)
+            finally:
+                os._exit(127)
+        os.close(w)
+        os.close(log_fd)
+        try:
+            os.waitpid(child, 0)
+        except ChildProcessError:
+            pass
+        with os.fdopen(r, "rb") as f:
+            line = f.readline()
+        return line.startswith(b"{\"ok\": true")
 
     def delete(self, container_id: str, force: bool = False) -> TaskState:
         td = self._taskdir(container_id)
@@ -1004,6 +1163,15 @@ def _tail_lines(f: Any, count: int) -> Iterator[bytes]:
     lines = data.splitlines(keepends=True)
     f.seek(end)
     yield b"".join(lines[-count:])
+
+
+def _status_code(status: int) -> int:
+    """A wait status as a shell exit code: 128+N for a signal, as docker and ctr report it."""
+    if os.WIFSIGNALED(status):
+        return 128 + os.WTERMSIG(status)
+    if os.WIFEXITED(status):
+        return os.WEXITSTATUS(status)
+    return UNKNOWN_EXIT
 
 
 def _proc_info(pid: int) -> dict[str, Any] | None:
