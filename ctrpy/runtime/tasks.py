@@ -171,8 +171,9 @@ def create_container(client: Any, opts: ContainerOptions) -> Any:
             chain_id = unpack_image(client, image, snapshotter_name)
             image_config = resolve_chain(client, image)[0].config
             snapshotter = client.snapshotter(snapshotter_name)
-            mounts = snapshotter.prepare(opts.id, chain_id)
+            mounts = _prepare_rootfs(client, snapshotter, opts.id, chain_id)
             prepared = True
+            test_hook("create-after-prepare")
             snapshot_key = opts.id
             reader = oci.mounts_reader(mounts)
             spec_opts.append(oci.with_image_config(image_config, reader))
@@ -240,6 +241,34 @@ def create_container(client: Any, opts: ContainerOptions) -> Any:
         raise
 
 
+CREATOR_LABEL = "ctrpy.io/creator"  # "<pid> <start time>" of the command that prepared a rootfs snapshot
+
+
+def _prepare_rootfs(client: Any, snapshotter: Any, key: str, chain_id: str) -> Any:
+    """Prepare the container's rootfs snapshot (key = container id). One left by a killed `run`/`create`/`rm`
+    (no container names it, and the command that made it is gone) is removed and made again."""
+    labels = {CREATOR_LABEL: _proc_id(os.getpid())}
+    try:
+        return snapshotter.prepare(key, chain_id, labels)
+    except errors.AlreadyExists:
+        if not orphan_rootfs(client, snapshotter, key):
+            raise
+    snapshotter.remove(key)
+    return snapshotter.prepare(key, chain_id, labels)
+
+
+def orphan_rootfs(client: Any, snapshotter: Any, key: str) -> bool:
+    """True if snapshot `key` is a container rootfs whose creator is gone and that no container uses."""
+    try:
+        info = snapshotter.stat(key)
+    except errors.NotFound:
+        return False
+    creator = info.labels.get(CREATOR_LABEL)
+    if not creator or _proc_alive(creator):
+        return False
+    return not any(c.snapshot_key == key for c in client.containers.list())
+
+
 def delete_container(client: Any, container_id: str, *, force: bool = False, keep_snapshot: bool = False) -> None:
     """Remove a container: a live task is refused unless `force` (then killed); a stopped task is cleaned up;
     the rootfs snapshot is removed unless `keep_snapshot`."""
@@ -247,18 +276,29 @@ def delete_container(client: Any, container_id: str, *, force: bool = False, kee
     tasks = client.tasks
     if tasks.exists(container_id):
         state = tasks.state(container_id)
-        if state.status in (TaskStatus.RUNNING, TaskStatus.PAUSED, TaskStatus.UNKNOWN, TaskStatus.CREATED) \
-                and not force:
+        if state.status in (TaskStatus.RUNNING, TaskStatus.PAUSED, TaskStatus.UNKNOWN, TaskStatus.CREATED,
+                            TaskStatus.RESTARTING) and not force:
             raise errors.FailedPrecondition(
                 f"container {container_id!r} has a {state.status.value} task: stop it first or use --force")
         tasks.delete(container_id, force=True)
-    # The record goes first: the snapshotter refuses to remove a container's live root file system.
-    client.containers.delete(container_id)
+    elif tasks.dir(container_id).path.exists() and not tasks.repair(container_id):
+        raise errors.FailedPrecondition(f"container {container_id!r}: its task is being created")
+    test_hook("rm-after-task")
     if container.snapshot_key and not keep_snapshot:
+        # The snapshot goes before the record, as containerd does: a kill in between leaves a record that
+        # `rm` removes again, never a snapshot that blocks the id. The record stops naming it first (the
+        # snapshotter refuses to remove a container's root file system).
+        from ctrpy.runtime.metadata.containers import Container
+
+        client.containers.update(Container(id=container_id, runtime_name=container.runtime_name, snapshot_key=""),
+                                 ["snapshotkey"])
+        test_hook("rm-after-unref")
         try:
             client.snapshotter(container.snapshotter).remove(container.snapshot_key)
         except errors.NotFound:
             pass
+        test_hook("rm-after-snapshot")
+    client.containers.delete(container_id)
 
 
 # ------------------------------------------------------------------------------------------------ attach
@@ -609,11 +649,13 @@ class TaskManager:
         try:
             td.path.mkdir()
         except FileExistsError:
-            # Another create is under way, or one died half-way (no supervisor): only the latter is ours to clear.
-            if td.supervisor_pid() is not None or time.time() - td.path.stat().st_mtime < 30:
+            # Another create is under way, or one was killed half-way: only the latter is ours to clear.
+            if not self.repair(container_id):
                 raise errors.AlreadyExists(f"task {container_id!r} is being created") from None
-            self._teardown(td)
             td.path.mkdir(parents=True)
+        # Who is creating it: a create whose process is gone is a leftover that any later command repairs.
+        (td.path / CREATING_FILE).write_text(_proc_id(os.getpid()))
+        test_hook("create-after-mkdir")
         mounted = False
         try:
             if container.snapshot_key:
@@ -651,7 +693,9 @@ class TaskManager:
                 "python": sys.executable, "restart_policy": container.labels.get(restart.LABEL, ""),
             }
             write_json_durably(td.task_file, task_info)
+            test_hook("create-before-launch")
             reply = self._launch(td, task_info)
+            test_hook("create-after-launch")
             if not reply.get("ok"):
                 raise _error_from_reply(reply)
             if net_request is not None:
@@ -682,6 +726,8 @@ class TaskManager:
             os.close(ready_r)
             sup.launch(str(td.path), task_info, ready_w, log_fd, program)
             os._exit(1)
+        # The launcher becomes the supervisor (same pid): recorded now, so a repair can stop it at any point.
+        (td.path / LAUNCHER_FILE).write_text(_proc_id(pid))
         os.close(log_fd)
         os.close(ready_w)
         # The supervisor stays our child until we exit (then init adopts it); it never waits for us.
@@ -709,6 +755,54 @@ class TaskManager:
             net.detach(self.client, container_id)
         except errors.CtrpyError as exc:
             sys.stderr.write(f"ctrpy: warning: {exc}\n")
+
+    def leftover(self, container_id: str) -> bool:
+        """A task directory that a killed command left half-made (not created, and its creator is gone), or
+        whose create finished but was interrupted before it could be used."""
+        td = self.dir(container_id)
+        if not td.path.is_dir() or td.exists():
+            return False
+        creator = _read_text(td.path / CREATING_FILE)
+        if creator:
+            return not _proc_alive(creator)
+        # Killed between mkdir and the creator file: a live create writes it within microseconds.
+        try:
+            return time.time() - td.path.stat().st_mtime > 5
+        except OSError:
+            return False
+
+    def repair(self, container_id: str) -> bool:
+        """Undo what a killed `create`/`run`/`rm` left of the task: launcher or supervisor, init, runtime
+        state, cgroups, network, rootfs mount, state directory. False if a live command is creating it."""
+        td = self.dir(container_id)
+        if not td.path.is_dir():
+            return True
+        if not self.leftover(container_id):
+            return False
+        for name in (LAUNCHER_FILE,):
+            ident = _read_text(td.path / name)
+            if ident and _proc_alive(ident):
+                try:
+                    os.kill(int(ident.split()[0]), _signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+        info = td.task()
+        if info:
+            self._abort_create(td, info["runtime"], info["runtime_entry"])
+            if info.get("network"):
+                self._detach_network(container_id)
+        self._teardown(td)
+        return True
+
+    def repair_all(self) -> list[str]:
+        """Repair every leftover task directory of this namespace (`gc` calls it); the ids repaired."""
+        base = self.state_dir / self.namespace
+        done = []
+        if base.is_dir():
+            for entry in sorted(base.iterdir()):
+                if entry.is_dir() and self.leftover(entry.name) and self.repair(entry.name):
+                    done.append(entry.name)
+        return done
 
     def _abort_create(self, td: TaskDir, runtime_name: str, entry: dict[str, Any]) -> None:
         """Undo a create interrupted after the supervisor started (Ctrl-C, a failure after the runtime's create):
@@ -871,7 +965,7 @@ class TaskManager:
             return  # between two runs: the supervisor has just recorded the last exit as final
         self.runtime_for(td).kill(container_id, signal, all=all)
 
-    def _stop_restarts(self, td: TaskDir) -> None:
+    def _stop_restarts(self, td: TaskDir, persist: bool = True) -> None:
         """An explicit stop/kill: the supervisor stops restarting the process (and the boot leaves an
         `unless-stopped` container alone)."""
         (td.path / sup.STOP_MARKER).touch()
@@ -881,9 +975,10 @@ class TaskManager:
             pass
         else:
             att.close()
-        from ctrpy.runtime import restart
+        if persist:
+            from ctrpy.runtime import restart
 
-        restart.mark_stopped(self.client, td.id, True)
+            restart.mark_stopped(self.client, td.id, True)
 
     def wait(self, container_id: str, exec_id: str = "") -> dict[str, Any]:
         """Block until the process exits; its exit record (also after the supervisor is gone)."""
@@ -990,9 +1085,12 @@ class TaskManager:
         td = self._taskdir(container_id)
         state = self.state(container_id)
         runtime = self.runtime_for(td)
-        if state.status in (TaskStatus.RUNNING, TaskStatus.PAUSED, TaskStatus.UNKNOWN) and not force:
+        if state.status in (TaskStatus.RUNNING, TaskStatus.PAUSED, TaskStatus.UNKNOWN, TaskStatus.RESTARTING) \
+                and not force:
             raise errors.FailedPrecondition(
                 f"task {container_id!r} is {state.status.value}: stop it first or use --force")
+        if state.status != TaskStatus.STOPPED and td.task().get("restart_policy", "") not in ("", "no"):
+            self._stop_restarts(td, persist=False)  # the kill below must not be followed by a restart
         if state.status != TaskStatus.STOPPED:
             if state.status == TaskStatus.PAUSED:
                 try:
@@ -1022,7 +1120,8 @@ class TaskManager:
         return state
 
     def _remove_cgroup(self, td: TaskDir) -> None:
-        """Whatever the runtime left of the task's cgroup (empty directories) goes too."""
+        """Whatever the runtime left of the task's cgroup goes too: processes a killed create left in it (an
+        init waiting for `start` that no runtime state names), then the empty directories."""
         path = td.task().get("cgroups_path", "").strip("/")
         if not path:
             return
@@ -1030,7 +1129,17 @@ class TaskManager:
         candidates = [base / path] if (base / "cgroup.controllers").exists() else \
             [d / path for d in base.iterdir() if d.is_dir() and not d.is_symlink()]
         for cg in candidates:
+            for procs in cg.glob("**/cgroup.procs") if cg.is_dir() else ():
+                for pid in _read_text(procs).split():
+                    try:
+                        os.kill(int(pid), _signal.SIGKILL)
+                    except (ProcessLookupError, ValueError):
+                        pass
+        for cg in candidates:
             if cg.is_dir():
+                deadline = time.monotonic() + 2
+                while any(_read_text(p) for p in cg.glob("**/cgroup.procs")) and time.monotonic() < deadline:
+                    time.sleep(0.02)
                 for sub in sorted(cg.glob("**/"), key=lambda p: len(str(p)), reverse=True):
                     try:
                         sub.rmdir()
@@ -1163,6 +1272,40 @@ def _tail_lines(f: Any, count: int) -> Iterator[bytes]:
     lines = data.splitlines(keepends=True)
     f.seek(end)
     yield b"".join(lines[-count:])
+
+
+CREATING_FILE = "creating"  # "<pid> <start time>" of the command creating the task
+LAUNCHER_FILE = "launcher"  # the same for the forked launcher, which becomes the supervisor
+
+
+def test_hook(point: str) -> None:
+    """Crash tests: CTRPY_TEST_KILL_AT=<point> SIGKILLs this command at that point (see tests/test_crash.py)."""
+    if os.environ.get("CTRPY_TEST_KILL_AT") == point:
+        os.kill(os.getpid(), _signal.SIGKILL)
+
+
+def _read_text(path: Path) -> str:
+    try:
+        return path.read_text().strip()
+    except OSError:
+        return ""
+
+
+def _proc_id(pid: int) -> str:
+    """A process's identity that survives pid reuse: pid and start time."""
+    from ctrpy.runtime.bundle import _proc_start_time
+
+    return f"{pid} {_proc_start_time(pid) or 0}"
+
+
+def _proc_alive(ident: str) -> bool:
+    from ctrpy.runtime.bundle import _proc_start_time
+
+    try:
+        pid, start = (int(x) for x in ident.split())
+    except ValueError:
+        return False
+    return _proc_start_time(pid) == start
 
 
 def _status_code(status: int) -> int:
