@@ -1041,6 +1041,8 @@ class TaskManager:
             write_json_durably(td.exit_file(), record)
         except OSError:
             pass
+        self._publish("/tasks/exit", {"container_id": td.id, "id": td.id, "pid": pid,
+                                      "exit_status": record["exit_status"], "exited_at": record["exited_at"]})
         return record
 
     def adopt(self, container_id: str) -> bool:
