@@ -6,7 +6,7 @@
 function __ctrpy_children
     switch "$argv"
         case 'ctrpy'
-            printf '%s\n' 'completion config containers content events exec gc images info leases login logout logs namespaces network ps pull push run runtime snapshots tasks version'
+            printf '%s\n' 'completion config containers content events exec gc images info leases login logout logs namespaces network ps pull push run runtime snapshots system tasks version'
         case 'ctrpy config'
             printf '%s\n' 'default dump'
         case 'ctrpy containers'
@@ -25,6 +25,8 @@ function __ctrpy_children
             printf '%s\n' 'create delete exec kill list pause ps resume run start state'
         case 'ctrpy snapshots'
             printf '%s\n' 'commit info label ls mounts prepare rm tree usage view'
+        case 'ctrpy system'
+            printf '%s\n' 'boot'
         case 'ctrpy tasks'
             printf '%s\n' 'attach exec kill ls metrics pause ps resume rm start wait'
     end
@@ -75,6 +77,8 @@ function __ctrpy_alias
             printf '%s\n' 'runtime'
         case 'ctrpy snapshots'
             printf '%s\n' 'snapshots'
+        case 'ctrpy system'
+            printf '%s\n' 'system'
         case 'ctrpy tasks'
             printf '%s\n' 'tasks'
         case 'ctrpy version'
@@ -269,6 +273,8 @@ function __ctrpy_alias
             printf '%s\n' 'rm'
         case 'ctrpy snapshots del'
             printf '%s\n' 'rm'
+        case 'ctrpy system boot'
+            printf '%s\n' 'boot'
         case 'ctrpy tasks attach'
             printf '%s\n' 'attach'
         case 'ctrpy tasks exec'
@@ -414,7 +420,7 @@ function __ctrpy_opts
         case 'ctrpy push'
             printf '%s\n' '--platform --max-concurrent-uploads --user -u --plain-http --skip-verify -k --tlscacert --tlscert --tlskey --hosts-dir --progress-timeout --quiet -q -h --help'
         case 'ctrpy run'
-            printf '%s\n' '--rm --detach -d --network --net --ip --publish -p --add-host --dns --dns-search --dns-option --env -e --env-file --label --cwd --user -u --mount --tty -t --rootfs --snapshotter --runtime --hostname --read-only --privileged --cap-add --cap-drop --memory-limit --cpus --cpu-shares --pids-limit --net-host -h --help'
+            printf '%s\n' '--rm --detach -d --restart --network --net --ip --publish -p --add-host --dns --dns-search --dns-option --env -e --env-file --label --cwd --user -u --mount --tty -t --rootfs --snapshotter --runtime --hostname --read-only --privileged --cap-add --cap-drop --memory-limit --cpus --cpu-shares --pids-limit --net-host -h --help'
         case 'ctrpy runtime'
             printf '%s\n' '--root --log --log-format --systemd-cgroup -h --help'
         case 'ctrpy runtime create'
@@ -461,6 +467,10 @@ function __ctrpy_opts
             printf '%s\n' '--snapshotter --format -h --help'
         case 'ctrpy snapshots view'
             printf '%s\n' '--target --mounts --label --snapshotter -h --help'
+        case 'ctrpy system'
+            printf '%s\n' '-h --help'
+        case 'ctrpy system boot'
+            printf '%s\n' '--format -h --help'
         case 'ctrpy tasks'
             printf '%s\n' '-h --help'
         case 'ctrpy tasks attach'
@@ -739,6 +749,8 @@ function __ctrpy_valopt
             printf '%s\n' ':dir'
         case 'ctrpy push --progress-timeout'
             printf '%s\n' '-'
+        case 'ctrpy run --restart'
+            printf '%s\n' '-'
         case 'ctrpy run --network'
             printf '%s\n' 'bridge host none @network'
         case 'ctrpy run --net'
@@ -883,6 +895,8 @@ function __ctrpy_valopt
             printf '%s\n' '-'
         case 'ctrpy snapshots view --snapshotter'
             printf '%s\n' 'native overlayfs'
+        case 'ctrpy system boot --format'
+            printf '%s\n' 'table json'
         case 'ctrpy tasks exec --exec-id'
             printf '%s\n' '-'
         case 'ctrpy tasks exec --env'
@@ -1053,6 +1067,8 @@ function __ctrpy_args
             printf '%s\n' '@snapshot'
         case 'ctrpy snapshots view'
             printf '%s\n' '@snapshot;@snapshot'
+        case 'ctrpy system boot'
+            printf '%s\n' ''
         case 'ctrpy tasks attach'
             printf '%s\n' '@running-task'
         case 'ctrpy tasks exec'
@@ -1119,6 +1135,7 @@ push	Push an image to a registry
 run	Create and start a container
 runtime	The built-in runtime as a runc-compatible command
 snapshots	Manage snapshots
+system	Host-level jobs (boot: start containers after a reboot)
 tasks	Manage tasks (running processes of containers)
 version	Show ctrpy\'s and the helper\'s versions'
         case 'ctrpy config'
@@ -1186,6 +1203,8 @@ rm	Remove snapshots (refused while one has children or is a container\'s root).
 tree	Show snapshots as a tree of parents and children.
 usage	Disk usage (size, inodes) of one snapshot\'s own layer, or of every snapshot.
 view	Create a read-only view KEY of committed PARENT.'
+        case 'ctrpy system'
+            printf '%s\n' 'boot	Start the containers whose restart policy asks for it, in every namespace.'
         case 'ctrpy tasks'
             printf '%s\n' 'attach	Attach to a task\'s stdio until it exits; exits with its exit status.
 exec	Run a process in a running task: ID COMMAND [ARG...]; exits with its exit status.

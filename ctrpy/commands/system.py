@@ -76,8 +76,9 @@ def system() -> None:
 @format_option
 @click.pass_obj
 def boot(obj: Any, fmt: str) -> None:
-    """Start the containers whose restart policy asks for it (run at host boot by
-    contrib/systemd/ctrpy-boot.service); every namespace.
+    """Start the containers whose restart policy asks for it, in every namespace.
+
+    Run at host boot by contrib/systemd/ctrpy-boot.service.
 
     \b
     Examples:
