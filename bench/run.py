@@ -177,6 +177,8 @@ def main() -> int:
     parser.add_argument("--reps50", type=int, default=3, help="rounds of the 50-container start (default 3)")
     parser.add_argument("--only", default="1,2,3,4,5", help="measures to run, e.g. 1,4 (default all)")
     parser.add_argument("--no-profile", action="store_true", help="skip profiling where ctrpy is behind")
+    parser.add_argument("--skip-crun", action="store_true",
+                        help="measure 1 without the crun sides (no hugetlb remount: safe while tests run)")
     parser.add_argument("--output", default=None,
                         help="report file (default: BENCHMARKS.md for a full run, .bench/subset.md with --only)")
     args = parser.parse_args()
@@ -184,6 +186,7 @@ def main() -> int:
         print("bench: must run as root (containers, mounts, cgroups)", file=sys.stderr)
         return 1
     only = {int(x) for x in args.only.split(",") if x.strip()}
+    measures.SKIP_CRUN = args.skip_crun
     if args.output is None:
         # Only a full run may replace the results in BENCHMARKS.md.
         args.output = str(REPO / "BENCHMARKS.md") if only >= {1, 2, 3, 4, 5} else str(REPO / ".bench" / "subset.md")

@@ -113,6 +113,11 @@ def test_system_boot_after_reboot(renv: RunEnv, dirs: Any) -> None:
     tasks = {t["id"]: t for t in json.loads(renv.ctrpy("tasks", "ls", "--format", "json").stdout)}
     assert list(tasks) == [web] and tasks[web]["status"] == "running"
     wait_for(lambda: curl(f"http://127.0.0.1:{port}/").stdout == "hello from httpd\n", what="httpd after boot")
+    # The process dies on its own (killed by pid, not through ctrpy): its supervisor restarts it in place, in a
+    # new network namespace connected again, with its port.
+    os.kill(tasks[web]["pid"], signal.SIGKILL)
+    wait_for(lambda: (Path(dirs.state) / "default" / web / "restart.log").exists(), what="a restart")
+    wait_for(lambda: curl(f"http://127.0.0.1:{port}/").stdout == "hello from httpd\n", what="httpd after restart")
     # A second boot finds it running and starts nothing.
     r = renv.ctrpy("system", "boot", "--format", "json")
     assert (r.returncode, json.loads(r.stdout)) == (0, [])

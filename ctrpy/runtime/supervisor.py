@@ -231,6 +231,8 @@ def start_process(op: str, task_dir: str, task: dict, request: dict) -> tuple:
                 _set_winsize(master, int(size[0]), int(size[1]))
             keep = [master]
         if op == "restart":
+            if task.get("network"):
+                _reattach_network(task, cid, pid_file)
             runtime.start(cid)
         with open(pid_file) as f:
             pid = int(f.read().strip())
@@ -247,6 +249,19 @@ def start_process(op: str, task_dir: str, task: dict, request: dict) -> tuple:
                 os.rmdir(console_dir)
             except OSError:
                 pass
+
+
+def _reattach_network(task: dict, cid: str, pid_file: str) -> None:
+    """A restarted init has a new network namespace: connect it again as the task's create did."""
+    from ctrpy.runtime import network as net
+    from ctrpy.runtime.client import Client
+    from ctrpy.runtime.config import load_config
+
+    client = Client(task["root"], task["state_root"], task["namespace"], load_config(task.get("config_path")))
+    request = net.NetworkRequest.from_dict(client.containers.get(cid).extensions[net.EXTENSION_KEY])
+    with open(pid_file) as f:
+        pid = int(f.read().strip())
+    net.attach(client, cid, f"/proc/{pid}/ns/net", request)
 
 
 def launch(task_dir: str, task: dict, ready_w: int, log_fd: int, program: str) -> None:

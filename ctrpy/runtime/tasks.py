@@ -691,6 +691,7 @@ class TaskManager:
                 "terminal": terminal, "stdin": stdin, "cgroups_path": spec["linux"].get("cgroupsPath", ""),
                 "created_at": now(), "console_size": list(size or ()) or None, "network": networked,
                 "python": sys.executable, "restart_policy": container.labels.get(restart.LABEL, ""),
+                "config_path": getattr(self.client.config, "path", None),
             }
             write_json_durably(td.task_file, task_info)
             test_hook("create-before-launch")
