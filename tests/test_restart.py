@@ -46,6 +46,18 @@ def test_on_failure_count_and_backoff(ctrpy: Any, rootfs: Path, dirs: Any) -> No
 
 
 @pytest.mark.usefixtures("cleanup")
+def test_backoff_resets_after_uptime(ctrpy: Any, rootfs: Path, dirs: Any) -> None:
+    """docker resets the back-off once a run lasted 10 s; the test hook shortens that to 0.3 s."""
+    env = {"CTRPY_TEST_RESTART_RESET_MS": "300"}
+    r = ctrpy("run", "-d", "--restart", "on-failure:3", "--runtime", RUNTIME, "--rootfs", str(rootfs), "rs",
+              "sh", "-c", "sleep 0.5; exit 1", env=env)
+    assert r.returncode == 0, r.stderr
+    assert ctrpy("tasks", "wait", "rs").returncode == 1
+    lines = [line.split() for line in (task_dir(dirs, "rs") / "restart.log").read_text().splitlines()]
+    assert [delay for _, _, delay in lines] == ["100", "100", "100"]
+
+
+@pytest.mark.usefixtures("cleanup")
 def test_on_failure_does_not_restart_success(ctrpy: Any, rootfs: Path, dirs: Any) -> None:
     r = ctrpy("run", "-d", "--restart", "on-failure", "--runtime", RUNTIME, "--rootfs", str(rootfs), "ok",
               "true")

@@ -780,13 +780,12 @@ class TaskManager:
             return True
         if not self.leftover(container_id):
             return False
-        for name in (LAUNCHER_FILE,):
-            ident = _read_text(td.path / name)
-            if ident and _proc_alive(ident):
-                try:
-                    os.kill(int(ident.split()[0]), _signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
+        ident = _read_text(td.path / LAUNCHER_FILE)
+        if ident and _proc_alive(ident):
+            try:
+                os.kill(int(ident.split()[0]), _signal.SIGKILL)
+            except ProcessLookupError:
+                pass
         info = td.task()
         if info:
             self._abort_create(td, info["runtime"], info["runtime_entry"])
@@ -811,6 +810,9 @@ class TaskManager:
         from ctrpy.runtime.ociruntime import open_runtime_entry
 
         pid = td.supervisor_pid()
+        launcher = _read_text(td.path / LAUNCHER_FILE)  # the same process before it became the supervisor
+        if pid is None and launcher and _proc_alive(launcher):
+            pid = int(launcher.split()[0])
         if pid is not None:
             try:
                 os.kill(pid, _signal.SIGKILL)
