@@ -158,3 +158,13 @@ def test_exit_recorded_when_reaped_not_after_drain(ctrpy: Any, rootfs: Path, dir
         assert time.monotonic() < deadline
         time.sleep(0.02)
     assert json.loads(exit_file.read_text())["exit_status"] == 4
+
+
+def test_unknowable_status_says_so(ctrpy: Any, rootfs: Path, dirs: Any) -> None:
+    """Supervisor killed, then the process exits with nobody watching: 255, and the reason is printed."""
+    start(ctrpy, rootfs, "sk4", "sh", "-c", "sleep 0.5; exit 0")
+    os.kill(sup_pid(dirs, "sk4"), 9)
+    time.sleep(1.5)  # the process exits unobserved (reaped by init)
+    r = ctrpy("tasks", "wait", "sk4")
+    assert r.returncode == 255
+    assert "exit status unknown" in r.stderr and "supervisor" in r.stderr
