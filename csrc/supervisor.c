@@ -827,8 +827,16 @@ reap (void)
             found = 1;
             break;
           }
-      if (!found && n_unclaimed < 64)
+      if (!found)
         {
+          /* Processes we never heard of (the runtime's helpers): keep the newest 64 in case one is an exec
+             process whose pid its runtime child has not reported yet.  */
+          if (n_unclaimed == 64)
+            {
+              memmove (unclaimed_pid, unclaimed_pid + 1, 63 * sizeof (pid_t));
+              memmove (unclaimed_status, unclaimed_status + 1, 63 * sizeof (int));
+              n_unclaimed--;
+            }
           unclaimed_pid[n_unclaimed] = pid;
           unclaimed_status[n_unclaimed++] = st;
         }
@@ -937,12 +945,14 @@ runtime_child (const char *op, const char *request, size_t req_len, int fds[4])
         break;
     }
   close (sv[0]);
-  /* The child exits right after replying; it is reaped (as unclaimed) by the main loop.  */
+  /* The child exits right after replying (its process, if any, is reparented to us); reap it here so that
+     it never fills the table of exits not yet claimed.  */
   if (b.p == NULL)
-    {
-      kill (pid, SIGKILL);
-      return NULL;
-    }
+    kill (pid, SIGKILL);
+  while (waitpid (pid, NULL, 0) < 0 && errno == EINTR)
+    ;
+  if (b.p == NULL)
+    return NULL;
   char *nl = memchr (b.p, '\n', b.len);
   if (nl)
     *nl = 0;

@@ -840,14 +840,17 @@ class TaskManager:
             raise errors.FailedPrecondition(f"task {container_id!r} is stopped, not created")
         # No status query first (a whole `runc state` on the hot path): the runtime refuses a started task.
         runtime = self.runtime_for(td)
+        pid = td.init_pid()
+        # Published just before the start: the process may exit (and its supervisor record /tasks/exit) before
+        # the runtime's `start` even returns, and the events must stay in order. A failed start is followed by
+        # the task's delete.
+        self._publish("/tasks/start", {"container_id": container_id, "pid": pid})
         try:
             runtime.start(container_id)
         except errors.CtrpyError as exc:
             from ctrpy.runtime.ociruntime import as_runtime_error
 
             raise as_runtime_error(runtime.name, exc) from None
-        pid = td.init_pid()
-        self._publish("/tasks/start", {"container_id": container_id, "pid": pid})
         return TaskState(container_id, pid, TaskStatus.RUNNING, runtime.name)
 
     def attach(self, container_id: str, exec_id: str = "", stdin: bool = False) -> Attachment:
