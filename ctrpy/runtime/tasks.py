@@ -2,15 +2,17 @@
 container-creation step that turns user options into a stored spec.
 
 A task is created from a container record: its state directory (`bundle.TaskDir`) gets the rootfs mounted
-(image containers), the /etc files, `config.json`, and one supervisor process (`supervisor.py`) which runs
-the OCI runtime's create, serves stdio and records the exit. Everything else (start, kill, pause, ps, delete)
-talks to the runtime directly; exec and attach talk to the supervisor over its socket.
+(image containers), the /etc files, `config.json`, and one supervisor process: the CLI forks, the child runs
+the OCI runtime's create and execs the C supervisor (`supervisor.launch`, csrc/supervisor.c), which serves
+stdio, exec and restarts, and records the exit. Everything else (start, kill, pause, ps, delete) talks to the
+runtime directly; exec and attach talk to the supervisor over its socket.
 
 Status comes from the durable exit record first, then from the runtime:
 
     exit.json present                          -> STOPPED (with its exit status)
+    supervisor alive, restart.json restarting  -> RESTARTING (its restart policy starts it after a back-off)
     supervisor alive                           -> the runtime's status (CREATED / RUNNING / PAUSED)
-    supervisor gone, container still alive     -> UNKNOWN (nobody reaps it; kill or delete --force it)
+    supervisor gone, container still alive     -> UNKNOWN (`wait`/`kill` start a tracing supervisor, `adopt`)
     supervisor gone, container gone            -> STOPPED, exit status 255 (recorded then, so it sticks)
 
 so a task never stays RUNNING after its supervisor or its container was SIGKILLed.
