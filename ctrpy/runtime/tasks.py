@@ -719,9 +719,11 @@ class TaskManager:
         program = sup.binary()
         ready_r, ready_w = os.pipe()
         log_fd = os.open(td.path / "supervisor.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o640)
-        # While this process stays attached, an init orphaned by a dying supervisor comes to us, and we record its
-        # real exit (`_reap_orphan`).
-        sup._set_subreaper()
+        # An attached creator (stdin: `run`, `tasks start` without -d) stays for the whole task: an init orphaned
+        # by a dying supervisor then comes to us, and we record its real exit (`_reap_orphan`). Detached creators
+        # (and long-lived callers such as a server) are left alone: they would only collect zombies.
+        if task_info.get("stdin"):
+            sup._set_subreaper()
         # fork by hand: `subprocess` costs 10 ms of imports on every `run`, and the child runs the runtime's
         # create with what this process already imported before it execs the supervisor.
         pid = os.fork()
