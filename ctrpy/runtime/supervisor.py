@@ -43,6 +43,8 @@ PID_FILE = "init.pid"
 SUPERVISOR_PID_FILE = "supervisor.pid"
 RESTART_FILE = "restart.json"
 STOP_MARKER = "stop-requested"
+CREATING_FILE = "creating"  # "<pid> <start time>" of the command creating the task
+LAUNCHER_FILE = "launcher"  # the same for the forked launcher, which becomes the supervisor (same pid)
 EXECS_DIR = "execs"
 UNKNOWN_EXIT = 255
 # Where the build puts the C supervisor: next to the package's compiled helper (setup.py).
@@ -115,6 +117,11 @@ def _reset_signals() -> None:
     for sig in (signal.SIGCHLD, signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGPIPE, signal.SIGXFSZ):
         signal.signal(sig, signal.SIG_DFL)
     signal.pthread_sigmask(signal.SIG_SETMASK, [])
+
+
+def _start_time(pid: int) -> int:
+    with open("/proc/%d/stat" % pid) as f:
+        return int(f.read().rsplit(")", 1)[1].split()[19])
 
 
 def _set_subreaper() -> None:
@@ -267,6 +274,10 @@ def _reattach_network(task: dict, cid: str, pid_file: str) -> None:
 def launch(task_dir: str, task: dict, ready_w: int, log_fd: int, program: str) -> None:
     """The forked CLI child: create the init, then become the C supervisor. Never returns."""
     try:
+        # Our identity first (the CLI writes it too): if the CLI is killed right after the fork, a repair still
+        # finds and stops us.
+        with open(os.path.join(task_dir, LAUNCHER_FILE), "w") as f:
+            f.write("%d %s" % (os.getpid(), _start_time(os.getpid())))
         os.setsid()
         _set_subreaper()
         _reset_signals()

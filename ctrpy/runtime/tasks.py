@@ -1286,8 +1286,8 @@ def _tail_lines(f: Any, count: int) -> Iterator[bytes]:
     yield b"".join(lines[-count:])
 
 
-CREATING_FILE = "creating"  # "<pid> <start time>" of the command creating the task
-LAUNCHER_FILE = "launcher"  # the same for the forked launcher, which becomes the supervisor
+CREATING_FILE = sup.CREATING_FILE
+LAUNCHER_FILE = sup.LAUNCHER_FILE
 
 
 def test_hook(point: str) -> None:
