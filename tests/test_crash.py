@@ -4,7 +4,6 @@ command (`rm -f`, `run` of the same id, `gc`) repairs everything: no process, mo
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import time

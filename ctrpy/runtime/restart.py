@@ -22,7 +22,6 @@ container whose policy asks for it:
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -123,13 +122,3 @@ def boot(client: Any) -> list[BootResult]:
                 results.append(BootResult(ns, container.id, policy, False, str(exc)))
     return results
 
-
-def restart_state(task_dir: Any) -> dict[str, Any]:
-    """The supervisor's restart record of a task (empty when it never restarted)."""
-    from ctrpy.runtime.supervisor import RESTART_FILE
-
-    try:
-        data = json.loads((task_dir / RESTART_FILE).read_text())
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
