@@ -18,7 +18,7 @@ apt:
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing; \
 	fi
 
-$(VENV)/.installed: pyproject.toml setup.py csrc/helper.c csrc/helper.h csrc/pause.c csrc/build_helper.py
+$(VENV)/.installed: pyproject.toml setup.py csrc/helper.c csrc/helper.h csrc/pause.c csrc/build_helper.py csrc/supervisor.c csrc/build_supervisor.py
 	[ -x $(PY) ] || $(PYTHON_SYS) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	# compat: a plain .pth path entry instead of setuptools' import-hook finder, which costs every
@@ -57,4 +57,4 @@ bench: deps
 	$(PY) bench/run.py $(BENCH_ARGS)
 
 clean:
-	rm -rf $(VENV) build *.egg-info ctrpy/_helper*.so
+	rm -rf $(VENV) build *.egg-info ctrpy/_helper*.so ctrpy/ctrpy-supervisor

@@ -180,6 +180,8 @@ def main() -> int:
     parser.add_argument("--containers", default="",
                         help="measure 4: also `containers ls` with these many containers, e.g. 10000")
     parser.add_argument("--no-profile", action="store_true", help="skip profiling where ctrpy is behind")
+    parser.add_argument("--skip-crun", action="store_true",
+                        help="measure 1 without the crun sides (no hugetlb remount: safe while tests run)")
     parser.add_argument("--output", default=None,
                         help="report file (default: BENCHMARKS.md for a full run, .bench/subset.md with --only)")
     args = parser.parse_args()
@@ -189,6 +191,7 @@ def main() -> int:
     tokens = [x.strip() for x in args.only.split(",") if x.strip()]
     only = {int(x[0]) for x in tokens}
     runs5 = "5b" not in tokens or "5" in tokens
+    measures.SKIP_CRUN = args.skip_crun
     if args.output is None:
         # Only a full run may replace the results in BENCHMARKS.md.
         args.output = str(REPO / "BENCHMARKS.md") if only >= {1, 2, 3, 4, 5, 6, 7} else str(REPO / ".bench" / "subset.md")

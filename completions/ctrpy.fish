@@ -26,7 +26,7 @@ function __ctrpy_children
         case 'ctrpy snapshots'
             printf '%s\n' 'commit info label ls mounts prepare rm tree usage view'
         case 'ctrpy system'
-            printf '%s\n' 'df info prune'
+            printf '%s\n' 'boot df info prune'
         case 'ctrpy tasks'
             printf '%s\n' 'attach exec kill ls metrics pause ps resume rm start wait'
     end
@@ -299,6 +299,8 @@ function __ctrpy_alias
             printf '%s\n' 'rm'
         case 'ctrpy snapshots del'
             printf '%s\n' 'rm'
+        case 'ctrpy system boot'
+            printf '%s\n' 'boot'
         case 'ctrpy system df'
             printf '%s\n' 'df'
         case 'ctrpy system info'
@@ -470,7 +472,7 @@ function __ctrpy_opts
         case 'ctrpy rmi'
             printf '%s\n' '--no-gc -h --help'
         case 'ctrpy run'
-            printf '%s\n' '--rm --detach -d --network --net --ip --publish -p --add-host --dns --dns-search --dns-option --env -e --env-file --label --cwd --user -u --mount --tty -t --rootfs --snapshotter --runtime --hostname --read-only --privileged --cap-add --cap-drop --memory-limit --cpus --cpu-shares --pids-limit --net-host -h --help'
+            printf '%s\n' '--rm --detach -d --restart --network --net --ip --publish -p --add-host --dns --dns-search --dns-option --env -e --env-file --label --cwd --user -u --mount --tty -t --rootfs --snapshotter --runtime --hostname --read-only --privileged --cap-add --cap-drop --memory-limit --cpus --cpu-shares --pids-limit --net-host -h --help'
         case 'ctrpy runtime'
             printf '%s\n' '--root --log --log-format --systemd-cgroup -h --help'
         case 'ctrpy runtime create'
@@ -523,6 +525,8 @@ function __ctrpy_opts
             printf '%s\n' '--target --mounts --label --snapshotter -h --help'
         case 'ctrpy system'
             printf '%s\n' '-h --help'
+        case 'ctrpy system boot'
+            printf '%s\n' '--format -h --help'
         case 'ctrpy system df'
             printf '%s\n' '--verbose -v --format -h --help'
         case 'ctrpy system info'
@@ -863,6 +867,8 @@ function __ctrpy_valopt
             printf '%s\n' ':dir'
         case 'ctrpy push --progress-timeout'
             printf '%s\n' '-'
+        case 'ctrpy run --restart'
+            printf '%s\n' '-'
         case 'ctrpy run --network'
             printf '%s\n' 'bridge host none @network'
         case 'ctrpy run --net'
@@ -1015,6 +1021,8 @@ function __ctrpy_valopt
             printf '%s\n' '-'
         case 'ctrpy snapshots view --snapshotter'
             printf '%s\n' 'native overlayfs'
+        case 'ctrpy system boot --format'
+            printf '%s\n' 'table json'
         case 'ctrpy system df --format'
             printf '%s\n' 'table json'
         case 'ctrpy system info --format'
@@ -1215,6 +1223,8 @@ function __ctrpy_args
             printf '%s\n' '@snapshot'
         case 'ctrpy snapshots view'
             printf '%s\n' '@snapshot;@snapshot'
+        case 'ctrpy system boot'
+            printf '%s\n' ''
         case 'ctrpy system df'
             printf '%s\n' ''
         case 'ctrpy system info'
@@ -1296,7 +1306,7 @@ runtime	The built-in runtime as a runc-compatible command
 save	Save images to an OCI/docker archive
 serve	Serve the Kubernetes CRI (for kubelet, crictl, critest)
 snapshots	Manage snapshots
-system	Disk usage and pruning (df, prune), info
+system	Host-level jobs: disk usage (df), prune, boot
 tag	Give an image more names
 tasks	Manage tasks (running processes of containers)
 version	Show ctrpy\'s and the helper\'s versions'
@@ -1371,7 +1381,8 @@ tree	Show snapshots as a tree of parents and children.
 usage	Disk usage (size, inodes) of one snapshot\'s own layer, or of every snapshot.
 view	Create a read-only view KEY of committed PARENT.'
         case 'ctrpy system'
-            printf '%s\n' 'df	Show disk usage of images, containers, volumes and build cache.
+            printf '%s\n' 'boot	Start the containers whose restart policy asks for it, in every namespace.
+df	Show disk usage of images, containers, volumes and build cache.
 info	Show root/state dirs, snapshotters, runtimes and the cgroup mode.
 prune	Remove stopped containers, dangling (-a: unused) images, and free the space.'
         case 'ctrpy tasks'

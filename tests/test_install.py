@@ -30,3 +30,23 @@ def test_python_dash_m_ctrpy_and_helper_version() -> None:
     r = subprocess.run([sys.executable, "-m", "ctrpy", "version"], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
     assert helper in r.stdout
+
+
+def test_supervisor_build_without_compiler_is_a_clear_error(tmp_path: Path) -> None:
+    # What setup.py's build_ext runs after the helper (pip install . and pip install -e . alike).
+    env = {**os.environ, "CC": str(tmp_path / "no-such-cc")}
+    r = subprocess.run([sys.executable, str(ROOT / "csrc" / "build_supervisor.py"), str(tmp_path / "sup")],
+                       cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 1
+    assert "ctrpy needs a C compiler to build its supervisor" in r.stderr
+    assert "Traceback" not in r.stderr
+
+
+def test_supervisor_is_built_and_installed_with_the_package() -> None:
+    from ctrpy.runtime import supervisor
+
+    path = Path(supervisor.binary())
+    assert path.parent == Path(supervisor.__file__).resolve().parent.parent  # inside the ctrpy package
+    assert path.read_bytes()[:4] == b"\x7fELF"
+    r = subprocess.run([str(path)], capture_output=True, text=True, timeout=10)
+    assert r.returncode == 2 and "started by ctrpy" in r.stderr

@@ -37,7 +37,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "rmi": ("ctrpy.commands.imagetools:rmi", "Remove images and free their space"),
     "tag": ("ctrpy.commands.imagetools:tag", "Give an image more names"),
     "history": ("ctrpy.commands.imagetools:history", "Show the history of an image"),
-    "system": ("ctrpy.commands.system:system", "Disk usage and pruning (df, prune), info"),
+    "system": ("ctrpy.commands.system:system", "Host-level jobs: disk usage (df), prune, boot"),
     "push": ("ctrpy.commands.images:push", "Push an image to a registry"),
     "login": ("ctrpy.commands.registry:login", "Log in to a registry"),
     "logout": ("ctrpy.commands.registry:logout", "Log out from a registry"),

@@ -17,10 +17,12 @@ from ctrpy.commands.containers import container_flags, options_from_flags, split
 @click.command("run", context_settings={"allow_interspersed_args": False, "ignore_unknown_options": True})
 @click.option("--rm", "remove", is_flag=True, help="Delete the container when the task exits")
 @click.option("--detach", "-d", is_flag=True, help="Start the task and return (output: `ctrpy logs`)")
+@click.option("--restart", "restart_policy", default="", metavar="POLICY",
+              help="Restart policy: no, always, on-failure[:N], unless-stopped (label containerd.io/restart.policy)")
 @container_flags
 @click.argument("positional", nargs=-1, required=True, type=click.UNPROCESSED, metavar="IMAGE ID [COMMAND [ARG...]]")
 @click.pass_obj
-def run(obj: Any, remove: bool, detach: bool, positional: tuple[str, ...], **flags: Any) -> None:
+def run(obj: Any, remove: bool, detach: bool, restart_policy: str, positional: tuple[str, ...], **flags: Any) -> None:
     """Run a container: IMAGE ID [COMMAND [ARG...]], or --rootfs DIR ID COMMAND [ARG...].
 
     \b
@@ -37,7 +39,15 @@ def run(obj: Any, remove: bool, detach: bool, positional: tuple[str, ...], **fla
         raise click.UsageError("--rm and --detach cannot be used together")
     image, container_id, args = split_image_id(flags["rootfs"], positional)
     client = obj.client
-    create_container(client, options_from_flags(container_id, image, args, flags))
+    opts = options_from_flags(container_id, image, args, flags)
+    if restart_policy:
+        from ctrpy.runtime import restart
+
+        restart.validate_policy(restart_policy)
+        if remove and restart_policy != "no":
+            raise click.UsageError("--rm and --restart cannot be used together")
+        opts.labels[restart.LABEL] = restart_policy
+    create_container(client, opts)
     code = 0
     try:
         client.tasks.create(container_id, stdin=not detach)

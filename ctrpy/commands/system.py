@@ -6,7 +6,7 @@ from typing import Any
 
 import click
 
-from ctrpy.commands._output import emit_json, format_option, table
+from ctrpy.commands._output import AliasGroup, emit_json, format_option, table
 
 
 @click.command("version")
@@ -60,14 +60,15 @@ def info(obj: Any, fmt: str) -> None:
     table(["KEY", "VALUE"], rows)
 
 
-@click.group("system")
+@click.group("system", cls=AliasGroup)
 def system() -> None:
-    """Disk usage and pruning (df, prune), and the same info as `ctrpy info`.
+    """Host-level jobs: disk usage and pruning (df, prune), boot, and the same info as `ctrpy info`.
 
     \b
     Examples:
       ctrpy system df -v
       ctrpy system prune -a -f
+      ctrpy system boot
     """
 
 
@@ -153,3 +154,32 @@ def prune(obj: Any, all_: bool, volumes: bool, force: bool, fmt: str) -> None:
     for volume in report.volumes:
         click.echo(f"deleted volume: {volume}")
     click.echo(f"Total reclaimed space: {human_size(report.bytes_freed)}")
+
+
+# ---- `ctrpy system boot` (restart policies after a host reboot; runtime/restart.py) ---------------------
+
+@system.command("boot")
+@format_option
+@click.pass_obj
+def boot(obj: Any, fmt: str) -> None:
+    """Start the containers whose restart policy asks for it, in every namespace.
+
+    Run at host boot by contrib/systemd/ctrpy-boot.service.
+
+    \b
+    Examples:
+      ctrpy system boot
+      ctrpy --state /run/ctrpy system boot --format json
+    """
+    from ctrpy.runtime import errors, restart
+
+    results = restart.boot(obj.client)
+    if fmt == "json":
+        emit_json([r.to_dict() for r in results])
+    else:
+        table(["NAMESPACE", "CONTAINER", "POLICY", "RESULT"],
+              [(r.namespace, r.id, r.policy, "started" if r.started else f"failed: {r.error}") for r in results])
+    failed = [r for r in results if not r.started]
+    if failed:
+        raise errors.Unavailable(f"{len(failed)} container(s) could not be started at boot: "
+                                 + ", ".join(f"{r.namespace}/{r.id}" for r in failed))

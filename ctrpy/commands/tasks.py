@@ -32,6 +32,9 @@ def exit_code(record: dict[str, Any] | None, fallback: Any = None) -> int:
     if record is None and fallback is not None:
         record = {"exit_status": fallback.exit_status}
     status = (record or {}).get("exit_status")
+    if (status is None or status == 255) and (record or {}).get("reason"):
+        # The status could not be observed: say why rather than pass 255 off as the process's own.
+        click.echo(f"ctrpy: warning: exit status unknown: {record['reason']}", err=True)  # type: ignore[index]
     return 255 if status is None else int(status)
 
 

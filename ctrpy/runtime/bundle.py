@@ -8,8 +8,13 @@
     supervisor.pid    the supervisor's pid; supervisor.log its own diagnostics
     init.pid          the container init's host pid (written by the runtime)
     output.log        everything the init wrote (for `ctrpy logs`)
-    exit.json         the init's exit status and time, written durably by the supervisor
+    exit.json         the init's exit status and time, written durably by the supervisor when it reaps it
     execs/<exec-id>/  pid and exit.json of each exec process
+    restart.json      restart policy state (count, failures, back-off, next start); restart.log one line each
+    stop-requested    marker of an explicit stop: the supervisor restarts no more
+    creating          "<pid> <start time>" of the command creating the task; launcher: the forked launcher
+                      (which becomes the supervisor). A dir without `created` whose creator is gone is a
+                      leftover of a killed command, repaired by `TaskManager.repair`.
 
 Files the supervisor writes are named in ctrpy.runtime.supervisor, which must stay import-light.
 """

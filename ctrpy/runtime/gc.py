@@ -66,7 +66,7 @@ Node = tuple[str, ...]  # ("content", ns, digest) | ("snapshot", ns, snapshotter
 class Removed:
     """One thing the collector removed (or would remove, in a dry run)."""
 
-    type: str  # lease | content | blob | snapshot | snapshot-dir | ingest | mount | orphan
+    type: str  # lease | content | blob | snapshot | snapshot-dir | ingest | mount | orphan | task
     namespace: str
     id: str
     size: int = 0
@@ -140,6 +140,16 @@ def _expired(labels: dict[str, str], at: float) -> bool:
     """True once containerd.io/gc.expire lies in the past; an unreadable stamp never expires (keep, don't guess)."""
     when = _epoch(labels.get(GC_EXPIRE))
     return when is not None and when <= at
+
+
+def _creator_gone(labels: dict[str, str]) -> bool:
+    """A container rootfs snapshot whose creating command (ctrpy.io/creator: pid and start time) is gone."""
+    creator = labels.get("ctrpy.io/creator")
+    if not creator:
+        return False
+    from ctrpy.runtime.tasks import _proc_alive
+
+    return not _proc_alive(creator)
 
 
 def label_refs(namespace: str, labels: dict[str, str]) -> Iterator[Node]:
@@ -429,6 +439,8 @@ class _Collector:
                 roots.append(("snapshot", ns, sn, key))
             elif row["kind"] != "committed":
                 created = _epoch(row["created_at"])
+                if _creator_gone(_labels(row["labels"])):
+                    continue  # prepared by a `run`/`create` that was killed: no grace to wait for
                 if created is None or self.at - created < ACTIVE_GRACE:
                     roots.append(("snapshot", ns, sn, key))
         for (ns, ref), row in self.ingests.items():
@@ -724,8 +736,10 @@ def collect(client_or_db: Any, *, dry_run: bool = False, at: float | None = None
     started = time.monotonic()
     db = getattr(client_or_db, "db", client_or_db)
     config = getattr(client_or_db, "config", None)
+    repaired = [] if dry_run else _repair_tasks(client_or_db)
     collector = _Collector(db, db.root, config, time.time() if at is None else at)
     report = GCReport(dry_run=dry_run)
+    report.removed.extend(repaired)
     ctx = db.view() if dry_run else db.update()
     with ctx as tx:
         collector.load(tx)
@@ -739,6 +753,23 @@ def collect(client_or_db: Any, *, dry_run: bool = False, at: float | None = None
     collector.remove_snapshot_dirs(report, dry_run)
     report.seconds = time.monotonic() - started
     return report
+
+
+def _repair_tasks(client: Any) -> list[Removed]:
+    """Task directories left half-made by a killed command (with their processes, cgroups and rootfs mount)."""
+    state = getattr(client, "state", None)
+    if state is None or not hasattr(client, "with_namespace"):
+        return []
+    out = []
+    base = Path(state)
+    for ns_dir in sorted(base.iterdir()) if base.is_dir() else []:
+        if ns_dir.is_dir() and ns_dir.name != "runtime":
+            try:
+                repaired = client.with_namespace(ns_dir.name).tasks.repair_all()
+            except errors.CtrpyError:  # not a namespace directory
+                continue
+            out.extend(Removed("task", ns_dir.name, cid) for cid in repaired)
+    return out
 
 
 __all__ = ["ACTIVE_GRACE", "GCReport", "INGEST_EXPIRY", "Removed", "collect", "label_refs"]

@@ -1,87 +1,65 @@
-"""The per-task supervisor: one small process per task, detached from the CLI (like containerd's shim).
+"""The per-task supervisor's Python half: the frame protocol, the launch, and the runtime child.
 
-It is started as `python -I -S -c LAUNCH PACKAGE_ROOT TASK_DIR READY_FD` in a new session, already a child subreaper
-(PR_SET_CHILD_SUBREAPER is set by the launcher before exec and survives exec), and:
+The supervisor itself is a small C program (csrc/supervisor.c, installed as `ctrpy/ctrpy-supervisor`), one per
+task, detached from the CLI like containerd's shim. How a task gets one:
 
-1. runs the OCI runtime's `create` in a forked child (so the runtime's imports never weigh on this process);
-   the container's init is reparented here when the runtime exits;
-2. tells the launcher on READY_FD one JSON line: {"ok": true, "pid": N} or {"ok": false, "error": ...};
-3. serves stdio: the init's output goes to TASK_DIR/output.log and to every attached client; clients
-   connect to an abstract unix socket (`socket_address(TASK_DIR)`) and speak `frames` (below);
-4. starts exec processes on request (again through a forked runtime child) and streams them the same way;
-5. reaps the init and the exec processes, and records each exit durably (write to a temp file, fsync,
-   rename, fsync the directory) in exit.json / execs/<id>/exit.json, then publishes /tasks/exit (and
-   /tasks/oom) events and exits once the init is gone.
+1. the CLI forks; the child starts a new session, becomes a child subreaper and runs the OCI runtime's
+   `create` with the modules the CLI already imported (no second interpreter: that was most of `run`'s
+   latency); the container's init is its child (built-in runtime) or is reparented to it (runc, crun);
+2. the child execs `ctrpy-supervisor` with the init's pid and its stdio fds: the init stays its child;
+3. the supervisor answers on READY_FD one JSON line, {"ok": true, "pid": N} (or the child does, with
+   {"ok": false, "error": ...}, when the runtime failed), then serves stdio, exec, restarts, and records
+   exits (see the C file).
 
-It imports only os, sys, socket, select, signal, struct, json, errno and time, to keep its memory small: it
-is multiplied by every container.
+Exec processes (and restarts) are started by the C supervisor through this module's `child_main`, run as
+`python -I -S -c ... exec|restart FD`: it runs the runtime verb and sends the process's pid and stdio fds
+back over FD (SCM_RIGHTS).
 
 Frames are `type (1 byte) | length (4 bytes, big endian) | payload`:
   client -> supervisor: A attach {"exec_id", "stdin"}, X exec {"exec_id", "process", "stdin"},
-                        I stdin bytes, C close stdin, R resize {"rows", "cols"}, O reopen the CRI log
-  supervisor -> client: K ok {...}, E error {"error", ...}, 1 stdout bytes, 2 stderr bytes,
-                        Z exit {"exit_status", "exited_at", "oom_killed"}
+                        I stdin bytes, C close stdin, R resize {"rows", "cols"}, S stop (no more restarts)
+  supervisor -> client: K ok {"pid", "tty", "log_offset"}, E error {"error", ...}, 1 stdout bytes,
+                        2 stderr bytes, Z exit {"exit_status", "exited_at", "oom_killed"}
+
+This module is imported on every `run`: it imports only what the CLI has anyway.
 """
 
-import _json
-import _signal as signal
-import _socket as socket
 import errno
+import json
 import os
-import select
+import socket
 import struct
 import sys
 import time
 
-
-class _JSONContext:
-    """What the C scanner of the json package needs: `json`, `socket` and `signal` would each pull in
-    `enum` and `re`, about 1.5 MB per supervisor, multiplied by every container."""
-
-    strict = True
-    object_hook = None
-    object_pairs_hook = None
-    parse_float = float
-    parse_int = int
-    parse_constant = float
-    memo: dict = {}
-
-
-_scan = _json.make_scanner(_JSONContext())
-_encode = _json.make_encoder(None, None, _json.encode_basestring_ascii, None, ": ", ", ", True, False, True)
-
-
-def json_loads(data) -> object:
-    text = data.decode() if isinstance(data, (bytes, bytearray)) else data
-    text = text.strip()
-    _JSONContext.memo.clear()
-    try:
-        obj, end = _scan(text, 0)
-    except StopIteration as exc:  # the C scanner's way of saying "no JSON value here"
-        raise ValueError("invalid JSON at offset %s" % exc.value) from None
-    if end != len(text):
-        raise ValueError("extra data after JSON value")
-    return obj
-
-
-def json_dumps(obj: object) -> str:
-    return "".join(_encode(obj, 0))
-
 HEADER = struct.Struct(">cI")
-F_ATTACH, F_EXEC, F_STDIN, F_CLOSE, F_RESIZE = b"A", b"X", b"I", b"C", b"R"
+F_ATTACH, F_EXEC, F_STDIN, F_CLOSE, F_RESIZE, F_STOP = b"A", b"X", b"I", b"C", b"R", b"S"
 F_OK, F_ERR, F_STDOUT, F_STDERR, F_EXIT = b"K", b"E", b"1", b"2", b"Z"
-F_REOPEN = b"O"  # CRI: reopen the container log (kubelet rotated it)
-CRI_MAX_LINE = 16384  # a longer line is split into partial (P) records, as containerd's CRI does
 
 TASK_FILE = "task.json"
 EXIT_FILE = "exit.json"
 LOG_FILE = "output.log"
 PID_FILE = "init.pid"
 SUPERVISOR_PID_FILE = "supervisor.pid"
+RESTART_FILE = "restart.json"
+STOP_MARKER = "stop-requested"
+CREATING_FILE = "creating"  # "<pid> <start time>" of the command creating the task
+LAUNCHER_FILE = "launcher"  # the same for the forked launcher, which becomes the supervisor (same pid)
 EXECS_DIR = "execs"
 UNKNOWN_EXIT = 255
-DRAIN_SECONDS = 2.0
-CLIENT_SEND_TIMEOUT = 10.0
+# Where the build puts the C supervisor: next to the package's compiled helper (setup.py).
+SUPERVISOR_BINARY = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "ctrpy-supervisor")
+# How the C supervisor starts this module for exec and restart (it passes the package root explicitly:
+# -I -S has no site, so no editable-install finder).
+PACKAGE_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def json_loads(data: object) -> object:
+    return json.loads(data)
+
+
+def json_dumps(obj: object) -> str:
+    return json.dumps(obj)
 
 
 def socket_address(task_dir: str) -> str:
@@ -122,23 +100,47 @@ def write_durably(path: str, data: dict) -> None:
         os.close(dfd)
 
 
-def status_code(status: int) -> int:
-    """A wait status as a shell exit code: 128+N for a signal, as docker and ctr report it."""
-    if os.WIFSIGNALED(status):
-        return 128 + os.WTERMSIG(status)
-    if os.WIFEXITED(status):
-        return os.WEXITSTATUS(status)
-    return UNKNOWN_EXIT
+def binary() -> str:
+    """The C supervisor's path; a clear error when the install did not build it."""
+    if not os.access(SUPERVISOR_BINARY, os.X_OK):
+        from ctrpy.runtime import errors
+
+        raise errors.Unavailable(f"the ctrpy supervisor ({SUPERVISOR_BINARY}) is not built; reinstall ctrpy "
+                                 "(`pip install .` compiles it and needs a C compiler)")
+    return SUPERVISOR_BINARY
 
 
-def recv_fd(sock: "socket.socket") -> int:
+def _reset_signals() -> None:
+    import signal
+
+    # The runtime and the container must not inherit the CLI's signal handling (Python ignores SIGPIPE).
+    for sig in (signal.SIGCHLD, signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGPIPE, signal.SIGXFSZ):
+        signal.signal(sig, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_SETMASK, [])
+
+
+def _start_time(pid: int) -> int:
+    with open("/proc/%d/stat" % pid) as f:
+        return int(f.read().rsplit(")", 1)[1].split()[19])
+
+
+def _set_subreaper() -> None:
+    try:
+        from ctrpy.runtime import helper
+
+        if helper.lib is not None:
+            helper.set_subreaper()
+            return
+    except ImportError:
+        pass
+    import ctypes
+
+    ctypes.CDLL(None, use_errno=True).prctl(36, 1, 0, 0, 0)
+
+
+def _recv_fd(sock: socket.socket) -> int:
     """Receive one fd sent with SCM_RIGHTS (the pty master, from the runtime's console socket)."""
-    fds = []
-    msg, ancdata, _flags, _addr = sock.recvmsg(4096, socket.CMSG_SPACE(4 * 4))
-    for level, kind, data in ancdata:
-        if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
-            usable = len(data) - len(data) % 4
-            fds += list(struct.unpack("%di" % (usable // 4), data[:usable]))
+    _msg, fds, _flags, _addr = socket.recv_fds(sock, 4096, 4)
     if not fds:
         raise OSError(errno.EPROTO, "no file descriptor received on the console socket")
     for extra in fds[1:]:
@@ -146,7 +148,7 @@ def recv_fd(sock: "socket.socket") -> int:
     return fds[0]
 
 
-def set_winsize(fd: int, rows: int, cols: int) -> None:
+def _set_winsize(fd: int, rows: int, cols: int) -> None:
     import fcntl
     import termios
 
@@ -156,568 +158,176 @@ def set_winsize(fd: int, rows: int, cols: int) -> None:
         pass
 
 
-class Client:
-    def __init__(self, sock: "socket.socket") -> None:
-        self.sock = sock
-        self.buf = b""
-        self.proc = None  # the Proc this client is attached to
+def _error_reply(runtime_name: str, exc: BaseException) -> dict:
+    try:
+        from ctrpy.runtime.ociruntime import as_runtime_error
 
-    def send(self, data: bytes) -> bool:
-        try:
-            self.sock.sendall(data)
-            return True
-        except OSError:
-            return False
+        exc = as_runtime_error(runtime_name, exc)
+    except ImportError:
+        pass
+    return {"ok": False, "error": str(exc) or type(exc).__name__, "class": type(exc).__name__,
+            "exit_code": getattr(exc, "exit_code", 1), "run_exit_code": getattr(exc, "run_exit_code", None)}
 
 
-class Proc:
-    """The init or one exec process: its fds, its clients, its exit."""
+def start_process(op: str, task_dir: str, task: dict, request: dict) -> tuple:
+    """Run one runtime verb for the supervisor: "create" (the init), "exec" (request = the X frame's
+    payload) or "restart" (delete the stopped init's runtime state, create and start again).
+    Returns (pid, tty, stdin, fds to hand over: [master] or [stdin_w, out_r, err_r] or [out_r, err_r])."""
+    from ctrpy.runtime.ociruntime import open_runtime_entry
 
-    def __init__(self, exec_id: str, record_dir: str, log_fd: int = -1) -> None:
-        self.exec_id = exec_id
-        self.record_dir = record_dir
-        self.pid = 0
-        self.outputs = {}  # fd -> frame type
-        self.stdin_fd = -1
-        self.stdin_buf = b""
-        self.stdin_closing = False
-        self.tty = False
-        self.master = -1
-        self.clients = []
-        self.log_fd = log_fd
-        self.status = None
-        self.exited_at = ""
-        self.drain_until = 0.0
-        self.finished = False
-        self.partial = {}  # CRI log: frame type -> the unfinished last line
-
-
-class Supervisor:
-    def __init__(self, task_dir: str) -> None:
-        self.dir = task_dir
-        with open(os.path.join(task_dir, TASK_FILE)) as f:
-            self.task = json_loads(f.read())
-        self.id = self.task["id"]
-        self.procs = {}  # exec id ("" = init) -> Proc
-        self.by_pid = {}  # pid -> Proc
-        self.unclaimed = {}  # pid -> wait status, for processes reaped before their pid was known
-        self.clients = []
-        self.listener = None
-        self.wake_r = -1
-        self.oom_killed = False
-        self.ready_fd = -1
-        # CRI containers log to the path kubelet gives, in the CRI format (task.json "log_path").
-        self.cri_log = bool(self.task.get("log_path"))
-
-    # ---- runtime calls, in a forked child ------------------------------------------------------------
-
-    def _runtime_child(self, op: str, args: dict, stdio, console: str, result_w: int) -> None:
-        """Child side: import the runtime, run one verb, report {"ok"} or the error on result_w."""
-        code = 1
-        try:
-            if self.ready_fd >= 0:
-                os.close(self.ready_fd)
-            # The runtime and the container must not inherit the supervisor's own signal handling.
-            signal.set_wakeup_fd(-1)
-            for sig in (signal.SIGCHLD, signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGPIPE):
-                signal.signal(sig, signal.SIG_DFL)
-            sys.path[:] = self.task["sys_path"]
-            from ctrpy.runtime.ociruntime import as_runtime_error, open_runtime_entry
-
-            runtime = open_runtime_entry(self.task["runtime"], self.task["runtime_entry"], self.task["state_root"])
-            kwargs = {"pid_file": args["pid_file"], "console_socket": console or None,
-                      "stdio": None if console else stdio}
-            if op == "create":
-                runtime.create(self.id, args["bundle"], **kwargs)
-            else:
-                runtime.exec(self.id, args["process"], **kwargs)
-            reply = {"ok": True}
-            code = 0
-        except BaseException as exc:  # every failure goes back to the supervisor as one line
-            try:
-                exc = as_runtime_error(self.task["runtime"], exc)
-            except NameError:  # the import itself failed
-                pass
-            reply = {"ok": False, "error": str(exc) or type(exc).__name__, "class": type(exc).__name__,
-                     "exit_code": getattr(exc, "exit_code", 1), "run_exit_code": getattr(exc, "run_exit_code", None)}
-        try:
-            os.write(result_w, (json_dumps(reply) + "\n").encode())
-        finally:
-            os._exit(code)
-
-    def run_runtime(self, op: str, args: dict, proc: Proc, stdin: bool, size=None) -> dict:
-        """Create or exec through the runtime; on success `proc` owns the process's stdio and pid."""
-        child_fds = []
-        console_dir = ""
-        console_listener = None
-        stdio = None
-        if proc.tty:
+    runtime = open_runtime_entry(task["runtime"], task["runtime_entry"], task["state_root"])
+    cid = task["id"]
+    if op == "exec":
+        process = request["process"]
+        tty = bool(process.get("terminal"))
+        stdin = bool(request.get("stdin"))
+        size = request.get("console_size")
+        record_dir = os.path.join(task_dir, EXECS_DIR, request["exec_id"])
+        os.makedirs(record_dir, exist_ok=True)
+        pid_file = os.path.join(record_dir, "pid")
+    else:
+        tty = bool(task.get("terminal"))
+        stdin = bool(task.get("stdin")) and op == "create"
+        size = task.get("console_size")
+        pid_file = os.path.join(task_dir, PID_FILE)
+    console_dir = console_path = ""
+    listener = None
+    keep: list = []
+    child_fds: list = []
+    stdio = None
+    try:
+        if tty:
             # Console socket paths are limited to 108 bytes: keep it in a short private directory.
             console_dir = "/tmp/ctrpy-console-%d-%d" % (os.getpid(), time.monotonic_ns())
             os.mkdir(console_dir, 0o700)
             console_path = console_dir + "/c.sock"
-            console_listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            console_listener.bind(console_path)
-            console_listener.listen(1)
+            listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            listener.bind(console_path)
+            listener.listen(1)
         else:
-            console_path = ""
             if stdin:
                 in_r, in_w = os.pipe()
-                proc.stdin_fd = in_w
-                os.set_blocking(in_w, False)
+                keep.append(in_w)
             else:
-                in_r = os.open("/dev/null", os.O_RDONLY | os.O_CLOEXEC)
+                in_r = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
             out_r, out_w = os.pipe()
             err_r, err_w = os.pipe()
-            proc.outputs = {out_r: F_STDOUT, err_r: F_STDERR}
-            stdio = (in_r, out_w, err_w)
+            keep += [out_r, err_r]
             child_fds = [in_r, out_w, err_w]
-        result_r, result_w = os.pipe()
-        pid = os.fork()
-        if pid == 0:
-            os.close(result_r)
-            self._runtime_child(op, args, stdio, console_path, result_w)
-        os.close(result_w)
+            stdio = (in_r, out_w, err_w)
+        kwargs = {"pid_file": pid_file, "console_socket": console_path or None, "stdio": stdio}
+        if op == "restart":
+            try:
+                runtime.delete(cid, force=True)
+            except Exception:  # noqa: BLE001 - already gone is fine; create reports real trouble
+                pass
+        if op == "exec":
+            runtime.exec(cid, process, **kwargs)
+        else:
+            runtime.create(cid, task_dir, **kwargs)
         for fd in child_fds:
             os.close(fd)
-        reply = None
-        data = b""
-        try:
-            deadline = time.monotonic() + 120
-            while reply is None or (proc.tty and reply.get("ok") and proc.master < 0):
-                watch = [result_r] if reply is None else []
-                if console_listener is not None and proc.master < 0:
-                    watch.append(console_listener)
-                ready, _, _ = select.select(watch, [], [], max(0.0, deadline - time.monotonic()))
-                if not ready:
-                    reply = {"ok": False, "error": "%s: timed out" % op}
-                    break
-                if console_listener is not None and console_listener in ready:
-                    conn = socket.socket(fileno=console_listener._accept()[0])
-                    try:
-                        proc.master = recv_fd(conn)
-                    finally:
-                        conn.close()
-                if result_r in ready:
-                    chunk = os.read(result_r, 65536)
-                    data += chunk
-                    if b"\n" in data or not chunk:
-                        try:
-                            reply = json_loads(data.split(b"\n", 1)[0] or b"{}")
-                        except ValueError:
-                            reply = {"ok": False, "error": "%s: runtime child died" % op}
-                        if "ok" not in reply:
-                            reply = {"ok": False, "error": "%s: runtime child died" % op}
-        finally:
-            os.close(result_r)
-            if console_listener is not None:
-                console_listener.close()
-                try:
-                    os.unlink(console_path)
-                    os.rmdir(console_dir)
-                except OSError:
-                    pass
-            self._wait_child(pid)
-        if reply.get("ok"):
-            try:
-                with open(args["pid_file"]) as f:
-                    proc.pid = int(f.read().strip())
-            except (OSError, ValueError) as exc:
-                reply = {"ok": False, "error": "%s: no pid from the runtime: %s" % (op, exc)}
-        if not reply.get("ok"):
-            self._close_proc_fds(proc)
-            return reply
-        if proc.tty:
+        child_fds = []
+        if listener is not None:
+            # The runtime connected and sent the pty master before it returned: the connection is queued.
+            listener.settimeout(30)
+            conn, _ = listener.accept()
+            with conn:
+                master = _recv_fd(conn)
             if size:
-                set_winsize(proc.master, size[0], size[1])
-            proc.outputs = {proc.master: F_STDOUT}
-            proc.stdin_fd = os.dup(proc.master)
-            os.set_blocking(proc.stdin_fd, False)
-        for fd in proc.outputs:
-            os.set_blocking(fd, False)
-        self.by_pid[proc.pid] = proc
-        if proc.pid in self.unclaimed:
-            self._exited(proc, self.unclaimed.pop(proc.pid))
-        return {"ok": True, "pid": proc.pid}
-
-    def _wait_child(self, pid: int) -> None:
-        while True:
-            try:
-                os.waitpid(pid, 0)
-                return
-            except ChildProcessError:
-                return
-            except InterruptedError:
-                continue
-
-    def _close_proc_fds(self, proc: Proc) -> None:
-        for fd in list(proc.outputs) + [proc.stdin_fd, proc.master]:
-            if fd >= 0:
-                try:
-                    os.close(fd)
-                except OSError:
-                    pass
-        proc.outputs = {}
-        proc.stdin_fd = proc.master = -1
-
-    # ---- exits -----------------------------------------------------------------------------------------
-
-    def reap(self) -> None:
-        while True:
-            try:
-                pid, status = os.waitpid(-1, os.WNOHANG)
-            except ChildProcessError:
-                return
-            if pid == 0:
-                return
-            proc = self.by_pid.get(pid)
-            if proc is None:
-                self.unclaimed[pid] = status
-            else:
-                self._exited(proc, status)
-
-    def _exited(self, proc: Proc, status: int) -> None:
-        if proc.status is not None:
-            return
-        proc.status = status_code(status)
-        proc.exited_at = now()
-        proc.drain_until = time.monotonic() + DRAIN_SECONDS
-        if proc.exec_id == "":
-            self.oom_killed = self._oom_killed()
-            # Every process of a pid namespace dies with its init: their exits are final too.
-            for other in self.procs.values():
-                if other is not proc and other.status is None and other.pid:
-                    other.drain_until = proc.drain_until
-
-    def _oom_killed(self) -> bool:
-        path = self.task.get("cgroups_path", "").strip("/")
-        if not path:
-            return False
-        for candidate, key in (("/sys/fs/cgroup/memory/%s/memory.oom_control" % path, "oom_kill"),
-                               ("/sys/fs/cgroup/%s/memory.events" % path, "oom_kill")):
-            try:
-                with open(candidate) as f:
-                    for line in f:
-                        name, _, value = line.partition(" ")
-                        if name == key and int(value) > 0:
-                            return True
-            except (OSError, ValueError):
-                continue
-        return False
-
-    def _finish(self, proc: Proc) -> None:
-        """Output drained (or the drain timed out): record the exit and tell the clients."""
-        proc.finished = True
-        self._close_proc_fds(proc)
-        record = {"exit_status": proc.status, "exited_at": proc.exited_at, "pid": proc.pid}
-        if proc.exec_id == "":
-            record["oom_killed"] = self.oom_killed
-        try:
-            os.makedirs(proc.record_dir, exist_ok=True)
-            write_durably(os.path.join(proc.record_dir, EXIT_FILE), record)
-        except OSError as exc:
-            sys.stderr.write("supervisor: cannot record exit of %s: %s\n" % (proc.exec_id or "init", exc))
-        for client in proc.clients:
-            client.send(jframe(F_EXIT, record))
-
-    # ---- client protocol ---------------------------------------------------------------------------------
-
-    def handle_frame(self, client: Client, kind: bytes, payload: bytes) -> None:
-        if kind == F_ATTACH:
-            req = json_loads(payload or b"{}")
-            proc = self.procs.get(req.get("exec_id", ""))
-            if proc is None:
-                client.send(jframe(F_ERR, {"error": "process %r not found" % req.get("exec_id", "")}))
-                return
-            client.proc = proc
-            proc.clients.append(client)
-            client.send(jframe(F_OK, {"pid": proc.pid, "tty": proc.tty}))
-            if proc.finished:
-                record = {"exit_status": proc.status, "exited_at": proc.exited_at, "pid": proc.pid}
-                client.send(jframe(F_EXIT, record))
-        elif kind == F_EXEC:
-            req = json_loads(payload)
-            exec_id = req["exec_id"]
-            init = self.procs[""]
-            if exec_id in self.procs:
-                client.send(jframe(F_ERR, {"error": "exec %r already exists" % exec_id, "class": "AlreadyExists",
-                                          "exit_code": 5}))
-                return
-            if init.status is not None:
-                client.send(jframe(F_ERR, {"error": "task %s is not running" % self.id,
-                                          "class": "FailedPrecondition", "exit_code": 6}))
-                return
-            record_dir = os.path.join(self.dir, EXECS_DIR, exec_id)
-            os.makedirs(record_dir, exist_ok=True)
-            proc = Proc(exec_id, record_dir)
-            proc.tty = bool(req["process"].get("terminal"))
-            reply = self.run_runtime("exec", {"process": req["process"],
-                                              "pid_file": os.path.join(record_dir, "pid")}, proc, req.get("stdin", False),
-                                     req.get("console_size"))
-            if not reply.get("ok"):
-                client.send(jframe(F_ERR, reply))
-                return
-            self.procs[exec_id] = proc
-            client.proc = proc
-            proc.clients.append(client)
-            client.send(jframe(F_OK, {"pid": proc.pid, "tty": proc.tty}))
-        elif kind == F_STDIN:
-            proc = client.proc
-            if proc is not None and proc.stdin_fd >= 0:
-                proc.stdin_buf += payload
-        elif kind == F_CLOSE:
-            proc = client.proc
-            if proc is not None:
-                if proc.tty:
-                    proc.stdin_buf += b"\x04"  # end of input on a terminal is ^D
-                else:
-                    proc.stdin_closing = True
-        elif kind == F_REOPEN:
-            init = self.procs[""]
-            if init.status is not None or not self.task.get("log_path"):
-                client.send(jframe(F_ERR, {"error": "container %s is not running" % self.id,
-                                          "class": "FailedPrecondition"}))
-                return
-            try:
-                fd = self._open_log()
-            except OSError as exc:
-                client.send(jframe(F_ERR, {"error": "cannot reopen the log: %s" % exc}))
-                return
-            os.dup2(fd, init.log_fd)
+                _set_winsize(master, int(size[0]), int(size[1]))
+            keep = [master]
+        if op == "restart":
+            if task.get("network"):
+                _reattach_network(task, cid, pid_file)
+            runtime.start(cid)
+        with open(pid_file) as f:
+            pid = int(f.read().strip())
+        return pid, tty, stdin, keep
+    except BaseException:
+        for fd in keep + child_fds:
             os.close(fd)
-            client.send(jframe(F_OK, {}))
-        elif kind == F_RESIZE:
-            proc = client.proc
-            req = json_loads(payload)
-            if proc is not None and proc.master >= 0:
-                set_winsize(proc.master, int(req["rows"]), int(req["cols"]))
-
-    def _client_readable(self, client: Client) -> None:
-        try:
-            data = client.sock.recv(65536)
-        except OSError:
-            data = b""
-        if not data:
-            self._drop(client)
-            return
-        client.buf += data
-        while len(client.buf) >= HEADER.size:
-            kind, length = HEADER.unpack_from(client.buf)
-            if len(client.buf) < HEADER.size + length:
-                break
-            payload = client.buf[HEADER.size:HEADER.size + length]
-            client.buf = client.buf[HEADER.size + length:]
+        raise
+    finally:
+        if listener is not None:
+            listener.close()
             try:
-                self.handle_frame(client, kind, payload)
-            except (ValueError, KeyError, TypeError) as exc:
-                client.send(jframe(F_ERR, {"error": "bad request: %s" % exc}))
-
-    def _drop(self, client: Client) -> None:
-        if client in self.clients:
-            self.clients.remove(client)
-        if client.proc is not None and client in client.proc.clients:
-            client.proc.clients.remove(client)
-        client.sock.close()
-
-    def _output(self, proc: Proc, fd: int) -> None:
-        try:
-            data = os.read(fd, 65536)
-        except BlockingIOError:
-            return
-        except OSError:  # EIO: the pty's last slave closed
-            data = b""
-        if not data:
-            kind = proc.outputs.pop(fd)
-            if self.cri_log and proc.log_fd >= 0 and proc.partial.get(kind):
-                self._write_log(proc, kind, b"", final=True)
-            os.close(fd)
-            if fd == proc.master:
-                proc.master = -1
-            return
-        kind = proc.outputs[fd]
-        if proc.log_fd >= 0:
-            if self.cri_log:
-                self._write_log(proc, kind, data)
-            else:
-                try:
-                    os.write(proc.log_fd, data)
-                except OSError:
-                    pass
-        for client in list(proc.clients):
-            if not client.send(frame(kind, data)):
-                self._drop(client)
-
-    def _write_log(self, proc: Proc, kind: bytes, data: bytes, final: bool = False) -> None:
-        """The CRI log format kubelet reads: `RFC3339NANO STREAM F|P LINE` per line; a line longer than
-        CRI_MAX_LINE, or cut by the end of the stream, is written in partial (P) pieces."""
-        stream = b"stdout" if kind == F_STDOUT else b"stderr"
-        buf = proc.partial.get(kind, b"") + data
-        stamp = now().encode()
-        out = []
-        lines = buf.split(b"\n")
-        rest = lines.pop()
-        for line in lines:
-            while len(line) > CRI_MAX_LINE:
-                out.append(b"%s %s P %s\n" % (stamp, stream, line[:CRI_MAX_LINE]))
-                line = line[CRI_MAX_LINE:]
-            out.append(b"%s %s F %s\n" % (stamp, stream, line))
-        while len(rest) >= CRI_MAX_LINE:
-            out.append(b"%s %s P %s\n" % (stamp, stream, rest[:CRI_MAX_LINE]))
-            rest = rest[CRI_MAX_LINE:]
-        if final and rest:
-            out.append(b"%s %s F %s\n" % (stamp, stream, rest))
-            rest = b""
-        proc.partial[kind] = rest
-        if out:
-            try:
-                os.write(proc.log_fd, b"".join(out))
+                os.unlink(console_path)
+                os.rmdir(console_dir)
             except OSError:
                 pass
 
-    def _open_log(self) -> int:
-        path = self.task["log_path"]
-        os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-        return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o640)
 
-    def _flush_stdin(self, proc: Proc) -> None:
-        if proc.stdin_buf:
-            try:
-                n = os.write(proc.stdin_fd, proc.stdin_buf)
-                proc.stdin_buf = proc.stdin_buf[n:]
-            except BlockingIOError:
-                return
-            except OSError:  # the reader is gone: drop the input
-                proc.stdin_buf = b""
-        if not proc.stdin_buf and proc.stdin_closing and not proc.tty:
-            os.close(proc.stdin_fd)
-            proc.stdin_fd = -1
-            proc.stdin_closing = False
+def _reattach_network(task: dict, cid: str, pid_file: str) -> None:
+    """A restarted init has a new network namespace: connect it again as the task's create did."""
+    from ctrpy.runtime import network as net
+    from ctrpy.runtime.client import Client
+    from ctrpy.runtime.config import load_config
 
-    # ---- main loop ---------------------------------------------------------------------------------------
+    client = Client(task["root"], task["state_root"], task["namespace"], load_config(task.get("config_path")))
+    request = net.NetworkRequest.from_dict(client.containers.get(cid).extensions[net.EXTENSION_KEY])
+    with open(pid_file) as f:
+        pid = int(f.read().strip())
+    net.attach(client, cid, f"/proc/{pid}/ns/net", request)
 
-    def serve(self) -> int:
-        init = self.procs[""]
-        while True:
-            now_m = time.monotonic()
-            for proc in list(self.procs.values()):
-                if proc.status is not None and not proc.finished and (not proc.outputs or now_m > proc.drain_until):
-                    self._finish(proc)
-            if init.finished and all(p.finished for p in self.procs.values()):
-                return init.status
-            rlist = [self.wake_r, self.listener] + [c.sock for c in self.clients]
-            wlist = []
-            fd_proc = {}
-            for proc in self.procs.values():
-                for fd in proc.outputs:
-                    rlist.append(fd)
-                    fd_proc[fd] = proc
-                if proc.stdin_fd >= 0 and (proc.stdin_buf or proc.stdin_closing):
-                    wlist.append(proc.stdin_fd)
-                    fd_proc[-proc.stdin_fd - 1] = proc
-            timeout = None
-            pending = [p.drain_until for p in self.procs.values() if p.status is not None and not p.finished]
-            if pending:
-                timeout = max(0.0, min(pending) - now_m) + 0.01
-            try:
-                readable, writable, _ = select.select(rlist, wlist, [], timeout)
-            except InterruptedError:
-                continue
-            for item in readable:
-                if item == self.wake_r:
-                    try:
-                        os.read(self.wake_r, 4096)
-                    except BlockingIOError:
-                        pass
-                    self.reap()
-                elif item is self.listener:
-                    try:
-                        sock = socket.socket(fileno=self.listener._accept()[0])
-                    except OSError:
-                        continue
-                    # A client that stops reading (a suspended `tasks attach`) is dropped after a while
-                    # instead of blocking the container's output for everyone.
-                    sock.settimeout(CLIENT_SEND_TIMEOUT)
-                    self.clients.append(Client(sock))
-                elif isinstance(item, socket.socket):
-                    client = next((c for c in self.clients if c.sock is item), None)
-                    if client is not None:
-                        self._client_readable(client)
-                elif item in fd_proc and item in fd_proc[item].outputs:
-                    self._output(fd_proc[item], item)
-            for fd in writable:
-                proc = fd_proc.get(-fd - 1)
-                if proc is not None and proc.stdin_fd == fd:
-                    self._flush_stdin(proc)
-            self.reap()
 
-    def publish_events(self, status: int) -> None:
-        """Record /tasks/exit (and /tasks/oom) in the metadata store; best effort, the exit file is the truth."""
-        try:
-            sys.path[:] = self.task["sys_path"]
-            from ctrpy.runtime.metadata import DB, append_event
-
-            db = DB(self.task["root"])
-            init = self.procs[""]
-            with db.update() as tx:
-                if self.oom_killed:
-                    append_event(tx, self.task["namespace"], "/tasks/oom", {"container_id": self.id})
-                append_event(tx, self.task["namespace"], "/tasks/exit",
-                             {"container_id": self.id, "id": self.id, "pid": init.pid, "exit_status": status,
-                              "exited_at": init.exited_at})
-        except Exception as exc:  # noqa: BLE001 - never let event recording lose the exit
-            sys.stderr.write("supervisor: cannot record events: %s\n" % exc)
-
-    def main(self, ready_fd: int) -> int:
-        self.ready_fd = ready_fd
-        os.set_inheritable(ready_fd, False)
-        signal.signal(signal.SIGCHLD, lambda *_: None)
-        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGPIPE):
-            signal.signal(sig, signal.SIG_IGN)
-        self.wake_r, wake_w = os.pipe()
-        os.set_blocking(self.wake_r, False)
-        os.set_blocking(wake_w, False)
-        signal.set_wakeup_fd(wake_w)
-        with open(os.path.join(self.dir, SUPERVISOR_PID_FILE), "w") as f:
-            f.write(str(os.getpid()))
-        self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.listener.bind(socket_address(self.dir))
-        self.listener.listen(64)
-        if self.cri_log:
-            log_fd = self._open_log()
+def launch(task_dir: str, task: dict, ready_w: int, log_fd: int, program: str) -> None:
+    """The forked CLI child: create the init, then become the C supervisor. Never returns."""
+    try:
+        # Our identity first (the CLI writes it too): if the CLI is killed right after the fork, a repair still
+        # finds and stops us.
+        with open(os.path.join(task_dir, LAUNCHER_FILE), "w") as f:
+            f.write("%d %s" % (os.getpid(), _start_time(os.getpid())))
+        os.setsid()
+        _set_subreaper()
+        _reset_signals()
+        null = os.open(os.devnull, os.O_RDWR)
+        os.dup2(null, 0)
+        os.dup2(log_fd, 1)
+        os.dup2(log_fd, 2)
+        os.chdir("/")
+        pid, tty, stdin, fds = start_process("create", task_dir, task, {})
+        for fd in fds + [ready_w]:
+            os.set_inheritable(fd, True)
+        argv = [program, "--ready", str(ready_w), "--pid", str(pid), "--id", task["id"],
+                "--namespace", task["namespace"], "--root", task["root"], "--cgroup", task.get("cgroups_path") or "",
+                "--python", task.get("python") or sys.executable, "--pkgroot", PACKAGE_ROOT,
+                "--restart", task.get("restart_policy") or "no"]
+        if tty:
+            argv += ["--master", str(fds[0])]
+        elif stdin:
+            argv += ["--stdin", str(fds[0]), "--stdout", str(fds[1]), "--stderr", str(fds[2])]
         else:
-            log_fd = os.open(os.path.join(self.dir, LOG_FILE), os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC,
-                             0o640)
-        init = Proc("", self.dir, log_fd)
-        init.tty = bool(self.task.get("terminal"))
-        self.procs[""] = init
-        reply = self.run_runtime("create", {"bundle": self.dir, "pid_file": os.path.join(self.dir, PID_FILE)},
-                                 init, bool(self.task.get("stdin")), self.task.get("console_size"))
+            argv += ["--stdout", str(fds[0]), "--stderr", str(fds[1])]
+        argv.append(task_dir)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.execv(program, argv)
+    except BaseException as exc:  # every failure goes back to the CLI as one line
         try:
-            os.write(ready_fd, (json_dumps(reply) + "\n").encode())
-        except OSError:
+            os.write(ready_w, (json_dumps(_error_reply(task.get("runtime", ""), exc)) + "\n").encode())
+        except BaseException:  # noqa: BLE001
             pass
-        os.close(ready_fd)
-        self.ready_fd = -1
-        if not reply.get("ok"):
-            return 1
-        # Nothing of ours may stay on the CLI's terminal: the launcher's stdio was /dev/null or a file.
-        status = self.serve()
-        os.close(log_fd)
-        self.publish_events(status)
-        for client in self.clients:
-            client.sock.close()
-        self.listener.close()
-        return 0
+    finally:
+        os._exit(1)
 
 
-def main(argv: list) -> int:
-    return Supervisor(argv[0]).main(int(argv[1]))
-
-
-# How the launcher starts it: `python -I -S -c LAUNCH PACKAGE_ROOT TASK_DIR READY_FD`. Imported as a module
-# (not run as a script) so its compiled bytecode is cached instead of compiled in every supervisor.
-LAUNCH = "import sys; sys.path.insert(0, sys.argv[1]); from ctrpy.runtime import supervisor; " \
-         "sys.exit(supervisor.main(sys.argv[2:]))"
-
-if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+def child_main(argv: list) -> int:
+    """`exec` or `restart` for the C supervisor: TASK_DIR OP FD (the request arrives on FD)."""
+    task_dir, op, fd = argv[0], argv[1], int(argv[2])
+    sock = socket.socket(fileno=fd)
+    with open(os.path.join(task_dir, TASK_FILE)) as f:
+        task = json.load(f)
+    sys.path[:] = task["sys_path"]
+    data = b""
+    while chunk := sock.recv(65536):
+        data += chunk
+    fds: list = []
+    try:
+        request = json.loads(data or b"{}")
+        pid, tty, stdin, fds = start_process(op, task_dir, task, request)
+        reply = {"ok": True, "pid": pid, "tty": tty, "stdin": stdin}
+    except BaseException as exc:  # noqa: BLE001 - reported to the supervisor, then to the client
+        reply = _error_reply(task.get("runtime", ""), exc)
+    socket.send_fds(sock, [(json_dumps(reply) + "\n").encode()], fds)
+    return 0 if reply["ok"] else 1

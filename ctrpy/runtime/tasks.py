@@ -2,15 +2,17 @@
 container-creation step that turns user options into a stored spec.
 
 A task is created from a container record: its state directory (`bundle.TaskDir`) gets the rootfs mounted
-(image containers), the /etc files, `config.json`, and one supervisor process (`supervisor.py`) which runs
-the OCI runtime's create, serves stdio and records the exit. Everything else (start, kill, pause, ps, delete)
-talks to the runtime directly; exec and attach talk to the supervisor over its socket.
+(image containers), the /etc files, `config.json`, and one supervisor process: the CLI forks, the child runs
+the OCI runtime's create and execs the C supervisor (`supervisor.launch`, csrc/supervisor.c), which serves
+stdio, exec and restarts, and records the exit. Everything else (start, kill, pause, ps, delete) talks to the
+runtime directly; exec and attach talk to the supervisor over its socket.
 
 Status comes from the durable exit record first, then from the runtime:
 
     exit.json present                          -> STOPPED (with its exit status)
+    supervisor alive, restart.json restarting  -> RESTARTING (its restart policy starts it after a back-off)
     supervisor alive                           -> the runtime's status (CREATED / RUNNING / PAUSED)
-    supervisor gone, container still alive     -> UNKNOWN (nobody reaps it; kill or delete --force it)
+    supervisor gone, container still alive     -> UNKNOWN (`wait`/`kill` start a tracing supervisor, `adopt`)
     supervisor gone, container gone            -> STOPPED, exit status 255 (recorded then, so it sticks)
 
 so a task never stays RUNNING after its supervisor or its container was SIGKILLed.
@@ -48,6 +50,7 @@ class TaskStatus(str, Enum):
     PAUSED = "paused"
     STOPPED = "stopped"
     UNKNOWN = "unknown"
+    RESTARTING = "restarting"  # exited, and its restart policy starts it again after a back-off
 
     def __str__(self) -> str:
         return self.value.upper()
@@ -172,8 +175,9 @@ def create_container(client: Any, opts: ContainerOptions) -> Any:
             chain_id = unpack_image(client, image, snapshotter_name)
             image_config = resolve_chain(client, image)[0].config
             snapshotter = client.snapshotter(snapshotter_name)
-            mounts = snapshotter.prepare(opts.id, chain_id)
+            mounts = _prepare_rootfs(client, snapshotter, opts.id, chain_id)
             prepared = True
+            test_hook("create-after-prepare")
             snapshot_key = opts.id
             reader = oci.mounts_reader(mounts)
             spec_opts.append(oci.with_image_config(image_config, reader))
@@ -241,6 +245,34 @@ def create_container(client: Any, opts: ContainerOptions) -> Any:
         raise
 
 
+CREATOR_LABEL = "ctrpy.io/creator"  # "<pid> <start time>" of the command that prepared a rootfs snapshot
+
+
+def _prepare_rootfs(client: Any, snapshotter: Any, key: str, chain_id: str) -> Any:
+    """Prepare the container's rootfs snapshot (key = container id). One left by a killed `run`/`create`/`rm`
+    (no container names it, and the command that made it is gone) is removed and made again."""
+    labels = {CREATOR_LABEL: _proc_id(os.getpid())}
+    try:
+        return snapshotter.prepare(key, chain_id, labels)
+    except errors.AlreadyExists:
+        if not orphan_rootfs(client, snapshotter, key):
+            raise
+    snapshotter.remove(key)
+    return snapshotter.prepare(key, chain_id, labels)
+
+
+def orphan_rootfs(client: Any, snapshotter: Any, key: str) -> bool:
+    """True if snapshot `key` is a container rootfs whose creator is gone and that no container uses."""
+    try:
+        info = snapshotter.stat(key)
+    except errors.NotFound:
+        return False
+    creator = info.labels.get(CREATOR_LABEL)
+    if not creator or _proc_alive(creator):
+        return False
+    return not any(c.snapshot_key == key for c in client.containers.list())
+
+
 def delete_container(client: Any, container_id: str, *, force: bool = False, keep_snapshot: bool = False) -> None:
     """Remove a container: a live task is refused unless `force` (then killed); a stopped task is cleaned up;
     the rootfs snapshot is removed unless `keep_snapshot`."""
@@ -248,18 +280,29 @@ def delete_container(client: Any, container_id: str, *, force: bool = False, kee
     tasks = client.tasks
     if tasks.exists(container_id):
         state = tasks.state(container_id)
-        if state.status in (TaskStatus.RUNNING, TaskStatus.PAUSED, TaskStatus.UNKNOWN, TaskStatus.CREATED) \
-                and not force:
+        if state.status in (TaskStatus.RUNNING, TaskStatus.PAUSED, TaskStatus.UNKNOWN, TaskStatus.CREATED,
+                            TaskStatus.RESTARTING) and not force:
             raise errors.FailedPrecondition(
                 f"container {container_id!r} has a {state.status.value} task: stop it first or use --force")
         tasks.delete(container_id, force=True)
-    # The record goes first: the snapshotter refuses to remove a container's live root file system.
-    client.containers.delete(container_id)
+    elif tasks.dir(container_id).path.exists() and not tasks.repair(container_id):
+        raise errors.FailedPrecondition(f"container {container_id!r}: its task is being created")
+    test_hook("rm-after-task")
     if container.snapshot_key and not keep_snapshot:
+        # The snapshot goes before the record, as containerd does: a kill in between leaves a record that
+        # `rm` removes again, never a snapshot that blocks the id. The record stops naming it first (the
+        # snapshotter refuses to remove a container's root file system).
+        from ctrpy.runtime.metadata.containers import Container
+
+        client.containers.update(Container(id=container_id, runtime_name=container.runtime_name, snapshot_key=""),
+                                 ["snapshotkey"])
+        test_hook("rm-after-unref")
         try:
             client.snapshotter(container.snapshotter).remove(container.snapshot_key)
         except errors.NotFound:
             pass
+        test_hook("rm-after-snapshot")
+    client.containers.delete(container_id)
 
 
 # ------------------------------------------------------------------------------------------------ attach
@@ -273,6 +316,12 @@ class Attachment:
         self.tty = tty
         self.exec_id = ""
         self._buf = b""
+        # Kept for the supervisor's death: the process's output fds (unread while it lives), the task's log
+        # and where in it our stream began, and how much output we got.
+        self.fds: list[int] = []
+        self.log_path: Path | None = None
+        self.log_offset = -1
+        self.received = 0
 
     @classmethod
     def connect(cls, address: str, kind: bytes, request: dict[str, Any], timeout: float = 30) -> Attachment:
@@ -286,7 +335,13 @@ class Attachment:
         sock.sendall(sup.jframe(kind, request))
         sock.settimeout(timeout)
         try:
-            reply_kind, payload = att.read_frame()
+            # The first read may carry fds (SCM_RIGHTS, when the request asked for them).
+            data, fds, _flags, _addr = socket.recv_fds(sock, 65536, 4)
+            att.fds = list(fds)
+            for fd in att.fds:
+                os.set_inheritable(fd, False)
+            att._buf = data
+            reply_kind, payload = att.read_frame() if data else (b"", b"")
         except (socket.timeout, OSError) as exc:
             sock.close()
             raise errors.Unavailable(f"no answer from the task's supervisor: {exc}") from None
@@ -299,6 +354,7 @@ class Attachment:
             raise errors.Internal(f"unexpected supervisor answer {reply_kind!r}")
         info = json.loads(payload)
         att.pid, att.tty = int(info.get("pid", 0)), bool(info.get("tty"))
+        att.log_offset = int(info.get("log_offset", -1))
         return att
 
     def read_frame(self) -> tuple[bytes, bytes]:
@@ -332,6 +388,34 @@ class Attachment:
 
     def close(self) -> None:
         self.sock.close()
+        for fd in self.fds:
+            os.close(fd)
+        self.fds = []
+
+    def _recover(self, stdout_fd: int, stderr_fd: int) -> None:
+        """The supervisor died: copy what it logged but never sent us, then read the process's output
+        ourselves (through the fds it handed us) until the process closes it. The logged part cannot tell
+        stdout from stderr: it goes to stdout."""
+        if self.log_path is not None and self.log_offset >= 0:
+            try:
+                with open(self.log_path, "rb") as f:
+                    f.seek(self.log_offset + self.received)
+                    while chunk := f.read(65536):
+                        _write_all(stdout_fd, chunk)
+            except OSError:
+                pass
+        targets = {fd: (stdout_fd if i == 0 else stderr_fd) for i, fd in enumerate(self.fds)}
+        while targets:
+            ready, _, _ = select.select(list(targets), [], [])
+            for fd in ready:
+                try:
+                    chunk = os.read(fd, 65536)
+                except OSError:  # EIO: a pty whose last slave closed
+                    chunk = b""
+                if chunk:
+                    _write_all(targets[fd], chunk)
+                else:
+                    del targets[fd]
 
     def pump(self, stdin_fd: int | None, stdout_fd: int = 1, stderr_fd: int = 2,
              on_signal: Callable[[int], None] | None = None, close_empty_stdin: bool = True) -> dict[str, Any] | None:
@@ -397,8 +481,12 @@ class Attachment:
                     except OSError:
                         reading_stdin = False
                 if self.sock in ready:
-                    data = self.sock.recv(65536)
+                    try:
+                        data = self.sock.recv(65536)
+                    except ConnectionResetError:
+                        data = b""
                     if not data:
+                        self._recover(stdout_fd, stderr_fd)
                         return None
                     self._buf += data
         finally:
@@ -413,8 +501,10 @@ class Attachment:
 
     def _deliver(self, kind: bytes, payload: bytes, stdout_fd: int, stderr_fd: int) -> dict[str, Any] | None:
         if kind == sup.F_STDOUT:
+            self.received += len(payload)
             _write_all(stdout_fd, payload)
         elif kind == sup.F_STDERR:
+            self.received += len(payload)
             _write_all(stderr_fd, payload)
         elif kind == sup.F_EXIT:
             record: dict[str, Any] = json.loads(payload)
@@ -492,24 +582,7 @@ def _error_from_reply(reply: dict[str, Any]) -> errors.CtrpyError:
 
 # ------------------------------------------------------------------------------------------------- tasks
 
-SUPERVISOR_SCRIPT = Path(sup.__file__).resolve()
-# The supervisor runs with -I -S (no site, so no editable-install finder): it gets the import path explicitly.
-PACKAGE_ROOT = str(SUPERVISOR_SCRIPT.parents[2])
-
-
-def _subreaper_setter() -> Callable[[], None]:
-    """What the supervisor's process runs between fork and exec: PR_SET_CHILD_SUBREAPER survives exec, so the
-    supervisor adopts the container's init once the runtime exits, without importing anything for it.
-    The C helper does it (3 ms to load); ctypes (50 ms to import) only when the helper is not built."""
-    from ctrpy.runtime import helper
-
-    if helper.lib is not None:
-        return helper.set_subreaper
-    else:
-        import ctypes
-
-        libc = ctypes.CDLL(None, use_errno=True)
-        return lambda: libc.prctl(36, 1, 0, 0, 0)
+PACKAGE_ROOT = sup.PACKAGE_ROOT
 
 
 class TaskManager:
@@ -560,6 +633,10 @@ class TaskManager:
         if td.exists():
             raise errors.AlreadyExists(f"task {container_id!r} already exists (delete it first)")
         runtime_name, entry = runtime_entry(container.runtime_name, self.client.config)
+        from ctrpy.runtime import restart
+
+        if container.labels.get(restart.STOPPED_LABEL):
+            restart.mark_stopped(self.client, container_id, False)  # started again: restarts apply again
         # One runtime state root per namespace (as containerd's runc shim does): the same container id in two
         # namespaces must not collide inside the runtime.
         entry["root"] = str(Path(entry.get("root") or self.state_dir / "runtime" / runtime_name) / self.namespace)
@@ -576,11 +653,13 @@ class TaskManager:
         try:
             td.path.mkdir()
         except FileExistsError:
-            # Another create is under way, or one died half-way (no supervisor): only the latter is ours to clear.
-            if td.supervisor_pid() is not None or time.time() - td.path.stat().st_mtime < 30:
+            # Another create is under way, or one was killed half-way: only the latter is ours to clear.
+            if not self.repair(container_id):
                 raise errors.AlreadyExists(f"task {container_id!r} is being created") from None
-            self._teardown(td)
             td.path.mkdir(parents=True)
+        # Who is creating it: a create whose process is gone is a leftover that any later command repairs.
+        (td.path / CREATING_FILE).write_text(_proc_id(os.getpid()))
+        test_hook("create-after-mkdir")
         mounted = False
         try:
             if container.snapshot_key:
@@ -619,9 +698,13 @@ class TaskManager:
                 "terminal": terminal, "stdin": stdin, "cgroups_path": spec["linux"].get("cgroupsPath", ""),
                 "created_at": now(), "console_size": list(size or ()) or None, "network": networked,
                 "log_path": str((container.extensions.get(LOG_EXTENSION) or {}).get("path", "")),
+                "python": sys.executable, "restart_policy": container.labels.get(restart.LABEL, ""),
+                "config_path": getattr(self.client.config, "path", None),
             }
             write_json_durably(td.task_file, task_info)
-            reply = self._launch(td)
+            test_hook("create-before-launch")
+            reply = self._launch(td, task_info)
+            test_hook("create-after-launch")
             if not reply.get("ok"):
                 raise _error_from_reply(reply)
             if net_request is not None:
@@ -636,27 +719,26 @@ class TaskManager:
         self._publish("/tasks/create", {"container_id": container_id, "pid": reply["pid"]})
         return TaskState(container_id, int(reply["pid"]), TaskStatus.CREATED, runtime_name)
 
-    def _launch(self, td: TaskDir) -> dict[str, Any]:
+    def _launch(self, td: TaskDir, task_info: dict[str, Any]) -> dict[str, Any]:
+        """Fork; the child creates the init and execs the C supervisor (supervisor.launch); one JSON line
+        comes back on the ready pipe, from the supervisor or from the child when the runtime failed."""
+        program = sup.binary()
         ready_r, ready_w = os.pipe()
-        argv = [sys.executable, "-I", "-S", "-c", sup.LAUNCH, PACKAGE_ROOT, str(td.path), str(ready_w)]
-        set_subreaper = _subreaper_setter()
         log_fd = os.open(td.path / "supervisor.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o640)
-        # fork + exec by hand: `subprocess` costs 10 ms of imports on every `run`, and the child must call
-        # prctl between fork and exec (the subreaper flag survives exec but not fork).
+        # An attached creator (stdin: `run`, `tasks start` without -d) stays for the whole task: an init orphaned
+        # by a dying supervisor then comes to us, and we record its real exit (`_reap_orphan`). Detached creators
+        # (and long-lived callers such as a server) are left alone: they would only collect zombies.
+        if task_info.get("stdin"):
+            sup._set_subreaper()
+        # fork by hand: `subprocess` costs 10 ms of imports on every `run`, and the child runs the runtime's
+        # create with what this process already imported before it execs the supervisor.
         pid = os.fork()
         if pid == 0:  # pragma: no cover - the child execs or exits at once
-            try:
-                os.setsid()
-                set_subreaper()
-                null = os.open(os.devnull, os.O_RDONLY)
-                os.dup2(null, 0)
-                os.dup2(log_fd, 1)
-                os.dup2(log_fd, 2)
-                os.set_inheritable(ready_w, True)
-                os.chdir("/")
-                os.execv(sys.executable, argv)
-            finally:
-                os._exit(127)
+            os.close(ready_r)
+            sup.launch(str(td.path), task_info, ready_w, log_fd, program)
+            os._exit(1)
+        # The launcher becomes the supervisor (same pid): recorded now, so a repair can stop it at any point.
+        (td.path / LAUNCHER_FILE).write_text(_proc_id(pid))
         os.close(log_fd)
         os.close(ready_w)
         # The supervisor stays our child until we exit (then init adopts it); it never waits for us.
@@ -685,12 +767,62 @@ class TaskManager:
         except errors.CtrpyError as exc:
             sys.stderr.write(f"ctrpy: warning: {exc}\n")
 
+    def leftover(self, container_id: str) -> bool:
+        """A task directory that a killed command left half-made (not created, and its creator is gone), or
+        whose create finished but was interrupted before it could be used."""
+        td = self.dir(container_id)
+        if not td.path.is_dir() or td.exists():
+            return False
+        creator = _read_text(td.path / CREATING_FILE)
+        if creator:
+            return not _proc_alive(creator)
+        # Killed between mkdir and the creator file: a live create writes it within microseconds.
+        try:
+            return time.time() - td.path.stat().st_mtime > 5
+        except OSError:
+            return False
+
+    def repair(self, container_id: str) -> bool:
+        """Undo what a killed `create`/`run`/`rm` left of the task: launcher or supervisor, init, runtime
+        state, cgroups, network, rootfs mount, state directory. False if a live command is creating it."""
+        td = self.dir(container_id)
+        if not td.path.is_dir():
+            return True
+        if not self.leftover(container_id):
+            return False
+        ident = _read_text(td.path / LAUNCHER_FILE)
+        if ident and _proc_alive(ident):
+            try:
+                os.kill(int(ident.split()[0]), _signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        info = td.task()
+        if info:
+            self._abort_create(td, info["runtime"], info["runtime_entry"])
+            if info.get("network"):
+                self._detach_network(container_id)
+        self._teardown(td)
+        return True
+
+    def repair_all(self) -> list[str]:
+        """Repair every leftover task directory of this namespace (`gc` calls it); the ids repaired."""
+        base = self.state_dir / self.namespace
+        done = []
+        if base.is_dir():
+            for entry in sorted(base.iterdir()):
+                if entry.is_dir() and self.leftover(entry.name) and self.repair(entry.name):
+                    done.append(entry.name)
+        return done
+
     def _abort_create(self, td: TaskDir, runtime_name: str, entry: dict[str, Any]) -> None:
         """Undo a create interrupted after the supervisor started (Ctrl-C, a failure after the runtime's create):
         nothing may keep running for a task that does not exist."""
         from ctrpy.runtime.ociruntime import open_runtime_entry
 
         pid = td.supervisor_pid()
+        launcher = _read_text(td.path / LAUNCHER_FILE)  # the same process before it became the supervisor
+        if pid is None and launcher and _proc_alive(launcher):
+            pid = int(launcher.split()[0])
         if pid is not None:
             try:
                 os.kill(pid, _signal.SIGKILL)
@@ -718,19 +850,28 @@ class TaskManager:
             raise errors.FailedPrecondition(f"task {container_id!r} is stopped, not created")
         # No status query first (a whole `runc state` on the hot path): the runtime refuses a started task.
         runtime = self.runtime_for(td)
+        pid = td.init_pid()
+        # Published just before the start: the process may exit (and its supervisor record /tasks/exit) before
+        # the runtime's `start` even returns, and the events must stay in order. A failed start is followed by
+        # the task's delete.
+        self._publish("/tasks/start", {"container_id": container_id, "pid": pid})
         try:
             runtime.start(container_id)
         except errors.CtrpyError as exc:
             from ctrpy.runtime.ociruntime import as_runtime_error
 
             raise as_runtime_error(runtime.name, exc) from None
-        pid = td.init_pid()
-        self._publish("/tasks/start", {"container_id": container_id, "pid": pid})
         return TaskState(container_id, pid, TaskStatus.RUNNING, runtime.name)
 
     def attach(self, container_id: str, exec_id: str = "", stdin: bool = False) -> Attachment:
+        """Attach to the init or an exec. The owner (`stdin`) also gets the output fds, so that the rest of the
+        output still reaches it if the supervisor dies (see Attachment._recover)."""
         td = self._taskdir(container_id)
-        return Attachment.connect(td.socket_address(), sup.F_ATTACH, {"exec_id": exec_id, "stdin": stdin})
+        att = Attachment.connect(td.socket_address(), sup.F_ATTACH, {"exec_id": exec_id, "stdin": stdin,
+                                                                     "fds": stdin})
+        if not exec_id:
+            att.log_path = td.log
+        return att
 
     # ---- state ---------------------------------------------------------------------------------------------
 
@@ -745,6 +886,14 @@ class TaskManager:
             return self._stopped(container_id, runtime_name, record)
         sup_pid = td.supervisor_pid()
         pid = td.init_pid()
+        if sup_pid is not None and info.get("restart_policy", "") not in ("", "no"):
+            from ctrpy.runtime.bundle import read_json
+
+            rs = read_json(td.path / sup.RESTART_FILE) or {}
+            if rs.get("restarting"):
+                return TaskState(container_id, pid, TaskStatus.RESTARTING, runtime_name,
+                                 exit_status=rs.get("last_exit_status"),
+                                 reason=f"restart {rs.get('restart_count', 0) + 1} at {rs.get('next_start_at')}")
         try:
             rt_state = self.runtime_for(td).state(container_id)
         except errors.NotFound:
@@ -824,7 +973,28 @@ class TaskManager:
         state = self.state(container_id)
         if state.status == TaskStatus.STOPPED:
             raise errors.FailedPrecondition(f"task {container_id!r} is not running")
+        if td.task().get("restart_policy", "") not in ("", "no"):
+            self._stop_restarts(td)
+        if state.status == TaskStatus.UNKNOWN:
+            self.adopt(container_id)  # so the exit this signal causes is recorded for real
+        if state.status == TaskStatus.RESTARTING:
+            return  # between two runs: the supervisor has just recorded the last exit as final
         self.runtime_for(td).kill(container_id, signal, all=all)
+
+    def _stop_restarts(self, td: TaskDir, persist: bool = True) -> None:
+        """An explicit stop/kill: the supervisor stops restarting the process (and the boot leaves an
+        `unless-stopped` container alone)."""
+        (td.path / sup.STOP_MARKER).touch()
+        try:
+            att = Attachment.connect(td.socket_address(), sup.F_STOP, {}, timeout=5)
+        except errors.CtrpyError:
+            pass
+        else:
+            att.close()
+        if persist:
+            from ctrpy.runtime import restart
+
+            restart.mark_stopped(self.client, td.id, True)
 
     def wait(self, container_id: str, exec_id: str = "") -> dict[str, Any]:
         """Block until the process exits; its exit record (also after the supervisor is gone)."""
@@ -847,21 +1017,98 @@ class TaskManager:
                 continue
             if exec_id:
                 record = td.exit(exec_id)
-                return record or {"exit_status": UNKNOWN_EXIT, "exited_at": now(), "pid": 0}
+                return record or {"exit_status": UNKNOWN_EXIT, "exited_at": now(), "pid": 0,
+                                  "reason": "the supervisor died before the exec process exited"}
+            record = self._reap_orphan(td)
+            if record is not None:
+                return record
             state = self.state(container_id)
             if state.status == TaskStatus.STOPPED:
                 return {"exit_status": state.exit_status, "exited_at": state.exited_at, "pid": state.pid,
-                        "oom_killed": state.oom_killed}
-            # Supervisor gone, container alive: nobody will record its exit; poll until it is gone.
+                        "oom_killed": state.oom_killed, **({"reason": state.reason} if state.reason else {})}
+            if state.status == TaskStatus.UNKNOWN and self.adopt(container_id):
+                continue
+            # Supervisor gone, container alive, and nobody could adopt it: poll until it is gone.
             time.sleep(0.1)
+
+    def _reap_orphan(self, td: TaskDir) -> dict[str, Any] | None:
+        """The supervisor died and its init was reparented to us (the CLI that created the task is a subreaper
+        while it stays attached): reap it and record its real exit status."""
+        pid = td.init_pid()
+        if pid <= 0 or td.exit() is not None:
+            return None
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            return None
+        if int(fields[1]) != os.getpid():
+            return None
+        while True:
+            try:
+                _, status = os.waitpid(pid, 0)
+                break
+            except InterruptedError:
+                continue
+            except ChildProcessError:
+                return None
+        record = {"exit_status": _status_code(status), "exited_at": now(), "pid": pid,
+                  "reason": "recorded by the attached client: the supervisor died before the process exited"}
+        try:
+            write_json_durably(td.exit_file(), record)
+        except OSError:
+            pass
+        self._publish("/tasks/exit", {"container_id": td.id, "id": td.id, "pid": pid,
+                                      "exit_status": record["exit_status"], "exited_at": record["exited_at"]})
+        return record
+
+    def adopt(self, container_id: str) -> bool:
+        """Start a tracing supervisor (`ctrpy-supervisor --adopt`) for a live task whose supervisor was killed,
+        so that its real exit status is still recorded (it ptraces the init: PTRACE_O_TRACEEXIT). Output
+        and exec are lost with the old supervisor. False when that is not possible (already traced...)."""
+        td = self._taskdir(container_id)
+        pid = td.init_pid()
+        if pid <= 0 or td.exit() is not None or td.supervisor_pid() is not None:
+            return False
+        info = td.task()
+        argv = [sup.binary(), "--adopt", str(pid), "--id", container_id, "--namespace", self.namespace,
+                "--root", str(info.get("root", self.client.root)), "--cgroup", info.get("cgroups_path", ""),
+                str(td.path)]
+        r, w = os.pipe()
+        log_fd = os.open(td.path / "supervisor.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o640)
+        child = os.fork()
+        if child == 0:  # pragma: no cover - the child execs or exits at once
+            try:
+                os.setsid()
+                os.dup2(w, 1)
+                os.dup2(log_fd, 2)
+                null = os.open(os.devnull, os.O_RDONLY)
+                os.dup2(null, 0)
+                os.chdir("/")
+                if os.fork() == 0:  # detached: a Ctrl-C'd `wait` must not take the adopter along
+                    os.execv(argv[0], argv)
+                os._exit(0)
+            finally:
+                os._exit(127)
+        os.close(w)
+        os.close(log_fd)
+        try:
+            os.waitpid(child, 0)
+        except ChildProcessError:
+            pass
+        with os.fdopen(r, "rb") as f:
+            line = f.readline()
+        return line.startswith(b"{\"ok\": true")
 
     def delete(self, container_id: str, force: bool = False) -> TaskState:
         td = self._taskdir(container_id)
         state = self.state(container_id)
         runtime = self.runtime_for(td)
-        if state.status in (TaskStatus.RUNNING, TaskStatus.PAUSED, TaskStatus.UNKNOWN) and not force:
+        if state.status in (TaskStatus.RUNNING, TaskStatus.PAUSED, TaskStatus.UNKNOWN, TaskStatus.RESTARTING) \
+                and not force:
             raise errors.FailedPrecondition(
                 f"task {container_id!r} is {state.status.value}: stop it first or use --force")
+        if state.status != TaskStatus.STOPPED and td.task().get("restart_policy", "") not in ("", "no"):
+            self._stop_restarts(td, persist=False)  # the kill below must not be followed by a restart
         if state.status != TaskStatus.STOPPED:
             if state.status == TaskStatus.PAUSED:
                 try:
@@ -891,7 +1138,8 @@ class TaskManager:
         return state
 
     def _remove_cgroup(self, td: TaskDir) -> None:
-        """Whatever the runtime left of the task's cgroup (empty directories) goes too."""
+        """Whatever the runtime left of the task's cgroup goes too: processes a killed create left in it (an
+        init waiting for `start` that no runtime state names), then the empty directories."""
         path = td.task().get("cgroups_path", "").strip("/")
         if not path:
             return
@@ -899,7 +1147,17 @@ class TaskManager:
         candidates = [base / path] if (base / "cgroup.controllers").exists() else \
             [d / path for d in base.iterdir() if d.is_dir() and not d.is_symlink()]
         for cg in candidates:
+            for procs in cg.glob("**/cgroup.procs") if cg.is_dir() else ():
+                for pid in _read_text(procs).split():
+                    try:
+                        os.kill(int(pid), _signal.SIGKILL)
+                    except (ProcessLookupError, ValueError):
+                        pass
+        for cg in candidates:
             if cg.is_dir():
+                deadline = time.monotonic() + 2
+                while any(_read_text(p) for p in cg.glob("**/cgroup.procs")) and time.monotonic() < deadline:
+                    time.sleep(0.02)
                 for sub in sorted(cg.glob("**/"), key=lambda p: len(str(p)), reverse=True):
                     try:
                         sub.rmdir()
@@ -1032,6 +1290,49 @@ def _tail_lines(f: Any, count: int) -> Iterator[bytes]:
     lines = data.splitlines(keepends=True)
     f.seek(end)
     yield b"".join(lines[-count:])
+
+
+CREATING_FILE = sup.CREATING_FILE
+LAUNCHER_FILE = sup.LAUNCHER_FILE
+
+
+def test_hook(point: str) -> None:
+    """Crash tests: CTRPY_TEST_KILL_AT=<point> SIGKILLs this command at that point (see tests/test_crash.py)."""
+    if os.environ.get("CTRPY_TEST_KILL_AT") == point:
+        os.kill(os.getpid(), _signal.SIGKILL)
+
+
+def _read_text(path: Path) -> str:
+    try:
+        return path.read_text().strip()
+    except OSError:
+        return ""
+
+
+def _proc_id(pid: int) -> str:
+    """A process's identity that survives pid reuse: pid and start time."""
+    from ctrpy.runtime.bundle import _proc_start_time
+
+    return f"{pid} {_proc_start_time(pid) or 0}"
+
+
+def _proc_alive(ident: str) -> bool:
+    from ctrpy.runtime.bundle import _proc_start_time
+
+    try:
+        pid, start = (int(x) for x in ident.split())
+    except ValueError:
+        return False
+    return _proc_start_time(pid) == start
+
+
+def _status_code(status: int) -> int:
+    """A wait status as a shell exit code: 128+N for a signal, as docker and ctr report it."""
+    if os.WIFSIGNALED(status):
+        return 128 + os.WTERMSIG(status)
+    if os.WIFEXITED(status):
+        return os.WEXITSTATUS(status)
+    return UNKNOWN_EXIT
 
 
 def _proc_info(pid: int) -> dict[str, Any] | None:
