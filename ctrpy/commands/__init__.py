@@ -210,6 +210,11 @@ def main(argv: list[str] | None = None) -> None:
         if isinstance(exc, errors.CtrpyError):
             click.echo(f"ctrpy: {exc}", err=True)
             sys.exit(exc.exit_code)
+        if errors.is_no_space(exc):
+            # A full disk met outside the places that say where (they raise NoSpace themselves).
+            where = getattr(exc, "filename", None) or "metadata database"
+            click.echo(f"ctrpy: {errors.no_space('write', where)}", err=True)
+            sys.exit(errors.NoSpace.exit_code)
         if isinstance(exc, OSError):
             wrapped = errors.from_oserror(exc, exc.strerror or "system error")
             click.echo(f"ctrpy: {exc}", err=True)
@@ -217,5 +222,5 @@ def main(argv: list[str] | None = None) -> None:
         if not debug:
             click.echo(f"ctrpy: internal error: {type(exc).__name__}: {exc} (run with --debug for a traceback)",
                        err=True)
-        sys.exit(1)
+        sys.exit(errors.Internal.exit_code)
     sys.exit(code if isinstance(code, int) else 0)

@@ -235,11 +235,16 @@ def manifest_for(store: Any, target: Descriptor, matcher: Any | None = None) -> 
     for desc in select(all_manifests, matcher):
         if store.exists(desc.digest):
             return desc
-    available = ", ".join(sorted({format_platform(d.platform) for d in all_manifests})) or "none"
     want = getattr(matcher, "want", None)
+    wanted = platforms.format_platform(want) if want else "requested"
+    # Only what is in the store is available: the index may name the wanted platform without its blobs.
+    local = sorted({format_platform(d.platform) for d in all_manifests if store.exists(d.digest)})
+    listed = select(all_manifests, matcher)
+    hint = f"; the index lists {wanted} but it was not pulled (pull with --platform {wanted})" if (
+        listed and want) else ""
     raise errors.NotFound(
-        f"no manifest for platform {platforms.format_platform(want) if want else 'requested'} in "
-        f"{target.digest} (available: {available})"
+        f"no manifest for platform {wanted} in {target.digest} (available locally: {', '.join(local) or 'none'})"
+        f"{hint}"
     )
 
 

@@ -33,6 +33,10 @@ from ctrpy.runtime.reference import Reference, parse
 from ctrpy.runtime.remotes import RegistryOptions
 
 
+# Bytes per second below which a layer download counts as stalled (measured over progress_timeout).
+MIN_RATE = 1024
+
+
 @dataclass
 class Progress:
     """One progress event. `status`: resolving, resolved, waiting, downloading, exists, done, failed,
@@ -299,9 +303,20 @@ class _Puller:
                         offset = 0
                     self.progress(Progress(key, "downloading", kind, desc.digest, offset, desc.size))
                     last_report = 0.0
+                    window_start, window_bytes = time.monotonic(), 0
+                    window = self.opts.registry.progress_timeout
                     for chunk in resp.iter_bytes():
                         self._check_time()
                         offset += len(chunk)
+                        window_bytes += len(chunk)
+                        if time.monotonic() - window_start >= window:
+                            # A drip of a few bytes never trips the read timeout: like curl's
+                            # --speed-limit, a transfer this slow over a whole window fails.
+                            if window_bytes < MIN_RATE * window:
+                                raise errors.DeadlineExceeded(
+                                    f"fetch {kind} {desc.digest[:19]}: {host.host} sent only {window_bytes} bytes "
+                                    f"in {window:g}s (stalled transfer); the partial download is kept")
+                            window_start, window_bytes = time.monotonic(), 0
                         if offset > desc.size:
                             w.truncate(0)
                             raise errors.FailedPrecondition(
@@ -364,9 +379,9 @@ class _Puller:
                 self.fetch_json(kids[0])        # the config: small, and it says which platform this is
                 blobs.extend(kids[1:])
             self.fetch_all(blobs)
-        image = Image(name=name, target=Descriptor(root.media_type, root.digest, root.size),
-                      labels=dict(self.opts.labels))
-        return self.client.images.upsert(image)
+        # Not recorded yet: pull() records the image once the pull as asked for (unpack included) succeeded.
+        return Image(name=name, target=Descriptor(root.media_type, root.digest, root.size),
+                     labels=dict(self.opts.labels))
 
     def _walk(self, root: Descriptor, data: bytes | None) -> list[tuple[Descriptor, dict[str, Any]]]:
         """Fetch the root and the wanted manifests below it; returns (manifest desc, manifest)."""
@@ -403,7 +418,11 @@ def pull(client: Any, ref: str, opts: PullOptions | None = None, progress: Progr
         puller.lease_id = lease_id
         image = puller.run()
         if opts.unpack:
+            # Unpack before the image is recorded: a refused layer or a config that does not match its
+            # manifest must not leave an image that `images check` calls complete. The lease keeps the
+            # content (and through the config's gc.ref.snapshot label, the snapshots) meanwhile.
             _unpack(client, image, opts, puller.progress)
+        image = client.images.upsert(image)
     return image
 
 

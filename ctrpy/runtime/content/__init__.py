@@ -268,7 +268,12 @@ class ContentStore:
         if total is not None and total < 0:
             raise errors.InvalidArgument(f"invalid expected size {total}")
         key = self._key(ref)
-        local = self.local.open_ingest(key, total=total, wait=wait, algorithm=algorithm)
+        try:
+            local = self.local.open_ingest(key, total=total, wait=wait, algorithm=algorithm)
+        except OSError as exc:
+            if errors.is_no_space(exc):
+                raise errors.no_space(f"content ingest {ref!r}", self.local.ingest) from exc
+            raise errors.from_oserror(exc, f"cannot open ingest {ref!r}") from exc
         try:
             committed = bool(expected) and self._globally_present(expected)  # type: ignore[arg-type]
             stamp = now()
@@ -414,7 +419,21 @@ class Writer:
         try:
             self._local.write(data)
         except OSError as exc:
+            if errors.is_no_space(exc):
+                raise self._out_of_space() from exc
             raise errors.from_oserror(exc, f"cannot write ingest {self.ref!r}") from exc
+
+    def _out_of_space(self) -> errors.NoSpace:
+        """A full disk while receiving: drop the partial bytes at once, so that the space comes back and the
+        next command (or pull) works; the row goes too when the database can still be written."""
+        where = self.store.local.ingest
+        self._local.discard()
+        self._done = True
+        try:
+            self.store._forget_ingest(self.ref)
+        except errors.CtrpyError:
+            pass  # the database is on the full disk too; `content active` skips rows without a directory
+        return errors.no_space(f"content ingest {self.ref!r}: partial download removed", where)
 
     def truncate(self, size: int = 0) -> None:
         self._check_open()
@@ -452,6 +471,8 @@ class Writer:
         try:
             self._local.sync()
         except OSError as exc:
+            if errors.is_no_space(exc):
+                raise self._out_of_space() from exc
             raise errors.from_oserror(exc, f"cannot sync ingest {self.ref!r}") from exc
         actual = self._local.digest()
         problem = None

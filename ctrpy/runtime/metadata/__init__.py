@@ -128,8 +128,7 @@ class DB:
             conn.execute("ROLLBACK")
             raise
 
-    @staticmethod
-    def _retry_busy(fn: Any) -> Any:
+    def _retry_busy(self, fn: Any) -> Any:
         # journal_mode changes and BEGIN IMMEDIATE can return SQLITE_BUSY before the busy handler applies
         # (for example while another process holds the WAL recovery lock); retry for the busy timeout.
         deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
@@ -138,6 +137,8 @@ class DB:
             try:
                 return fn()
             except sqlite3.OperationalError as exc:
+                if errors.is_no_space(exc):
+                    raise _no_space(self.path) from exc
                 if "locked" not in str(exc) and "busy" not in str(exc) or time.monotonic() > deadline:
                     raise errors.Unavailable(f"metadata database is busy: {exc}") from exc
                 time.sleep(delay)
@@ -150,10 +151,29 @@ class DB:
         self._retry_busy(lambda: conn.execute("BEGIN IMMEDIATE"))
         try:
             yield conn
-        except BaseException:
-            conn.execute("ROLLBACK")
+        except sqlite3.OperationalError as exc:
+            self._rollback(conn)
+            if errors.is_no_space(exc):
+                raise _no_space(self.path) from exc
             raise
-        self._retry_busy(lambda: conn.execute("COMMIT"))
+        except BaseException:
+            self._rollback(conn)
+            raise
+        try:
+            self._retry_busy(lambda: conn.execute("COMMIT"))
+        except BaseException:
+            self._rollback(conn)
+            raise
+
+    @staticmethod
+    def _rollback(conn: sqlite3.Connection) -> None:
+        # SQLITE_FULL (and a few other errors) roll the transaction back by themselves; a second ROLLBACK
+        # would then fail and hide the real error. The connection stays usable either way.
+        if conn.in_transaction:
+            try:
+                conn.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass
 
     @contextmanager
     def view(self) -> Iterator[sqlite3.Connection]:
@@ -176,6 +196,11 @@ class DB:
         rows = self._connect().execute("PRAGMA integrity_check").fetchall()
         problems = [row[0] for row in rows]
         return [] if problems == ["ok"] else problems
+
+
+def _no_space(path: Path) -> errors.NoSpace:
+    return errors.NoSpace(f"metadata database {path}: no space left on device (free space and retry; "
+                          "`ctrpy gc` removes abandoned downloads)")
 
 
 def ensure_namespace(tx: sqlite3.Connection, namespace: str) -> None:
