@@ -15,6 +15,8 @@ while the image exists. Layers are checked against the config's diff IDs as they
 
 from __future__ import annotations
 
+import contextlib
+import os
 import secrets
 import shutil
 import time
@@ -108,6 +110,27 @@ def apply_to_mounts(client: Any, mounts: list[Mount], fn: Callable[[str], Any]) 
             shutil.rmtree(target, ignore_errors=True)
 
 
+def _freeing_on_full_disk(mounts: list[Mount], fn: Callable[[str], Any]) -> Callable[[str], Any]:
+    """fn(dir), but when the disk fills up, first delete what the layer wrote so far: the metadata database
+    lives on the same disk and needs room to forget the half-applied snapshot (i15: a full disk must not
+    wedge the store)."""
+    def run(directory: str) -> Any:
+        try:
+            return fn(directory)
+        except errors.NoSpace:
+            upper = [o.split("=", 1)[1] for m in mounts if m.type == "overlay" for o in m.options
+                     if o.startswith("upperdir=")]
+            target = upper[0] if upper else directory
+            for entry in os.scandir(target):
+                if entry.is_dir(follow_symlinks=False):
+                    shutil.rmtree(entry.path, ignore_errors=True)
+                else:
+                    with contextlib.suppress(OSError):
+                        os.unlink(entry.path)
+            raise
+    return run
+
+
 def unpack_image(
     client: Any,
     image: Any,
@@ -168,10 +191,10 @@ def unpack_image(
                             stats = apply_to_mounts(
                                 client,
                                 mounts,
-                                lambda d: archive.apply_layer_blob(
+                                _freeing_on_full_disk(mounts, lambda d: archive.apply_layer_blob(
                                     d, blob, media_type=layer.media_type, layer=layer.digest, diff_id=diff_id,
                                     threaded=threaded,
-                                ),
+                                )),
                             )
                         try:
                             sn.commit(chain_id, key)

@@ -1,0 +1,220 @@
+"""A registry must not be able to take the host down: every body read into memory is capped while it streams.
+
+The registry here is the tests' own (support/hostile.py) on 127.0.0.1: it declares huge lengths, streams without
+end, drips, sends HTML, redirects across hosts. Each pull ends in one `ctrpy:` line with a documented exit code,
+quickly, and leaves nothing recorded.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any, Iterator
+
+import pytest
+
+from support.fulldisk import tmpfs_root  # noqa: F401 - fixture
+from support.hostile import (HostileRegistry, endless_body, huge_declared_length, redirect, send, sha256, slow_drip,
+                             wrong_type)
+from support.testimages import LayerBuilder
+
+
+@pytest.fixture
+def hostile() -> Iterator[HostileRegistry]:
+    reg = HostileRegistry()
+    try:
+        yield reg
+    finally:
+        reg.stop()
+
+
+def small_layer() -> bytes:
+    return LayerBuilder().dir("etc").file("etc/hello", "hi\n").bytes()
+
+
+def pull(ctrpy: Any, ref: str, *extra: str, timeout: float = 60) -> tuple[Any, float]:
+    started = time.monotonic()
+    r = ctrpy("pull", "-q", "--plain-http", "--no-unpack", *extra, ref, timeout=timeout)
+    return r, time.monotonic() - started
+
+
+def one_error_line(r: Any) -> str:
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1, r.stderr
+    assert lines[0].startswith("ctrpy: ") and not lines[0].startswith("ctrpy: ctrpy:"), r.stderr
+    assert "Traceback" not in r.stderr and "internal error" not in r.stderr
+    return lines[0]
+
+
+def assert_nothing_recorded(ctrpy: Any) -> None:
+    r = ctrpy("images", "ls", "-q")
+    assert r.returncode == 0 and r.stdout.strip() == "", r.stdout + r.stderr
+
+
+def test_a_declared_huge_manifest_is_refused_before_reading(hostile: HostileRegistry, ctrpy: Any) -> None:
+    hostile.behave["/v2/app/manifests/latest"] = huge_declared_length(10 << 30)
+    r, took = pull(ctrpy, f"{hostile.host}/app:latest")
+    assert r.returncode == 3
+    line = one_error_line(r)
+    assert "declared a body of 10737418240 bytes" in line and "refused without reading it" in line
+    assert took < 15  # the old code read all 10 GiB first (58 s and 21 GB of RSS)
+    assert_nothing_recorded(ctrpy)
+
+
+def test_an_endless_chunked_manifest_is_cut_at_the_cap(hostile: HostileRegistry, ctrpy: Any) -> None:
+    hostile.behave["/v2/app/manifests/latest"] = endless_body()
+    r, took = pull(ctrpy, f"{hostile.host}/app:latest")
+    assert r.returncode == 3
+    assert "sent more than the 4194304 bytes allowed; stopped reading" in one_error_line(r)
+    assert took < 15
+    assert_nothing_recorded(ctrpy)
+
+
+def test_endless_error_body_and_endless_auth_challenge_body_are_cut(hostile: HostileRegistry, ctrpy: Any) -> None:
+    hostile.behave["/v2/app/manifests/latest"] = endless_body("application/json", status=404, seconds=60)
+    r, took = pull(ctrpy, f"{hostile.host}/app:latest")
+    assert r.returncode == 4 and "not found" in one_error_line(r)
+    assert took < 20
+    # A 401 whose challenge body never ends: the body is cut, the challenge (a realm that refuses) answered.
+    hostile.behave["/v2/app/manifests/latest"] = endless_body(
+        "application/json", status=401, seconds=60,
+        headers={"WWW-Authenticate": f'Bearer realm="http://{hostile.host}/token",service="x"'})
+    hostile.behave["/token"] = lambda req: send(req, 403, b"no", "text/plain")
+    r, took = pull(ctrpy, f"{hostile.host}/app:latest")
+    assert r.returncode == 8 and "refused an anonymous token (403)" in one_error_line(r)
+    assert took < 20
+
+
+def test_huge_and_endless_token_responses_are_capped(hostile: HostileRegistry, ctrpy: Any) -> None:
+    challenge = {"WWW-Authenticate": f'Bearer realm="http://{hostile.host}/token",service="x"'}
+    hostile.behave["/v2/app/manifests/latest"] = lambda req: send(req, 401, b"{}", "application/json", challenge)
+    hostile.behave["/token"] = huge_declared_length(1 << 40, "application/json")
+    r, took = pull(ctrpy, f"{hostile.host}/app:latest")
+    assert r.returncode == 3 and "fetching a token" in one_error_line(r) and "refused without reading" in r.stderr
+    assert took < 15
+    hostile.behave["/token"] = endless_body("application/json")
+    r, took = pull(ctrpy, f"{hostile.host}/app:latest")
+    assert r.returncode == 3 and "fetching a token" in one_error_line(r) and "1048576 bytes" in r.stderr
+    assert took < 15
+    # A token response that is JSON but not an object is a clear error too.
+    hostile.behave["/token"] = lambda req: send(req, 200, b'["token"]', "application/json")
+    r, _ = pull(ctrpy, f"{hostile.host}/app:latest")
+    assert r.returncode == 7 and "sent no token" in one_error_line(r)
+
+
+def test_a_slow_drip_below_the_progress_timeout_still_ends(hostile: HostileRegistry, ctrpy: Any, dirs: Any) -> None:
+    ref = hostile.add_image("app", [small_layer()])
+    _, manifest = hostile.manifests["app:latest"]
+    # One byte every 0.2 s never trips a 1 s read timeout; the whole small object must arrive within it.
+    digest_path = f"/v2/app/manifests/{sha256(manifest)}"
+    hostile.behave["/v2/app/manifests/latest"] = hostile.behave[digest_path] = slow_drip(manifest)
+    r, took = pull(ctrpy, ref, "--progress-timeout", "1")
+    assert r.returncode == 9, r.stderr
+    assert "sending too slowly" in one_error_line(r)
+    assert took < 10
+    # A layer dripping slower than 1 KiB/s over a progress-timeout window fails as stalled (curl's
+    # --speed-limit), and what arrived is kept for a resume.
+    del hostile.behave["/v2/app/manifests/latest"], hostile.behave[digest_path]
+    layer = json.loads(manifest)["layers"][0]
+    blob = hostile.blobs[layer["digest"]]
+    hostile.behave[f"/v2/app/blobs/{layer['digest']}"] = slow_drip(blob, "application/octet-stream", 0.1)
+    r, took = pull(ctrpy, ref, "--progress-timeout", "1")
+    assert r.returncode == 9, r.stderr
+    assert "in 1s (stalled transfer)" in one_error_line(r)
+    assert took < 10
+    assert_nothing_recorded(ctrpy)
+
+
+def test_wrong_content_types(hostile: HostileRegistry, ctrpy: Any) -> None:
+    # A captive portal's HTML instead of a manifest.
+    hostile.behave["/v2/app/manifests/latest"] = wrong_type(b"<html><body>log in first</body></html>")
+    r, _ = pull(ctrpy, f"{hostile.host}/app:latest")
+    assert r.returncode == 10 and "unsupported manifest media type 'text/html'" in one_error_line(r)
+    # A real manifest labelled text/plain: the document's own mediaType decides; the pull works.
+    ref = hostile.add_image("good", [small_layer()])
+    media_type, manifest = hostile.manifests["good:latest"]
+    hostile.behave["/v2/good/manifests/latest"] = wrong_type(manifest, "text/plain")
+    r, _ = pull(ctrpy, ref)
+    assert r.returncode == 0, r.stderr
+    # A config whose bytes are not what its descriptor says (HTML again) is refused by digest.
+    ref = hostile.add_image("cfg", [LayerBuilder().file("other", "x").bytes()])
+    config = json.loads(hostile.manifests["cfg:latest"][1])["config"]
+    hostile.behave[f"/v2/cfg/blobs/{config['digest']}"] = wrong_type(b"<html>" + b" " * (config["size"] - 6))
+    r, _ = pull(ctrpy, ref)
+    assert r.returncode == 6 and "digest mismatch" in one_error_line(r)
+
+
+def test_a_redirect_to_another_host_and_back(hostile: HostileRegistry, ctrpy: Any) -> None:
+    cdn = HostileRegistry()
+    try:
+        ref = hostile.add_image("app", [small_layer()])
+        layer = json.loads(hostile.manifests["app:latest"][1])["layers"][0]
+        path = f"/v2/app/blobs/{layer['digest']}"
+        blob = hostile.blobs[layer["digest"]]
+
+        def registry_side(req: Any) -> None:
+            if "signed=1" in req.path:
+                send(req, 200, blob, "application/octet-stream")
+            else:
+                redirect(f"http://{cdn.host}/cdn/{layer['digest']}")(req)
+
+        hostile.behave[path] = registry_side
+        cdn.behave[f"/cdn/{layer['digest']}"] = redirect(f"http://{hostile.host}{path}?signed=1")
+        r, _ = pull(ctrpy, ref, "-u", "alice:s3cret")
+        assert r.returncode == 0, r.stderr
+        # The CDN was asked, and never saw the registry's credentials.
+        assert [m for m, p, _ in cdn.log if p.startswith("/cdn/")] == ["GET"]
+        assert all("Authorization" not in h and "authorization" not in h for _, _, h in cdn.log)
+        # A redirect loop between the two ends with one line, not a hang.
+        ref = hostile.add_image("loop", [LayerBuilder().file("loop", "x").bytes()])
+        layer = json.loads(hostile.manifests["loop:latest"][1])["layers"][0]
+        path = f"/v2/loop/blobs/{layer['digest']}"
+        hostile.behave[path] = redirect(f"http://{cdn.host}/cdn/{layer['digest']}")
+        cdn.behave[f"/cdn/{layer['digest']}"] = redirect(f"http://{hostile.host}{path}")
+        r, took = pull(ctrpy, ref)
+        assert r.returncode == 7 and "redirect" in one_error_line(r).lower(), r.stderr
+        assert took < 15
+    finally:
+        cdn.stop()
+
+
+def test_gzip_bomb_layer_stops_when_the_space_runs_out(hostile: HostileRegistry, ctrpy: Any, dirs: Any,
+                                                       tmpfs_root: Any) -> None:
+    # 256 MiB of zeros in one file: ~250 KiB gzipped, on a 20 MiB root.
+    bomb = gzip_bomb(256 << 20)
+    ref = hostile.add_image("bomb", [bomb], compressed=True)
+    r = tmpfs_root.ctrpy("pull", "-q", "--plain-http", "--snapshotter", "native", ref, timeout=120)
+    assert r.returncode == 13, r.stderr
+    line = one_error_line(r)
+    assert "no space left on device" in line.lower() and "layer" in line
+    # Nothing recorded, no half-applied snapshot left, and the store works at once.
+    r = tmpfs_root.ctrpy("images", "ls", "-q")
+    assert r.returncode == 0 and r.stdout.strip() == ""
+    r = tmpfs_root.ctrpy("snapshots", "--snapshotter", "native", "ls")
+    assert r.returncode == 0 and "extract-" not in r.stdout, r.stdout
+    assert tmpfs_root.free() > 15 << 20
+    good = hostile.add_image("good", [small_layer()])
+    r = tmpfs_root.ctrpy("pull", "-q", "--plain-http", "--snapshotter", "native", good)
+    assert r.returncode == 0, r.stderr
+    assert tmpfs_root.ctrpy("images", "check").returncode == 0
+
+
+def gzip_bomb(size: int) -> bytes:
+    """A gzipped tar holding one file of `size` zero bytes, built without holding it in memory."""
+    import io
+    import tarfile
+    import zlib
+
+    header = tarfile.TarInfo("zeros")
+    header.size = size
+    header.mtime = 0
+    head = header.tobuf(format=tarfile.PAX_FORMAT)
+    comp = zlib.compressobj(9, zlib.DEFLATED, 31)
+    out = io.BytesIO()
+    out.write(comp.compress(head))
+    zeros = bytes(1 << 20)
+    for _ in range(size >> 20):
+        out.write(comp.compress(zeros))
+    out.write(comp.compress(bytes(1024)))  # two zero blocks: end of archive
+    out.write(comp.flush())
+    return out.getvalue()
