@@ -621,11 +621,13 @@ class TaskManager:
             if net_request is not None:
                 net.attach(self.client, container_id, f"/proc/{int(reply['pid'])}/ns/net", net_request)
             td.created_marker.touch()
-        except BaseException:
+        except BaseException as exc:
             self._abort_create(td, runtime_name, entry)
             if networked:
                 self._detach_network(container_id)
             self._teardown(td, mounted)
+            if errors.is_no_space(exc):  # i15: say where the disk is full (the state dir, usually a tmpfs)
+                raise errors.no_space(f"create task {container_id!r}: state directory", td.path) from exc
             raise
         self._publish("/tasks/create", {"container_id": container_id, "pid": reply["pid"]})
         return TaskState(container_id, int(reply["pid"]), TaskStatus.CREATED, runtime_name)

@@ -92,16 +92,35 @@ class DB:
         except OSError as exc:
             raise errors.from_oserror(exc, "cannot create root directory") from exc
         conn.row_factory = sqlite3.Row
-        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-        conn.execute("PRAGMA foreign_keys = ON")
-        # NORMAL in WAL mode: a killed process never loses a committed transaction, and the file never
-        # corrupts on power loss (only the newest transactions may be lost); FULL would fsync every commit.
-        conn.execute("PRAGMA synchronous = NORMAL")
+        try:
+            conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            conn.execute("PRAGMA foreign_keys = ON")
+            # NORMAL in WAL mode: a killed process never loses a committed transaction, and the file never
+            # corrupts on power loss (only the newest transactions may be lost); FULL would fsync every commit.
+            conn.execute("PRAGMA synchronous = NORMAL")
+            if not self._initialised:
+                self._initialise(conn)
+                self._initialised = True
+        except sqlite3.OperationalError as exc:
+            conn.close()
+            if self._full(exc):
+                raise _no_space(self.path) from exc
+            raise
         self._local.conn = conn
-        if not self._initialised:
-            self._initialise(conn)
-            self._initialised = True
         return conn
+
+    def _full(self, exc: BaseException) -> bool:
+        """SQLITE_FULL, or an I/O error while the disk is full: opening a WAL database creates its -shm and
+        -wal files, and SQLite reports a failure there as "disk I/O error", without the errno."""
+        if errors.is_no_space(exc):
+            return True
+        if "disk I/O error" not in str(exc):
+            return False
+        try:
+            st = os.statvfs(self.root)
+        except OSError:
+            return False
+        return st.f_bavail * st.f_frsize < (1 << 20) or st.f_favail == 0
 
     def _initialise(self, conn: sqlite3.Connection) -> None:
         version = conn.execute("PRAGMA user_version").fetchone()[0]
@@ -125,7 +144,7 @@ class DB:
             conn.execute(f"PRAGMA user_version = {schema.SCHEMA_VERSION}")
             conn.execute("COMMIT")
         except BaseException:
-            conn.execute("ROLLBACK")
+            self._rollback(conn)
             raise
 
     def _retry_busy(self, fn: Any) -> Any:
@@ -137,7 +156,7 @@ class DB:
             try:
                 return fn()
             except sqlite3.OperationalError as exc:
-                if errors.is_no_space(exc):
+                if self._full(exc):
                     raise _no_space(self.path) from exc
                 if "locked" not in str(exc) and "busy" not in str(exc) or time.monotonic() > deadline:
                     raise errors.Unavailable(f"metadata database is busy: {exc}") from exc
@@ -153,7 +172,7 @@ class DB:
             yield conn
         except sqlite3.OperationalError as exc:
             self._rollback(conn)
-            if errors.is_no_space(exc):
+            if self._full(exc):
                 raise _no_space(self.path) from exc
             raise
         except BaseException:
@@ -179,9 +198,18 @@ class DB:
     def view(self) -> Iterator[sqlite3.Connection]:
         """A read transaction: one consistent snapshot of the database."""
         conn = self._connect()
-        conn.execute("BEGIN")
+        try:
+            conn.execute("BEGIN")
+        except sqlite3.OperationalError as exc:
+            if self._full(exc):
+                raise _no_space(self.path) from exc
+            raise
         try:
             yield conn
+        except sqlite3.OperationalError as exc:
+            if self._full(exc):
+                raise _no_space(self.path) from exc
+            raise
         finally:
             conn.execute("ROLLBACK")
 
