@@ -218,3 +218,45 @@ def gzip_bomb(size: int) -> bytes:
     out.write(comp.compress(bytes(1024)))  # two zero blocks: end of archive
     out.write(comp.flush())
     return out.getvalue()
+
+
+# ---------------------------------------------------------------------------------------------- descriptors
+
+def test_an_uppercase_digest_is_an_invalid_argument_never_sent(hostile: HostileRegistry, ctrpy: Any) -> None:
+    ref = hostile.add_image("app", [small_layer()])
+    _, manifest = hostile.manifests["app:latest"]
+    upper = "sha256:" + sha256(manifest).split(":")[1].upper()
+    r, _ = pull(ctrpy, f"{hostile.host}/app@{upper}")
+    assert r.returncode == 3
+    assert one_error_line(r) == f"ctrpy: invalid digest {upper!r}: hex digits must be lowercase"
+    assert hostile.log == []  # refused before any request
+    r = ctrpy("content", "get", upper)
+    assert r.returncode == 3 and "lowercase" in r.stderr
+
+
+BAD_LAYER_DESCRIPTORS = [
+    ({"size": -1}, "size -1 is not a non-negative integer"),
+    ({"size": "12"}, "size '12' is not a non-negative integer"),
+    ({"size": True}, "size True is not a non-negative integer"),
+    ({"digest": "sha256:abc"}, "sha256 needs 64 hex digits"),
+    ({"digest": "md5:" + "0" * 32}, "unsupported digest algorithm 'md5'"),
+    ({"mediaType": "not a media type"}, "media type 'not a media type'"),
+    ({"mediaType": 7}, "media type 7"),
+    ({"annotations": {"a": 1}}, "annotations must map strings to strings"),
+]
+
+
+@pytest.mark.parametrize("change,message", BAD_LAYER_DESCRIPTORS)
+def test_every_descriptor_field_is_checked_before_use(hostile: HostileRegistry, ctrpy: Any, change: dict,
+                                                      message: str) -> None:
+    good = hostile.add_image("good", [small_layer()])
+    assert pull(ctrpy, good)[0].returncode == 0  # the layer blob is stored already
+    media_type, body = hostile.manifests["good:latest"]
+    manifest = json.loads(body)
+    manifest["layers"][0].update(change)
+    bad = json.dumps(manifest).encode()
+    r, _ = pull(ctrpy, hostile.add_manifest("bad", bad, media_type=media_type))
+    assert r.returncode == 3, r.stderr
+    line = one_error_line(r)
+    assert "invalid OCI descriptor" in line and message in line, line
+    assert ctrpy("images", "ls", "-q").stdout.split() == [good]

@@ -65,6 +65,12 @@ class HostileRegistry:
         self.blobs[digest] = data
         return digest
 
+    def add_manifest(self, repo: str, body: bytes, *, tag: str = "latest", media_type: str = OCI_MANIFEST) -> str:
+        """Serve `body` as repo:tag and repo@digest; returns the reference repo:tag."""
+        self.manifests[f"{repo}:{tag}"] = (media_type, body)
+        self.manifests[f"{repo}@{sha256(body)}"] = (media_type, body)
+        return f"{self.host}/{repo}:{tag}"
+
     def add_image(self, repo: str, layers: list[bytes], *, tag: str = "latest", compressed: bool = False,
                   diff_ids: list[str] | None = None) -> str:
         """Store an image (layers gzipped unless `compressed`); returns the reference repo:tag."""
@@ -81,9 +87,7 @@ class HostileRegistry:
                                "config": {"mediaType": OCI_CONFIG, "digest": self.add_blob(config),
                                           "size": len(config)},
                                "layers": descs}, sort_keys=True).encode()
-        self.manifests[f"{repo}:{tag}"] = (OCI_MANIFEST, manifest)
-        self.manifests[f"{repo}@{sha256(manifest)}"] = (OCI_MANIFEST, manifest)
-        return f"{self.host}/{repo}:{tag}"
+        return self.add_manifest(repo, manifest, tag=tag)
 
     # -- serving -------------------------------------------------------------------------------------------
 

@@ -18,6 +18,7 @@ Leaving the block without commit keeps the ingest (resumable) and releases the l
 from __future__ import annotations
 
 import os
+import re
 import sqlite3
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -29,6 +30,10 @@ from ctrpy.runtime import filters as _filters
 from ctrpy.runtime.content.local import LocalStore, LocalWriter, parse_digest
 
 __all__ = ["Descriptor", "Info", "Status", "ContentStore", "Writer", "parse_digest"]
+
+
+# RFC 6838 type/subtype (with +suffixes), as the OCI image-spec's descriptor.md restricts mediaType.
+_MEDIA_TYPE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}$")
 
 
 @dataclass(frozen=True)
@@ -58,17 +63,37 @@ class Descriptor:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Descriptor:
+        """A descriptor from its JSON form, every field checked (OCI image-spec descriptor.md): a media
+        type as RFC 6838 spells it, a digest of a known algorithm in lowercase hex of the right length, a size
+        that is a non-negative integer. A descriptor that fails is refused before anything uses it."""
+        if not isinstance(d, dict):
+            raise errors.InvalidArgument(f"invalid OCI descriptor: expected an object, not {type(d).__name__}")
+        media_type, digest, size = d.get("mediaType"), d.get("digest"), d.get("size")
+        if not isinstance(media_type, str) or not _MEDIA_TYPE_RE.match(media_type):
+            raise errors.InvalidArgument(f"invalid OCI descriptor: media type {media_type!r}")
+        if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+            raise errors.InvalidArgument(f"invalid OCI descriptor {digest!r}: size {size!r} is not a non-negative "
+                                         f"integer")
         try:
-            return cls(
-                media_type=str(d.get("mediaType", "")),
-                digest=str(d["digest"]),
-                size=int(d["size"]),
-                annotations=dict(d["annotations"]) if d.get("annotations") is not None else None,
-                platform=dict(d["platform"]) if d.get("platform") is not None else None,
-                urls=list(d["urls"]) if d.get("urls") is not None else None,
-            )
-        except (KeyError, TypeError, ValueError) as exc:
-            raise errors.InvalidArgument(f"invalid OCI descriptor: {exc!r}") from None
+            parse_digest(digest)  # type: ignore[arg-type]
+        except errors.InvalidArgument as exc:
+            raise errors.InvalidArgument(f"invalid OCI descriptor: {exc}") from None
+        for key, kind in (("annotations", dict), ("platform", dict), ("urls", list)):
+            if d.get(key) is not None and not isinstance(d[key], kind):
+                raise errors.InvalidArgument(f"invalid OCI descriptor {digest}: {key} must be a JSON "
+                                             f"{'object' if kind is dict else 'array'}")
+        annotations = d.get("annotations")
+        if annotations is not None and not all(isinstance(k, str) and isinstance(v, str)
+                                               for k, v in annotations.items()):
+            raise errors.InvalidArgument(f"invalid OCI descriptor {digest}: annotations must map strings to strings")
+        return cls(
+            media_type=media_type,
+            digest=digest,  # type: ignore[arg-type]
+            size=size,
+            annotations=dict(annotations) if annotations is not None else None,
+            platform=dict(d["platform"]) if d.get("platform") is not None else None,
+            urls=list(d["urls"]) if d.get("urls") is not None else None,
+        )
 
 
 @dataclass

@@ -33,8 +33,11 @@ _CHUNK = 1 << 20
 
 def parse_digest(digest: str) -> tuple[str, str]:
     """Split and validate an OCI digest ("sha256:<64 hex>"); InvalidArgument otherwise."""
-    m = _DIGEST_RE.match(digest or "")
+    m = _DIGEST_RE.match(digest or "") if isinstance(digest, str) else None
     if not m:
+        from ctrpy.runtime.reference import validate_digest
+
+        validate_digest(digest)  # the specific reason (uppercase, length, algorithm)
         raise errors.InvalidArgument(f"invalid digest {digest!r}: expected sha256:<64 lowercase hex digits>")
     return (m.group(1), m.group(2)) if m.group(1) else (m.group(3), m.group(4))
 

@@ -88,6 +88,17 @@ def _registry_message(resp: httpx.Response) -> str:
         return ""
 
 
+def _valid_digest(digest: str) -> bool:
+    """A Docker-Content-Digest header worth trusting (else the manifest is fetched and hashed here)."""
+    from ctrpy.runtime.reference import validate_digest
+
+    try:
+        validate_digest(digest)
+    except errors.InvalidArgument:
+        return False
+    return True
+
+
 def _is_name_error(text: str) -> bool:
     lowered = text.lower()
     return any(s in lowered for s in ("name or service not known", "temporary failure in name resolution",
@@ -418,8 +429,8 @@ class Session:
                 digest = resp.headers.get("docker-content-digest")
                 media_type = resp.headers.get("content-type", "").split(";")[0].strip()
                 size = resp.headers.get("content-length")
-                if resp.status_code == 200 and digest and media_type and size and size.isdigit() and \
-                        (is_index(media_type) or is_manifest(media_type)):
+                if resp.status_code == 200 and digest and _valid_digest(digest) and media_type and size and \
+                        size.isdigit() and (is_index(media_type) or is_manifest(media_type)):
                     if ref.digest and digest != ref.digest:
                         raise errors.FailedPrecondition(
                             f"{what}: {host.host} answered with digest {digest}, expected {ref.digest}")
