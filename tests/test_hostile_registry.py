@@ -260,3 +260,59 @@ def test_every_descriptor_field_is_checked_before_use(hostile: HostileRegistry, 
     line = one_error_line(r)
     assert "invalid OCI descriptor" in line and message in line, line
     assert ctrpy("images", "ls", "-q").stdout.split() == [good]
+
+
+# ---------------------------------------------------------------------------------------------- failed unpacks
+
+def test_a_pull_whose_unpack_fails_records_no_image(hostile: HostileRegistry, ctrpy: Any) -> None:
+    escape = LayerBuilder().dir("etc").file("../../escaped", "x").bytes()
+    cases = [
+        (hostile.add_image("hostile", [escape]), "a layer may not reach outside its root"),
+        (hostile.add_image("diffids", [small_layer()], diff_ids=[]), "1 layers but the config lists 0 diff IDs"),
+    ]
+    for ref, message in cases:
+        r = ctrpy("pull", "-q", "--plain-http", "--snapshotter", "native", ref)
+        assert r.returncode == 3, r.stderr
+        assert message in one_error_line(r)
+        r = ctrpy("images", "ls", "-q")
+        assert r.stdout.strip() == "", f"{ref}: an image record survived a failed pull"
+    r = ctrpy("images", "check")
+    assert r.returncode == 0 and "complete" not in r.stdout
+    # A good pull under a name keeps its record when a later pull of the same name fails.
+    good = hostile.add_image("app", [small_layer()])
+    assert ctrpy("pull", "-q", "--plain-http", "--snapshotter", "native", good).returncode == 0
+    hostile.add_image("app", [escape])
+    r = ctrpy("pull", "-q", "--plain-http", "--snapshotter", "native", good)
+    assert r.returncode == 3
+    r = ctrpy("images", "check")
+    assert r.returncode == 0 and good in r.stdout and "complete" in r.stdout
+
+
+def test_a_platform_missing_locally_is_not_listed_as_available(hostile: HostileRegistry, ctrpy: Any) -> None:
+    from support.hostile import OCI_MANIFEST
+
+    amd = json.loads(hostile.manifests[hostile.add_image("a", [small_layer()]).split("/", 1)[1]][1])
+    arm_ref = hostile.add_image("b", [LayerBuilder().file("arm", "x").bytes()])
+    arm = json.loads(hostile.manifests[arm_ref.split("/", 1)[1]][1])
+    descs = []
+    for manifest, arch in ((amd, "amd64"), (arm, "arm64")):
+        body = json.dumps(manifest, sort_keys=True).encode()
+        descs.append({"mediaType": OCI_MANIFEST, "digest": sha256(body), "size": len(body),
+                      "platform": {"os": "linux", "architecture": arch}})
+        hostile.add_manifest("multi", body, tag=arch)
+    index = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json",
+                        "manifests": descs}).encode()
+    ref = hostile.add_manifest("multi", index, media_type="application/vnd.oci.image.index.v1+json")
+    r = ctrpy("pull", "-q", "--plain-http", "--no-unpack", "--platform", "linux/arm64", ref)
+    assert r.returncode == 0, r.stderr
+    r = ctrpy("images", "inspect", "--platform", "linux/amd64", ref)
+    assert "available locally: linux/arm64)" in json.loads(r.stdout)["manifest_error"]
+    r = ctrpy("run", "--rm", ref, "c1", "true")  # this host is linux/amd64
+    assert r.returncode == 4, r.stderr
+    line = one_error_line(r)
+    assert "no manifest for platform linux/amd64" in line and "available locally: linux/arm64)" in line, line
+    assert "pull with --platform linux/amd64" in line
+    for argv in (("images", "inspect", "--platform", "linux//", ref),
+                 ("pull", "--platform", "linux//", ref)):
+        r = ctrpy(*argv)
+        assert r.returncode == 3 and "invalid platform" in one_error_line(r), (argv, r.stderr)
