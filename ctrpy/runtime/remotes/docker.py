@@ -129,7 +129,7 @@ class Session:
         self._explicit_cred = credential
         self._cred_loaded = credential is not None
         self._cred: _auth.Credential | None = credential
-        self._clients: dict[tuple[str, str], httpx.Client] = {}
+        self._clients: dict[tuple[Any, ...], httpx.Client] = {}
         self._auth: dict[tuple[str, str], str] = {}        # (host, scope key) -> Authorization value
         self._lock = threading.Lock()
         self.read_timeout = timeout or opts.progress_timeout
@@ -174,7 +174,9 @@ class Session:
         return ctx
 
     def _client(self, host: RegistryHost) -> httpx.Client:
-        key = (host.scheme, host.host)
+        # One pool per endpoint AND its TLS settings: a [host] entry and the server may share a URL and differ
+        # in ca/skip_verify (each keeps its own, as containerd gives each its own transport).
+        key = (host.scheme, host.host, tuple(host.ca), tuple(host.client_certs), host.skip_verify)
         with self._lock:
             client = self._clients.get(key)
             if client is None:
