@@ -208,7 +208,10 @@ def main(argv: list[str] | None = None) -> None:
 
             traceback.print_exc()
         if isinstance(exc, errors.CtrpyError):
-            click.echo(f"ctrpy: {exc}", err=True)
+            message = str(exc)
+            while message.startswith("ctrpy: "):  # a runtime's own message may carry the prefix already
+                message = message[len("ctrpy: "):]
+            click.echo(f"ctrpy: {message}", err=True)
             sys.exit(exc.exit_code)
         if errors.is_no_space(exc):
             # A full disk met outside the places that say where (they raise NoSpace themselves).

@@ -174,8 +174,14 @@ class _Puller:
 
     def _lease_add(self, rtype: str, resource: str) -> None:
         if self.lease_id:
-            with contextlib.suppress(errors.NotFound):
+            try:
                 self.client.leases.add_resource(self.lease_id, rtype, resource)
+            except errors.NotFound:
+                # Someone removed our lease (`leases rm`) while we pulled: what we fetched is no longer
+                # protected from a concurrent gc, so the pull lost the race and stops (retrying is safe).
+                raise errors.Aborted(
+                    f"pull {self.ref}: its lease {self.lease_id} was removed by a concurrent command; the "
+                    f"content fetched so far was no longer protected from gc (pull again)") from None
 
     def _labels_for(self, desc: Descriptor, extra: dict[str, str] | None = None) -> dict[str, str]:
         labels = dict(self.source_label)

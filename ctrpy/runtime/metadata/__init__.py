@@ -106,6 +106,9 @@ class DB:
             if self._full(exc):
                 raise _no_space(self.path) from exc
             raise
+        except sqlite3.DatabaseError as exc:  # "file is not a database", "database disk image is malformed"
+            conn.close()
+            raise errors.Internal(f"metadata database {self.path} is damaged: {exc}") from exc
         self._local.conn = conn
         return conn
 
