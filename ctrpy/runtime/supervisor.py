@@ -59,6 +59,8 @@ def json_loads(data) -> object:
         obj, end = _scan(text, 0)
     except StopIteration as exc:  # the C scanner's way of saying "no JSON value here"
         raise ValueError("invalid JSON at offset %s" % exc.value) from None
+    except RecursionError:  # a frame of "[[[[..." must be a bad request, not a dead supervisor (i15)
+        raise ValueError("JSON nested too deeply") from None
     if end != len(text):
         raise ValueError("extra data after JSON value")
     return obj
