@@ -24,6 +24,12 @@ from ctrpy.runtime.metadata import schema
 
 BUSY_TIMEOUT_MS = 60_000
 DB_FILENAME = "meta.db"
+# Space kept in reserve beside the database (allocated, not sparse). When the disk fills up, SQLite cannot
+# even open a WAL database (its -shm file) or write the WAL of a DELETE, so the commands that free space
+# (`gc`, `content abort`, `leases rm`, `images rm`) would fail too: on the first SQLITE_FULL the reserve is
+# released and the write retried, and it is allocated again once the disk has room.
+RESERVE_FILENAME = "meta.db.reserve"
+RESERVE_BYTES = 512 << 10
 
 _NAMESPACE_RE = re.compile(r"^[A-Za-z0-9]+(?:[._-][A-Za-z0-9]+)*$")
 MAX_NAMESPACE_LEN = 76
@@ -77,11 +83,53 @@ class DB:
         self.path = self.root / DB_FILENAME
         self._local = threading.local()
         self._initialised = False
+        self._reserve_checked = False
 
     def _connect(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         if conn is not None:
             return conn
+        try:
+            conn = self._open()
+        except errors.NoSpace:
+            if not self._release_reserve():
+                raise
+            conn = self._open()
+        if not self._reserve_checked:
+            self._reserve_checked = True
+            self._keep_reserve()
+        return conn
+
+    def _keep_reserve(self) -> None:
+        path = self.root / RESERVE_FILENAME
+        if path.exists():
+            return
+        try:
+            st = os.statvfs(self.root)
+            if st.f_bavail * st.f_frsize < 16 * RESERVE_BYTES:
+                return  # short of space already: do not take what is left
+            tmp = path.with_name(f".{RESERVE_FILENAME}.{os.getpid()}")
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+            try:
+                os.posix_fallocate(fd, 0, RESERVE_BYTES)
+            finally:
+                os.close(fd)
+            os.replace(tmp, path)
+        except OSError:
+            try:
+                os.unlink(self.root / f".{RESERVE_FILENAME}.{os.getpid()}")
+            except OSError:
+                pass
+
+    def _release_reserve(self) -> bool:
+        """Give the reserve back to the file system; False when it was already gone."""
+        try:
+            os.unlink(self.root / RESERVE_FILENAME)
+            return True
+        except FileNotFoundError:
+            return False
+
+    def _open(self) -> sqlite3.Connection:
         try:
             self.root.mkdir(parents=True, exist_ok=True, mode=0o711)
             conn = sqlite3.connect(
@@ -176,6 +224,7 @@ class DB:
         except sqlite3.OperationalError as exc:
             self._rollback(conn)
             if self._full(exc):
+                self._release_reserve()  # the next command (gc, content abort, ...) can then write
                 raise _no_space(self.path) from exc
             raise
         except BaseException:
@@ -183,6 +232,16 @@ class DB:
             raise
         try:
             self._retry_busy(lambda: conn.execute("COMMIT"))
+        except errors.NoSpace:
+            # SQLITE_FULL at COMMIT leaves the transaction open: with the reserve given back it can finish.
+            if not (conn.in_transaction and self._release_reserve()):
+                self._rollback(conn)
+                raise
+            try:
+                self._retry_busy(lambda: conn.execute("COMMIT"))
+            except BaseException:
+                self._rollback(conn)
+                raise
         except BaseException:
             self._rollback(conn)
             raise
