@@ -226,3 +226,17 @@ def test_the_cli_exits_with_each_documented_code(code: int, ctrpy: Any, hostile:
     assert len(lines) == 1 and lines[0].startswith("ctrpy: ") and not lines[0].startswith("ctrpy: ctrpy:"), \
         r.stderr
     assert ("internal error" in lines[0] or "damaged" in lines[0]) == (code == 11), lines[0]
+
+
+@pytest.mark.parametrize("argv,message", [
+    (("-u", "99999999999"), "invalid user ID 99999999999 in '99999999999': must be 0 to 4294967294"),
+    (("-u", "0:4294967295"), "invalid group ID 4294967295 in '0:4294967295': must be 0 to 4294967294"),
+    (("-p", "99999:80"), "invalid port mapping '99999:80': host port 99999 out of range 1-65535"),
+])
+def test_run_refuses_out_of_range_ids_and_ports_as_invalid_arguments(ctrpy: Any, rootfs: Path, argv: tuple,
+                                                                    message: str) -> None:
+    (rootfs / "etc").mkdir(exist_ok=True)
+    r = ctrpy("run", "--rm", *argv, "--rootfs", str(rootfs), "c1", "/bin/busybox", "true")
+    assert r.returncode == 3, r.stderr
+    assert r.stderr == f"ctrpy: {message}\n"
+    assert ctrpy("containers", "ls", "-q").stdout.strip() == ""
