@@ -8,6 +8,7 @@ quickly, and leaves nothing recorded.
 from __future__ import annotations
 
 import json
+import os
 import time
 from typing import Any, Iterator
 
@@ -316,3 +317,32 @@ def test_a_platform_missing_locally_is_not_listed_as_available(hostile: HostileR
                  ("pull", "--platform", "linux//", ref)):
         r = ctrpy(*argv)
         assert r.returncode == 3 and "invalid platform" in one_error_line(r), (argv, r.stderr)
+
+
+def test_gc_frees_the_partial_downloads_of_a_failed_pull(hostile: HostileRegistry, ctrpy: Any) -> None:
+    from support.hostile import send as send_
+
+    ref = hostile.add_image("cut", [LayerBuilder().file("big", os.urandom(1 << 20)).bytes()], compressed=False)
+    layer = json.loads(hostile.manifests["cut:latest"][1])["layers"][0]
+    blob = hostile.blobs[layer["digest"]]
+
+    def truncated(req: Any) -> None:
+        req.send_response(200)
+        req.send_header("Content-Length", str(len(blob)))
+        req.end_headers()
+        req.wfile.write(blob[: len(blob) // 2])
+        req.close_connection = True
+
+    hostile.behave[f"/v2/cut/blobs/{layer['digest']}"] = truncated
+    r, _ = pull(ctrpy, ref)
+    assert r.returncode == 7 and "truncated body" in one_error_line(r)
+    r = ctrpy("content", "active")
+    assert f"layer-{layer['digest']}" in r.stdout  # visible, and resumable by the next pull
+    r = ctrpy("gc", "--format", "json")
+    assert r.returncode == 0, r.stderr
+    removed = json.loads(r.stdout)["removed"]
+    assert [(i["type"], i["id"]) for i in removed if i["type"] == "ingest"] == [("ingest", f"layer-{layer['digest']}")]
+    assert f"layer-{layer['digest']}" not in ctrpy("content", "active").stdout
+    # The same pull with the registry fixed works from scratch.
+    hostile.behave[f"/v2/cut/blobs/{layer['digest']}"] = lambda req: send_(req, 200, blob, "application/octet-stream")
+    assert pull(ctrpy, ref)[0].returncode == 0

@@ -150,6 +150,7 @@ class _Puller:
         self.source_label = {f"{_images.DISTRIBUTION_SOURCE}.{ref.domain}": ref.path}
         self.lease_id: str | None = None
         self.session: Any = None
+        self.ingests: set[str] = set()    # ingest refs this pull wrote (given up if it fails)
 
     # -- helpers -------------------------------------------------------------------------------------------
 
@@ -173,6 +174,8 @@ class _Puller:
         return min(base, remaining) if remaining is not None else base
 
     def _lease_add(self, rtype: str, resource: str) -> None:
+        if rtype == "ingests":
+            self.ingests.add(resource)
         if self.lease_id:
             try:
                 self.client.leases.add_resource(self.lease_id, rtype, resource)
@@ -420,7 +423,7 @@ def pull(client: Any, ref: str, opts: PullOptions | None = None, progress: Progr
     for spec in opts.platforms:
         _platforms.parse(spec)
     puller = _Puller(client, parsed, opts, progress)
-    with _lease(client) as lease_id:
+    with _lease(client) as lease_id, _abandon_on_failure(puller):
         puller.lease_id = lease_id
         image = puller.run()
         if opts.unpack:
@@ -430,6 +433,19 @@ def pull(client: Any, ref: str, opts: PullOptions | None = None, progress: Progr
             _unpack(client, image, opts, puller.progress)
         image = client.images.upsert(image)
     return image
+
+
+@contextlib.contextmanager
+def _abandon_on_failure(puller: _Puller) -> Any:
+    """A failed pull gives up its partial downloads: the next pull resumes them, and `gc` frees them until
+    then (the pull's lease goes with it, as containerd's does). A killed pull keeps its lease, hence its
+    ingests, for the lease's 24 h."""
+    try:
+        yield
+    except BaseException:
+        with contextlib.suppress(errors.CtrpyError):
+            puller.store.abandon(sorted(puller.ingests))
+        raise
 
 
 @contextlib.contextmanager

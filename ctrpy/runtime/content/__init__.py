@@ -313,7 +313,7 @@ class ContentStore:
                 tx.execute(
                     "INSERT INTO ingests (namespace, ref, expected_digest, expected_size, created_at, updated_at) "
                     "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (namespace, ref) DO UPDATE SET "
-                    "expected_digest = excluded.expected_digest, "
+                    "expected_digest = excluded.expected_digest, expires_at = NULL, "
                     "expected_size = coalesce(excluded.expected_size, expected_size), updated_at = excluded.updated_at",
                     (self.namespace, ref, expected, total, stamp, stamp),
                 )
@@ -391,6 +391,18 @@ class ContentStore:
             forget()
         if not removed and not forgotten[-1]:
             raise errors.NotFound(f"ingest {ref!r} not found in namespace {self.namespace!r}")
+
+    def abandon(self, refs: list[str]) -> None:
+        """Mark ingests as given up by their writer (a failed pull): they stay resumable until the next `gc`,
+        which frees them (containerd: an ingest no lease holds is garbage)."""
+        from ctrpy.runtime.metadata import now
+
+        if not refs:
+            return
+        stamp = now()
+        with self.db.update() as tx:
+            tx.executemany("UPDATE ingests SET expires_at = ? WHERE namespace = ? AND ref = ?",
+                           [(stamp, self.namespace, ref) for ref in refs])
 
     def _forget_ingest(self, ref: str) -> None:
         with self.db.update() as tx:
