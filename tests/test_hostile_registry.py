@@ -346,3 +346,13 @@ def test_gc_frees_the_partial_downloads_of_a_failed_pull(hostile: HostileRegistr
     # The same pull with the registry fixed works from scratch.
     hostile.behave[f"/v2/cut/blobs/{layer['digest']}"] = lambda req: send_(req, 200, blob, "application/octet-stream")
     assert pull(ctrpy, ref)[0].returncode == 0
+
+
+def test_a_layer_declaring_more_than_its_descriptor_is_refused_unread(hostile: HostileRegistry, ctrpy: Any) -> None:
+    ref = hostile.add_image("liar", [LayerBuilder().file("x", "x").bytes()])
+    layer = json.loads(hostile.manifests["liar:latest"][1])["layers"][0]
+    hostile.behave[f"/v2/liar/blobs/{layer['digest']}"] = huge_declared_length(1 << 40, "application/octet-stream")
+    r, took = pull(ctrpy, ref)
+    assert r.returncode == 6
+    assert "declares 1099511627776 bytes" in one_error_line(r) and "refused without reading it" in r.stderr
+    assert took < 15

@@ -306,6 +306,11 @@ class _Puller:
             if offset < desc.size or desc.size == 0:
                 host, resp = self.session.open_blob(self.ref.path, desc, offset, timeout=self._timeout())
                 try:
+                    declared = resp.headers.get("content-length", "")
+                    if declared.isdigit() and int(declared) > desc.size - (offset if resp.status_code == 206 else 0):
+                        raise errors.FailedPrecondition(
+                            f"{kind} {desc.digest} from {host.host}: declares {int(declared)} bytes, more than the "
+                            f"{desc.size} the descriptor says; refused without reading it")
                     if offset and resp.status_code != 206:
                         # The server ignored the Range: start over.
                         w.truncate(0)
