@@ -16,7 +16,6 @@ import json
 import os
 import socket
 import tarfile
-import tempfile
 from pathlib import Path
 from typing import Any, Iterator
 
