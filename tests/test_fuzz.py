@@ -33,9 +33,9 @@ from ctrpy.runtime.metadata import DB
 from ctrpy.runtime.remotes import RegistryOptions
 from ctrpy.runtime.remotes.hosts import registry_hosts
 
-FAST = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+FAST = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow,
                                                                        HealthCheck.function_scoped_fixture])
-SLOW = settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+SLOW = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow,
                                                                        HealthCheck.function_scoped_fixture])
 DOCUMENTED = {c for code in errors.EXIT_CODES for c in (code if isinstance(code, tuple) else (code,))}
 

@@ -181,8 +181,8 @@ def test_a_redirect_to_another_host_and_back(hostile: HostileRegistry, ctrpy: An
 
 def test_gzip_bomb_layer_stops_when_the_space_runs_out(hostile: HostileRegistry, ctrpy: Any, dirs: Any,
                                                        tmpfs_root: Any) -> None:
-    # 256 MiB of zeros in one file: ~250 KiB gzipped, on a 20 MiB root.
-    bomb = gzip_bomb(256 << 20)
+    # 64 MiB of zeros in one file: ~64 KiB gzipped (a 1000:1 bomb), on a 20 MiB root.
+    bomb = gzip_bomb(64 << 20)
     ref = hostile.add_image("bomb", [bomb], compressed=True)
     r = tmpfs_root.ctrpy("pull", "-q", "--plain-http", "--snapshotter", "native", ref, timeout=120)
     assert r.returncode == 13, r.stderr
