@@ -149,3 +149,22 @@ def test_full_state_directory(tmp_path: Path) -> None:
         assert r.returncode == 0, r.stderr
     finally:
         subprocess.run(["umount", "-l", str(mountpoint)], check=False)
+
+
+def test_ingest_writes_that_do_not_fit_in_process(tmpfs_root: TmpfsRoot) -> None:
+    """The content store's writer on a full disk, small writes that sit in a buffer included."""
+    from ctrpy.runtime import errors
+
+    client = Client(tmpfs_root.root, tmpfs_root.state)
+    assert client.namespaces.list() is not None
+    tmpfs_root.fill(leave=64 << 10)
+    for chunk in (1 << 20, 1000):  # one big write; many small buffered ones
+        with pytest.raises(errors.NoSpace) as info:
+            with client.content.writer(f"w{chunk}", total=8 << 20) as w:
+                for _ in range((8 << 20) // chunk):
+                    w.write(os.urandom(chunk))
+        assert "partial download removed" in str(info.value) and "\n" not in str(info.value)
+        assert [s.ref for s in client.content.statuses()] == []
+    client.db.close()
+    tmpfs_root.unfill()
+    store_is_sound(tmpfs_root)

@@ -544,5 +544,11 @@ class Writer:
         if self._local.offset == 0:
             self.store._forget_ingest(self.ref)
             self._local.discard()
-        else:
+            return
+        try:
             self._local.close()
+        except OSError as exc:
+            if not errors.is_no_space(exc):
+                raise errors.from_oserror(exc, f"cannot close ingest {self.ref!r}") from exc
+            # The last buffered bytes did not fit: what is on disk is not a prefix we can trust to resume.
+            raise self._out_of_space() from exc

@@ -256,7 +256,10 @@ class LocalWriter:
 
     def discard(self) -> None:
         """Remove the ingest (after a commit or a failed verification); releases the lock."""
-        self._close_file()
+        try:
+            self._close_file()
+        except OSError:
+            self._file = None  # a flush that failed (a full disk): the bytes go with the directory anyway
         shutil.rmtree(self.path, ignore_errors=True)
         self.release()
 
@@ -270,7 +273,8 @@ class LocalWriter:
             self._file = None
 
     def close(self) -> None:
-        """Keep the ingest for a later resume and release the lock."""
+        """Keep the ingest for a later resume and release the lock (kept on a failed flush: the caller
+        decides, and discard() releases it)."""
         if self._file is not None:
             self._file.flush()
             self.touch()
