@@ -91,6 +91,16 @@ def socket_address(task_dir: str) -> str:
     return "\0ctrpy-sup/%d/%d" % (st.st_dev, st.st_ino)
 
 
+def _peer_is_us(sock: "socket.socket") -> bool:
+    """SO_PEERCRED: the connecting process runs as our user (root: the CLI)."""
+    try:
+        _pid, uid, _gid = struct.unpack("3i", sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED,
+                                                              struct.calcsize("3i")))
+    except OSError:
+        return False
+    return uid == os.getuid()
+
+
 def frame(kind: bytes, payload: bytes = b"") -> bytes:
     return HEADER.pack(kind, len(payload)) + payload
 
@@ -579,6 +589,11 @@ class Supervisor:
                     try:
                         sock = socket.socket(fileno=self.listener._accept()[0])
                     except OSError:
+                        continue
+                    # i15: the socket is abstract (no file permissions) and its name is listed in
+                    # /proc/net/unix: only our own user may talk to us, or anyone could exec as root.
+                    if not _peer_is_us(sock):
+                        sock.close()
                         continue
                     # A client that stops reading (a suspended `tasks attach`) is dropped after a while
                     # instead of blocking the container's output for everyone.
