@@ -55,3 +55,36 @@ def test_another_user_cannot_exec_through_the_supervisor(ctrpy: Any, dirs: Any, 
         ctrpy("tasks", "kill", "-s", "KILL", "peer1")
         ctrpy("tasks", "rm", "-f", "peer1")
         ctrpy("containers", "rm", "-f", "peer1")
+
+
+SQUAT = r"""
+import socket, sys, time
+s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+s.bind("\0" + sys.argv[1])
+s.listen(1)
+print("ready", flush=True)
+conn, _ = s.accept()
+conn.sendall(b"K\x00\x00\x00\x0b{\"pid\": 1}")
+time.sleep(5)
+"""
+
+
+def test_the_cli_does_not_trust_a_socket_another_user_squats() -> None:
+    import os
+
+    import pytest
+
+    from ctrpy.runtime import errors
+    from ctrpy.runtime import supervisor as sup
+    from ctrpy.runtime.tasks import Attachment
+
+    name = f"ctrpy-sup/squat/{os.getpid()}"
+    squatter = subprocess.Popen(["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", sys.executable,
+                                 "-I", "-c", SQUAT, name], stdout=subprocess.PIPE, text=True, cwd="/")
+    try:
+        assert squatter.stdout is not None and squatter.stdout.readline().strip() == "ready"
+        with pytest.raises(errors.PermissionDenied, match="belongs to another user"):
+            Attachment.connect("\0" + name, sup.F_ATTACH, {"exec_id": ""}, timeout=5)
+    finally:
+        squatter.kill()
+        squatter.wait()
