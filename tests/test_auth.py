@@ -241,3 +241,38 @@ def test_https_proxy_tunnels_to_a_tls_registry(tls_images: Registry, test_ca: CA
         assert proxy.connects and set(proxy.connects) == {"registry.test:443"}
     finally:
         proxy.stop()
+
+
+def test_login_without_a_terminal_says_use_password_stdin(ctrpy: Any, docker_config: Path, tmp_path: Path) -> None:
+    from support.hostile import HostileRegistry, send
+
+    env = {"DOCKER_CONFIG": str(docker_config)}
+    hostile = HostileRegistry()
+    wanted = "Basic " + base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
+
+    def ping(req: Any) -> None:
+        if req.headers.get("Authorization") == wanted:
+            send(req, 200, b"{}", "application/json")
+        else:
+            send(req, 401, b"{}", "application/json", {"WWW-Authenticate": 'Basic realm="test"'})
+
+    hostile.behave["/v2/"] = ping
+    try:
+        # stdin is a file, not a terminal: no prompt, no GetPassWarning, one line saying what to do.
+        (tmp_path / "pw").write_text(f"{PASSWORD}\n")
+        for argv in (("login", "--plain-http", "-u", USER, hostile.host), ("login", "--plain-http", hostile.host)):
+            r = ctrpy(*argv, stdin=open(tmp_path / "pw"), env=env)
+            assert r.returncode == 3, r.stderr
+            assert r.stderr.startswith("ctrpy: cannot ask for the ") and r.stderr.count("\n") == 1, r.stderr
+            assert "--password-stdin" in r.stderr and "Warning" not in r.stderr
+        r = ctrpy("login", "--plain-http", "--password-stdin", hostile.host, stdin=open(tmp_path / "pw"), env=env)
+        assert r.returncode == 2 and "--password-stdin needs --username" in r.stderr
+        r = ctrpy("login", "--plain-http", "-u", USER, "--password-stdin", hostile.host,
+                  stdin=open(tmp_path / "pw"), env=env)
+        assert r.returncode == 0, r.stderr
+        assert json.loads((docker_config / "config.json").read_text())["auths"][hostile.host]
+        # --user NAME (no password) on pull, without a terminal: the same advice, not a GetPassWarning.
+        r = ctrpy("pull", "--plain-http", "-u", USER, f"{hostile.host}/x:latest", stdin=open(tmp_path / "pw"), env=env)
+        assert r.returncode == 3 and "needs a terminal" in r.stderr and "Warning" not in r.stderr, r.stderr
+    finally:
+        hostile.stop()

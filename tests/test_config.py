@@ -104,3 +104,62 @@ def test_root_and_state_come_from_the_config_file(script_runner: Any, tmp_path: 
     r = script_runner.run(["ctrpy", "--config", str(config), "namespaces", "create", "here"], env=env)
     assert r.returncode == 0, r.stderr
     assert (root / "meta.db").is_file()
+
+
+# -- values out of range, broken tables and bytes: one line naming the key and its line, exit 3 ------------------
+
+import pytest  # noqa: E402
+
+from ctrpy.runtime import errors  # noqa: E402
+from ctrpy.runtime.config import load_config  # noqa: E402
+
+BAD_CONFIGS = [
+    ('[registry]\nmax_concurrent_downloads = 0\n', ":2: registry.max_concurrent_downloads must be at least 1, not 0"),
+    ('[registry]\nmax_concurrent_downloads = -3\n', ":2: registry.max_concurrent_downloads must be at least 1"),
+    ('[registry]\nmax_concurrent_uploads = 0\n', ":2: registry.max_concurrent_uploads must be at least 1"),
+    ('version = 1\n[network]\nmtu = 10\n', ":3: network.mtu must be at least 68, not 10"),
+    ('[network]\nmtu = 70000\n', ":2: network.mtu must be at most 65535, not 70000"),
+    ('[registry]\n\nprogress_timeout = -1\n', ":3: registry.progress_timeout must be greater than 0, not -1"),
+    ('[registry]\nprogress_timeout = 0\n', ":2: registry.progress_timeout must be greater than 0, not 0"),
+    ('[registry]\nprogress_timeout = nan\n', ":2: registry.progress_timeout must be a number of seconds"),
+    ('[registry]\ndeadline = -0.5\n', ":2: registry.deadline must be at least 0, not -0.5"),
+    ('runtimes.x = 3\n', ":1: runtimes.x must be a table, not integer"),
+    ('[runtimes]\nx = "runc"\n', ":2: runtimes.x must be a table, not string"),
+    ('[runtimes.x]\ntype = "oci"\nbinary = 5\n', ":3: runtimes.x.binary must be string, not integer"),
+    ('[runtimes.x]\ntype = "docker"\n', ":2: runtimes.x.type must be one of builtin, oci, not 'docker'"),
+]
+
+
+@pytest.mark.parametrize("text,message", BAD_CONFIGS)
+def test_out_of_range_and_malformed_values_name_key_and_line(tmp_path: Path, text: str, message: str) -> None:
+    path = tmp_path / "config.toml"
+    path.write_text(text)
+    with pytest.raises(errors.InvalidArgument) as info:
+        load_config(str(path), required=True)
+    assert str(info.value).startswith(f"{path}{message}"), str(info.value)
+    assert "\n" not in str(info.value)
+
+
+def test_good_fractional_timeouts_and_a_custom_runtime_load(tmp_path: Path) -> None:
+    path = tmp_path / "config.toml"
+    path.write_text('[registry]\nprogress_timeout = 0.5\ndeadline = 30\nmax_concurrent_downloads = 1\n'
+                    '[runtimes.mine]\ntype = "oci"\nbinary = "/usr/bin/runc"\n[network]\nmtu = 68\n')
+    config = load_config(str(path), required=True)
+    assert config.get("registry.progress_timeout") == 0.5
+    assert config.get("runtimes.mine.binary") == "/usr/bin/runc"
+
+
+def test_non_utf8_config_is_a_one_line_error_with_its_line(ctrpy: Any, dirs: Any) -> None:
+    path = dirs.root.parent / "config.toml"
+    path.write_bytes(b'version = 1\n[network]\nbridge = "caf\xe9"\n')
+    r = ctrpy("config", "dump")
+    assert r.returncode == 3, r.stderr
+    assert r.stderr == (f"ctrpy: {path}:3: not UTF-8 text (byte 0xe9 at offset 35); TOML files must be UTF-8\n")
+
+
+def test_out_of_range_value_fails_every_command_with_exit_3(ctrpy: Any, dirs: Any) -> None:
+    path = write_config(dirs, '[registry]\nprogress_timeout = -1\n')
+    for argv in (("config", "dump"), ("pull", "127.0.0.1:9/x")):
+        r = ctrpy(*argv)
+        assert r.returncode == 3, r.stderr
+        assert r.stderr == f"ctrpy: {path}:2: registry.progress_timeout must be greater than 0, not -1\n"

@@ -287,15 +287,23 @@ def exit_for(exc: BaseException, debug: bool) -> NoReturn:
 
         traceback.print_exc()
     if isinstance(exc, errors.CtrpyError):
-        sys.stderr.write(f"ctrpy: {exc}\n")
+        message = str(exc)
+        while message.startswith("ctrpy: "):  # a runtime's own message may carry the prefix already
+            message = message[len("ctrpy: "):]
+        sys.stderr.write(f"ctrpy: {message}\n")
         sys.exit(exc.exit_code)
+    if errors.is_no_space(exc):
+        # A full disk met outside the places that say where (they raise NoSpace themselves).
+        where = getattr(exc, "filename", None) or "metadata database"
+        sys.stderr.write(f"ctrpy: {errors.no_space('write', where)}\n")
+        sys.exit(errors.NoSpace.exit_code)
     if isinstance(exc, OSError):
         wrapped = errors.from_oserror(exc, exc.strerror or "system error")
         sys.stderr.write(f"ctrpy: {exc}\n")
         sys.exit(wrapped.exit_code)
     if not debug:
         sys.stderr.write(f"ctrpy: internal error: {type(exc).__name__}: {exc} (run with --debug for a traceback)\n")
-    sys.exit(1)
+    sys.exit(errors.Internal.exit_code)
 
 
 # Leaf commands that run without Click when called plainly: (group, verb) -> function of commands._listings.

@@ -48,6 +48,15 @@ def login(ctx: click.Context, server: str | None, username: str | None, password
 
     if password and password_stdin:
         raise click.UsageError("--password and --password-stdin are mutually exclusive")
+    if password_stdin and not username:
+        raise click.UsageError("--password-stdin needs --username (-u)")
+    interactive = sys.stdin.isatty()
+    if not username or (password is None and not password_stdin):
+        if not interactive:
+            # As docker: no prompt (and no GetPassWarning echoing the password) without a terminal.
+            raise errors.InvalidArgument(
+                "cannot ask for the " + ("user name" if not username else "password") + " without a terminal: "
+                "pipe the password to `ctrpy login --password-stdin -u USER [SERVER]`")
     if not username:
         username = click.prompt("Username")
     if password_stdin:

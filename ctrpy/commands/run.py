@@ -61,7 +61,8 @@ def run(obj: Any, remove: bool, detach: bool, restart_policy: str, positional: t
             client.tasks.delete(container_id, force=True)
     except errors.CtrpyError as exc:
         # A runtime or exec failure is reported with run's reserved codes (125/126/127).
-        exc.exit_code = getattr(exc, "run_exit_code", errors.EXIT_RUNTIME_FAILURE)
+        if not isinstance(exc, errors.NoSpace):  # a full disk keeps its own class (i15)
+            exc.exit_code = getattr(exc, "run_exit_code", errors.EXIT_RUNTIME_FAILURE)
         if client.tasks.exists(container_id):
             client.tasks.delete(container_id, force=True)
         if remove:

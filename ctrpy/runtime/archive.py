@@ -451,8 +451,8 @@ class _Applier:
         for rel, atime, mtime in sorted(self.dir_times, key=lambda t: t[0].count("/"), reverse=True):
             try:
                 fd = self._open_dir(rel) if rel else os.dup(self.rootfd)
-            except FileNotFoundError:
-                continue  # removed by a later whiteout in the same layer
+            except (FileNotFoundError, NotADirectoryError):
+                continue  # removed by a later whiteout, or replaced by a later non-directory entry
             try:
                 os.utime(f"/proc/self/fd/{fd}", ns=(atime, mtime))
             finally:
@@ -516,12 +516,14 @@ def apply_layer(root: str | os.PathLike[str], stream: IO[bytes], *, layer: str =
             if "empty file" in str(exc):
                 return applier.stats
             raise LayerError(f"layer {layer}: not a tar archive: {exc}") from None
+        except (tarfile.TarError, ValueError, OverflowError) as exc:  # a malformed first (pax) header
+            raise LayerError(f"layer {layer}: corrupt tar archive at its first entry: {exc}") from None
         member: tarfile.TarInfo | None = None
         try:
             while True:
                 try:
                     member = tf.next()
-                except tarfile.TarError as exc:
+                except (tarfile.TarError, ValueError, OverflowError) as exc:  # tarfile's pax parsing raises these
                     raise LayerError(f"layer {layer}: corrupt tar archive after entry "
                                      f"{member.name if member else '(start)'!r}: {exc}") from None
                 if member is None:
@@ -530,7 +532,7 @@ def apply_layer(root: str | os.PathLike[str], stream: IO[bytes], *, layer: str =
                     applier.apply(tf, member)
                 except errors.CtrpyError:
                     raise
-                except (tarfile.TarError, EOFError) as exc:
+                except (tarfile.TarError, EOFError, ValueError, OverflowError) as exc:
                     raise LayerError(f"layer {layer}: truncated or corrupt tar archive at entry "
                                      f"{member.name!r}: {exc}") from None
                 except OSError as exc:

@@ -76,6 +76,63 @@ DEFAULTS: dict[str, Any] = {
 # Tables whose keys are free-form (plugin options, user-named runtimes).
 _OPEN_TABLES = {("plugins",), ("runtimes",)}
 
+# Numeric keys with a valid range: (lowest, highest, lowest excluded). A value outside is an error naming the
+# key and its line, not an `internal error` later.
+_RANGES: dict[tuple[str, ...], tuple[float | None, float | None, bool]] = {
+    ("registry", "max_concurrent_downloads"): (1, 1024, False),
+    ("registry", "max_concurrent_uploads"): (1, 1024, False),
+    ("registry", "progress_timeout"): (0, None, True),
+    ("registry", "deadline"): (0, None, False),
+    ("network", "mtu"): (68, 65535, False),    # 68: the IPv4 minimum (RFC 791)
+}
+# Keys whose integer default also takes a fraction (seconds).
+_SECONDS = {("registry", "progress_timeout"), ("registry", "deadline")}
+# A [runtimes.NAME] table: the keys a runtime takes and their types.
+_RUNTIME_KEYS: dict[str, type] = {"type": str, "binary": str, "root": str, "options": dict, "path": str}
+_RUNTIME_TYPES = ("builtin", "oci")
+
+
+def _check_range(here: tuple[str, ...], value: Any, location: str) -> None:
+    limits = _RANGES.get(here)
+    if limits is None:
+        return
+    low, high, exclusive = limits
+    name = ".".join(here)
+    if low is not None and (value <= low if exclusive else value < low):
+        bound = f"greater than {low:g}" if exclusive else f"at least {low:g}"
+        raise errors.InvalidArgument(f"{location}: {name} must be {bound}, not {value!r}")
+    if high is not None and value > high:
+        raise errors.InvalidArgument(f"{location}: {name} must be at most {high:g}, not {value!r}")
+
+
+def _check_runtime(name: str, table: Any, text: str, source: str) -> None:
+    here = ("runtimes", name)
+    where = _line_of(text, here) or _header_line(text, here)
+    location = f"{source}:{where}" if where else source
+    if not isinstance(table, dict):
+        raise errors.InvalidArgument(f"{location}: runtimes.{name} must be a table, not {_type_name(table)}")
+    for key, value in table.items():
+        line = _line_of(text, here + (key,))
+        at = f"{source}:{line}" if line else location
+        wanted = _RUNTIME_KEYS.get(key)
+        if wanted is not None and not isinstance(value, wanted):
+            raise errors.InvalidArgument(
+                f"{at}: runtimes.{name}.{key} must be {_type_name(wanted())}, not {_type_name(value)} ({value!r})")
+    kind = table.get("type", "oci")
+    if kind not in _RUNTIME_TYPES:
+        line = _line_of(text, here + ("type",))
+        at = f"{source}:{line}" if line else location
+        raise errors.InvalidArgument(f"{at}: runtimes.{name}.type must be one of {', '.join(_RUNTIME_TYPES)}, "
+                                     f"not {kind!r}")
+
+
+def _header_line(text: str, path: tuple[str, ...]) -> int | None:
+    for number, line in enumerate(text.splitlines(), 1):
+        header = re.match(r"^\s*\[+([^\]]+)\]+", line)
+        if header and tuple(p.strip().strip('"').strip("'") for p in header.group(1).split(".")) == path:
+            return number
+    return None
+
 
 @dataclass
 class Config:
@@ -132,6 +189,8 @@ def _merge(
         here = path + (key,)
         where = _line_of(text, here)
         location = f"{source}:{where}" if where else source
+        if path == ("runtimes",):
+            _check_runtime(key, value, text, source)
         if key not in base:
             if path[:1] in _OPEN_TABLES or path in _OPEN_TABLES:
                 base[key] = value
@@ -149,10 +208,14 @@ def _merge(
         ok = isinstance(value, type(expected)) and not (isinstance(value, bool) and not isinstance(expected, bool))
         if isinstance(expected, float) and isinstance(value, int) and not isinstance(value, bool):
             ok = True
+        if here in _SECONDS and isinstance(value, float):
+            ok = value == value and value not in (float("inf"), float("-inf"))
         if not ok:
+            expected_name = "a number of seconds" if here in _SECONDS else _type_name(expected)
             raise errors.InvalidArgument(
-                f"{location}: {'.'.join(here)} must be {_type_name(expected)}, not {_type_name(value)} ({value!r})"
+                f"{location}: {'.'.join(here)} must be {expected_name}, not {_type_name(value)} ({value!r})"
             )
+        _check_range(here, value, location)
         base[key] = value
 
 
@@ -162,13 +225,19 @@ def load_config(path: str | None, *, required: bool = False) -> Config:
     if path is None:
         return config
     try:
-        text = Path(path).read_text()
+        raw = Path(path).read_bytes()
     except FileNotFoundError:
         if required:
             raise errors.NotFound(f"config file {path} does not exist") from None
         return config
     except OSError as exc:
         raise errors.from_oserror(exc, "cannot read config file") from exc
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise errors.InvalidArgument(f"{path}:{line}: not UTF-8 text (byte 0x{raw[exc.start]:02x} at offset "
+                                     f"{exc.start}); TOML files must be UTF-8") from None
     import tomli
 
     try:

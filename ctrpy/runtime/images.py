@@ -103,12 +103,35 @@ def parse_json(data: bytes, desc: Descriptor) -> dict[str, Any]:
     if is_manifest(desc.media_type):
         if not isinstance(obj.get("config"), dict) or not isinstance(obj.get("layers"), list):
             raise errors.InvalidArgument(f"manifest {desc.digest} lacks config or layers")
+    if desc.media_type in CONFIG_TYPES:
+        _check_config(obj, desc)
     declared = obj.get("mediaType")
     if declared and (is_index(desc.media_type) or is_manifest(desc.media_type)) and declared != desc.media_type:
         raise errors.InvalidArgument(
             f"{desc.digest}: media type {declared!r} in the document differs from {desc.media_type!r}"
         )
     return obj
+
+
+def _check_config(obj: dict[str, Any], desc: Descriptor) -> None:
+    """The parts of an image config ctrpy relies on (image-spec config.md): rootfs.diff_ids as digests, the
+    platform fields and `config` of the right types. Everything else is passed through untouched."""
+    from ctrpy.runtime.reference import validate_digest
+
+    where = f"config {desc.digest}"
+    rootfs = obj.get("rootfs")
+    if not isinstance(rootfs, dict) or not isinstance(rootfs.get("diff_ids"), list):
+        raise errors.InvalidArgument(f"{where}: rootfs.diff_ids must be a list of digests")
+    for diff_id in rootfs["diff_ids"]:
+        try:
+            validate_digest(diff_id)
+        except errors.InvalidArgument as exc:
+            raise errors.InvalidArgument(f"{where}: rootfs.diff_ids: {exc}") from None
+    for key in ("architecture", "os", "variant", "os.version"):
+        if key in obj and not isinstance(obj[key], str):
+            raise errors.InvalidArgument(f"{where}: {key} must be a string")
+    if obj.get("config") is not None and not isinstance(obj["config"], dict):
+        raise errors.InvalidArgument(f"{where}: config must be an object")
 
 
 def children(desc: Descriptor, obj: dict[str, Any]) -> list[Descriptor]:
@@ -236,11 +259,16 @@ def manifest_for(store: Any, target: Descriptor, matcher: Any | None = None) -> 
     for desc in select(all_manifests, matcher):
         if store.exists(desc.digest):
             return desc
-    available = ", ".join(sorted({format_platform(d.platform) for d in all_manifests})) or "none"
     want = getattr(matcher, "want", None)
+    wanted = platforms.format_platform(want) if want else "requested"
+    # Only what is in the store is available: the index may name the wanted platform without its blobs.
+    local = sorted({format_platform(d.platform) for d in all_manifests if store.exists(d.digest)})
+    listed = select(all_manifests, matcher)
+    hint = f"; the index lists {wanted} but it was not pulled (pull with --platform {wanted})" if (
+        listed and want) else ""
     raise errors.NotFound(
-        f"no manifest for platform {platforms.format_platform(want) if want else 'requested'} in "
-        f"{target.digest} (available: {available})"
+        f"no manifest for platform {wanted} in {target.digest} (available locally: {', '.join(local) or 'none'})"
+        f"{hint}"
     )
 
 

@@ -501,6 +501,9 @@ def resolve_user(user: str, read: FileReader) -> tuple[int, int, list[int]]:
                 if int(entry[2]) != gid:
                     extra.append(int(entry[2]))
     assert gid is not None
+    for what, value in (("user", uid), ("group", gid)):
+        if not 0 <= value < 0xFFFFFFFF:  # (uid_t)-1 means "no change" to the kernel
+            raise errors.InvalidArgument(f"invalid {what} ID {value} in {user!r}: must be 0 to 4294967294")
     return uid, gid, extra
 
 

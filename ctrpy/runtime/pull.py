@@ -43,6 +43,10 @@ from ctrpy.runtime.reference import Reference, parse
 from ctrpy.runtime.remotes import RegistryOptions
 
 
+# Bytes per second below which a layer download counts as stalled (measured over progress_timeout).
+MIN_RATE = 1024
+
+
 @dataclass
 class Progress:
     """One progress event. `status`: resolving, resolved, waiting, downloading, exists, done, failed,
@@ -261,6 +265,7 @@ class _Puller:
         self.session: Any = None
         self.feeds: dict[str, _Feed] = {}
         self.unpacker: Callable[[Any, Callable[[Descriptor], Any], Callable[[], None]], None] | None = None
+        self.ingests: set[str] = set()    # ingest refs this pull wrote (given up if it fails)
 
     # -- helpers -------------------------------------------------------------------------------------------
 
@@ -284,9 +289,17 @@ class _Puller:
         return min(base, remaining) if remaining is not None else base
 
     def _lease_add(self, rtype: str, resource: str) -> None:
+        if rtype == "ingests":
+            self.ingests.add(resource)
         if self.lease_id:
-            with contextlib.suppress(errors.NotFound):
+            try:
                 self.client.leases.add_resource(self.lease_id, rtype, resource)
+            except errors.NotFound:
+                # Someone removed our lease (`leases rm`) while we pulled: what we fetched is no longer
+                # protected from a concurrent gc, so the pull lost the race and stops (retrying is safe).
+                raise errors.Aborted(
+                    f"pull {self.ref}: its lease {self.lease_id} was removed by a concurrent command; the "
+                    f"content fetched so far was no longer protected from gc (pull again)") from None
 
     def _labels_for(self, desc: Descriptor, extra: dict[str, str] | None = None) -> dict[str, str]:
         labels = dict(self.source_label)
@@ -421,6 +434,11 @@ class _Puller:
             if offset < desc.size or desc.size == 0:
                 host, resp = self.session.open_blob(self.ref.path, desc, offset, timeout=self._timeout())
                 try:
+                    declared = resp.headers.get("content-length", "")
+                    if declared.isdigit() and int(declared) > desc.size - (offset if resp.status_code == 206 else 0):
+                        raise errors.FailedPrecondition(
+                            f"{kind} {desc.digest} from {host.host}: declares {int(declared)} bytes, more than the "
+                            f"{desc.size} the descriptor says; refused without reading it")
                     if offset and resp.status_code != 206:
                         # The server ignored the Range: start over.
                         w.truncate(0)
@@ -429,9 +447,20 @@ class _Puller:
                             feed.restart()
                     self.progress(Progress(key, "downloading", kind, desc.digest, offset, desc.size))
                     last_report = 0.0
+                    window_start, window_bytes = time.monotonic(), 0
+                    window = self.opts.registry.progress_timeout
                     for chunk in resp.iter_bytes():
                         self._check_time()
                         offset += len(chunk)
+                        window_bytes += len(chunk)
+                        if time.monotonic() - window_start >= window:
+                            # A drip of a few bytes never trips the read timeout: like curl's
+                            # --speed-limit, a transfer this slow over a whole window fails.
+                            if window_bytes < MIN_RATE * window:
+                                raise errors.DeadlineExceeded(
+                                    f"fetch {kind} {desc.digest[:19]}: {host.host} sent only {window_bytes} bytes "
+                                    f"in {window:g}s (stalled transfer); the partial download is kept")
+                            window_start, window_bytes = time.monotonic(), 0
                         if offset > desc.size:
                             w.truncate(0)
                             raise errors.FailedPrecondition(
@@ -585,7 +614,9 @@ def pull(client: Any, ref: str, opts: PullOptions | None = None, progress: Progr
     puller = _Puller(client, parsed, opts, progress)
     if opts.unpack:
         puller.unpacker = lambda image, opener, check: _unpack(client, image, opts, puller.progress, opener, check)
-    with _lease(client) as lease_id:
+    # The image is recorded (in run()) only once the pull as asked for, unpack included, succeeded: a refused
+    # layer must not leave an image that `images check` calls complete.
+    with _lease(client) as lease_id, _abandon_on_failure(puller):
         puller.lease_id = lease_id
         image = puller.run()
     return image
@@ -616,6 +647,19 @@ def _streamed_layer(reader: _FeedReader) -> Any:
         raise
     finally:
         reader.close()
+
+
+@contextlib.contextmanager
+def _abandon_on_failure(puller: _Puller) -> Any:
+    """A failed pull gives up its partial downloads: the next pull resumes them, and `gc` frees them until
+    then (the pull's lease goes with it, as containerd's does). A killed pull keeps its lease, hence its
+    ingests, for the lease's 24 h."""
+    try:
+        yield
+    except BaseException:
+        with contextlib.suppress(errors.CtrpyError):
+            puller.store.abandon(sorted(puller.ingests))
+        raise
 
 
 @contextlib.contextmanager

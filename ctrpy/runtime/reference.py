@@ -103,16 +103,25 @@ def _split_domain(name: str) -> tuple[str, str]:
     return domain, remainder
 
 
+# Digest algorithms ctrpy verifies, with their hex length (OCI image-spec descriptor.md: lowercase hex).
+DIGEST_HEX_LENGTHS = {"sha256": 64, "sha512": 128}
+
+
 def validate_digest(digest: str) -> str:
-    if not _DIGEST_RE.match(digest):
-        raise errors.InvalidArgument(f"invalid digest {digest!r}")
+    """Check an OCI digest: a known algorithm, the right number of lowercase hex digits. The one digest rule:
+    references, descriptors and the content store all use it."""
+    if not isinstance(digest, str) or ":" not in digest:
+        raise errors.InvalidArgument(f"invalid digest {digest!r}: expected <algorithm>:<hex>")
     algorithm, _, hexpart = digest.partition(":")
-    if algorithm == "sha256" and len(hexpart) != 64:
-        raise errors.InvalidArgument(f"invalid digest {digest!r}: sha256 needs 64 hex digits")
-    if algorithm == "sha512" and len(hexpart) != 128:
-        raise errors.InvalidArgument(f"invalid digest {digest!r}: sha512 needs 128 hex digits")
-    if algorithm not in ("sha256", "sha512"):
-        raise errors.InvalidArgument(f"unsupported digest algorithm {algorithm!r}")
+    if algorithm not in DIGEST_HEX_LENGTHS:
+        raise errors.InvalidArgument(f"invalid digest {digest!r}: unsupported digest algorithm {algorithm!r}")
+    if not re.fullmatch(r"[0-9a-fA-F]*", hexpart):
+        raise errors.InvalidArgument(f"invalid digest {digest!r}: not hexadecimal")
+    if hexpart != hexpart.lower():
+        raise errors.InvalidArgument(f"invalid digest {digest!r}: hex digits must be lowercase")
+    if len(hexpart) != DIGEST_HEX_LENGTHS[algorithm]:
+        raise errors.InvalidArgument(
+            f"invalid digest {digest!r}: {algorithm} needs {DIGEST_HEX_LENGTHS[algorithm]} hex digits")
     return digest
 
 

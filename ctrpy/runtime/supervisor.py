@@ -55,7 +55,12 @@ PACKAGE_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(_
 
 
 def json_loads(data: object) -> object:
-    return json.loads(data)
+    try:
+        return json.loads(data)  # type: ignore[arg-type]
+    except RecursionError:  # a frame of "[[[[..." is a bad request, never a crash
+        raise ValueError("JSON nested too deeply") from None
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"frame is not UTF-8: {exc}") from None
 
 
 def json_dumps(obj: object) -> str:

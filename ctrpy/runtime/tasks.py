@@ -331,6 +331,9 @@ class Attachment:
         except OSError as exc:
             sock.close()
             raise errors.Unavailable(f"the task's supervisor is not reachable: {exc.strerror}") from None
+        if not sup._peer_is_us(sock):  # i15: an abstract name can be squatted by another user
+            sock.close()
+            raise errors.PermissionDenied(f"the task's supervisor socket {address[1:]!r} belongs to another user")
         att = cls(sock, 0, False)
         sock.sendall(sup.jframe(kind, request))
         sock.settimeout(timeout)
@@ -710,11 +713,13 @@ class TaskManager:
             if net_request is not None:
                 net.attach(self.client, container_id, f"/proc/{int(reply['pid'])}/ns/net", net_request)
             td.created_marker.touch()
-        except BaseException:
+        except BaseException as exc:
             self._abort_create(td, runtime_name, entry)
             if networked:
                 self._detach_network(container_id)
             self._teardown(td, mounted)
+            if errors.is_no_space(exc):  # i15: say where the disk is full (the state dir, usually a tmpfs)
+                raise errors.no_space(f"create task {container_id!r}: state directory", td.path) from exc
             raise
         self._publish("/tasks/create", {"container_id": container_id, "pid": reply["pid"]})
         return TaskState(container_id, int(reply["pid"]), TaskStatus.CREATED, runtime_name)

@@ -168,6 +168,25 @@ def _store_opener(client: Any, layer: Any) -> Any:
     if not client.content.exists(layer.digest):
         raise errors.NotFound(f"layer {layer.digest} of image is not in the content store (pull it first)")
     return client.content.open(layer.digest)
+def _freeing_on_full_disk(mounts: list[Mount], fn: Callable[[str], Any]) -> Callable[[str], Any]:
+    """fn(dir), but when the disk fills up, first delete what the layer wrote so far: the metadata database
+    lives on the same disk and needs room to forget the half-applied snapshot (i15: a full disk must not
+    wedge the store)."""
+    def run(directory: str) -> Any:
+        try:
+            return fn(directory)
+        except errors.NoSpace:
+            upper = [o.split("=", 1)[1] for m in mounts if m.type == "overlay" for o in m.options
+                     if o.startswith("upperdir=")]
+            target = upper[0] if upper else directory
+            for entry in os.scandir(target):
+                if entry.is_dir(follow_symlinks=False):
+                    shutil.rmtree(entry.path, ignore_errors=True)
+                else:
+                    with contextlib.suppress(OSError):
+                        os.unlink(entry.path)
+            raise
+    return run
 
 
 def unpack_image(
@@ -253,10 +272,10 @@ def _unpack_layer(client: Any, sn: Any, name: str, lease_id: str, event: LayerEv
                 stats = apply_to_mounts(
                     client,
                     mounts,
-                    lambda d: archive.apply_layer_blob(
+                    _freeing_on_full_disk(mounts, lambda d: archive.apply_layer_blob(
                         d, blob, media_type=layer.media_type, layer=layer.digest, diff_id=diff_id,
                         threaded=threaded,
-                    ),
+                    )),
                 )
             # Only now, with the blob's digest checked (the opener's stream ends at its commit) and the diff
             # ID matched, does the layer become visible.

@@ -18,6 +18,7 @@ Leaving the block without commit keeps the ingest (resumable) and releases the l
 from __future__ import annotations
 
 import os
+import re
 import sqlite3
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -29,6 +30,10 @@ from ctrpy.runtime import filters as _filters
 from ctrpy.runtime.content.local import LocalStore, LocalWriter, parse_digest
 
 __all__ = ["Descriptor", "Info", "Status", "ContentStore", "Writer", "parse_digest"]
+
+
+# RFC 6838 type/subtype (with +suffixes), as the OCI image-spec's descriptor.md restricts mediaType.
+_MEDIA_TYPE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}$")
 
 
 @dataclass(frozen=True)
@@ -58,17 +63,37 @@ class Descriptor:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Descriptor:
+        """A descriptor from its JSON form, every field checked (OCI image-spec descriptor.md): a media
+        type as RFC 6838 spells it, a digest of a known algorithm in lowercase hex of the right length, a size
+        that is a non-negative integer. A descriptor that fails is refused before anything uses it."""
+        if not isinstance(d, dict):
+            raise errors.InvalidArgument(f"invalid OCI descriptor: expected an object, not {type(d).__name__}")
+        media_type, digest, size = d.get("mediaType"), d.get("digest"), d.get("size")
+        if not isinstance(media_type, str) or not _MEDIA_TYPE_RE.match(media_type):
+            raise errors.InvalidArgument(f"invalid OCI descriptor: media type {media_type!r}")
+        if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+            raise errors.InvalidArgument(f"invalid OCI descriptor {digest!r}: size {size!r} is not a non-negative "
+                                         f"integer")
         try:
-            return cls(
-                media_type=str(d.get("mediaType", "")),
-                digest=str(d["digest"]),
-                size=int(d["size"]),
-                annotations=dict(d["annotations"]) if d.get("annotations") is not None else None,
-                platform=dict(d["platform"]) if d.get("platform") is not None else None,
-                urls=list(d["urls"]) if d.get("urls") is not None else None,
-            )
-        except (KeyError, TypeError, ValueError) as exc:
-            raise errors.InvalidArgument(f"invalid OCI descriptor: {exc!r}") from None
+            parse_digest(digest)  # type: ignore[arg-type]
+        except errors.InvalidArgument as exc:
+            raise errors.InvalidArgument(f"invalid OCI descriptor: {exc}") from None
+        for key, kind in (("annotations", dict), ("platform", dict), ("urls", list)):
+            if d.get(key) is not None and not isinstance(d[key], kind):
+                raise errors.InvalidArgument(f"invalid OCI descriptor {digest}: {key} must be a JSON "
+                                             f"{'object' if kind is dict else 'array'}")
+        annotations = d.get("annotations")
+        if annotations is not None and not all(isinstance(k, str) and isinstance(v, str)
+                                               for k, v in annotations.items()):
+            raise errors.InvalidArgument(f"invalid OCI descriptor {digest}: annotations must map strings to strings")
+        return cls(
+            media_type=media_type,
+            digest=digest,  # type: ignore[arg-type]
+            size=size,
+            annotations=dict(annotations) if annotations is not None else None,
+            platform=dict(d["platform"]) if d.get("platform") is not None else None,
+            urls=list(d["urls"]) if d.get("urls") is not None else None,
+        )
 
 
 @dataclass
@@ -268,7 +293,12 @@ class ContentStore:
         if total is not None and total < 0:
             raise errors.InvalidArgument(f"invalid expected size {total}")
         key = self._key(ref)
-        local = self.local.open_ingest(key, total=total, wait=wait, algorithm=algorithm)
+        try:
+            local = self.local.open_ingest(key, total=total, wait=wait, algorithm=algorithm)
+        except OSError as exc:
+            if errors.is_no_space(exc):
+                raise errors.no_space(f"content ingest {ref!r}", self.local.ingest) from exc
+            raise errors.from_oserror(exc, f"cannot open ingest {ref!r}") from exc
         try:
             committed = bool(expected) and self._globally_present(expected)  # type: ignore[arg-type]
             stamp = now()
@@ -283,7 +313,7 @@ class ContentStore:
                 tx.execute(
                     "INSERT INTO ingests (namespace, ref, expected_digest, expected_size, created_at, updated_at) "
                     "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (namespace, ref) DO UPDATE SET "
-                    "expected_digest = excluded.expected_digest, "
+                    "expected_digest = excluded.expected_digest, expires_at = NULL, "
                     "expected_size = coalesce(excluded.expected_size, expected_size), updated_at = excluded.updated_at",
                     (self.namespace, ref, expected, total, stamp, stamp),
                 )
@@ -362,6 +392,18 @@ class ContentStore:
         if not removed and not forgotten[-1]:
             raise errors.NotFound(f"ingest {ref!r} not found in namespace {self.namespace!r}")
 
+    def abandon(self, refs: list[str]) -> None:
+        """Mark ingests as given up by their writer (a failed pull): they stay resumable until the next `gc`,
+        which frees them (containerd: an ingest no lease holds is garbage)."""
+        from ctrpy.runtime.metadata import now
+
+        if not refs:
+            return
+        stamp = now()
+        with self.db.update() as tx:
+            tx.executemany("UPDATE ingests SET expires_at = ? WHERE namespace = ? AND ref = ?",
+                           [(stamp, self.namespace, ref) for ref in refs])
+
     def _forget_ingest(self, ref: str) -> None:
         with self.db.update() as tx:
             tx.execute("DELETE FROM ingests WHERE namespace = ? AND ref = ?", (self.namespace, ref))
@@ -414,7 +456,21 @@ class Writer:
         try:
             self._local.write(data)
         except OSError as exc:
+            if errors.is_no_space(exc):
+                raise self._out_of_space() from exc
             raise errors.from_oserror(exc, f"cannot write ingest {self.ref!r}") from exc
+
+    def _out_of_space(self) -> errors.NoSpace:
+        """A full disk while receiving: drop the partial bytes at once, so that the space comes back and the
+        next command (or pull) works; the row goes too when the database can still be written."""
+        where = self.store.local.ingest
+        self._local.discard()
+        self._done = True
+        try:
+            self.store._forget_ingest(self.ref)
+        except errors.CtrpyError:
+            pass  # the database is on the full disk too; `content active` skips rows without a directory
+        return errors.no_space(f"content ingest {self.ref!r}: partial download removed", where)
 
     def truncate(self, size: int = 0) -> None:
         self._check_open()
@@ -462,6 +518,8 @@ class Writer:
         try:
             self._local.sync()
         except OSError as exc:
+            if errors.is_no_space(exc):
+                raise self._out_of_space() from exc
             raise errors.from_oserror(exc, f"cannot sync ingest {self.ref!r}") from exc
         actual = self._local.digest()
         problem = None
@@ -496,5 +554,11 @@ class Writer:
         if self._local.offset == 0:
             self.store._forget_ingest(self.ref)
             self._local.discard()
-        else:
+            return
+        try:
             self._local.close()
+        except OSError as exc:
+            if not errors.is_no_space(exc):
+                raise errors.from_oserror(exc, f"cannot close ingest {self.ref!r}") from exc
+            # The last buffered bytes did not fit: what is on disk is not a prefix we can trust to resume.
+            raise self._out_of_space() from exc

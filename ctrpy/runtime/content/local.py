@@ -34,8 +34,11 @@ _CHUNK = 1 << 20
 
 def parse_digest(digest: str) -> tuple[str, str]:
     """Split and validate an OCI digest ("sha256:<64 hex>"); InvalidArgument otherwise."""
-    m = _DIGEST_RE.match(digest or "")
+    m = _DIGEST_RE.match(digest or "") if isinstance(digest, str) else None
     if not m:
+        from ctrpy.runtime.reference import validate_digest
+
+        validate_digest(digest)  # the specific reason (uppercase, length, algorithm)
         raise errors.InvalidArgument(f"invalid digest {digest!r}: expected sha256:<64 lowercase hex digits>")
     return (m.group(1), m.group(2)) if m.group(1) else (m.group(3), m.group(4))
 
@@ -268,8 +271,11 @@ class LocalWriter:
 
     def discard(self) -> None:
         """Remove the ingest (after a commit or a failed verification); releases the lock."""
-        self._close_file()
-        import shutil
+        try:
+            self._close_file()
+        except OSError:
+            self._file = None  # a flush that failed (a full disk): the bytes go with the directory anyway
+        import shutil  # off the listing path (issue 17)
 
         shutil.rmtree(self.path, ignore_errors=True)
         self.release()
@@ -284,7 +290,8 @@ class LocalWriter:
             self._file = None
 
     def close(self) -> None:
-        """Keep the ingest for a later resume and release the lock."""
+        """Keep the ingest for a later resume and release the lock (kept on a failed flush: the caller
+        decides, and discard() releases it)."""
         if self._file is not None:
             self._file.flush()
             self.touch()

@@ -24,6 +24,12 @@ from ctrpy.runtime.metadata import schema
 
 BUSY_TIMEOUT_MS = 60_000
 DB_FILENAME = "meta.db"
+# Space kept in reserve beside the database (allocated, not sparse). When the disk fills up, SQLite cannot
+# even open a WAL database (its -shm file) or write the WAL of a DELETE, so the commands that free space
+# (`gc`, `content abort`, `leases rm`, `images rm`) would fail too: on the first SQLITE_FULL the reserve is
+# released and the write retried, and it is allocated again once the disk has room.
+RESERVE_FILENAME = "meta.db.reserve"
+RESERVE_BYTES = 512 << 10
 
 _NAMESPACE_RE = re.compile(r"^[A-Za-z0-9]+(?:[._-][A-Za-z0-9]+)*$")
 MAX_NAMESPACE_LEN = 76
@@ -77,11 +83,53 @@ class DB:
         self.path = self.root / DB_FILENAME
         self._local = threading.local()
         self._initialised = False
+        self._reserve_checked = False
 
     def _connect(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         if conn is not None:
             return conn
+        try:
+            conn = self._open()
+        except errors.NoSpace:
+            if not self._release_reserve():
+                raise
+            conn = self._open()
+        if not self._reserve_checked:
+            self._reserve_checked = True
+            self._keep_reserve()
+        return conn
+
+    def _keep_reserve(self) -> None:
+        path = self.root / RESERVE_FILENAME
+        if path.exists():
+            return
+        try:
+            st = os.statvfs(self.root)
+            if st.f_bavail * st.f_frsize < 16 * RESERVE_BYTES:
+                return  # short of space already: do not take what is left
+            tmp = path.with_name(f".{RESERVE_FILENAME}.{os.getpid()}")
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+            try:
+                os.posix_fallocate(fd, 0, RESERVE_BYTES)
+            finally:
+                os.close(fd)
+            os.replace(tmp, path)
+        except OSError:
+            try:
+                os.unlink(self.root / f".{RESERVE_FILENAME}.{os.getpid()}")
+            except OSError:
+                pass
+
+    def _release_reserve(self) -> bool:
+        """Give the reserve back to the file system; False when it was already gone."""
+        try:
+            os.unlink(self.root / RESERVE_FILENAME)
+            return True
+        except FileNotFoundError:
+            return False
+
+    def _open(self) -> sqlite3.Connection:
         try:
             self.root.mkdir(parents=True, exist_ok=True, mode=0o711)
             conn = sqlite3.connect(
@@ -92,16 +140,38 @@ class DB:
         except OSError as exc:
             raise errors.from_oserror(exc, "cannot create root directory") from exc
         conn.row_factory = sqlite3.Row
-        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-        conn.execute("PRAGMA foreign_keys = ON")
-        # NORMAL in WAL mode: a killed process never loses a committed transaction, and the file never
-        # corrupts on power loss (only the newest transactions may be lost); FULL would fsync every commit.
-        conn.execute("PRAGMA synchronous = NORMAL")
+        try:
+            conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            conn.execute("PRAGMA foreign_keys = ON")
+            # NORMAL in WAL mode: a killed process never loses a committed transaction, and the file never
+            # corrupts on power loss (only the newest transactions may be lost); FULL would fsync every commit.
+            conn.execute("PRAGMA synchronous = NORMAL")
+            if not self._initialised:
+                self._initialise(conn)
+                self._initialised = True
+        except sqlite3.OperationalError as exc:
+            conn.close()
+            if self._full(exc):
+                raise _no_space(self.path) from exc
+            raise
+        except sqlite3.DatabaseError as exc:  # "file is not a database", "database disk image is malformed"
+            conn.close()
+            raise errors.Internal(f"metadata database {self.path} is damaged: {exc}") from exc
         self._local.conn = conn
-        if not self._initialised:
-            self._initialise(conn)
-            self._initialised = True
         return conn
+
+    def _full(self, exc: BaseException) -> bool:
+        """SQLITE_FULL, or an I/O error while the disk is full: opening a WAL database creates its -shm and
+        -wal files, and SQLite reports a failure there as "disk I/O error", without the errno."""
+        if errors.is_no_space(exc):
+            return True
+        if "disk I/O error" not in str(exc):
+            return False
+        try:
+            st = os.statvfs(self.root)
+        except OSError:
+            return False
+        return st.f_bavail * st.f_frsize < (1 << 20) or st.f_favail == 0
 
     def _initialise(self, conn: sqlite3.Connection) -> None:
         version = conn.execute("PRAGMA user_version").fetchone()[0]
@@ -125,11 +195,10 @@ class DB:
             conn.execute(f"PRAGMA user_version = {schema.SCHEMA_VERSION}")
             conn.execute("COMMIT")
         except BaseException:
-            conn.execute("ROLLBACK")
+            self._rollback(conn)
             raise
 
-    @staticmethod
-    def _retry_busy(fn: Any) -> Any:
+    def _retry_busy(self, fn: Any) -> Any:
         # journal_mode changes and BEGIN IMMEDIATE can return SQLITE_BUSY before the busy handler applies
         # (for example while another process holds the WAL recovery lock); retry for the busy timeout.
         deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
@@ -138,6 +207,8 @@ class DB:
             try:
                 return fn()
             except sqlite3.OperationalError as exc:
+                if self._full(exc):
+                    raise _no_space(self.path) from exc
                 if "locked" not in str(exc) and "busy" not in str(exc) or time.monotonic() > deadline:
                     raise errors.Unavailable(f"metadata database is busy: {exc}") from exc
                 time.sleep(delay)
@@ -150,18 +221,57 @@ class DB:
         self._retry_busy(lambda: conn.execute("BEGIN IMMEDIATE"))
         try:
             yield conn
-        except BaseException:
-            conn.execute("ROLLBACK")
+        except sqlite3.OperationalError as exc:
+            self._rollback(conn)
+            if self._full(exc):
+                self._release_reserve()  # the next command (gc, content abort, ...) can then write
+                raise _no_space(self.path) from exc
             raise
-        self._retry_busy(lambda: conn.execute("COMMIT"))
+        except BaseException:
+            self._rollback(conn)
+            raise
+        try:
+            self._retry_busy(lambda: conn.execute("COMMIT"))
+        except errors.NoSpace:
+            # SQLITE_FULL at COMMIT leaves the transaction open: with the reserve given back it can finish.
+            if not (conn.in_transaction and self._release_reserve()):
+                self._rollback(conn)
+                raise
+            try:
+                self._retry_busy(lambda: conn.execute("COMMIT"))
+            except BaseException:
+                self._rollback(conn)
+                raise
+        except BaseException:
+            self._rollback(conn)
+            raise
+
+    @staticmethod
+    def _rollback(conn: sqlite3.Connection) -> None:
+        # SQLITE_FULL (and a few other errors) roll the transaction back by themselves; a second ROLLBACK
+        # would then fail and hide the real error. The connection stays usable either way.
+        if conn.in_transaction:
+            try:
+                conn.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass
 
     @contextmanager
     def view(self) -> Iterator[sqlite3.Connection]:
         """A read transaction: one consistent snapshot of the database."""
         conn = self._connect()
-        conn.execute("BEGIN")
+        try:
+            conn.execute("BEGIN")
+        except sqlite3.OperationalError as exc:
+            if self._full(exc):
+                raise _no_space(self.path) from exc
+            raise
         try:
             yield conn
+        except sqlite3.OperationalError as exc:
+            if self._full(exc):
+                raise _no_space(self.path) from exc
+            raise
         finally:
             conn.execute("ROLLBACK")
 
@@ -176,6 +286,11 @@ class DB:
         rows = self._connect().execute("PRAGMA integrity_check").fetchall()
         problems = [row[0] for row in rows]
         return [] if problems == ["ok"] else problems
+
+
+def _no_space(path: Path) -> errors.NoSpace:
+    return errors.NoSpace(f"metadata database {path}: no space left on device (free space and retry; "
+                          "`ctrpy gc` removes abandoned downloads)")
 
 
 def ensure_namespace(tx: sqlite3.Connection, namespace: str) -> None:

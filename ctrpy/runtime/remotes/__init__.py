@@ -49,6 +49,8 @@ class RegistryHost:
     ca: list[str] = field(default_factory=list)
     client_certs: list[tuple[str, str | None]] = field(default_factory=list)
     skip_verify: bool = False
+    skip_verify_set: bool = False                 # hosts.toml said skip_verify either way: --skip-verify yields
+    default_scheme: bool = False                  # no URL gave the scheme: --plain-http may change it
     headers: dict[str, str] = field(default_factory=dict)
     # Loopback registries without configuration: try HTTPS, fall back to HTTP when the server does not
     # speak TLS at all (containerd 2's HTTPFallback). A certificate error never falls back.

@@ -211,7 +211,13 @@ def parse_user(user: str) -> Credential:
         raise errors.InvalidArgument("--user needs a user name (user[:password])")
     if not sep:
         import getpass
+        import sys
 
+        if not sys.stdin.isatty():
+            # getpass would fall back to reading stdin with a GetPassWarning; say what to do instead.
+            raise errors.InvalidArgument(
+                f"--user {name} without a password needs a terminal to ask for it: give --user {name}:PASSWORD "
+                f"or store it with `ctrpy login --password-stdin -u {name} SERVER`")
         try:
             password = getpass.getpass(f"Password for {name}: ")
         except (EOFError, OSError):

@@ -15,6 +15,7 @@ import hashlib
 import json
 import ssl
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 from urllib.parse import urlencode, urljoin
@@ -31,12 +32,53 @@ from ctrpy.runtime.remotes.hosts import registry_hosts
 
 USER_AGENT = "ctrpy/0.1"
 CHUNK = 1 << 20
+# Bodies read into memory are capped while they stream, and a declared Content-Length above the cap is refused
+# before a byte is read: a registry must not be able to exhaust memory. Manifests, indexes and configs get
+# MAX_MANIFEST_SIZE; token responses MAX_TOKEN_BODY; error bodies (read only for their message) are cut at
+# MAX_ERROR_BODY. A small object must also arrive whole within the progress timeout (a drip of one byte a
+# second never trips a read timeout).
+MAX_TOKEN_BODY = 1 << 20
+MAX_ERROR_BODY = 64 << 10
+MAX_REDIRECTS = 10
+
+
+class BodyTooLarge(errors.InvalidArgument):
+    """A response body larger than ctrpy reads into memory."""
+
+
+def read_capped(resp: httpx.Response, cap: int, what: str, host: str, *, deadline: float | None = None,
+                truncate: bool = False) -> bytes:
+    """Read `resp` into memory, at most `cap` bytes; stores the body on the response (resp.content works).
+
+    Raises BodyTooLarge when the server declares or sends more than `cap` bytes, unless `truncate` (error
+    bodies: keep the first `cap` bytes). `deadline` (time.monotonic()) bounds the whole read."""
+    declared = resp.headers.get("content-length", "")
+    if declared.strip().isdigit() and int(declared) > cap and not truncate:
+        resp.close()
+        raise BodyTooLarge(f"{what}: {host} declared a body of {int(declared)} bytes, more than the {cap} "
+                           f"allowed; refused without reading it")
+    data = bytearray()
+    try:
+        for chunk in resp.iter_bytes():
+            data += chunk
+            if len(data) > cap:
+                if truncate:
+                    del data[cap:]
+                    break
+                raise BodyTooLarge(f"{what}: {host} sent more than the {cap} bytes allowed; stopped reading")
+            if deadline is not None and time.monotonic() > deadline:
+                raise errors.DeadlineExceeded(f"{what}: {host} is sending too slowly ({len(data)} bytes so far); "
+                                              f"gave up")
+    finally:
+        resp.close()
+    resp._content = bytes(data)  # what resp.read() would have set, without an unbounded read
+    return resp._content
 
 
 def _registry_message(resp: httpx.Response) -> str:
     """The first error of a registry's JSON error body, if any."""
     try:
-        body = resp.read()[:4096]
+        body = resp.content[:4096]
         data = json.loads(body)
         first = data["errors"][0]
         text = first.get("message") or first.get("code") or ""
@@ -44,6 +86,17 @@ def _registry_message(resp: httpx.Response) -> str:
         return f"{code}: {text}" if code and code != text else str(text)
     except Exception:
         return ""
+
+
+def _valid_digest(digest: str) -> bool:
+    """A Docker-Content-Digest header worth trusting (else the manifest is fetched and hashed here)."""
+    from ctrpy.runtime.reference import validate_digest
+
+    try:
+        validate_digest(digest)
+    except errors.InvalidArgument:
+        return False
+    return True
 
 
 def _is_name_error(text: str) -> bool:
@@ -76,7 +129,7 @@ class Session:
         self._explicit_cred = credential
         self._cred_loaded = credential is not None
         self._cred: _auth.Credential | None = credential
-        self._clients: dict[tuple[str, str], httpx.Client] = {}
+        self._clients: dict[tuple[Any, ...], httpx.Client] = {}
         self._auth: dict[tuple[str, str], str] = {}        # (host, scope key) -> Authorization value
         self._lock = threading.Lock()
         self.read_timeout = timeout or opts.progress_timeout
@@ -121,7 +174,9 @@ class Session:
         return ctx
 
     def _client(self, host: RegistryHost) -> httpx.Client:
-        key = (host.scheme, host.host)
+        # One pool per endpoint AND its TLS settings: a [host] entry and the server may share a URL and differ
+        # in ca/skip_verify (each keeps its own, as containerd gives each its own transport).
+        key = (host.scheme, host.host, tuple(host.ca), tuple(host.client_certs), host.skip_verify)
         with self._lock:
             client = self._clients.get(key)
             if client is None:
@@ -178,6 +233,15 @@ class Session:
             return errors.Unavailable(f"{what}: {host.host}: {text}")
         return errors.Internal(f"{what}: {type(exc).__name__}: {text}")
 
+    def _read_error_body(self, resp: httpx.Response, host: RegistryHost) -> None:
+        """Read (the start of) a body we only want a message from; never fails, never reads without end."""
+        try:
+            read_capped(resp, MAX_ERROR_BODY, "error body", host.host, truncate=True,
+                        deadline=time.monotonic() + min(self.read_timeout, 10.0))
+        except (httpx.HTTPError, errors.CtrpyError):
+            resp._content = b""
+            resp.close()
+
     def _status_error(self, resp: httpx.Response, host: RegistryHost, what: str) -> errors.CtrpyError:
         detail = _registry_message(resp)
         suffix = f": {detail}" if detail else ""
@@ -217,7 +281,7 @@ class Session:
                         "scope": " ".join(wanted)}
                 if service:
                     form["service"] = service
-                resp = client.post(realm, data=form)
+                resp = client.send(client.build_request("POST", realm, data=form), stream=True)
             else:
                 params: list[tuple[str, str]] = []
                 if service:
@@ -229,23 +293,31 @@ class Session:
                 if cred is not None:
                     token = base64.b64encode(f"{cred.username}:{cred.secret}".encode()).decode()
                     headers["Authorization"] = f"Basic {token}"
-                resp = client.get(realm, params=params, headers=headers)
+                resp = client.send(client.build_request("GET", realm, params=params, headers=headers),
+                                   stream=True)
         except httpx.HTTPError as exc:
             raise self._translate(exc, token_host, f"{what}: fetching a token") from None
         if resp.status_code in (401, 403):
+            self._read_error_body(resp, token_host)
             if cred is not None:
                 raise errors.PermissionDenied(
                     f"{what}: {token_host.host} rejected the credentials for {self.domain} ({resp.status_code})")
             raise errors.PermissionDenied(f"{what}: {token_host.host} refused an anonymous token "
                                           f"({resp.status_code}); use --user or `ctrpy login`")
         if resp.status_code != 200:
+            self._read_error_body(resp, token_host)
             raise errors.Unavailable(f"{what}: token server {token_host.host} answered {resp.status_code}")
         try:
-            data = resp.json()
-        except ValueError:
+            body = read_capped(resp, MAX_TOKEN_BODY, f"{what}: fetching a token", token_host.host,
+                               deadline=time.monotonic() + self.read_timeout)
+        except httpx.HTTPError as exc:
+            raise self._translate(exc, token_host, f"{what}: fetching a token") from None
+        try:
+            data = json.loads(body)
+        except (ValueError, UnicodeDecodeError):
             raise errors.Unavailable(f"{what}: token server {token_host.host} sent invalid JSON") from None
-        token = data.get("token") or data.get("access_token")
-        if not token:
+        token = (data.get("token") or data.get("access_token")) if isinstance(data, dict) else None
+        if not token or not isinstance(token, str):
             raise errors.Unavailable(f"{what}: token server {token_host.host} sent no token")
         return f"Bearer {token}"
 
@@ -319,25 +391,22 @@ class Session:
             except httpx.HTTPError as exc:
                 raise self._translate(exc, host, what) from None
             if resp.status_code == 401 and attempt < 2:
-                resp.read()
-                resp.close()
+                self._read_error_body(resp, host)
                 if self._authorize(host, resp, scope_key, scopes, what, auth_header):
                     continue
                 raise self._status_error(resp, host, what)
             if resp.status_code not in ok:
-                try:
-                    resp.read()
-                except httpx.HTTPError:
-                    pass
-                resp.close()
+                self._read_error_body(resp, host)
                 raise self._status_error(resp, host, what)
-            if not stream:
+            if method == "HEAD":
+                resp.close()
+                resp._content = b""
+            elif not stream:
                 try:
-                    resp.read()
+                    read_capped(resp, MAX_MANIFEST_SIZE, what, host.host,
+                                deadline=time.monotonic() + (timeout or self.read_timeout))
                 except httpx.HTTPError as exc:
                     raise self._translate(exc, host, what) from None
-                finally:
-                    resp.close()
             return resp
         raise errors.PermissionDenied(f"{what}: {host.host} keeps asking for authentication")
 
@@ -362,8 +431,8 @@ class Session:
                 digest = resp.headers.get("docker-content-digest")
                 media_type = resp.headers.get("content-type", "").split(";")[0].strip()
                 size = resp.headers.get("content-length")
-                if resp.status_code == 200 and digest and media_type and size and size.isdigit() and \
-                        (is_index(media_type) or is_manifest(media_type)):
+                if resp.status_code == 200 and digest and _valid_digest(digest) and media_type and size and \
+                        size.isdigit() and (is_index(media_type) or is_manifest(media_type)):
                     if ref.digest and digest != ref.digest:
                         raise errors.FailedPrecondition(
                             f"{what}: {host.host} answered with digest {digest}, expected {ref.digest}")
@@ -422,18 +491,21 @@ class Session:
         if desc.size > MAX_MANIFEST_SIZE:
             raise errors.InvalidArgument(f"{kind(desc.media_type)} {desc.digest} is too large ({desc.size} bytes)")
         host, resp = self.open_blob(path, desc)
-        try:
-            data = bytearray()
-            for chunk in resp.iter_bytes():
-                data += chunk
-                if len(data) > desc.size:
-                    break
-        except httpx.HTTPError as exc:
-            raise self._translate(exc, host, f"fetch {desc.digest}") from None
-        finally:
+        what = f"fetch {kind(desc.media_type)} {desc.digest}"
+        declared = resp.headers.get("content-length", "")
+        if declared.strip().isdigit() and int(declared) > desc.size:
             resp.close()
-        verify_bytes(bytes(data), desc, host.host)
-        return bytes(data)
+            raise errors.FailedPrecondition(
+                f"{what}: {host.host} declared {int(declared)} bytes, the descriptor {desc.size}; refused "
+                f"without reading it")
+        try:
+            # One byte more than the descriptor says is enough to tell a lying server.
+            data = read_capped(resp, desc.size + 1, what, host.host, truncate=True,
+                               deadline=time.monotonic() + self.read_timeout)
+        except httpx.HTTPError as exc:
+            raise self._translate(exc, host, what) from None
+        verify_bytes(data, desc, host.host)
+        return data
 
     # -- push side -----------------------------------------------------------------------------------------
 

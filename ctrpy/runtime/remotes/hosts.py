@@ -1,23 +1,36 @@
 """Registry host configuration in containerd's format: `<config_path>/<host>/hosts.toml`.
 
     server = "https://registry-1.docker.io"          # the upstream; default https://<host> (docker.io: registry-1)
+    capabilities = ["pull", "resolve", "push"]     # of the server (default: all)
+    ca = "server-ca.crt"                           # TLS settings of the server: ca, client, skip_verify
 
-    [host."http://127.0.0.1:5000"]                     # mirrors, tried in file order before the server
-      capabilities = ["pull", "resolve"]             # default: pull, resolve, push
+    [host."http://127.0.0.1:5000"]                     # tried in file order before the server
+      capabilities = ["pull", "resolve"]             # default: pull, resolve, push (any case)
       ca = "/etc/certs/mirror-ca.crt"                 # or a list
-      client = [["/etc/certs/client.crt", "/etc/certs/client.key"]]   # or "/cert" or ["/cert", "/key"]
-      skip_verify = false
+      client = [["/etc/certs/client.crt", "/etc/certs/client.key"]]   # "/pem" or ["/pem1", "/pem2"]: cert+key in one file
+      skip_verify = false                            # set either way, it wins over --skip-verify
       override_path = false                          # true: the URL path is the API root (no /v2 added)
       [host."http://127.0.0.1:5000".header]
-        x-custom = "value"
+        x-custom = "value"                           # or a list of values
 
-The directory for `host:port` is named `host:port`; `_default/hosts.toml` applies to hosts without their own
-file. `ca`, `client` and relative paths resolve against the hosts.toml's directory. CLI flags
-(--plain-http, --skip-verify, --tlscacert, --tlscert/--tlskey) apply on top, to every host.
+Resolution follows containerd's remotes/docker/config (hosts.go) rule for rule, and tests/test_hosts_toml.py
+checks it against `ctr --hosts-dir` on the same files:
+- For each directory of config_path in order, the first that EXISTS of `<host>_<port>_`, `<host:port>` and
+  `_default` is the host's directory; later directories are not looked at.
+- A directory without hosts.toml (or with an empty one) is docker's certs.d layout: `*.crt` are CAs, `*.cert`
+  (with `*.key` beside it) client certificates, for the server.
+- Every `[host]` entry is an endpoint of its own, even one whose URL equals `server` (its ca and skip_verify
+  hold for that entry); the server comes last with the top-level settings.
+- --tlscacert/--tlscert/--tlskey/--skip-verify apply to every endpoint (skip_verify set in the file wins);
+  --plain-http changes only the default server's scheme (a URL in the file says its own scheme).
+Deviation, on purpose: a hosts.toml that does not parse is an error here; containerd logs it and silently
+falls back to the certificate files.
 """
 
 from __future__ import annotations
 
+import os
+import posixpath
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -29,15 +42,52 @@ from ctrpy.runtime.remotes import ALL_CAPABILITIES, RegistryHost, RegistryOption
 _KNOWN_CAPS = ALL_CAPABILITIES
 
 
-def find_hosts_file(domain: str, dirs: list[str]) -> Path | None:
-    """The first `<dir>/<domain>/hosts.toml`, else the first `<dir>/_default/hosts.toml`."""
-    names = [domain] + ([domain.replace(":", "_")] if ":" in domain else [])
-    for name in names + ["_default"]:
-        for base in dirs:
-            candidate = Path(base) / name / "hosts.toml" if base else None
-            if candidate is not None and candidate.is_file():
+def host_paths(domain: str) -> list[str]:
+    """Directory names to try for `domain`, in containerd's order (hostPaths)."""
+    names = []
+    colon = domain.rfind(":")
+    if colon > 0:
+        names.append(f"{domain[:colon]}_{domain[colon + 1:]}_")
+    return names + [domain, "_default"]
+
+
+def find_hosts_dir(domain: str, dirs: list[str]) -> Path | None:
+    """The host directory for `domain`: per config directory, the first existing of host_paths()."""
+    for base in dirs:
+        if not base:
+            continue
+        for name in host_paths(domain):
+            candidate = Path(base) / name
+            if candidate.is_dir():
                 return candidate
     return None
+
+
+def find_hosts_file(domain: str, dirs: list[str]) -> Path | None:
+    """The hosts.toml of the host directory, if it has one."""
+    d = find_hosts_dir(domain, dirs)
+    if d is not None and (d / "hosts.toml").is_file():
+        return d / "hosts.toml"
+    return None
+
+
+def _cert_files(directory: Path) -> tuple[list[str], list[tuple[str, str | None]]]:
+    """docker's certs.d layout: *.crt are CAs, *.cert client certificates (key in *.key beside, if any)."""
+    cas: list[str] = []
+    clients: list[tuple[str, str | None]] = []
+    try:
+        entries = sorted(os.scandir(directory), key=lambda e: e.name)
+    except OSError as exc:
+        raise errors.from_oserror(exc, "cannot read hosts directory") from exc
+    for entry in entries:
+        if entry.is_dir():
+            continue
+        if entry.name.endswith(".crt"):
+            cas.append(entry.path)
+        if entry.name.endswith(".cert"):
+            key = directory / (entry.name[:-5] + ".key")
+            clients.append((entry.path, str(key) if key.exists() else None))
+    return cas, clients
 
 
 def _paths(value: Any, where: str, base: Path) -> list[str]:
@@ -50,6 +100,7 @@ def _paths(value: Any, where: str, base: Path) -> list[str]:
 
 
 def _client_certs(value: Any, where: str, base: Path) -> list[tuple[str, str | None]]:
+    """containerd: "pem" -> one file with cert and key; a list of "pem" entries and/or [cert, key] pairs."""
     if value is None:
         return []
 
@@ -59,62 +110,84 @@ def _client_certs(value: Any, where: str, base: Path) -> list[tuple[str, str | N
     if isinstance(value, str):
         return [(fix(value), None)]
     if isinstance(value, list):
-        if all(isinstance(v, str) for v in value):
-            if len(value) == 2 and not value[1].endswith((".crt", ".cert", ".pem")):
-                return [(fix(value[0]), fix(value[1]))]
-            return [(fix(v), None) for v in value]
-        out = []
-        for pair in value:
-            if isinstance(pair, list) and 1 <= len(pair) <= 2 and all(isinstance(v, str) for v in pair):
-                out.append((fix(pair[0]), fix(pair[1]) if len(pair) == 2 else None))
+        out: list[tuple[str, str | None]] = []
+        for item in value:
+            if isinstance(item, str):
+                out.append((fix(item), None))
+            elif isinstance(item, list) and len(item) == 2 and all(isinstance(v, str) for v in item):
+                out.append((fix(item[0]), fix(item[1])))
             else:
-                raise errors.InvalidArgument(f"{where}: client must be a path, [cert, key] or a list of them")
+                raise errors.InvalidArgument(f"{where}: client must be a path, a list of paths or [cert, key] "
+                                             f"pairs, not {item!r}")
         return out
-    raise errors.InvalidArgument(f"{where}: client must be a path, [cert, key] or a list of them")
+    raise errors.InvalidArgument(f"{where}: client must be a path, a list of paths or [cert, key] pairs")
+
+
+def _capabilities(table: dict[str, Any], where: str) -> frozenset[str]:
+    caps = table.get("capabilities")
+    if caps is None or caps == []:
+        return ALL_CAPABILITIES
+    if not isinstance(caps, list) or not all(isinstance(c, str) and c.lower() in _KNOWN_CAPS for c in caps):
+        raise errors.InvalidArgument(f"{where}: capabilities must be a list of pull, resolve, push")
+    return frozenset(c.lower() for c in caps)
+
+
+def _headers(table: dict[str, Any], where: str) -> dict[str, str]:
+    headers = table.get("header", {})
+    if not isinstance(headers, dict):
+        raise errors.InvalidArgument(f"{where}: header must be a table")
+    out = {}
+    for key, value in headers.items():
+        if isinstance(value, str):
+            out[str(key)] = value
+        elif isinstance(value, list) and all(isinstance(v, str) for v in value):
+            out[str(key)] = ", ".join(value)
+        else:
+            raise errors.InvalidArgument(f"{where}: header {key!r} must be a string or a list of strings")
+    return out
 
 
 def _host_from_url(url: str, where: str, table: dict[str, Any], base: Path, *, mirror: bool) -> RegistryHost:
-    if "://" not in url:
+    if not url.startswith("http"):
         url = "https://" + url
     parsed = urlparse(url)
     if parsed.scheme not in ("http", "https") or not parsed.netloc:
         raise errors.InvalidArgument(f"{where}: invalid host URL {url!r}")
-    path = parsed.path.rstrip("/")
-    if not path:
-        path = "/v2"
-    elif not table.get("override_path", False) and not path.endswith("/v2"):
+    override = table.get("override_path", False)
+    if not isinstance(override, bool):
+        raise errors.InvalidArgument(f"{where}: override_path must be true or false")
+    path = posixpath.normpath(parsed.path) if parsed.path else ""
+    path = "" if path in ("/", ".") else path
+    if path and not path.endswith("/v2") and not override:
         path += "/v2"
-    caps = table.get("capabilities", sorted(ALL_CAPABILITIES))
-    if not isinstance(caps, list) or not all(c in _KNOWN_CAPS for c in caps):
-        raise errors.InvalidArgument(f"{where}: capabilities must be a list of pull, resolve, push")
-    skip = table.get("skip_verify", False)
-    if not isinstance(skip, bool):
+    elif not path and not override:
+        path = "/v2"
+    skip = table.get("skip_verify")
+    if skip is not None and not isinstance(skip, bool):
         raise errors.InvalidArgument(f"{where}: skip_verify must be true or false")
-    headers = table.get("header", {})
-    if not isinstance(headers, dict):
-        raise errors.InvalidArgument(f"{where}: header must be a table")
     return RegistryHost(
         host=parsed.netloc,
         scheme=parsed.scheme,
         path=path,
-        capabilities=frozenset(caps),
+        capabilities=_capabilities(table, where),
         ca=_paths(table.get("ca"), where, base),
         client_certs=_client_certs(table.get("client"), where, base),
-        skip_verify=skip,
-        headers={str(k): (", ".join(v) if isinstance(v, list) else str(v)) for k, v in headers.items()},
+        skip_verify=bool(skip),
+        skip_verify_set=skip is not None,
+        headers=_headers(table, where),
         mirror=mirror,
     )
 
 
 def parse_hosts_toml(domain: str, path: Path) -> list[RegistryHost]:
-    """Mirrors in file order, then the server (which always has every capability)."""
+    """The [host] entries in file order, then the server (top-level settings). None is dropped or merged."""
     import tomli
 
     try:
         data = tomli.loads(path.read_text())
     except OSError as exc:
         raise errors.from_oserror(exc, "cannot read hosts file") from exc
-    except tomli.TOMLDecodeError as exc:
+    except (tomli.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise errors.InvalidArgument(f"{path}: invalid TOML: {exc}") from None
     base = path.parent
     out: list[RegistryHost] = []
@@ -128,30 +201,41 @@ def parse_hosts_toml(domain: str, path: Path) -> list[RegistryHost]:
     server = data.get("server")
     if server is not None and not isinstance(server, str):
         raise errors.InvalidArgument(f"{path}: server must be a URL string")
-    top = {k: v for k, v in data.items() if k not in ("host", "server", "capabilities")}
-    server_host = _host_from_url(server or f"https://{registry_host(domain)}", f"{path}: server", top, base,
-                                 mirror=False)
-    server_host.capabilities = ALL_CAPABILITIES
-    # containerd: a mirror with the same URL as the server is just the server.
-    out = [h for h in out if (h.scheme, h.host, h.path) != (server_host.scheme, server_host.host, server_host.path)]
-    out.append(server_host)
+    top = {k: v for k, v in data.items() if k not in ("host", "server")}
+    if server:
+        out.append(_host_from_url(server, f"{path}: server", top, base, mirror=False))
+    else:
+        out.append(_default_server(domain, top, f"{path}: server", base))
     return out
+
+
+def _default_server(domain: str, top: dict[str, Any], where: str, base: Path) -> RegistryHost:
+    """The server when no `server` names it: https://<host> (docker.io: registry-1.docker.io), all
+    capabilities, the top-level TLS settings."""
+    host = _host_from_url(f"https://{registry_host(domain)}", where, {k: v for k, v in top.items()
+                                                                       if k != "capabilities"}, base, mirror=False)
+    host.default_scheme = True
+    return host
 
 
 def registry_hosts(domain: str, opts: RegistryOptions) -> list[RegistryHost]:
     """The endpoints to try for `domain`, in order, with CLI TLS flags applied."""
-    hosts_file = find_hosts_file(domain, opts.hosts_dirs)
-    if hosts_file is not None:
+    directory = find_hosts_dir(domain, opts.hosts_dirs)
+    hosts_file = directory / "hosts.toml" if directory is not None else None
+    if hosts_file is not None and hosts_file.is_file() and hosts_file.stat().st_size > 0:
         hosts = parse_hosts_toml(domain, hosts_file)
     else:
         host = registry_host(domain)
-        hosts = [RegistryHost(host=host, scheme="http" if opts.plain_http else "https",
-                              http_fallback=(not opts.plain_http and is_loopback_host(host)
-                                             and not (opts.tlscacert or opts.tlscert)))]
+        default = RegistryHost(host=host, scheme="https", default_scheme=True,
+                               http_fallback=(not opts.plain_http and is_loopback_host(host)
+                                              and not (opts.tlscacert or opts.tlscert) and directory is None))
+        if directory is not None:
+            default.ca, default.client_certs = _cert_files(directory)
+        hosts = [default]
     for h in hosts:
-        if opts.plain_http:
+        if opts.plain_http and h.default_scheme:
             h.scheme = "http"
-        if opts.skip_verify:
+        if opts.skip_verify and not h.skip_verify_set:
             h.skip_verify = True
         h.ca = h.ca + list(opts.tlscacert)
         if opts.tlscert:
