@@ -30,6 +30,8 @@ from pathlib import Path
 # so nf_tables fails to load without it being named here.
 MODULES = ("virtio_pci", "9pnet_virtio", "9p", "overlay", "veth", "bridge", "crc32c_generic", "nf_tables",
            "brd")
+# brd gives the io checks a small block device (/dev/ram0, 1:0) to put io.max rules on.
+MODULE_PARAMS = {"brd": "rd_nr=1 rd_size=1024"}
 
 # Files of the host's /etc the guest gets a copy of (its /etc is a tmpfs directory, not the host's).
 ETC_FILES = ("passwd", "group", "hosts", "nsswitch.conf", "ld.so.cache", "ld.so.conf")
@@ -210,6 +212,13 @@ def cpio_newc(entries: list[tuple[str, int, bytes]]) -> bytes:
 INIT = r"""#!/.bb/sh
 # ctrpy's v2 guest: assemble a tmpfs root from read-only 9p shares, run /job/run.sh, report, power off.
 export PATH=/.bb
+if [ ! -e /.tmpfs-root ]; then
+    # pivot_root (every container runtime's first step) refuses the initramfs's rootfs: move to a tmpfs.
+    mount -t tmpfs -o mode=755 root /mnt
+    for e in /* /.bb /.tmpfs-root; do [ "$e" = /mnt ] || cp -a "$e" /mnt/ 2>/dev/null; done
+    touch /mnt/.tmpfs-root
+    exec switch_root /mnt /init
+fi
 mount -t proc proc /proc
 mount -t sysfs sys /sys
 mount -t devtmpfs dev /dev
@@ -218,7 +227,7 @@ mount -t devpts -o newinstance,ptmxmode=0666 devpts /dev/pts
 mount -t tmpfs shm /dev/shm
 mount -t tmpfs tmp /tmp
 mount -t tmpfs run /run
-for m in $(cat /modules.order); do insmod /modules/$m || echo "ctrpy-guest: insmod $m failed"; done
+while read -r m params; do insmod /modules/$m $params || echo "ctrpy-guest: insmod $m failed"; done < /modules.order
 o=trans=virtio,version=9p2000.L,msize=512000,ro
 mount -t 9p -o $o,cache=loose usr /usr || { echo "ctrpy-guest: cannot mount /usr"; poweroff -f; }
 mkdir -p "$(cat /project.path)"
@@ -265,11 +274,12 @@ def build_initramfs(tree: Path, out: Path, project: Path) -> Path:
     names = []
     for rel in order:
         base = Path(rel).name
-        names.append(base)
+        names.append(f"{base} {MODULE_PARAMS.get(base.removesuffix('.ko'), '')}".strip())
         entries.append((f"modules/{base}", stat.S_IFREG | 0o644, (moddir / rel).read_bytes()))
     entries.append(("modules.order", stat.S_IFREG | 0o644, ("\n".join(names) + "\n").encode()))
     entries.append(("project.path", stat.S_IFREG | 0o644, str(project).encode()))
     entries.append(("init", x, INIT.encode()))
+    entries.append(("ctrpy-guest", stat.S_IFREG | 0o644, b"the ctrpy cgroup v2 test guest\n"))
     tmp = out.with_suffix(".tmp")
     tmp.write_bytes(cpio_newc(entries))
     os.replace(tmp, out)
