@@ -50,6 +50,11 @@ int ctrpy_spawn (const ctrpy_spec_t *spec, ctrpy_result_t *res, ctrpy_err_t *err
 int ctrpy_start (const char *fifo, int pid, ctrpy_err_t *err);
 int ctrpy_set_subreaper (ctrpy_err_t *err);
 
+/* cgroup v2 device controller (csrc/bpf_devices.h) */
+typedef struct { int allow; char type; int64_t major, minor; unsigned int access; } ctrpy_dev_rule_t;
+int ctrpy_bpf_devices_set (const char *cgroup_dir, const ctrpy_dev_rule_t *rules, int n_rules, ctrpy_err_t *err);
+int ctrpy_bpf_devices_query (const char *cgroup_dir, uint32_t *ids, int max, ctrpy_err_t *err);
+
 #define CLONE_NEWNS ...
 #define CLONE_NEWUTS ...
 #define CLONE_NEWIPC ...
@@ -77,8 +82,8 @@ ffibuilder = FFI()
 ffibuilder.cdef(CDEF)
 ffibuilder.set_source(
     "ctrpy._helper",
-    '#define _GNU_SOURCE\n#include <sched.h>\n#include "helper.h"\n',
-    sources=[os.path.relpath(os.path.join(HERE, "helper.c"))],
+    '#define _GNU_SOURCE\n#include <sched.h>\n#include "helper.h"\n#include "bpf_devices.h"\n',
+    sources=[os.path.relpath(os.path.join(HERE, "helper.c")), os.path.relpath(os.path.join(HERE, "bpf_devices.c"))],
     include_dirs=[os.path.relpath(HERE)],
     extra_compile_args=["-O2", "-Wall", "-fvisibility=hidden", "-std=gnu11"],
 )

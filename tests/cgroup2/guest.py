@@ -108,7 +108,7 @@ COMPRESSIONS: tuple[tuple[str, bytes, object], ...] = (
     ("gzip", b"\x1f\x8b\x08", _gunzip),
     ("xz", b"\xfd7zXZ\x00", _unxz),
     ("bzip2", b"BZh", _bunzip2),
-    ("lzma", b"\x5d\x00\x00\x00", _unlzma),
+    ("lzma", b"\x5d\x00\x00", _unlzma),
     ("zstd", b"\x28\xb5\x2f\xfd", _unzstd),
 )
 
