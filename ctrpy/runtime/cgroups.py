@@ -29,10 +29,10 @@ from ctrpy.runtime import errors
 
 CGROUP_ROOT = "/sys/fs/cgroup"
 
-# Devices every container gets, whatever its spec says (runc's AllowedDevices): null, zero, full, tty,
-# random, urandom, the console and ptys.
+# Devices every container gets, whatever its spec says (runc's AllowedDevices): mknod of any node (opening
+# one still needs a rule), null, zero, full, tty, random, urandom, the console and ptys.
 DEFAULT_ALLOWED_DEVICES = (
-    "c 1:3 rwm", "c 1:5 rwm", "c 1:7 rwm", "c 5:0 rwm", "c 1:8 rwm", "c 1:9 rwm", "c 5:1 rwm", "c 136:* rwm",
+    "c *:* m", "b *:* m", "c 1:3 rwm", "c 1:5 rwm", "c 1:7 rwm", "c 5:0 rwm", "c 1:8 rwm", "c 1:9 rwm", "c 5:1 rwm", "c 136:* rwm",
     "c 5:2 rwm", "c 10:200 rwm",
 )
 

@@ -51,7 +51,8 @@ spec = oci.default_spec()
 spec["root"] = {"path": "/tmp/rootfs", "readonly": True}
 spec["process"]["args"] = json.loads(args)
 spec["linux"]["cgroupsPath"] = "/ctrpy-bundle/" + d.rsplit("/", 1)[-1]
-spec["linux"]["namespaces"].append({"type": "cgroup"})
+if {"type": "cgroup"} not in spec["linux"]["namespaces"]:
+    spec["linux"]["namespaces"].append({"type": "cgroup"})
 res = json.loads(resources)
 if "devices" in res:
     spec["linux"]["resources"]["devices"] = res.pop("devices")
@@ -92,7 +93,9 @@ else
     d=$(cg_dir $pid)
     want "$R container cgroup is /ctrpy/default-$ID-d" '[ "$d" = "$CG/ctrpy/default-$ID-d" ]' "$d"
     want "$R memory.max" '[ "$(cat $d/memory.max)" = 67108864 ]' "$(cat $d/memory.max)"
-    want "$R memory.swap.max (no swap beyond the limit)" '[ "$(cat $d/memory.swap.max)" = 0 ]' "$(cat $d/memory.swap.max)"
+    if [ $R = ctrpy ]; then  # runc and crun leave an unset OCI swap at "max"; ctrpy makes the limit real
+        want "$R memory.swap.max (no swap beyond the limit)" '[ "$(cat $d/memory.swap.max)" = 0 ]' "$(cat $d/memory.swap.max)"
+    fi
     want "$R cpu.max" '[ "$(cat $d/cpu.max)" = "50000 100000" ]' "$(cat $d/cpu.max)"
     want "$R cpu.weight from shares" '[ "$(cat $d/cpu.weight)" = 20 ]' "$(cat $d/cpu.weight)"
     want "$R pids.max" '[ "$(cat $d/pids.max)" = 42 ]' "$(cat $d/pids.max)"
@@ -156,7 +159,7 @@ ram0-denied" ]' "$out"
 
 # -- cpuset, io and device rules from a bundle ------------------------------------------------------------
 B=/tmp/bundles/$R-res
-make_bundle $B '["sh", "-c", "cat /sys/fs/cgroup/cpuset.cpus /sys/fs/cgroup/cpuset.mems /sys/fs/cgroup/io.max /sys/fs/cgroup/io.weight; echo x > /dev/null && echo null-w; : < /dev/ram0 && echo ram0-r; (: > /dev/ram0) 2>/dev/null && echo ram0-w; (: < /dev/port) 2>/dev/null && echo port-r; mknod /dev/mem2 c 1 1 2>/dev/null && echo mem-m; mknod /dev/null2 c 1 3 && echo null-m; true"]' \
+make_bundle $B '["sh", "-c", "cat /sys/fs/cgroup/cpuset.cpus /sys/fs/cgroup/cpuset.mems /sys/fs/cgroup/io.max /sys/fs/cgroup/io.weight; echo x > /dev/null && echo null-w; : < /dev/ram0 && echo ram0-r; (: > /dev/ram0) 2>/dev/null && echo ram0-w; (: < /dev/port) 2>/dev/null && echo port-r; mknod /dev/mem2 c 1 1 2>/dev/null && echo mem-m; (: < /dev/mem2) 2>/dev/null && echo mem-r; mknod /dev/null2 c 1 3 && echo null-m; true"]' \
     '{"cpu": {"cpus": "1", "mems": "0"}, "blockIO": {"weight": 200, "throttleReadBpsDevice": [{"major": 1, "minor": 0, "rate": 1048576}], "throttleWriteIOPSDevice": [{"major": 1, "minor": 0, "rate": 100}]}, "devices": [{"allow": false, "access": "rwm"}, {"allow": true, "type": "b", "major": 1, "minor": 0, "access": "r"}]}' \
     '[{"path": "/dev/ram0", "type": "b", "major": 1, "minor": 0, "fileMode": 438}, {"path": "/dev/port", "type": "c", "major": 1, "minor": 4, "fileMode": 438}]'
 out=$(bundle_run $R $B $ID-res 2>&1); rc=$?
@@ -164,7 +167,7 @@ want "$R cpuset.cpus/mems" 'echo "$out" | sed -n 1,2p | tr "\n" " " | grep -qx "
 want "$R io.max" 'echo "$out" | grep -q "^1:0 rbps=1048576 wbps=max riops=max wiops=100"' "rc=$rc $out"
 want "$R io.weight (blkio weight 200 as runc converts it)" 'echo "$out" | grep -q "^default 1920"' "rc=$rc $out"
 want "$R device rules: allowed opens work, denied ones fail" \
-    '[ "$(echo "$out" | grep -E "^(null-w|ram0-r|ram0-w|port-r|mem-m|null-m)$" | tr "\n" " ")" = "null-w ram0-r null-m " ]' "$out"
+    '[ "$(echo "$out" | grep -E "^(null-w|ram0-r|ram0-w|port-r|mem-m|mem-r|null-m)$" | tr "\n" " ")" = "null-w ram0-r mem-m null-m " ]' "$out"
 }
 
 for r in $RUNTIMES; do
@@ -182,8 +185,8 @@ deny_all = {"allow": False, "access": "rwm"}
 cg.create({"devices": [deny_all, {"allow": True, "type": "b", "major": 1, "minor": 0, "access": "r"}]})
 try:
     d = cg._v2_dir()
-    probe = "echo $$ > %s/cgroup.procs; head -c1 /dev/full >/dev/null 2>&1 && echo full; " \
-            "head -c1 /dev/zero >/dev/null 2>&1 && echo zero; true" % d
+    probe = "echo $$ > %s/cgroup.procs; (: < /dev/ram0) 2>/dev/null && echo ram0; " \
+            "(: < /dev/kmsg) 2>/dev/null && echo kmsg; true" % d
     first = helper.bpf_devices_query(d)
     before = subprocess.run(["sh", "-c", probe], capture_output=True, text=True).stdout.split()
     cg.apply({"devices": [deny_all, {"allow": True, "type": "c", "major": 1, "minor": 11, "access": "r"}]})

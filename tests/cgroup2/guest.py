@@ -62,7 +62,12 @@ def fetch_kernel(cache: Path) -> Path:
     cache.mkdir(parents=True, exist_ok=True)
     debs = sorted(cache.glob("linux-image-6.1.0-*-amd64_*.deb"))
     if not debs:
-        name = kernel_package()
+        try:
+            name = kernel_package()
+        except Unavailable:
+            # a fresh machine may never have fetched the package lists
+            subprocess.run(["apt-get", "update", "-qq"], capture_output=True, timeout=600)
+            name = kernel_package()
         proc = subprocess.run(["apt-get", "download", "-q", name], cwd=cache, capture_output=True, text=True,
                               timeout=600)
         debs = sorted(cache.glob("linux-image-6.1.0-*-amd64_*.deb"))

@@ -55,7 +55,7 @@ def prepare() -> tuple[Path, Path]:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--only", default="", help="runtimes to check (default: ctrpy runc crun)")
-    ap.add_argument("--timeout", type=float, default=480.0, help="seconds per boot")
+    ap.add_argument("--timeout", type=float, default=840.0, help="seconds per boot")
     ap.add_argument("-v", "--verbose", action="store_true", help="print the whole guest console")
     args = ap.parse_args(argv)
     start = time.monotonic()
