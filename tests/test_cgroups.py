@@ -115,11 +115,12 @@ def test_add_procs_stats_and_destroy(cg: Cgroup, sleeper: subprocess.Popen[bytes
 def test_freeze_and_thaw(cg: Cgroup, tmp_path: Path) -> None:
     cg.create({})
     counter = tmp_path / "n"
-    # Written through a rename, so a reader never sees the file truncated mid-write.
-    proc = subprocess.Popen(["sh", "-c", f"i=0; while true; do i=$((i+1)); echo $i > {counter}.t; "
-                                         f"mv {counter}.t {counter}; done"])
+    # Written through a rename, so a reader never sees the file truncated mid-write. The shell joins the
+    # cgroup before the loop starts: an `mv` forked before a late join would finish outside the freeze.
+    loop = f"i=0; while true; do i=$((i+1)); echo $i > {counter}.t; mv {counter}.t {counter}; done"
+    proc = subprocess.Popen(["sh", "-c", " ".join(f"echo $$ > {f};" for f in cg.procs_files())
+                             + ' exec sh -c "$0"', loop])
     try:
-        cg.add(proc.pid)
         deadline = time.monotonic() + 5
         while not counter.exists() and time.monotonic() < deadline:
             time.sleep(0.01)
@@ -141,6 +142,8 @@ def test_freeze_and_thaw(cg: Cgroup, tmp_path: Path) -> None:
             time.sleep(0.01)
         assert counter.read_text() not in ("", before)
     finally:
+        if cg.frozen():
+            cg.thaw()  # a frozen task would not die: the wait below would hang instead of reporting the failure
         proc.kill()
         proc.wait()
 

@@ -9,7 +9,8 @@ Layout detection reads /proc/self/mountinfo once:
 
 Paths follow runc's cgroupfs manager, so that ctrpy's built-in runtime and runc put a container in the
 same place: an absolute cgroupsPath ("/ctrpy/x") is below each hierarchy's mount point; a relative one
-("ctrpy/x") is below the calling process's own cgroup in that hierarchy.
+("ctrpy/x") is below the calling process's own cgroup in that hierarchy (on v2: below its parent, since a
+cgroup with processes cannot delegate controllers).
 
 `Cgroup(path).create(resources)` takes the OCI `linux.resources` object. Memory swap defaults to the
 memory limit, so a limit is a real limit (the OOM killer runs instead of swapping).
@@ -200,6 +201,10 @@ class Cgroup:
             else:
                 key = "" if h.version == 2 else next(iter(sorted(h.controllers)), "")
                 base = own.get(key, "/")
+                if self.layout.mode == "v2":
+                    # Our own cgroup holds processes (us), and v2 allows processes only in leaves: it could
+                    # never enable controllers for a child. runc takes its parent, and so do we.
+                    base = os.path.dirname(base.rstrip("/")) or "/"
             self.dirs[h.mount_point] = os.path.normpath(os.path.join(h.mount_point, base.lstrip("/"),
                                                                      path.lstrip("/")))
 

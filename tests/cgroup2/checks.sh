@@ -41,18 +41,18 @@ task_pid() { $CTRPY tasks ls | awk -v id="$1" '$1 == id { print $2 }'; }
 cg_dir() { echo "$CG$(sed -n 's/^0:://p' /proc/"$1"/cgroup)"; }
 
 # A bundle for `ctrpy runtime` (the built-in runtime as a runc-compatible command), runc and crun alike.
-make_bundle() {  # make_bundle DIR ARGS-JSON RESOURCES-JSON DEVICES-JSON
+make_bundle() {  # make_bundle DIR ARGS-JSON RESOURCES-JSON DEVICES-JSON [CGROUPS-PATH (relative: no cgroupns)]
     mkdir -p "$1"
-    "$PY" - "$1" "$2" "$3" "$4" <<'EOF'
+    "$PY" - "$1" "$2" "$3" "$4" "${5:-}" <<'EOF'
 import json, sys
 from ctrpy.runtime import oci
-d, args, resources, devices = sys.argv[1:5]
+d, args, resources, devices, path = sys.argv[1:6]
 spec = oci.default_spec()
 spec["root"] = {"path": "/tmp/rootfs", "readonly": True}
 spec["process"]["args"] = json.loads(args)
-spec["linux"]["cgroupsPath"] = "/ctrpy-bundle/" + d.rsplit("/", 1)[-1]
-if {"type": "cgroup"} not in spec["linux"]["namespaces"]:
-    spec["linux"]["namespaces"].append({"type": "cgroup"})
+spec["linux"]["cgroupsPath"] = path or "/ctrpy-bundle/" + d.rsplit("/", 1)[-1]
+if path and not path.startswith("/"):
+    spec["linux"]["namespaces"].remove({"type": "cgroup"})
 res = json.loads(resources)
 spec["linux"]["resources"]["devices"] += res.pop("devices", [])  # after the defaults: deny all, allow a few
 spec["linux"]["resources"].update(res)
@@ -167,6 +167,20 @@ want "$R io.max" 'echo "$out" | grep -q "^1:0 rbps=1048576 wbps=max riops=max wi
 want "$R io.weight (blkio weight 200 as runc converts it)" 'echo "$out" | grep -q "^default 1920"' "rc=$rc $out"
 want "$R device rules: allowed opens work, denied ones fail" \
     '[ "$(echo "$out" | grep -E "^(null-w|ram0-r|ram0-w|port-r|mem-r|null-m)$" | tr "\n" " ")" = "null-w ram0-r null-m " ]' "$out"
+
+# A relative cgroupsPath, from a process in a non-root cgroup (a login session's scope): the container goes
+# below the scope's parent, as runc puts it, since the scope itself holds processes.
+mkdir -p $CG/session.slice/s1.scope
+echo $$ > $CG/session.slice/s1.scope/cgroup.procs
+B=/tmp/bundles/$R-rel
+# (without a cgroup namespace runc mounts the whole tree at /sys/fs/cgroup, ctrpy its own cgroup)
+make_bundle $B '["sh", "-c", "cat /proc/self/cgroup; cat /sys/fs/cgroup/memory.max 2>/dev/null || cat /sys/fs/cgroup$(sed -n s/^0:://p /proc/self/cgroup)/memory.max"]' \
+    '{"memory": {"limit": 33554432}}' '[]' rel-$R
+out=$(bundle_run $R $B $ID-rel 2>&1); rc=$?
+echo $$ > $CG/cgroup.procs
+want "$R relative cgroupsPath from a scope: below its parent, limits applied" '[ $rc = 0 ] && [ "$out" = "0::/session.slice/rel-$R
+33554432" ]' "rc=$rc $out"
+rmdir $CG/session.slice/s1.scope
 }
 
 for r in $RUNTIMES; do
@@ -211,6 +225,7 @@ if selected crun; then
 fi
 
 # Containers' own cgroups are gone (their parents /ctrpy and /ctrpy-bundle stay, as with runc/containerd).
+rmdir $CG/session.slice 2>/dev/null
 left=$(find $CG -mindepth 2 -type d)
 want "no container cgroup left behind" '[ -z "$left" ]' "$left"
 echo "checks done: $failed failed"
