@@ -2,9 +2,10 @@
  *
  * The program is runc's and crun's: load the request (type, access, major, minor) from struct
  * bpf_cgroup_dev_ctx into r2..r5, then one block per rule, last rule first, each a few compares that jump to
- * the next block on mismatch and otherwise return the rule's verdict; no rule matched: deny.  A rule's access
- * matches when the request asks for nothing the rule does not name (runc's semantics).  A rule that matches
- * everything ends the program, since the verifier rejects unreachable instructions.  */
+ * the next block on mismatch and otherwise return the rule's verdict; no rule matched: deny.  An allow rule
+ * matches when the request asks for nothing the rule does not name (runc's semantics); a deny rule matches
+ * when it names any of what is asked, so that an O_RDWR open is refused by "deny w" as v1 refuses it.  A rule
+ * that matches everything ends the program, since the verifier rejects unreachable instructions.  */
 #define _GNU_SOURCE
 #include "bpf_devices.h"
 
@@ -75,10 +76,12 @@ emit_rule (struct bpf_insn *p, const ctrpy_dev_rule_t *r)
     }
   if ((r->access & ACC_ALL) != ACC_ALL)
     {
-      /* if ((access & rule) != access) goto next */
       p[i] = insn (BPF_ALU | BPF_MOV | BPF_X, BPF_REG_1, BPF_REG_3, 0, 0), i++;
       p[i] = insn (BPF_ALU | BPF_AND | BPF_K, BPF_REG_1, 0, 0, (int32_t) (r->access & ACC_ALL)), i++;
-      p[i] = insn (BPF_JMP | BPF_JNE | BPF_X, BPF_REG_1, BPF_REG_3, TO_NEXT, 0), i++;
+      if (r->allow) /* if ((access & rule) != access) goto next: it allows all that is asked, or nothing */
+        p[i] = insn (BPF_JMP | BPF_JNE | BPF_X, BPF_REG_1, BPF_REG_3, TO_NEXT, 0), i++;
+      else /* if ((access & rule) == 0) goto next: it denies any of what is asked */
+        p[i] = insn (BPF_JMP | BPF_JEQ | BPF_K, BPF_REG_1, 0, TO_NEXT, 0), i++;
     }
   if (r->type != 'a' && r->major >= 0)
     p[i] = insn (BPF_JMP | BPF_JNE | BPF_K, BPF_REG_4, 0, TO_NEXT, (int32_t) r->major), i++;

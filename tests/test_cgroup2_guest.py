@@ -9,6 +9,7 @@ import bz2
 import gzip
 import lzma
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -73,3 +74,36 @@ def test_checks_refuse_to_run_outside_the_guest(tmp_path: Path) -> None:
                          cwd=tmp_path, timeout=30)
     assert out.returncode == 2
     assert out.stdout.startswith("FAIL guard: not in the ctrpy v2 guest")
+
+
+def _fake_qemu(tmp_path: Path, script: str) -> Path:
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    qemu = bindir / "qemu-system-x86_64"
+    qemu.write_text("#!/bin/sh\n" + script)
+    qemu.chmod(0o755)
+    return bindir
+
+
+def test_boot_reports_the_guest_exit_status(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PATH", str(_fake_qemu(tmp_path, "echo noise; echo 'ctrpy-guest: up'; echo PASS x; "
+                                                         "echo 'ctrpy-guest: exit 3'\n")))
+    seen: list[str] = []
+    b = guest.boot(tmp_path, tmp_path, tmp_path, tmp_path, timeout=30, on_line=seen.append)
+    assert (b.exit_status, b.timed_out) == (3, False)
+    assert seen == ["noise", "ctrpy-guest: up", "PASS x", "ctrpy-guest: exit 3"]
+
+
+def test_a_silent_boot_is_cut_short(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PATH", str(_fake_qemu(tmp_path, "exec /bin/sleep 60\n")))
+    b = guest.boot(tmp_path, tmp_path, tmp_path, tmp_path, timeout=60, up_timeout=0.5)
+    assert b.timed_out and b.exit_status is None
+    assert b.seconds < 10
+
+
+def test_tier_skips_without_qemu(tmp_path: Path) -> None:
+    out = subprocess.run([sys.executable, str(Path(run.__file__))], env={"PATH": str(tmp_path)},
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "cgroup2 tier SKIPPED: qemu-system-x86_64 is not installed " \
+                                 "(apt-get install qemu-system-x86)"

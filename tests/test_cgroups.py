@@ -233,8 +233,9 @@ def unified_cgroup() -> Iterator[Path]:
 
 
 def _opens(cgroup_dir: Path, *paths: str) -> list[str]:
-    """Which of `paths` a shell moved into `cgroup_dir` can open (read or write as given by a r:/w: prefix)."""
-    probes = " ".join(f"(: {'<' if p[0] == 'r' else '>'} {p[2:]}) 2>/dev/null && echo {p};" for p in paths)
+    """Which of `paths` a shell moved into `cgroup_dir` can open (for reading, writing or both: r:, w:, b:)."""
+    redirect = {"r": "<", "w": ">", "b": "<>"}
+    probes = " ".join(f"(: {redirect[p[0]]} {p[2:]}) && echo {p};" for p in paths)
     out = subprocess.run(["sh", "-c", f"echo $$ > {cgroup_dir}/cgroup.procs; {probes} true"],
                          capture_output=True, text=True, timeout=30)
     return out.stdout.split()
@@ -263,3 +264,8 @@ def test_bpf_device_program_enforces_and_is_replaced(unified_cgroup: Path) -> No
     second = helper.bpf_devices_query(str(unified_cgroup))
     assert len(second) == 1 and second != first
     assert _opens(unified_cgroup, *probes) == list(probes)
+    # a partial deny refuses any request that asks for what it names (an O_RDWR open asks for both)
+    assert helper.bpf_devices_set(str(unified_cgroup), [cgroups.device_rule(r) for r in (
+        {"allow": True, "access": "rwm"}, {"allow": False, "type": "c", "major": 1, "minor": 3, "access": "w"})]) == 1
+    assert _opens(unified_cgroup, "r:/dev/null", "w:/dev/null", "b:/dev/null", "b:/dev/zero") == \
+        ["r:/dev/null", "b:/dev/zero"]

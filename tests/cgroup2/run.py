@@ -84,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
         result = None
         for attempt in (1, 2):
             result = guest.boot(kernel, initrd, PROJECT, job, timeout=args.timeout, on_line=show)
-            if "ctrpy-guest: up" in result.output:
+            if guest.UP in result.output:
                 break
             # A boot that prints nothing happens about once in 25 under heavy load: retry once.
             print(f"cgroup2 tier: boot {attempt} printed nothing in {result.seconds:.0f} s"
