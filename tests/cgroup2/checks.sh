@@ -155,6 +155,9 @@ out=$($RUN --rm --mount type=bind,src=/dev/ram0,dst=/ram0 $ID-dev sh -c \
       'head -c1 /dev/zero | wc -c; head -c1 /ram0 >/dev/null 2>&1 && echo ram0-open || echo ram0-denied' 2>&1)
 want "$R default device rules: /dev/zero allowed, a block device denied" '[ "$out" = "1
 ram0-denied" ]' "$out"
+out=$($RUN --rm --privileged --mount type=bind,src=/dev/ram0,dst=/ram0 $ID-priv sh -c \
+      'head -c1 /ram0 >/dev/null && echo ram0-open' 2>&1)
+want "$R --privileged: every device allowed" '[ "$out" = "ram0-open" ]' "$out"
 
 # -- cpuset, io and device rules from a bundle ------------------------------------------------------------
 B=/tmp/bundles/$R-res
