@@ -197,6 +197,23 @@ def test_create_applies_cpuset(cg: Cgroup) -> None:
     assert (d / "cpuset.mems").read_text().strip() == "0"
 
 
+def test_create_applies_block_io_throttles(cg: Cgroup) -> None:
+    disks = sorted(Path("/sys/block").iterdir(), key=lambda p: (p.name.startswith(("loop", "ram")), p.name))
+    disk = disks[0]  # a real disk here, the ram disk in the v2 guest
+    major, minor = (int(x) for x in (disk / "dev").read_text().split(":"))
+    cg.create({"blockIO": {"throttleReadBpsDevice": [{"major": major, "minor": minor, "rate": 1048576}],
+                           "throttleWriteIOPSDevice": [{"major": major, "minor": minor, "rate": 100}]}})
+    if cgroups.mode() == "v2":
+        line = Path(cg._v2_dir() or "", "io.max").read_text().strip()
+        assert line == f"{major}:{minor} rbps=1048576 wbps=max riops=max wiops=100"
+    else:
+        blkio = Path(cg._v1_dir("blkio") or "")
+        assert (blkio / "blkio.throttle.read_bps_device").read_text().split() == [f"{major}:{minor}", "1048576"]
+        assert (blkio / "blkio.throttle.write_iops_device").read_text().split() == [f"{major}:{minor}", "100"]
+        with pytest.raises(errors.InvalidArgument):
+            cg.apply({"unified": {"memory.high": "1000000"}})
+
+
 def test_bad_device_rules_are_refused(cg: Cgroup) -> None:
     with pytest.raises(errors.InvalidArgument):
         cgroups.device_rule({"allow": True, "type": "x", "access": "rwm"})

@@ -33,8 +33,8 @@ CGROUP_ROOT = "/sys/fs/cgroup"
 # Devices every container gets, whatever its spec says (runc's AllowedDevices): mknod of any node (opening
 # one still needs a rule), null, zero, full, tty, random, urandom, the console and ptys.
 DEFAULT_ALLOWED_DEVICES = (
-    "c *:* m", "b *:* m", "c 1:3 rwm", "c 1:5 rwm", "c 1:7 rwm", "c 5:0 rwm", "c 1:8 rwm", "c 1:9 rwm", "c 5:1 rwm", "c 136:* rwm",
-    "c 5:2 rwm", "c 10:200 rwm",
+    "c *:* m", "b *:* m", "c 1:3 rwm", "c 1:5 rwm", "c 1:7 rwm", "c 5:0 rwm", "c 1:8 rwm", "c 1:9 rwm",
+    "c 5:1 rwm", "c 136:* rwm", "c 5:2 rwm", "c 10:200 rwm",
 )
 
 
@@ -302,6 +302,8 @@ class Cgroup:
             if resources.get("devices") is not None:
                 self._apply_devices_v2(resources["devices"])
         else:
+            if resources.get("unified"):
+                raise errors.InvalidArgument("linux.resources.unified needs a cgroup v2 (unified) host")
             self._apply_v1(memory, cpu, pids, resources.get("devices"))
             self._apply_blkio_v1(resources.get("blockIO") or {})
         self._apply_cpuset(cpu)
@@ -386,7 +388,8 @@ class Cgroup:
         for key, name in _THROTTLE_V2.items():
             for dev in blkio.get(key) or []:
                 rate = dev.get("rate") or 0
-                _write(os.path.join(d, "io.max"), f"{dev['major']}:{dev['minor']} {name}={rate if rate > 0 else 'max'}")
+                _write(os.path.join(d, "io.max"),
+                       f"{dev['major']}:{dev['minor']} {name}={rate if rate > 0 else 'max'}")
 
     def _apply_blkio_v1(self, blkio: dict[str, Any]) -> None:
         d = self._v1_dir("blkio")

@@ -242,7 +242,6 @@ mount -t cgroup2 -o nsdelegate cgroup2 /sys/fs/cgroup
 echo "+cpu +memory +pids +io +cpuset" > /sys/fs/cgroup/cgroup.subtree_control
 ip link set lo up 2>/dev/null
 export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/.bb HOME=/root TMPDIR=/tmp LANG=C.UTF-8
-export PYTHONPYCACHEPREFIX=/tmp/pycache
 mkdir -p /root
 echo "ctrpy-guest: up"
 cd /tmp

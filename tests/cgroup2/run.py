@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -25,6 +26,8 @@ sys.path.insert(0, str(HERE))
 import guest  # noqa: E402
 
 CACHE = PROJECT / "build" / "guest"
+# The pytest files checks.sh runs in the guest.
+GUEST_PYTEST_FILES = ("tests/test_cgroups.py", "tests/test_builtin_runtime.py")
 
 
 def summary(output: str) -> tuple[int, int, list[str]]:
@@ -44,12 +47,24 @@ def summary(output: str) -> tuple[int, int, list[str]]:
 def prepare() -> tuple[Path, Path]:
     """The kernel and the initramfs (cached in build/guest; the initramfs is rebuilt every run: it is cheap
     and carries this project's path)."""
-    qemu = guest.qemu_binary()
+    guest.qemu_binary()
     tree = guest.fetch_kernel(CACHE)
     kernel = guest.vmlinux(tree, CACHE)
     initrd = guest.build_initramfs(tree, CACHE / "initrd.cpio", PROJECT)
-    del qemu
     return kernel, initrd
+
+
+def compile_bytecode() -> None:
+    """Byte-compile the project, its venv and the guest's pytest files here, where it is 30-100x cheaper:
+    the guest sees them read-only and would otherwise compile every module in every process."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    py = str(PROJECT / ".venv" / "bin" / "python")
+    site = sorted((PROJECT / ".venv" / "lib").glob("python3*/site-packages"))
+    subprocess.run([py, "-m", "compileall", "-q", "-j", "0", str(PROJECT / "ctrpy"), str(PROJECT / "tests"),
+                    *map(str, site)], env=env, capture_output=True, timeout=600)
+    # pytest's assertion rewriting keeps its own cache files: a collection run writes them
+    subprocess.run([py, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--collect-only", *GUEST_PYTEST_FILES],
+                   cwd=PROJECT, env=env, capture_output=True, timeout=600)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -70,6 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     if not (PROJECT / ".venv" / "bin" / "ctrpy").exists():
         print("cgroup2 tier: the project's venv is not built (make venv)")
         return 2
+    compile_bytecode()
     print(f"cgroup2 tier: booting {kernel.name} under qemu (TCG), pure cgroup v2; prepared in "
           f"{time.monotonic() - start:.1f} s", flush=True)
     with tempfile.TemporaryDirectory(prefix="ctrpy-cgroup2-") as tmp:
