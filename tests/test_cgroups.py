@@ -227,7 +227,7 @@ def test_bad_device_rules_are_refused(cg: Cgroup) -> None:
 def unified_cgroup() -> Iterator[Path]:
     h = cgroups.layout().unified
     if h is None:
-        pytest.fail("no cgroup2 mount on this host")
+        pytest.skip("no cgroup2 mount on this host (pure v1): no eBPF device hook to test")
     d = Path(h.mount_point, f"ctrpy-test-bpf-{uuid.uuid4().hex[:8]}")
     d.mkdir()
     try:

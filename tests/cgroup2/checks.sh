@@ -227,6 +227,10 @@ if selected crun; then
           -k "crun and (pause or oom or pids_limit or kill_all or lifecycle)" 2>&1); rc=$?
     want "pytest tests/test_builtin_runtime.py, crun's cgroup tests on v2" \
         '[ $rc = 0 ] && echo "$out" | tail -1 | grep -q "5 passed"' "$(echo "$out" | tail -15)"
+    out=$(cd "$PROJECT" && "$PY" -m pytest -q -p no:cacheprovider tests/test_tasks.py \
+          -k "crun and (pause_resume or ps_and_metrics)" 2>&1); rc=$?
+    want "pytest tests/test_tasks.py, crun's pause and metrics through ctrpy on v2" \
+        '[ $rc = 0 ] && echo "$out" | tail -1 | grep -q "2 passed"' "$(echo "$out" | tail -15)"
 fi
 
 # Containers' own cgroups are gone (their parents /ctrpy and /ctrpy-bundle stay, as with runc/containerd).

@@ -27,7 +27,7 @@ import guest  # noqa: E402
 
 CACHE = PROJECT / "build" / "guest"
 # The pytest files checks.sh runs in the guest.
-GUEST_PYTEST_FILES = ("tests/test_cgroups.py", "tests/test_builtin_runtime.py")
+GUEST_PYTEST_FILES = ("tests/test_cgroups.py", "tests/test_builtin_runtime.py", "tests/test_tasks.py")
 
 
 def summary(output: str) -> tuple[int, int, list[str]]:
@@ -95,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
 
         def show(line: str) -> None:
             if args.verbose or line.startswith(("PASS ", "FAIL ", "ctrpy-guest:", "checks done")):
-                print(f"  {line}", flush=True)
+                print(f"  [{time.monotonic() - start:5.0f}s] {line}", flush=True)
 
         result = None
         for attempt in (1, 2):
