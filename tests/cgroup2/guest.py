@@ -12,7 +12,6 @@ Nothing here touches the host's /boot or module tree: the kernel package is down
 from __future__ import annotations
 
 import bz2
-import gzip
 import lzma
 import os
 import re
@@ -22,6 +21,7 @@ import subprocess
 import threading
 import time
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -109,7 +109,7 @@ def _unzstd(data: bytes) -> bytes:
     return zstandard.ZstdDecompressor().decompressobj().decompress(data)
 
 
-COMPRESSIONS: tuple[tuple[str, bytes, object], ...] = (
+COMPRESSIONS: tuple[tuple[str, bytes, Callable[[bytes], bytes]], ...] = (
     ("gzip", b"\x1f\x8b\x08", _gunzip),
     ("xz", b"\xfd7zXZ\x00", _unxz),
     ("bzip2", b"BZh", _bunzip2),
@@ -127,7 +127,7 @@ def extract_vmlinux(bzimage: bytes) -> bytes:
         start = bzimage.find(magic)
         while start >= 0:
             try:
-                out = decompress(bzimage[start:])  # type: ignore[operator]
+                out = decompress(bzimage[start:])
             except (OSError, EOFError, ValueError, lzma.LZMAError, zlib.error):
                 out = b""
             if out.startswith(b"\x7fELF"):
@@ -311,7 +311,7 @@ UP = "ctrpy-guest: up"
 
 
 def boot(kernel: Path, initrd: Path, project: Path, job: Path, *, timeout: float, up_timeout: float = 120.0,
-         memory_mb: int = 1536, on_line: object = None) -> Boot:
+         memory_mb: int = 1536, on_line: Callable[[str], None] | None = None) -> Boot:
     """Boot the guest once, running job/run.sh; returns its console output and the job's exit status.
 
     A guest that has not printed UP after `up_timeout` seconds (its whole boot takes 3-5 s) is killed: under
@@ -338,7 +338,7 @@ def boot(kernel: Path, initrd: Path, project: Path, job: Path, *, timeout: float
             lines.append(line)
             if line.strip() == UP:
                 up.set()
-            if callable(on_line):
+            if on_line is not None:
                 on_line(line)
 
     t = threading.Thread(target=reader, daemon=True)
