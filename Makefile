@@ -6,9 +6,11 @@ PY := $(VENV)/bin/python
 APT_PACKAGES := gcc make python3-dev python3-venv busybox-static docker-registry skopeo umoci runc crun \
 	containerd containernetworking-plugins iptables nftables iproute2 apache2-utils openssl curl \
 	libnl-route-3-dev libmnl-dev libseccomp-dev pkg-config strace zsh fish procps psmisc debootstrap faketime
+# Only the cgroup v2 guest tier needs these; `make test-cgroup2` installs them, and skips if it cannot.
+GUEST_APT_PACKAGES := qemu-system-x86
 PYTEST_ARGS ?=
 
-.PHONY: deps apt venv install test demo bench clean generate critest
+.PHONY: deps apt venv install test test-cgroup2 demo bench clean generate critest
 
 # Install Debian packages only when one is missing (dpkg-query is fast; apt-get update is not).
 apt:
@@ -18,7 +20,8 @@ apt:
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing; \
 	fi
 
-$(VENV)/.installed: pyproject.toml setup.py csrc/helper.c csrc/helper.h csrc/pause.c csrc/build_helper.py csrc/supervisor.c csrc/build_supervisor.py
+$(VENV)/.installed: pyproject.toml setup.py csrc/helper.c csrc/helper.h csrc/pause.c csrc/bpf_devices.c csrc/bpf_devices.h \
+		csrc/build_helper.py csrc/supervisor.c csrc/build_supervisor.py
 	[ -x $(PY) ] || $(PYTHON_SYS) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	# compat: a plain .pth path entry instead of setuptools' import-hook finder, which costs every
@@ -38,6 +41,16 @@ install: deps
 test: deps
 	$(PY) -m pytest $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: that is a failure"; exit 1; fi; exit $$rc
+
+# The pure cgroup v2 tier (issue 18): boots a qemu (TCG) guest with a Debian 6.1 kernel downloaded into
+# build/guest (apt-get download; the host's /boot is never touched) and runs tests/cgroup2/checks.sh there.
+# Skips with a message when qemu or the kernel package cannot be had.
+test-cgroup2: deps
+	@dpkg-query -W -f='$${Status}\n' $(GUEST_APT_PACKAGES) 2>/dev/null | grep -q '^install ok installed' || \
+		{ apt-get update -qq && \
+		  DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $(GUEST_APT_PACKAGES); } || \
+		echo "could not install $(GUEST_APT_PACKAGES): the tier will skip"
+	$(PY) tests/cgroup2/run.py $(CGROUP2_ARGS)
 
 demo: deps
 	$(PY) scripts/demo.py

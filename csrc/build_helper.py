@@ -52,6 +52,11 @@ int ctrpy_set_subreaper (ctrpy_err_t *err);
 /* csrc/pause.c (CRI pod sandboxes) */
 int ctrpy_pause_spawn (int clone_flags, const char *hostname, int *pid_out, ctrpy_err_t *err);
 
+/* cgroup v2 device controller (csrc/bpf_devices.h) */
+typedef struct { int allow; char type; int64_t major, minor; unsigned int access; } ctrpy_dev_rule_t;
+int ctrpy_bpf_devices_set (const char *cgroup_dir, const ctrpy_dev_rule_t *rules, int n_rules, ctrpy_err_t *err);
+int ctrpy_bpf_devices_query (const char *cgroup_dir, uint32_t *ids, int max, ctrpy_err_t *err);
+
 #define CLONE_NEWNS ...
 #define CLONE_NEWUTS ...
 #define CLONE_NEWIPC ...
@@ -79,8 +84,8 @@ ffibuilder = FFI()
 ffibuilder.cdef(CDEF)
 ffibuilder.set_source(
     "ctrpy._helper",
-    '#define _GNU_SOURCE\n#include <sched.h>\n#include "helper.h"\n',
-    sources=[os.path.relpath(os.path.join(HERE, name)) for name in ("helper.c", "pause.c")],
+    '#define _GNU_SOURCE\n#include <sched.h>\n#include "helper.h"\n#include "bpf_devices.h"\n',
+    sources=[os.path.relpath(os.path.join(HERE, name)) for name in ("helper.c", "pause.c", "bpf_devices.c")],
     include_dirs=[os.path.relpath(HERE)],
     extra_compile_args=["-O2", "-Wall", "-fvisibility=hidden", "-std=gnu11"],
 )

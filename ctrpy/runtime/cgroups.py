@@ -9,7 +9,8 @@ Layout detection reads /proc/self/mountinfo once:
 
 Paths follow runc's cgroupfs manager, so that ctrpy's built-in runtime and runc put a container in the
 same place: an absolute cgroupsPath ("/ctrpy/x") is below each hierarchy's mount point; a relative one
-("ctrpy/x") is below the calling process's own cgroup in that hierarchy.
+("ctrpy/x") is below the calling process's own cgroup in that hierarchy (on v2: below its parent, since a
+cgroup with processes cannot delegate controllers).
 
 `Cgroup(path).create(resources)` takes the OCI `linux.resources` object. Memory swap defaults to the
 memory limit, so a limit is a real limit (the OOM killer runs instead of swapping).
@@ -29,12 +30,53 @@ from ctrpy.runtime import errors
 
 CGROUP_ROOT = "/sys/fs/cgroup"
 
-# Devices every container gets, whatever its spec says (runc's AllowedDevices): null, zero, full, tty,
-# random, urandom, the console and ptys.
+# Devices every container gets, whatever its spec says (runc's AllowedDevices): mknod of any node (opening
+# one still needs a rule), null, zero, full, tty, random, urandom, the console and ptys.
 DEFAULT_ALLOWED_DEVICES = (
-    "c 1:3 rwm", "c 1:5 rwm", "c 1:7 rwm", "c 5:0 rwm", "c 1:8 rwm", "c 1:9 rwm", "c 5:1 rwm", "c 136:* rwm",
-    "c 5:2 rwm", "c 10:200 rwm",
+    "c *:* m", "b *:* m", "c 1:3 rwm", "c 1:5 rwm", "c 1:7 rwm", "c 5:0 rwm", "c 1:8 rwm", "c 1:9 rwm",
+    "c 5:1 rwm", "c 136:* rwm", "c 5:2 rwm", "c 10:200 rwm",
 )
+
+
+# OCI linux.resources.blockIO throttle lists, and the file (v1) or io.max key (v2) each one sets.
+_THROTTLE_V1 = {
+    "throttleReadBpsDevice": "blkio.throttle.read_bps_device",
+    "throttleWriteBpsDevice": "blkio.throttle.write_bps_device",
+    "throttleReadIOPSDevice": "blkio.throttle.read_iops_device",
+    "throttleWriteIOPSDevice": "blkio.throttle.write_iops_device",
+}
+_THROTTLE_V2 = {"throttleReadBpsDevice": "rbps", "throttleWriteBpsDevice": "wbps",
+                "throttleReadIOPSDevice": "riops", "throttleWriteIOPSDevice": "wiops"}
+
+
+def blkio_weight_to_io_weight(weight: int) -> int:
+    """v1 blkio weight (10-1000) to v2 io.weight (1-10000), as runc converts it."""
+    return max(1, min(10000, 1 + ((int(weight) - 10) * 9999) // 990))
+
+
+def device_rule(rule: dict[str, Any]) -> Any:
+    """An OCI linux.resources.devices entry as a helper.DeviceRule (for the v2 eBPF program)."""
+    from ctrpy.runtime import helper
+
+    kind = rule.get("type") or "a"
+    if kind not in ("a", "b", "c"):
+        raise errors.InvalidArgument(f"device rule: type {kind!r} is not a, b or c")
+    access = 0
+    for ch in rule.get("access") or "rwm":
+        bit = {"r": helper.DEV_READ, "w": helper.DEV_WRITE, "m": helper.DEV_MKNOD}.get(ch)
+        if bit is None:
+            raise errors.InvalidArgument(f"device rule: access {rule.get('access')!r} is not a subset of rwm")
+        access |= bit
+    major = -1 if rule.get("major") in (None, -1) else int(rule["major"])
+    minor = -1 if rule.get("minor") in (None, -1) else int(rule["minor"])
+    return helper.DeviceRule(bool(rule.get("allow")), kind, major, minor, access)
+
+
+def parse_device_entry(entry: str) -> Any:
+    """A devices.allow-style entry ("c 1:3 rwm", "c 136:* rwm") as an allowing helper.DeviceRule."""
+    kind, numbers, access = entry.split()
+    major, minor = (None if x == "*" else int(x) for x in numbers.split(":"))
+    return device_rule({"allow": True, "type": kind, "major": major, "minor": minor, "access": access})
 
 
 # Mount options of a v1 hierarchy that are not controller names.
@@ -159,6 +201,10 @@ class Cgroup:
             else:
                 key = "" if h.version == 2 else next(iter(sorted(h.controllers)), "")
                 base = own.get(key, "/")
+                if self.layout.mode == "v2":
+                    # Our own cgroup holds processes (us), and v2 allows processes only in leaves: it could
+                    # never enable controllers for a child. runc takes its parent, and so do we.
+                    base = os.path.dirname(base.rstrip("/")) or "/"
             self.dirs[h.mount_point] = os.path.normpath(os.path.join(h.mount_point, base.lstrip("/"),
                                                                      path.lstrip("/")))
 
@@ -251,8 +297,22 @@ class Cgroup:
         pids = resources.get("pids") or {}
         if self.is_v2:
             self._apply_v2(memory, cpu, pids)
+            self._apply_blkio_v2(resources.get("blockIO") or {})
+            self._apply_unified(resources.get("unified") or {})
+            if resources.get("devices") is not None:
+                self._apply_devices_v2(resources["devices"])
         else:
+            if resources.get("unified"):
+                raise errors.InvalidArgument("linux.resources.unified needs a cgroup v2 (unified) host")
             self._apply_v1(memory, cpu, pids, resources.get("devices"))
+            self._apply_blkio_v1(resources.get("blockIO") or {})
+        self._apply_cpuset(cpu)
+
+    def _apply_cpuset(self, cpu: dict[str, Any]) -> None:
+        d = self._v2_dir() if self.is_v2 else self._v1_dir("cpuset")
+        for key in ("cpus", "mems"):
+            if d and cpu.get(key):
+                _write(os.path.join(d, f"cpuset.{key}"), cpu[key])
 
     def _apply_v1(self, memory: dict[str, Any], cpu: dict[str, Any], pids: dict[str, Any],
                   devices: list[dict[str, Any]] | None) -> None:
@@ -315,6 +375,56 @@ class Cgroup:
         if pids.get("limit") is not None:
             lim = pids["limit"]
             _write(os.path.join(d, "pids.max"), "max" if lim <= 0 else lim)
+
+    def _apply_blkio_v2(self, blkio: dict[str, Any]) -> None:
+        d = self._v2_dir()
+        assert d is not None
+        if blkio.get("weight"):
+            _write(os.path.join(d, "io.weight"), f"default {blkio_weight_to_io_weight(blkio['weight'])}")
+        for dev in blkio.get("weightDevice") or []:
+            if dev.get("weight"):
+                _write(os.path.join(d, "io.weight"),
+                       f"{dev['major']}:{dev['minor']} {blkio_weight_to_io_weight(dev['weight'])}")
+        for key, name in _THROTTLE_V2.items():
+            for dev in blkio.get(key) or []:
+                rate = dev.get("rate") or 0
+                _write(os.path.join(d, "io.max"),
+                       f"{dev['major']}:{dev['minor']} {name}={rate if rate > 0 else 'max'}")
+
+    def _apply_blkio_v1(self, blkio: dict[str, Any]) -> None:
+        d = self._v1_dir("blkio")
+        if d is None:
+            if blkio:
+                raise errors.NotImplemented_("cgroup: no blkio controller on this host")
+            return
+        if blkio.get("weight"):
+            # blkio.weight exists with CFQ only; BFQ names it blkio.bfq.weight (runc writes whichever exists)
+            name = "blkio.weight" if os.path.exists(os.path.join(d, "blkio.weight")) else "blkio.bfq.weight"
+            _write(os.path.join(d, name), blkio["weight"])
+        for dev in blkio.get("weightDevice") or []:
+            if dev.get("weight"):
+                _write(os.path.join(d, "blkio.weight_device"), f"{dev['major']}:{dev['minor']} {dev['weight']}")
+        for key, name in _THROTTLE_V1.items():
+            for dev in blkio.get(key) or []:
+                _write(os.path.join(d, name), f"{dev['major']}:{dev['minor']} {max(0, dev.get('rate') or 0)}")
+
+    def _apply_unified(self, unified: dict[str, str]) -> None:
+        """OCI linux.resources.unified: cgroup v2 files written as given (names checked, no escape)."""
+        d = self._v2_dir()
+        assert d is not None
+        for name, value in unified.items():
+            if "/" in name or name.startswith(".") or "." not in name:
+                raise errors.InvalidArgument(f"linux.resources.unified: invalid file name {name!r}")
+            _write(os.path.join(d, name), value)
+
+    def _apply_devices_v2(self, devices: list[dict[str, Any]]) -> None:
+        """v2 has no devices files: an eBPF program attached to the cgroup decides (csrc/bpf_devices.c)."""
+        from ctrpy.runtime import helper
+
+        d = self._v2_dir()
+        assert d is not None
+        rules = [device_rule(r) for r in devices] + [parse_device_entry(e) for e in DEFAULT_ALLOWED_DEVICES]
+        helper.bpf_devices_set(d, rules)
 
     def add(self, pid: int) -> None:
         """Move `pid` into this cgroup in every hierarchy."""

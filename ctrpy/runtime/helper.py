@@ -231,3 +231,44 @@ def pause_spawn(clone_flags: int, hostname: str = "") -> int:
     if _lib().ctrpy_pause_spawn(clone_flags, hostname.encode() if hostname else ffi.NULL, pid, err) < 0:
         _raise(err)
     return int(pid[0])
+
+
+# -- cgroup v2 device controller (csrc/bpf_devices.c) --------------------------------------------------
+
+DEV_MKNOD, DEV_READ, DEV_WRITE = 1, 2, 4  # the kernel's BPF_DEVCG_ACC_* bits
+
+
+@dataclass
+class DeviceRule:
+    allow: bool
+    type: str = "a"  # "a" (all), "b" or "c"
+    major: int = -1  # -1: any
+    minor: int = -1
+    access: int = DEV_MKNOD | DEV_READ | DEV_WRITE
+
+
+def bpf_devices_set(cgroup_dir: str, rules: list[DeviceRule]) -> int:
+    """Replace the device program of a v2 cgroup with one enforcing `rules` (the last match wins, no match
+    denies); returns how many old programs were detached."""
+    helper = _lib()
+    arr = ffi.new("ctrpy_dev_rule_t[]", max(1, len(rules)))
+    for i, r in enumerate(rules):
+        arr[i].allow = int(r.allow)
+        arr[i].type = r.type.encode()[:1] or b"a"
+        arr[i].major, arr[i].minor, arr[i].access = r.major, r.minor, r.access
+    err = ffi.new("ctrpy_err_t *")
+    n = helper.ctrpy_bpf_devices_set(cgroup_dir.encode(), arr, len(rules), err)
+    if n < 0:
+        _raise(err)
+    return int(n)
+
+
+def bpf_devices_query(cgroup_dir: str) -> list[int]:
+    """Ids of the device programs attached to the cgroup directory itself."""
+    helper = _lib()
+    ids = ffi.new("uint32_t[]", 64)
+    err = ffi.new("ctrpy_err_t *")
+    n = helper.ctrpy_bpf_devices_query(cgroup_dir.encode(), ids, 64, err)
+    if n < 0:
+        _raise(err)
+    return [int(ids[i]) for i in range(n)]

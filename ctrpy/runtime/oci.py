@@ -79,6 +79,16 @@ def default_mounts() -> list[dict[str, Any]]:
     ]
 
 
+def _cgroup_ns() -> list[dict[str, str]]:
+    """A private cgroup namespace on pure v2 hosts (the container sees `0::/`, as docker/nerdctl do there)."""
+    from ctrpy.runtime import cgroups
+
+    try:
+        return [{"type": "cgroup"}] if cgroups.mode() == "v2" else []
+    except errors.CtrpyError:
+        return []
+
+
 def default_spec() -> Spec:
     """containerd's default Linux spec (root "rootfs", 14 capabilities, NOFILE 1024, no_new_privileges)."""
     devices = [{"path": p, "type": "c", "major": ma, "minor": mi, "fileMode": 0o666, "uid": 0, "gid": 0}
@@ -109,7 +119,7 @@ def default_spec() -> Spec:
         "linux": {
             "resources": {"devices": allow},
             "cgroupsPath": "",
-            "namespaces": [{"type": t} for t in ("pid", "ipc", "uts", "mount", "network")],
+            "namespaces": [{"type": t} for t in ("pid", "ipc", "uts", "mount", "network")] + _cgroup_ns(),
             "devices": devices,
             "maskedPaths": list(MASKED_PATHS),
             "readonlyPaths": list(READONLY_PATHS),
