@@ -67,7 +67,7 @@ class CtrpyRoot:
         return ["--network", "none"] if "--network" in usage.stdout else []
 
     def run_rm(self, cid: str, *extra: str) -> list[str]:
-        return self.cmd("run", "--rm", *self.net_flags, *extra, self.image, cid, "true")
+        return self.cmd("run", "--rm", *self.net_flags, *extra, "--name", cid, self.image, "true")
 
 
 def _ctr_prepare_image(env: Env, ref: str) -> None:
@@ -93,7 +93,7 @@ def run_rm(env: Env, reps: int) -> list[Comparison]:
 
     def bridge_prepare() -> None:
         ctrpy_bridge.pull()
-        run_checked(ctrpy_bridge.cmd("run", "--rm", img, "bridgewarm", "true"), env=env.env,
+        run_checked(ctrpy_bridge.cmd("run", "--rm", "--name", "bridgewarm", img, "true"), env=env.env,
                     what="ctrpy run --rm (default network)")
 
     # Two interleaved groups: crun needs hugetlb moved off cgroup2, and that window is kept short because the
@@ -106,7 +106,7 @@ def run_rm(env: Env, reps: int) -> list[Comparison]:
         Side("runc run (bare bundle)", lambda i: timed(env.bare("runc", f"bench-runc-{i}"), what="runc run"),
              prepare=lambda: bare_prepare("runc")),
         Side("ctrpy (default bridge network)",
-             lambda i: timed(ctrpy_bridge.cmd("run", "--rm", img, f"n{i}", "true"), env=env.env,
+             lambda i: timed(ctrpy_bridge.cmd("run", "--rm", "--name", f"n{i}", img, "true"), env=env.env,
                              what="ctrpy run --rm (bridge)"), prepare=bridge_prepare),
     ]
     crun = [
@@ -270,7 +270,7 @@ class Fleet:
         if self.side == "ctrpy":
             self.root = CtrpyRoot(env, "mem", env.images.busybox)
             self.root.probe_run("memwarm")
-            argvs = [self.root.cmd("run", "-d", *self.root.net_flags, env.images.busybox, f"m{rnd}-{k}",
+            argvs = [self.root.cmd("run", "-d", *self.root.net_flags, "--name", f"m{rnd}-{k}", env.images.busybox,
                                    "sleep", self.marker) for k in range(self.n)]
         else:
             _ctr_prepare_image(env, env.images.busybox)

@@ -74,6 +74,9 @@ F_OK, F_ERR, F_STDOUT, F_STDERR, F_EXIT = b"K", b"E", b"1", b"2", b"Z"
 TASK_FILE = "task.json"
 EXIT_FILE = "exit.json"
 LOG_FILE = "output.log"
+STREAM_LOG = "container.log"  # docker's json-file lines, read by ctrpy.runtime.logs
+LOG_MAX_SIZE_ANNOTATION = "ctrpy.io/log.max-size"  # bytes; with LOG_MAX_FILE_ANNOTATION: rotation
+LOG_MAX_FILE_ANNOTATION = "ctrpy.io/log.max-file"
 PID_FILE = "init.pid"
 SUPERVISOR_PID_FILE = "supervisor.pid"
 EXECS_DIR = "execs"
@@ -168,6 +171,77 @@ class Client:
             return False
 
 
+class StreamLog:
+    """The init's output as docker's json-file driver keeps it: one JSON line per line of output, with its
+    stream and time, rotated at `max_size` bytes into STREAM_LOG.1 .. STREAM_LOG.<max_file - 1>."""
+
+    def __init__(self, task_dir: str, max_size: int = 0, max_file: int = 1) -> None:
+        self.path = os.path.join(task_dir, STREAM_LOG)
+        self.max_size, self.max_file = max_size, max(1, max_file)
+        self.fd = -1
+        self.size = 0
+        self.partial = {F_STDOUT: b"", F_STDERR: b""}
+        self._open()
+
+    def _open(self) -> None:
+        self.fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o640)
+        self.size = os.fstat(self.fd).st_size
+
+    def write(self, kind: bytes, data: bytes) -> None:
+        lines = (self.partial.get(kind, b"") + data).split(b"\n")
+        self.partial[kind] = lines.pop()
+        for line in lines:
+            self._emit(kind, line + b"\n")
+
+    def flush(self, kind: bytes) -> None:
+        if self.partial.get(kind):
+            self._emit(kind, self.partial[kind])
+            self.partial[kind] = b""
+
+    def _emit(self, kind: bytes, data: bytes) -> None:
+        record = (json_dumps({"log": data.decode("utf-8", "surrogateescape"),
+                              "stream": "stderr" if kind == F_STDERR else "stdout", "time": now()}) + "\n").encode()
+        if self.max_size and self.size and self.size + len(record) > self.max_size:
+            self._rotate()
+        try:
+            os.write(self.fd, record)
+            self.size += len(record)
+        except OSError:
+            pass
+
+    def _rotate(self) -> None:
+        os.close(self.fd)
+        for i in range(self.max_file - 1, 0, -1):
+            src = self.path if i == 1 else "%s.%d" % (self.path, i - 1)
+            try:
+                os.rename(src, "%s.%d" % (self.path, i))
+            except OSError:
+                pass
+        if self.max_file == 1:
+            os.truncate(self.path, 0)
+        self._open()
+
+    def close(self) -> None:
+        for kind in list(self.partial):
+            self.flush(kind)
+        os.close(self.fd)
+
+
+def _stream_log(task_dir: str):
+    """The StreamLog with the spec's rotation annotations (set by `run --log-opt`)."""
+    try:
+        with open(os.path.join(task_dir, "config.json")) as f:
+            annotations = json_loads(f.read()).get("annotations") or {}
+        max_size = int(annotations.get(LOG_MAX_SIZE_ANNOTATION) or 0)
+        max_file = int(annotations.get(LOG_MAX_FILE_ANNOTATION) or 1)
+    except (OSError, ValueError):
+        max_size, max_file = 0, 1
+    try:
+        return StreamLog(task_dir, max_size, max_file)
+    except OSError:
+        return None
+
+
 class Proc:
     """The init or one exec process: its fds, its clients, its exit."""
 
@@ -183,6 +257,7 @@ class Proc:
         self.master = -1
         self.clients = []
         self.log_fd = log_fd
+        self.stream_log = None
         self.status = None
         self.exited_at = ""
         self.drain_until = 0.0
@@ -508,6 +583,8 @@ class Supervisor:
         except OSError:  # EIO: the pty's last slave closed
             data = b""
         if not data:
+            if proc.stream_log is not None:
+                proc.stream_log.flush(proc.outputs[fd])
             del proc.outputs[fd]
             os.close(fd)
             if fd == proc.master:
@@ -519,6 +596,8 @@ class Supervisor:
             except OSError:
                 pass
         kind = proc.outputs[fd]
+        if proc.stream_log is not None:
+            proc.stream_log.write(kind, data)
         for client in list(proc.clients):
             if not client.send(frame(kind, data)):
                 self._drop(client)
@@ -629,6 +708,7 @@ class Supervisor:
         log_fd = os.open(os.path.join(self.dir, LOG_FILE), os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC,
                          0o640)
         init = Proc("", self.dir, log_fd)
+        init.stream_log = _stream_log(self.dir)
         init.tty = bool(self.task.get("terminal"))
         self.procs[""] = init
         reply = self.run_runtime("create", {"bundle": self.dir, "pid_file": os.path.join(self.dir, PID_FILE)},
@@ -644,6 +724,8 @@ class Supervisor:
         # Nothing of ours may stay on the CLI's terminal: the launcher's stdio was /dev/null or a file.
         status = self.serve()
         os.close(log_fd)
+        if init.stream_log is not None:
+            init.stream_log.close()
         self.publish_events(status)
         for client in self.clients:
             client.sock.close()
