@@ -192,7 +192,7 @@ def cli(ctx: click.Context, root: str | None, state: str | None, namespace: str,
     \b
     Examples:
       ctrpy pull docker.io/library/busybox:latest
-      ctrpy run --rm docker.io/library/busybox:latest demo echo hello
+      ctrpy run --rm docker.io/library/busybox:latest echo hello
       ctrpy -n k8s.io images ls
     """
     from ctrpy.runtime.config import DEFAULT_CONFIG_PATH
