@@ -6,7 +6,7 @@
 function __ctrpy_children
     switch "$argv"
         case 'ctrpy'
-            printf '%s\n' 'attach completion config containers content create events exec gc images info inspect kill leases login logout logs namespaces network pause port ps pull push rename restart rm run runtime snapshots start stats stop tasks top unpause version volume wait'
+            printf '%s\n' 'attach completion config containers content cp create events exec gc images info inspect kill leases login logout logs namespaces network pause port ps pull push rename restart rm run runtime snapshots start stats stop tasks top unpause version volume wait'
         case 'ctrpy config'
             printf '%s\n' 'default dump'
         case 'ctrpy containers'
@@ -45,6 +45,8 @@ function __ctrpy_alias
             printf '%s\n' 'containers'
         case 'ctrpy content'
             printf '%s\n' 'content'
+        case 'ctrpy cp'
+            printf '%s\n' 'cp'
         case 'ctrpy create'
             printf '%s\n' 'create'
         case 'ctrpy events'
@@ -407,10 +409,12 @@ function __ctrpy_opts
             printf '%s\n' '--quiet -q --format -h --help'
         case 'ctrpy content rm'
             printf '%s\n' '-h --help'
+        case 'ctrpy cp'
+            printf '%s\n' '--archive -a -h --help'
         case 'ctrpy create'
             printf '%s\n' '--rm --network --net --ip --publish -p --add-host --dns --dns-search --dns-option --name --cidfile --interactive -i --tty -t --env -e --env-file --volume -v --mount --tmpfs --workdir -w --cwd --user -u --group-add --hostname -h --domainname --label -l --label-file --entrypoint --memory -m --memory-limit --memory-swap --cpus --cpu-shares -c --cpuset-cpus --pids-limit --ulimit --cap-add --cap-drop --privileged --security-opt --read-only --device --init --pid --ipc --uts --publish-all -P --stop-signal --stop-timeout --restart --pull --platform --runtime --snapshotter --log-opt --rootfs --help'
         case 'ctrpy events'
-            printf '%s\n' '--since --topic --limit --all-namespaces -A --format -h --help'
+            printf '%s\n' '--since --topic --limit --all-namespaces -A --follow -f --filter --format -h --help'
         case 'ctrpy exec'
             printf '%s\n' '--interactive -i --tty -t --detach -d --workdir -w --cwd --env -e --user -u --privileged --exec-id --detach-keys -h --help'
         case 'ctrpy gc'
@@ -850,6 +854,8 @@ function __ctrpy_valopt
         case 'ctrpy events --topic'
             printf '%s\n' '-'
         case 'ctrpy events --limit'
+            printf '%s\n' '-'
+        case 'ctrpy events --filter'
             printf '%s\n' '-'
         case 'ctrpy events --format'
             printf '%s\n' 'table json'
@@ -1339,6 +1345,8 @@ function __ctrpy_args
             printf '%s\n' '*-'
         case 'ctrpy content rm'
             printf '%s\n' '*@content'
+        case 'ctrpy cp'
+            printf '%s\n' '@image;-'
         case 'ctrpy create'
             printf '%s\n' '@image;-;*-'
         case 'ctrpy events'
@@ -1537,6 +1545,7 @@ completion	Print a shell completion script
 config	Show the configuration
 containers	Manage containers (metadata)
 content	Manage the content store
+cp	Copy files between a container and the host
 create	Create a container without starting it
 events	Show recorded events
 exec	Run a command in a running container

@@ -337,3 +337,49 @@ def test_attach_detach_keys(ctrpy: Any, day: Any, dirs: Any) -> None:
     os.close(master)
     assert b"attached-42" in out
     assert "Up " in day.ok("ps", "--filter", "name=tty").stdout  # still running after detaching
+
+
+def test_cp_both_ways_stays_inside(ctrpy: Any, day: Any, tmp_path: Path) -> None:
+    day.ok("run", "-d", "--runtime", "runc", "--network", "none", "--name", "box", day.image, "sh", "-c",
+           "mkdir -p /data && ln -s /etc /data/esc && echo inside > /data/f && chown 1000:1000 /data/f && sleep 60")
+    wait_for(lambda: ctrpy("exec", "box", "test", "-f", "/data/f").returncode == 0, what="setup")
+    out = tmp_path / "out"
+    out.mkdir()
+    day.ok("cp", "box:/data/f", str(out))
+    assert (out / "f").read_text() == "inside\n" and (out / "f").stat().st_uid == 1000  # owner kept
+    # A link in the container resolves inside it: this is the container's passwd, not the host's.
+    day.ok("cp", "box:/data/esc/passwd", str(out / "pw"))
+    assert (out / "pw").read_text() != Path("/etc/passwd").read_text()
+    host = tmp_path / "hostfile"
+    host.write_text("from host\n")
+    day.ok("cp", str(host), "box:/data/esc/new")  # written at the container's /etc/new
+    assert day.ok("exec", "box", "cat", "/etc/new").stdout == "from host\n"
+    assert not Path("/etc/new").exists()
+    day.ok("cp", "box:/data/.", str(out / "all"))
+    assert sorted(p.name for p in (out / "all").iterdir()) == ["esc", "f"]
+    assert (out / "all" / "esc").is_symlink()
+    r = ctrpy("cp", str(host), str(out))
+    assert r.returncode == 2  # neither side names a container
+    r = ctrpy("cp", "box:/no/such", str(out))
+    assert r.returncode == 4 and r.stderr.count("ctrpy:") == 1
+
+
+def test_events_follow_filter_format(ctrpy: Any, day: Any, dirs: Any) -> None:
+    import subprocess
+    import sys
+
+    argv = [str(Path(sys.executable).parent / "ctrpy"), "--root", str(dirs.root), "--state", str(dirs.state),
+            "events", "-f", "--filter", "type=task", "--filter", "event=start", "--format", "{{.Topic}}"]
+    env = {**os.environ, "CTRPY_CONFIG": str(day.net.config_path)}
+    day.ok("create", "--network", "none", "--runtime", "runc", "--name", "before", day.image, "true")
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        time.sleep(1.0)  # -f shows only what happens from now on
+        day.ok("run", "--rm", "--runtime", "runc", "--network", "none", "--name", "ev", day.image, "true")
+        time.sleep(1.0)
+    finally:
+        proc.terminate()
+        out, err = proc.communicate(timeout=10)
+    assert out.splitlines() == ["/tasks/start"], (out, err)
+    r = day.ok("events", "--filter", "container=before", "--format", "{{.Topic}}")
+    assert r.stdout.splitlines() == ["/containers/create"]

@@ -61,6 +61,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "exec": ("ctrpy.commands.lifecycle:exec_", "Run a command in a running container"),
     "attach": ("ctrpy.commands.lifecycle:attach", "Attach to a running container"),
     "logs": ("ctrpy.commands.lifecycle:logs", "Show a container's output"),
+    "cp": ("ctrpy.commands.lifecycle:cp", "Copy files between a container and the host"),
     "volume": ("ctrpy.commands.volume:volume", "Manage named volumes"),
     "runtime": ("ctrpy.commands.ociruntime:runtime", "The built-in runtime as a runc-compatible command"),
     "completion": ("ctrpy.commands.completion:completion", "Print a shell completion script"),

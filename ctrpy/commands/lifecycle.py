@@ -581,3 +581,35 @@ def attach(obj: Any, container: str, detach_keys: str, no_stdin: bool) -> None:
     if record is None:
         record = client.tasks.wait(cid)
     raise click.exceptions.Exit(exit_code(record))
+
+
+@click.command("cp")
+@click.argument("source")
+@click.argument("dest")
+@click.option("--archive", "-a", is_flag=True, help="Keep owners (always done: ctrpy copies as root)")
+@click.pass_obj
+def cp(obj: Any, source: str, dest: str, archive: bool) -> None:
+    """Copy files between a container and the host: CONTAINER:PATH HOSTPATH, or HOSTPATH CONTAINER:PATH.
+
+    \b
+    Examples:
+      ctrpy cp web:/etc/hostname ./hostname
+      ctrpy cp ./site/. web:/www
+    """
+    from ctrpy.runtime import copy
+    from ctrpy.runtime.names import resolve
+
+    def split(arg: str) -> tuple[str, str] | None:
+        name, sep, path = arg.partition(":")
+        if sep and name and "/" not in name and not arg.startswith((".", "/")):
+            return name, path or "/"
+        return None
+
+    src, dst = split(source), split(dest)
+    if bool(src) == bool(dst):
+        raise click.UsageError("one of SOURCE and DEST must be CONTAINER:PATH, the other a host path")
+    if src:
+        copy.copy_out(obj.client, resolve(obj.client, src[0]), src[1], dest)
+    else:
+        assert dst is not None
+        copy.copy_in(obj.client, resolve(obj.client, dst[0]), source, dst[1])
