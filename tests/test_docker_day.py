@@ -383,3 +383,28 @@ def test_events_follow_filter_format(ctrpy: Any, day: Any, dirs: Any) -> None:
     assert out.splitlines() == ["/tasks/start"], (out, err)
     r = day.ok("events", "--filter", "container=before", "--format", "{{.Topic}}")
     assert r.stdout.splitlines() == ["/containers/create"]
+
+
+def test_more_flags_at_run_time(ctrpy: Any, day: Any) -> None:
+    img = day.image
+    base = ("run", "--rm", "--runtime", "runc")
+    r = day.ok(*base, "--pull", "always", "--platform", "linux/amd64", "--network", "none", img, "true")
+    assert "busybox" in r.stderr  # pulled again, with progress
+    r = day.ok(*base, "--network", "none", "--privileged", img, "sh", "-c", "mkdir -p /mnt && mount -t tmpfs t /mnt && echo mounted")
+    assert r.stdout == "mounted\n"
+    r = ctrpy(*base, "--network", "none", img, "sh", "-c", "mkdir -p /mnt; mount -t tmpfs t /mnt 2>/dev/null || echo refused")
+    assert r.stdout == "refused\n"
+    day.ok("run", "-d", "--runtime", "runc", "--network", "none", "--name", "base", "-P", img, "sleep", "60")
+    assert day.ok("inspect", "--format", "{{.HostConfig.PublishAllPorts}}", "base").stdout == "true\n"
+    own = day.ok("exec", "base", "readlink", "/proc/self/ns/net").stdout
+    shared = day.ok(*base, "--network", "container:base", img, "readlink", "/proc/self/ns/net").stdout
+    assert own == shared and own.startswith("net:[")
+    r = day.ok(*base, "--network", "none", "--dns", "10.0.0.53", "--dns-search", "corp.example", img,
+               "cat", "/etc/resolv.conf")
+    assert "nameserver 10.0.0.53" in r.stdout and "corp.example" in r.stdout
+    assert day.ok("exec", "-u", "1000", "base", "id", "-u").stdout == "1000\n"
+    assert day.ok("exec", "--privileged", "base", "sh", "-c", "mkdir -p /mnt && mount -t tmpfs t /mnt && echo ok").stdout == "ok\n"
+    assert day.ok("exec", "-d", "base", "sh", "-c", "echo bg > /tmp/bg").stdout == ""
+    wait_for(lambda: ctrpy("exec", "base", "cat", "/tmp/bg").stdout == "bg\n", what="exec -d")
+    r = ctrpy(*base, "--network", "none", "-d", img, "true")
+    assert r.returncode == 2 and "--rm" in r.stderr
