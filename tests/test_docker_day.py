@@ -408,3 +408,23 @@ def test_more_flags_at_run_time(ctrpy: Any, day: Any) -> None:
     wait_for(lambda: ctrpy("exec", "base", "cat", "/tmp/bg").stdout == "bg\n", what="exec -d")
     r = ctrpy(*base, "--network", "none", "-d", img, "true")
     assert r.returncode == 2 and "--rm" in r.stderr
+
+
+def test_peers_find_each_other_by_name(ctrpy: Any, day: Any) -> None:
+    from support.netenv import free_subnet
+
+    day.net.bridges.append(f"ctpa{day.net.tag}")  # removed by the fixture even if the test fails
+    day.ok("network", "create", "--subnet", free_subnet(), "--bridge", f"ctpa{day.net.tag}", f"app{day.net.tag}")
+    net = ("--runtime", "runc", "--network", f"app{day.net.tag}")
+    day.ok("run", "-d", *net, "--name", "db", day.image, "sleep", "60")
+    day.ok("run", "-d", *net, "--name", "api", day.image, "sleep", "60")
+    db_ip = day.ok("inspect", "--format", "{{.NetworkSettings.IPAddress}}", "db").stdout.strip()
+    hosts = day.ok("exec", "api", "cat", "/etc/hosts").stdout
+    assert f"{db_ip}\tdb " in hosts
+    assert "api" in day.ok("exec", "db", "cat", "/etc/hosts").stdout  # updated when api attached
+    r = day.ok("exec", "api", "ping", "-c", "1", "-W", "3", "db")
+    assert "1 packets received" in r.stdout
+    day.ok("rm", "-f", "db")
+    assert "db" not in day.ok("exec", "api", "cat", "/etc/hosts").stdout.split()  # removed on detach
+    day.ok("rm", "-f", "api")
+    day.ok("network", "rm", f"app{day.net.tag}")

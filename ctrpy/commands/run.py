@@ -200,7 +200,8 @@ def run(obj: Any, remove: bool, detach: bool, detach_keys: str, positional: tupl
     """
     from ctrpy.commands.tasks import run_attached
     from ctrpy.runtime import errors
-    from ctrpy.runtime import lifecycle
+    from ctrpy.runtime import lifecycle, peers
+    from ctrpy.runtime.peers import wants_peers
     from ctrpy.runtime.tasks import delete_container
 
     if remove and detach:
@@ -213,6 +214,8 @@ def run(obj: Any, remove: bool, detach: bool, detach_keys: str, positional: tupl
     code = 0
     try:
         client.tasks.create(container_id, stdin=stdin or (detach and req.interactive))
+        if wants_peers(req.network):
+            peers.refresh(client)
         if detach:
             client.tasks.start(container_id)
             if not req.ctr_id:
@@ -225,6 +228,8 @@ def run(obj: Any, remove: bool, detach: bool, detach_keys: str, positional: tupl
             oom = code == 137 and lifecycle.was_oom_killed(client, container_id)
         finally:
             lifecycle.reap(client, container_id, record=not remove)
+            if wants_peers(req.network):
+                peers.refresh(client)
     except errors.CtrpyError as exc:
         # A runtime or exec failure is reported with run's reserved codes (125/126/127).
         exc.exit_code = getattr(exc, "run_exit_code", errors.EXIT_RUNTIME_FAILURE)

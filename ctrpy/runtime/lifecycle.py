@@ -133,6 +133,7 @@ def start(client: Any, ref: str, *, stdin: bool | None = None, begin: bool = Tru
         reap(client, cid)
     open_stdin = bool(docker_config(container).get("open_stdin")) if stdin is None else stdin
     tasks.create(cid, stdin=open_stdin)
+    _refresh_peers(client, container)
     if begin:
         tasks.start(cid)
     return cid, True
@@ -168,8 +169,17 @@ def stop(client: Any, ref: str, timeout: int | None = None, signal: str | int | 
                 pass
             _wait_exit(client, cid, 10)
     reap(client, cid)
+    _refresh_peers(client, container)
     client.events.publish("/containers/stop", {"id": cid})
     return cid
+
+
+def _refresh_peers(client: Any, container: Any) -> None:
+    from ctrpy.runtime import peers
+    from ctrpy.runtime.network import EXTENSION_KEY
+
+    if peers.wants_peers((container.extensions.get(EXTENSION_KEY) or {}).get("network")):
+        peers.refresh(client)
 
 
 def _wait_exit(client: Any, cid: str, seconds: float) -> bool:
@@ -205,6 +215,7 @@ def remove(client: Any, ref: str, *, force: bool = False, volumes: bool = False)
         raise errors.FailedPrecondition(
             f"container {ref} is {st['Status']}: stop it first (`ctrpy stop {ref}`) or use `ctrpy rm -f {ref}`")
     delete_container(client, cid, force=True)
+    _refresh_peers(client, container)
     from ctrpy.runtime import logs
 
     logs.discard(client, cid)
