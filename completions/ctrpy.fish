@@ -6,7 +6,7 @@
 function __ctrpy_children
     switch "$argv"
         case 'ctrpy'
-            printf '%s\n' 'attach completion config containers content cp create events exec gc images info inspect kill leases login logout logs namespaces network pause port ps pull push rename restart rm run runtime snapshots start stats stop tasks top unpause version volume wait'
+            printf '%s\n' 'attach commit completion config containers content cp create diff events exec gc images info inspect kill leases login logout logs namespaces network pause port ps pull push rename restart rm run runtime snapshots start stats stop tasks top unpause version volume wait'
         case 'ctrpy config'
             printf '%s\n' 'default dump'
         case 'ctrpy containers'
@@ -37,6 +37,8 @@ function __ctrpy_alias
     switch "$argv"
         case 'ctrpy attach'
             printf '%s\n' 'attach'
+        case 'ctrpy commit'
+            printf '%s\n' 'commit'
         case 'ctrpy completion'
             printf '%s\n' 'completion'
         case 'ctrpy config'
@@ -49,6 +51,8 @@ function __ctrpy_alias
             printf '%s\n' 'cp'
         case 'ctrpy create'
             printf '%s\n' 'create'
+        case 'ctrpy diff'
+            printf '%s\n' 'diff'
         case 'ctrpy events'
             printf '%s\n' 'events'
         case 'ctrpy exec'
@@ -369,6 +373,8 @@ function __ctrpy_opts
             printf '%s\n' '--root --state --namespace -n --config --debug --version -h --help'
         case 'ctrpy attach'
             printf '%s\n' '--detach-keys --no-stdin -h --help'
+        case 'ctrpy commit'
+            printf '%s\n' '--change -c --message -m --author -a --pause -p --no-pause -h --help'
         case 'ctrpy completion'
             printf '%s\n' '-h --help'
         case 'ctrpy config'
@@ -413,6 +419,8 @@ function __ctrpy_opts
             printf '%s\n' '--archive -a -h --help'
         case 'ctrpy create'
             printf '%s\n' '--rm --network --net --ip --publish -p --add-host --dns --dns-search --dns-option --name --cidfile --interactive -i --tty -t --env -e --env-file --volume -v --mount --tmpfs --workdir -w --cwd --user -u --group-add --hostname -h --domainname --label -l --label-file --entrypoint --memory -m --memory-limit --memory-swap --cpus --cpu-shares -c --cpuset-cpus --pids-limit --ulimit --cap-add --cap-drop --privileged --security-opt --read-only --device --init --pid --ipc --uts --publish-all -P --stop-signal --stop-timeout --restart --pull --platform --runtime --snapshotter --log-opt --rootfs --help'
+        case 'ctrpy diff'
+            printf '%s\n' '-h --help'
         case 'ctrpy events'
             printf '%s\n' '--since --topic --limit --all-namespaces -A --follow -f --filter --format -h --help'
         case 'ctrpy exec'
@@ -612,6 +620,18 @@ function __ctrpy_valopt
         case 'ctrpy --config'
             printf '%s\n' ':file'
         case 'ctrpy attach --detach-keys'
+            printf '%s\n' '-'
+        case 'ctrpy commit --change'
+            printf '%s\n' '-'
+        case 'ctrpy commit -c'
+            printf '%s\n' '-'
+        case 'ctrpy commit --message'
+            printf '%s\n' '-'
+        case 'ctrpy commit -m'
+            printf '%s\n' '-'
+        case 'ctrpy commit --author'
+            printf '%s\n' '-'
+        case 'ctrpy commit -a'
             printf '%s\n' '-'
         case 'ctrpy containers create --network'
             printf '%s\n' 'bridge host none @network'
@@ -1311,6 +1331,8 @@ function __ctrpy_args
     switch "$argv"
         case 'ctrpy attach'
             printf '%s\n' '@running-name'
+        case 'ctrpy commit'
+            printf '%s\n' '@name;-'
         case 'ctrpy completion'
             printf '%s\n' 'bash zsh fish'
         case 'ctrpy config default'
@@ -1349,6 +1371,8 @@ function __ctrpy_args
             printf '%s\n' '@image;-'
         case 'ctrpy create'
             printf '%s\n' '@image;-;*-'
+        case 'ctrpy diff'
+            printf '%s\n' '@name'
         case 'ctrpy events'
             printf '%s\n' ''
         case 'ctrpy exec'
@@ -1541,12 +1565,14 @@ function __ctrpy_cmddesc
     switch "$argv"
         case 'ctrpy'
             printf '%s\n' 'attach	Attach to a running container
+commit	Create an image from a container\'s changes
 completion	Print a shell completion script
 config	Show the configuration
 containers	Manage containers (metadata)
 content	Manage the content store
 cp	Copy files between a container and the host
 create	Create a container without starting it
+diff	List a container\'s changed files
 events	Show recorded events
 exec	Run a command in a running container
 gc	Garbage-collect unreferenced content, snapshots and leftovers

@@ -428,3 +428,23 @@ def test_peers_find_each_other_by_name(ctrpy: Any, day: Any) -> None:
     assert "db" not in day.ok("exec", "api", "cat", "/etc/hosts").stdout.split()  # removed on detach
     day.ok("rm", "-f", "api")
     day.ok("network", "rm", f"app{day.net.tag}")
+
+
+def test_diff_and_commit(ctrpy: Any, day: Any) -> None:
+    img = day.image
+    base = ("--runtime", "runc", "--network", "none")
+    day.ok("run", *base, "--name", "work", img, "sh", "-c",
+           "echo new > /added; echo x >> /etc/passwd; rm /bin/vi; mkdir -p /opt/app && echo app > /opt/app/f")
+    changes = day.ok("diff", "work").stdout.splitlines()
+    assert {"A /added", "C /etc/passwd", "D /bin/vi", "A /opt/app/f", "C /etc"} <= set(changes)
+    assert changes == sorted(changes, key=lambda line: line[2:])
+    r = day.ok("commit", "-c", 'CMD ["cat", "/added"]', "-c", "ENV MODE=prod", "-m", "first commit", "work",
+               "example.test/mine:v1")
+    assert r.stdout.startswith("docker.io/") is False and "example.test/mine:v1 sha256:" in r.stdout
+    r = day.ok("run", "--rm", *base, "example.test/mine:v1")
+    assert r.stdout == "new\n"  # the committed CMD, on the committed layer
+    r = day.ok("run", "--rm", *base, "example.test/mine:v1", "sh", "-c",
+               "echo $MODE; test -e /bin/vi || echo no-vi; cat /opt/app/f")
+    assert r.stdout.split() == ["prod", "no-vi", "app"]
+    r = ctrpy("commit", "-c", "FROBNICATE x", "work", "example.test/mine:v2")
+    assert r.returncode == 3 and "FROBNICATE" in r.stderr

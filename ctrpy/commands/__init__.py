@@ -62,6 +62,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "attach": ("ctrpy.commands.lifecycle:attach", "Attach to a running container"),
     "logs": ("ctrpy.commands.lifecycle:logs", "Show a container's output"),
     "cp": ("ctrpy.commands.lifecycle:cp", "Copy files between a container and the host"),
+    "diff": ("ctrpy.commands.lifecycle:diff", "List a container's changed files"),
+    "commit": ("ctrpy.commands.lifecycle:commit", "Create an image from a container's changes"),
     "volume": ("ctrpy.commands.volume:volume", "Manage named volumes"),
     "runtime": ("ctrpy.commands.ociruntime:runtime", "The built-in runtime as a runc-compatible command"),
     "completion": ("ctrpy.commands.completion:completion", "Print a shell completion script"),

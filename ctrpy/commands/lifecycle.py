@@ -613,3 +613,54 @@ def cp(obj: Any, source: str, dest: str, archive: bool) -> None:
     else:
         assert dst is not None
         copy.copy_in(obj.client, resolve(obj.client, dst[0]), source, dst[1])
+
+
+@click.command("diff")
+@click.argument("container")
+@click.pass_obj
+def diff(obj: Any, container: str) -> None:
+    """List the files a container added (A), changed (C) or deleted (D) against its image.
+
+    \b
+    Examples:
+      ctrpy diff web
+    """
+    from ctrpy.runtime import commit as changes
+    from ctrpy.runtime.names import resolve_container
+
+    for kind, path in changes.diff(obj.client, resolve_container(obj.client, container)):
+        click.echo(f"{kind} {path}")
+
+
+@click.command("commit")
+@click.argument("container")
+@click.argument("name", metavar="REPOSITORY[:TAG]")
+@click.option("--change", "-c", "changes", multiple=True, metavar="INSTRUCTION",
+              help="Apply a Dockerfile instruction: CMD, ENTRYPOINT, ENV, WORKDIR, USER, LABEL, EXPOSE, ...")
+@click.option("--message", "-m", default="", help="Commit message (in the image's history)")
+@click.option("--author", "-a", default="", help="Author (in the image's config)")
+@click.option("--pause/--no-pause", "-p", default=True, help="Pause the container while committing")
+@click.pass_obj
+def commit(obj: Any, container: str, name: str, changes: tuple[str, ...], message: str, author: str,
+           pause: bool) -> None:
+    """Create an image from a container's changes; prints the new image's name and digest.
+
+    \b
+    Examples:
+      ctrpy commit web myweb:v2
+      ctrpy commit -c 'CMD ["httpd", "-f"]' -c 'ENV MODE=prod' web myweb:v3
+    """
+    from ctrpy.runtime import commit as committing, lifecycle
+    from ctrpy.runtime.names import resolve_container
+
+    client = obj.client
+    c = resolve_container(client, container)
+    paused = pause and lifecycle.state(client, c)["Status"] == "running"
+    if paused:
+        client.tasks.pause(c.id)
+    try:
+        image = committing.commit(client, c, name, changes=list(changes), message=message, author=author)
+    finally:
+        if paused:
+            client.tasks.resume(c.id)
+    click.echo(f"{image.name} {image.target.digest}")

@@ -253,7 +253,8 @@ def delete_container(client: Any, container_id: str, *, force: bool = False, kee
         if state.status in (TaskStatus.RUNNING, TaskStatus.PAUSED, TaskStatus.UNKNOWN, TaskStatus.CREATED) \
                 and not force:
             raise errors.FailedPrecondition(
-                f"container {container_id!r} has a {state.status.value} task: stop it first or use --force")
+                f"container {container_id!r} has a {state.status.value} task: stop it first "
+                f"(`ctrpy stop {container_id}`) or use --force")
         tasks.delete(container_id, force=True)
     # The record goes first: the snapshotter refuses to remove a container's live root file system.
     client.containers.delete(container_id)
@@ -859,7 +860,8 @@ class TaskManager:
         runtime = self.runtime_for(td)
         if state.status in (TaskStatus.RUNNING, TaskStatus.PAUSED, TaskStatus.UNKNOWN) and not force:
             raise errors.FailedPrecondition(
-                f"task {container_id!r} is {state.status.value}: stop it first or use --force")
+                f"task {container_id!r} is {state.status.value}: stop it first (`ctrpy stop {container_id}` or "
+                f"`ctrpy tasks kill {container_id}`) or use --force")
         if state.status != TaskStatus.STOPPED:
             if state.status == TaskStatus.PAUSED:
                 try:
