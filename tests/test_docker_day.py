@@ -146,7 +146,7 @@ def test_a_docker_users_day(ctrpy: Any, day: Any, tmp_path: Path) -> None:
 
     # A batch job: exit codes, logs with stdout and stderr apart, timestamps, tail.
     day.ok("run", "-d", *rt, "--network", "none", "--name", "job", img, "sh", "-c",
-           "echo out1; echo err1 >&2; echo out2; exit 3")
+           "echo out1; echo err1 >&2; sleep 0.2; echo out2; exit 3")
     assert day.ok("wait", "job").stdout == "3\n"
     r = day.ok("logs", "job")
     assert r.stdout == "out1\nout2\n" and r.stderr == "err1\n"
@@ -159,6 +159,10 @@ def test_a_docker_users_day(ctrpy: Any, day: Any, tmp_path: Path) -> None:
     r = ctrpy("start", "-a", "job")  # an exited container starts again, without `tasks rm`
     assert r.returncode == 3 and r.stdout == "out1\nout2\n"
     assert day.ok("logs", "job").stdout == "out1\nout2\nout1\nout2\n"
+    assert day.ok("logs", "-f", "job").stdout == "out1\nout2\nout1\nout2\n"  # -f ends: it has exited
+    image = json.loads(day.ok("inspect", "--type", "image", img).stdout)[0]
+    assert image["RepoTags"] == [img] and image["Config"]["Cmd"] == ["sh"]
+    assert "SIZE" in day.ok("ps", "-a", "-s").stdout.splitlines()[0]
 
     # create, then start attached; the foreground run keeps the exited container without --rm.
     r = day.ok("create", *rt, "--network", "none", "--name", "later", img, "echo", "created")
@@ -325,11 +329,14 @@ def test_attach_detach_keys(ctrpy: Any, day: Any, dirs: Any) -> None:
     env = {**os.environ, "CTRPY_CONFIG": str(day.net.config_path)}
     proc = subprocess.Popen(argv, stdin=slave, stdout=slave, stderr=slave, env=env, start_new_session=True)
     os.close(slave)
-    time.sleep(0.5)
-    os.write(master, b"echo attached-$((40+2))\n")
     out = b""
-    deadline = time.monotonic() + 15
+    deadline = time.monotonic() + 20
+    next_try = 0.0
     while b"attached-42" not in out and time.monotonic() < deadline:
+        # Typed again until seen: input typed before attach switched the terminal to raw mode is flushed.
+        if time.monotonic() >= next_try:
+            os.write(master, b"echo attached-$((40+2))\n")
+            next_try = time.monotonic() + 2
         if select.select([master], [], [], 0.5)[0]:
             out += os.read(master, 4096)
     os.write(master, b"\x10\x11")  # ctrl-p ctrl-q
@@ -406,8 +413,11 @@ def test_more_flags_at_run_time(ctrpy: Any, day: Any) -> None:
     assert day.ok("exec", "--privileged", "base", "sh", "-c", "mkdir -p /mnt && mount -t tmpfs t /mnt && echo ok").stdout == "ok\n"
     assert day.ok("exec", "-d", "base", "sh", "-c", "echo bg > /tmp/bg").stdout == ""
     wait_for(lambda: ctrpy("exec", "base", "cat", "/tmp/bg").stdout == "bg\n", what="exec -d")
-    r = ctrpy(*base, "--network", "none", "-d", img, "true")
-    assert r.returncode == 2 and "--rm" in r.stderr
+    r = day.ok(*base, "--network", "none", "-d", "--name", "gone", img, "sh", "-c", "exit 4")
+    assert day.ok("wait", "gone").stdout == "4\n"
+    assert day.ok("ps", "-aq", "--filter", "name=gone").stdout == ""  # -d --rm: removed once it exited
+    day.ok(*base, "--network", "none", "-d", "--name", "gone2", img, "true")
+    wait_for(lambda: day.ok("ps", "-aq", "--filter", "name=gone2").stdout == "", what="auto-remove on ps")
 
 
 def test_peers_find_each_other_by_name(ctrpy: Any, day: Any) -> None:

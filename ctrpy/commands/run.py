@@ -204,8 +204,6 @@ def run(obj: Any, remove: bool, detach: bool, detach_keys: str, positional: tupl
     from ctrpy.runtime.peers import wants_peers
     from ctrpy.runtime.tasks import delete_container
 
-    if remove and detach:
-        raise click.UsageError("--rm and --detach cannot be used together (ctrpy has no daemon to remove it)")
     container, req = _create(obj, positional, flags, remove)
     container_id = container.id
     client = obj.client

@@ -232,11 +232,26 @@ def remove(client: Any, ref: str, *, force: bool = False, volumes: bool = False)
     return cid
 
 
+def auto_remove_due(client: Any, container: Any) -> bool:
+    """`run -d --rm`: with no daemon to watch it, a container whose task exited is removed by the next
+    command that looks at it (ps, wait, start). True when it was removed."""
+    if not docker_config(container).get("auto_remove") or not client.tasks.exists(container.id):
+        return False
+    if client.tasks.state(container.id).status != TaskStatus.STOPPED:
+        return False
+    try:
+        remove(client, container.id, force=True, volumes=True)
+    except errors.NotFound:
+        pass
+    return True
+
+
 def wait(client: Any, ref: str) -> int:
     cid = resolve(client, ref)
     if client.tasks.exists(cid):
         record = client.tasks.wait(cid)
         status = record.get("exit_status")
+        auto_remove_due(client, client.containers.get(cid))
         return 255 if status is None else int(status)
     st = state(client, client.containers.get(cid))
     return int(st["ExitCode"])
@@ -516,6 +531,8 @@ def list_containers(client: Any, *, all: bool = False, filters: list[str] | None
         all = True
     for c in containers:
         st = state(client, c)
+        if st["Status"] == "exited" and auto_remove_due(client, c):
+            continue
         if not all and not flt.get("status") and not _running(st):
             continue
         if not _match(client, c, flt, st):
