@@ -296,6 +296,8 @@ def test_what_runs_sees_the_flags(ctrpy: Any, day: Any, tmp_path: Path) -> None:
     assert r.stdout.split() == ["ro", "tmpfs", "64", "1000", "/tmp"]
     r = day.ok(*base, "--init", img, "sh", "-c", "cat /proc/1/cmdline | tr '\\0' ' '")
     assert r.stdout.startswith("/sbin/docker-init -- sh")
+    r = day.ok(*base, "-t", img, "tty")
+    assert r.stdout.strip().startswith("/dev/pts/")
     r = day.ok(*base, "--entrypoint", "echo", img, "via", "entrypoint")
     assert r.stdout == "via entrypoint\n"
     r = ctrpy(*base, "-i", img, "sh", "-c", "tr a-z A-Z", stdin=__import__("io").StringIO("piped\n"))
@@ -424,11 +426,14 @@ def test_peers_find_each_other_by_name(ctrpy: Any, day: Any) -> None:
     from support.netenv import free_subnet
 
     day.net.bridges.append(f"ctpa{day.net.tag}")  # removed by the fixture even if the test fails
-    day.ok("network", "create", "--subnet", free_subnet(), "--bridge", f"ctpa{day.net.tag}", f"app{day.net.tag}")
+    subnet = free_subnet()
+    day.ok("network", "create", "--subnet", subnet, "--bridge", f"ctpa{day.net.tag}", f"app{day.net.tag}")
+    fixed = subnet.rsplit(".", 1)[0] + ".77"
     net = ("--runtime", "runc", "--network", f"app{day.net.tag}")
-    day.ok("run", "-d", *net, "--name", "db", day.image, "sleep", "60")
+    day.ok("run", "-d", *net, "--name", "db", "--ip", fixed, day.image, "sleep", "60")
     day.ok("run", "-d", *net, "--name", "api", day.image, "sleep", "60")
     db_ip = day.ok("inspect", "--format", "{{.NetworkSettings.IPAddress}}", "db").stdout.strip()
+    assert db_ip == fixed
     hosts = day.ok("exec", "api", "cat", "/etc/hosts").stdout
     assert f"{db_ip}\tdb " in hosts
     assert "api" in day.ok("exec", "db", "cat", "/etc/hosts").stdout  # updated when api attached
@@ -458,3 +463,10 @@ def test_diff_and_commit(ctrpy: Any, day: Any) -> None:
     assert r.stdout.split() == ["prod", "no-vi", "app"]
     r = ctrpy("commit", "-c", "FROBNICATE x", "work", "example.test/mine:v2")
     assert r.returncode == 3 and "FROBNICATE" in r.stderr
+    # -P publishes what the image exposes, on a free host port.
+    day.ok("commit", "-c", "EXPOSE 80", "-c", 'CMD ["httpd", "-f", "-p", "80", "-h", "/opt/app"]', "work",
+           "example.test/mine:web")
+    day.ok("run", "-d", "--runtime", "runc", "-P", "--name", "pub", "example.test/mine:web")
+    host = day.ok("port", "pub", "80").stdout.strip()
+    assert host.startswith("0.0.0.0:") and int(host.rsplit(":", 1)[1]) > 0
+    wait_for(lambda: curl(f"http://127.0.0.1:{host.rsplit(':', 1)[1]}/f").stdout == "app\n", what="-P httpd")
