@@ -319,33 +319,46 @@ def test_log_rotation(ctrpy: Any, day: Any) -> None:
     assert 10 < len(lines) < 200  # the oldest lines were rotated away
 
 
-def test_attach_detach_keys(ctrpy: Any, day: Any, dirs: Any) -> None:
+def _pty_session(argv: list[str], env: dict[str, str]) -> int:
+    """Run `argv` on a terminal, type a command until its output shows, then ctrl-p ctrl-q; its exit code."""
     import pty
     import select
     import subprocess
 
-    day.ok("run", "-d", "-it", "--runtime", "runc", "--network", "none", "--name", "tty", day.image, "sh")
     master, slave = pty.openpty()
-    argv = [str(Path(__import__("sys").executable).parent / "ctrpy"), "--root", str(dirs.root), "--state",
-            str(dirs.state), "attach", "tty"]
-    env = {**os.environ, "CTRPY_CONFIG": str(day.net.config_path)}
     proc = subprocess.Popen(argv, stdin=slave, stdout=slave, stderr=slave, env=env, start_new_session=True)
     os.close(slave)
     out = b""
     deadline = time.monotonic() + 20
     next_try = 0.0
-    while b"attached-42" not in out and time.monotonic() < deadline:
-        # Typed again until seen: input typed before attach switched the terminal to raw mode is flushed.
-        if time.monotonic() >= next_try:
-            os.write(master, b"echo attached-$((40+2))\n")
-            next_try = time.monotonic() + 2
-        if select.select([master], [], [], 0.5)[0]:
-            out += os.read(master, 4096)
-    os.write(master, b"\x10\x11")  # ctrl-p ctrl-q
-    assert proc.wait(timeout=15) == 0
-    os.close(master)
-    assert b"attached-42" in out
+    try:
+        while b"attached-42" not in out and time.monotonic() < deadline:
+            # Typed again until seen: input typed before the client switched the terminal to raw mode is flushed.
+            if time.monotonic() >= next_try:
+                os.write(master, b"echo attached-$((40+2))\n")
+                next_try = time.monotonic() + 2
+            if select.select([master], [], [], 0.5)[0]:
+                out += os.read(master, 4096)
+        assert b"attached-42" in out, out
+        os.write(master, b"\x10\x11")  # ctrl-p ctrl-q
+        return proc.wait(timeout=15)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        os.close(master)
+
+
+def test_attach_detach_keys(ctrpy: Any, day: Any, dirs: Any) -> None:
+    ctrpy_bin = str(Path(__import__("sys").executable).parent / "ctrpy")
+    base = [ctrpy_bin, "--root", str(dirs.root), "--state", str(dirs.state)]
+    env = {**os.environ, "CTRPY_CONFIG": str(day.net.config_path)}
+    code = _pty_session(base + ["run", "-it", "--runtime", "runc", "--network", "none", "--name", "tty", day.image,
+                                "sh"], env)
+    assert code == 0
     assert "Up " in day.ok("ps", "--filter", "name=tty").stdout  # still running after detaching
+    assert _pty_session(base + ["attach", "tty"], env) == 0
+    assert "Up " in day.ok("ps", "--filter", "name=tty").stdout
 
 
 def test_cp_both_ways_stays_inside(ctrpy: Any, day: Any, tmp_path: Path) -> None:

@@ -181,8 +181,8 @@ def _create(obj: Any, positional: tuple[str, ...], flags: dict[str, Any], remove
 @click.command("run", context_settings=SETTINGS)
 @click.option("--rm", "remove", is_flag=True, help="Delete the container when it exits")
 @click.option("--detach", "-d", is_flag=True, help="Run in the background and print the container ID")
-@click.option("--detach-keys", default="ctrl-p,ctrl-q", show_default=True, hidden=True,
-              help="Keys that detach from a TTY container")
+@click.option("--detach-keys", default="ctrl-p,ctrl-q", show_default=True,
+              help="Keys that detach from a container run with -it (it keeps running)")
 @docker_flags
 @click.argument("positional", nargs=-1, required=True, type=click.UNPROCESSED, metavar="IMAGE [COMMAND [ARG...]]")
 @click.pass_obj
@@ -222,7 +222,13 @@ def run(obj: Any, remove: bool, detach: bool, detach_keys: str, positional: tupl
         attachment = client.tasks.attach(container_id, stdin=stdin)
         oom = False
         try:
-            code = run_attached(client, container_id, attachment, start=True, stdin=stdin)
+            if req.tty and req.interactive and sys.stdin is not None and sys.stdin.isatty():
+                detached, code = _run_tty(client, container_id, attachment, detach_keys)
+                if detached:  # ctrl-p ctrl-q: the container keeps running, as with docker
+                    click.echo(container_id[:12], err=True)
+                    raise click.exceptions.Exit(0)
+            else:
+                code = run_attached(client, container_id, attachment, start=True, stdin=stdin)
             oom = code == 137 and lifecycle.was_oom_killed(client, container_id)
         finally:
             lifecycle.reap(client, container_id, record=not remove)
@@ -241,6 +247,23 @@ def run(obj: Any, remove: bool, detach: bool, detach_keys: str, positional: tupl
     if remove:
         lifecycle.remove(client, container_id, force=True, volumes=True)
     raise click.exceptions.Exit(code)
+
+
+def _run_tty(client: Any, container_id: str, attachment: Any, detach_keys: str) -> tuple[bool, int]:
+    """Start and attach through a terminal watching for the detach keys: (detached, exit code)."""
+    from ctrpy.commands.tasks import exit_code
+    from ctrpy.runtime.attach import parse_detach_keys, pump_with_detach
+
+    keys = parse_detach_keys(detach_keys)
+    try:
+        client.tasks.start(container_id)
+        record, detached = pump_with_detach(attachment, sys.stdin.fileno(), keys,
+                                            on_signal=lambda sig: client.tasks.kill(container_id, sig))
+    finally:
+        attachment.close()
+    if detached:
+        return True, 0
+    return False, exit_code(record if record is not None else client.tasks.wait(container_id))
 
 
 @click.command("create", context_settings=SETTINGS)
