@@ -296,6 +296,16 @@ def test_what_runs_sees_the_flags(ctrpy: Any, day: Any, tmp_path: Path) -> None:
     assert r.stdout.split() == ["ro", "tmpfs", "64", "1000", "/tmp"]
     r = day.ok(*base, "--init", img, "sh", "-c", "cat /proc/1/cmdline | tr '\\0' ' '")
     assert r.stdout.startswith("/sbin/docker-init -- sh")
+    # A new named volume is filled from the image at its mount point (docker's copy-up), once.
+    r = day.ok(*base, "-v", "etcvol:/etc", img, "sh", "-c", "grep -c root /etc/passwd; echo mine > /etc/mine")
+    assert r.stdout == "1\n"
+    mountpoint = Path(json.loads(day.ok("volume", "inspect", "etcvol").stdout)[0]["Mountpoint"])
+    assert (mountpoint / "passwd").exists() and (mountpoint / "mine").read_text() == "mine\n"
+    day.ok("run", "--runtime", "runc", "--network", "none", "--name", "anon", "-v", "/cache", img, "true")
+    anon = json.loads(day.ok("inspect", "anon").stdout)[0]["Mounts"][0]
+    assert anon["Type"] == "volume" and len(anon["Name"]) == 64
+    day.ok("rm", "-v", "anon")  # -v removes the anonymous volume, not the named ones
+    assert day.ok("volume", "ls", "-q").stdout == "etcvol\n"
     r = day.ok(*base, "-t", img, "tty")
     assert r.stdout.strip().startswith("/dev/pts/")
     r = day.ok(*base, "--entrypoint", "echo", img, "via", "entrypoint")
