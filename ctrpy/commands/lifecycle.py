@@ -335,24 +335,12 @@ def _inspect_one(client: Any, ref: str, kind: str | None) -> Any:
 
 def _image_inspect(client: Any, ref: str) -> Any:
     """An image's docker-shaped JSON: the runtime's image_inspect when it exists (another branch builds it),
-    else the minimal one here."""
+    else lifecycle's minimal one."""
     try:
         from ctrpy.runtime.images import image_inspect  # type: ignore[attr-defined]
     except ImportError:
-        image_inspect = None
-    if image_inspect is not None:
-        return image_inspect(client, ref)
-    from ctrpy.runtime.images import find_image
-    from ctrpy.runtime.unpack import resolve_chain
-
-    image = find_image(client, ref)
-    manifest = resolve_chain(client, image)[0]
-    config = manifest.config
-    return {"Id": getattr(manifest, "config_digest", "") or image.target.digest, "RepoTags": [image.name],
-            "RepoDigests": [f"{image.name.rsplit(':', 1)[0]}@{image.target.digest}"],
-            "Created": config.get("created", ""), "Architecture": config.get("architecture", ""),
-            "Os": config.get("os", ""), "Config": config.get("config") or {},
-            "RootFS": config.get("rootfs") or {}}
+        from ctrpy.runtime.lifecycle import image_inspect_minimal as image_inspect
+    return image_inspect(client, ref)
 
 
 @click.command("port")
