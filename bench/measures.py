@@ -136,7 +136,7 @@ def run_rm(env: Env, reps: int) -> list[Comparison]:
                 ("ctrpy --runtime crun", "ctr (containerd+runc)", ""),
                 ("ctrpy (default bridge network)", "ctrpy", "")],
         notes=notes,
-        command=f"ctrpy run --rm --network none {img} ID true | ctr run --rm {img} ID true | "
+        command=f"ctrpy run --rm --network none --name ID {img} true | ctr run --rm {img} ID true | "
                 "crun/runc --root DIR run --bundle BUNDLE ID", key="run --rm")
     for r in (ctrpy, ctrpy_crun, ctrpy_bridge):
         env.drop_root(r.root)
@@ -382,7 +382,7 @@ def memory(env: Env, reps1: int, reps50: int) -> list[Comparison]:
             comps.append(Comparison(
                 "3c. Time to start 50 sleeping containers (sequential `run -d`)", "s", starts,
                 ratios=[("ctrpy", "ctr (containerd+runc)", "<= 0.4x")], key="start 50", notes=rounds_note(done, reps),
-                command=f"50 x ctrpy run -d --network none {env.images.busybox} ID sleep N | "
+                command=f"50 x ctrpy run -d --network none --name ID {env.images.busybox} sleep N | "
                         f"50 x ctr run -d {env.images.busybox} ID sleep N"))
     return comps
 
@@ -534,7 +534,7 @@ def concurrency(env: Env, reps: int, runs: int = 20, pulls: int = 5) -> list[Com
     comps = [Comparison(f"5a. {runs} parallel `run --rm busybox true`, wall time", "s", sides,
                         ratios=[("ctrpy", "ctr (containerd+runc)", "")], key=f"{runs} parallel run --rm",
                         notes=ctrpy.notes + rounds_note(done, reps),
-                        command=f"{runs} at once: ctrpy run --rm --network none {img} ID true | ctr run --rm ...")]
+                        command=f"{runs} at once: ctrpy run --rm --network none --name ID {img} true | ctr run --rm ...")]
     env.drop_root(ctrpy.root)
 
     ref = env.images.debian1
