@@ -390,6 +390,9 @@ def test_cp_both_ways_stays_inside(ctrpy: Any, day: Any, tmp_path: Path) -> None
     day.ok("cp", "box:/data/.", str(out / "all"))
     assert sorted(p.name for p in (out / "all").iterdir()) == ["esc", "f"]
     assert (out / "all" / "esc").is_symlink()
+    day.ok("stop", "-t", "0", "box")  # a stopped container: its snapshot is mounted for the copy
+    day.ok("cp", "box:/data/f", str(out / "f2"))
+    assert (out / "f2").read_text() == "inside\n"
     r = ctrpy("cp", str(host), str(out))
     assert r.returncode == 2  # neither side names a container
     r = ctrpy("cp", "box:/no/such", str(out))
@@ -493,3 +496,13 @@ def test_diff_and_commit(ctrpy: Any, day: Any) -> None:
     host = day.ok("port", "pub", "80").stdout.strip()
     assert host.startswith("0.0.0.0:") and int(host.rsplit(":", 1)[1]) > 0
     wait_for(lambda: curl(f"http://127.0.0.1:{host.rsplit(':', 1)[1]}/f").stdout == "app\n", what="-P httpd")
+
+
+def test_one_name_wins_a_race(ctrpy: Any, day: Any) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(lambda _: ctrpy("create", "--network", "none", "--name", "race", day.image),
+                                range(4)))
+    assert sorted(r.returncode for r in results) == [0, 5, 5, 5]
+    assert len(day.ok("ps", "-aq").stdout.split()) == 1

@@ -2,66 +2,47 @@
 
 Paths inside the container are resolved with openat2(RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS) against the
 container's root (the running init's /proc/PID/root, which includes its volumes; else the container's
-snapshot, mounted for the copy), so a symbolic link in the container can never lead the copy out of it.
+snapshot, mounted for the copy by unpack.apply_to_mounts), so a symbolic link in the container can never lead the copy out of it.
 The copy itself is `cp -a` (owners, modes, times, links and xattrs kept) through the resolved descriptor.
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
 import stat
 import subprocess
-import tempfile
-from collections.abc import Iterator
-from pathlib import Path
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from ctrpy.runtime import errors
 from ctrpy.runtime.archive import _O_PATH, _RESOLVE_IN_ROOT, _RESOLVE_NO_MAGICLINKS, _openat2
 
+T = TypeVar("T")
 
-@contextlib.contextmanager
-def container_root(client: Any, container_id: str) -> Iterator[int]:
-    """An O_PATH descriptor of the container's root directory."""
+
+def with_root(client: Any, container_id: str, fn: Callable[[int], T]) -> T:
+    """fn(an O_PATH descriptor of the container's root directory)."""
     tasks = client.tasks
     if tasks.exists(container_id):
         st = tasks.state(container_id)
         if st.pid and st.status.value in ("running", "paused", "created"):
-            fd = os.open(f"/proc/{st.pid}/root", _O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
-            try:
-                yield fd
-            finally:
-                os.close(fd)
-            return
+            return _with_dir(f"/proc/{st.pid}/root", fn)
     container = client.containers.get(container_id)
     if container.snapshot_key:
-        from ctrpy.runtime.mount import mount_all, unmount_all
+        from ctrpy.runtime.unpack import apply_to_mounts
 
         mounts = client.snapshotter(container.snapshotter).mounts(container.snapshot_key)
-        target = Path(tempfile.mkdtemp(prefix="cp-", dir=client.root))
-        try:
-            mount_all(mounts, target)
-            try:
-                fd = os.open(target, _O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
-                try:
-                    yield fd
-                finally:
-                    os.close(fd)
-            finally:
-                unmount_all(target, detach=True)
-        finally:
-            try:
-                target.rmdir()
-            except OSError:
-                pass
-        return
+        return apply_to_mounts(client, mounts, lambda directory: _with_dir(directory, fn))  # type: ignore[no-any-return]
     root = (container.spec.get("root") or {}).get("path", "")
     if not root or not os.path.isabs(root):
         raise errors.FailedPrecondition(f"container {container_id[:12]} has no root file system to copy from")
-    fd = os.open(root, _O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    return _with_dir(root, fn)
+
+
+def _with_dir(path: str, fn: Callable[[int], T]) -> T:
+    fd = os.open(path, _O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
-        yield fd
+        return fn(fd)
     finally:
         os.close(fd)
 
@@ -83,7 +64,7 @@ def _cp(src: str, dst: str, fds: tuple[int, ...]) -> None:
 
 def copy_out(client: Any, container_id: str, src: str, dest: str) -> None:
     """Container path `src` to host path `dest` (into it when it is a directory)."""
-    with container_root(client, container_id) as rootfd:
+    def work(rootfd: int) -> None:
         fd = _resolve(rootfd, src)
         try:
             is_dir = stat.S_ISDIR(os.fstat(fd).st_mode)
@@ -97,12 +78,15 @@ def copy_out(client: Any, container_id: str, src: str, dest: str) -> None:
         finally:
             os.close(fd)
 
+    with_root(client, container_id, work)
+
 
 def copy_in(client: Any, container_id: str, src: str, dest: str) -> None:
     """Host path `src` to container path `dest` (into it when it is a directory)."""
     if not os.path.lexists(src):
         raise errors.NotFound(f"{src}: no such file or directory")
-    with container_root(client, container_id) as rootfd:
+
+    def work(rootfd: int) -> None:
         try:
             fd = _openat2(rootfd, dest.lstrip("/") or ".", _O_PATH, _RESOLVE_IN_ROOT | _RESOLVE_NO_MAGICLINKS)
         except FileNotFoundError:
@@ -137,3 +121,5 @@ def copy_in(client: Any, container_id: str, src: str, dest: str) -> None:
                 _cp(src, f"/proc/self/fd/{parent}/{name}", (parent,))
         finally:
             os.close(parent)
+
+    with_root(client, container_id, work)

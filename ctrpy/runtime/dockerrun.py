@@ -584,7 +584,10 @@ def create(client: Any, req: RunRequest) -> Any:
         pids_limit=req.pids_limit, network=net_request, spec_opts=spec_opts, extensions={DOCKER_EXT: docker},
     )
     try:
-        container = create_container(client, opts)
+        with names.name_lock(client):
+            if not req.ctr_id:  # again, under the lock: two `run --name x` at once must not both win
+                names.check_name_free(client, name)
+            container = create_container(client, opts)
         _copy_up(client, container, named, created_volumes, volumes)
     except BaseException:
         for vol in created_volumes:
@@ -603,26 +606,15 @@ def _copy_up(client: Any, container: Any, named: list[tuple[str, dict[str, Any]]
             if not m.get("nocopy") and Path(m["source"]).parent.name in created]
     if not todo or not container.snapshot_key:
         return
-    import tempfile
+    from ctrpy.runtime.unpack import apply_to_mounts
 
-    from ctrpy.runtime.mount import mount_all, unmount_all
+    def fill(directory: str) -> None:
+        for source, dest in todo:
+            inside = _inside(Path(directory), dest)
+            if inside is not None:
+                volumes.copy_up(Path(source).parent.name, inside)
 
-    mounts = client.snapshotter(container.snapshotter).mounts(container.snapshot_key)
-    target = Path(tempfile.mkdtemp(prefix="copyup-", dir=client.root))
-    try:
-        mount_all(mounts, target)
-        try:
-            for source, dest in todo:
-                inside = _inside(target, dest)
-                if inside is not None:
-                    volumes.copy_up(Path(source).parent.name, inside)
-        finally:
-            unmount_all(target, detach=True)
-    finally:
-        try:
-            target.rmdir()
-        except OSError:
-            pass
+    apply_to_mounts(client, client.snapshotter(container.snapshotter).mounts(container.snapshot_key), fill)
 
 
 def _inside(root: Path, path: str) -> Path | None:

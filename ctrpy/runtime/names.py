@@ -8,8 +8,11 @@ containers (`containers create IMAGE ID`) have no name label: their ID is their 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 from ctrpy.runtime import errors
@@ -66,6 +69,21 @@ def check_name_free(client: Any, name: str) -> None:
         raise errors.AlreadyExists(
             f"the container name {name!r} is already in use by container {used[name][:12]}: "
             f"remove it (`ctrpy rm {name}`) or pick another name")
+
+
+@contextlib.contextmanager
+def name_lock(client: Any) -> Iterator[None]:
+    """Serialise name checks with the creates that follow them (one flock per root and namespace)."""
+    import fcntl
+
+    client.db  # the root directory exists once the metadata is open
+    path = Path(client.root) / f".names-{client.namespace}.lock"
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
 
 
 def resolve(client: Any, ref: str) -> str:
