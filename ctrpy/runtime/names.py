@@ -76,7 +76,7 @@ def name_lock(client: Any) -> Iterator[None]:
     """Serialise name checks with the creates that follow them (one flock per root and namespace)."""
     import fcntl
 
-    client.db  # the root directory exists once the metadata is open
+    Path(client.root).mkdir(parents=True, exist_ok=True)
     path = Path(client.root) / f".names-{client.namespace}.lock"
     fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
     try:
