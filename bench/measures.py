@@ -67,7 +67,7 @@ class CtrpyRoot:
         return ["--network", "none"] if "--network" in usage.stdout else []
 
     def run_rm(self, cid: str, *extra: str) -> list[str]:
-        return self.cmd("run", "--rm", *self.net_flags, *extra, self.image, cid, "true")
+        return self.cmd("run", "--rm", *self.net_flags, *extra, "--name", cid, self.image, "true")
 
 
 def _ctr_prepare_image(env: Env, ref: str) -> None:
@@ -96,7 +96,7 @@ def run_rm(env: Env, reps: int) -> list[Comparison]:
 
     def bridge_prepare() -> None:
         ctrpy_bridge.pull()
-        run_checked(ctrpy_bridge.cmd("run", "--rm", img, "bridgewarm", "true"), env=env.env,
+        run_checked(ctrpy_bridge.cmd("run", "--rm", "--name", "bridgewarm", img, "true"), env=env.env,
                     what="ctrpy run --rm (default network)")
 
     # Two interleaved groups: crun needs hugetlb moved off cgroup2, and that window is kept short because the
@@ -109,7 +109,7 @@ def run_rm(env: Env, reps: int) -> list[Comparison]:
         Side("runc run (bare bundle)", lambda i: timed(env.bare("runc", f"bench-runc-{i}"), what="runc run"),
              prepare=lambda: bare_prepare("runc")),
         Side("ctrpy (default bridge network)",
-             lambda i: timed(ctrpy_bridge.cmd("run", "--rm", img, f"n{i}", "true"), env=env.env,
+             lambda i: timed(ctrpy_bridge.cmd("run", "--rm", "--name", f"n{i}", img, "true"), env=env.env,
                              what="ctrpy run --rm (bridge)"), prepare=bridge_prepare),
     ]
     crun = [
@@ -145,7 +145,7 @@ def run_rm(env: Env, reps: int) -> list[Comparison]:
                 ("ctrpy --runtime crun", "ctr (containerd+runc)", ""),
                 ("ctrpy (default bridge network)", "ctrpy", "")],
         notes=notes,
-        command=f"ctrpy run --rm --network none {img} ID true | ctr run --rm {img} ID true | "
+        command=f"ctrpy run --rm --network none --name ID {img} true | ctr run --rm {img} ID true | "
                 "crun/runc --root DIR run --bundle BUNDLE ID", key="run --rm")
     for r in (ctrpy, ctrpy_crun, ctrpy_bridge):
         env.drop_root(r.root)
@@ -281,7 +281,7 @@ class Fleet:
         if self.side == "ctrpy":
             self.root = CtrpyRoot(env, "mem", env.images.busybox)
             self.root.probe_run("memwarm")
-            argvs = [self.root.cmd("run", "-d", *self.root.net_flags, env.images.busybox, f"m{rnd}-{k}",
+            argvs = [self.root.cmd("run", "-d", *self.root.net_flags, "--name", f"m{rnd}-{k}", env.images.busybox,
                                    "sleep", self.marker) for k in range(self.n)]
         else:
             _ctr_prepare_image(env, env.images.busybox)
@@ -393,7 +393,7 @@ def memory(env: Env, reps1: int, reps50: int) -> list[Comparison]:
             comps.append(Comparison(
                 "3c. Time to start 50 sleeping containers (sequential `run -d`)", "s", starts,
                 ratios=[("ctrpy", "ctr (containerd+runc)", "<= 0.4x")], key="start 50", notes=rounds_note(done, reps),
-                command=f"50 x ctrpy run -d --network none {env.images.busybox} ID sleep N | "
+                command=f"50 x ctrpy run -d --network none --name ID {env.images.busybox} sleep N | "
                         f"50 x ctr run -d {env.images.busybox} ID sleep N"))
     return comps
 
@@ -575,7 +575,7 @@ def _parallel_runs(env: Env, reps: int, runs: int) -> list[Comparison]:
     comps = [Comparison(f"5a. {runs} parallel `run --rm busybox true`, wall time", "s", sides,
                         ratios=[("ctrpy", "ctr (containerd+runc)", "")], key=f"{runs} parallel run --rm",
                         notes=ctrpy.notes + rounds_note(done, reps),
-                        command=f"{runs} at once: ctrpy run --rm --network none {img} ID true | ctr run --rm ...")]
+                        command=f"{runs} at once: ctrpy run --rm --network none --name ID {img} true | ctr run --rm ...")]
     env.drop_root(ctrpy.root)
     return comps
 

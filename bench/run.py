@@ -143,9 +143,9 @@ def run_profiles(env: Env, names: list[str]) -> dict[str, list[str]]:
 
             def make_argv(name: str = name, root: Path = root, state: Path = state) -> list[str]:
                 if name == "run":
-                    return env.ctrpy(root, state, "run", "--rm", *net, img, f"prof{next(seq)}", "true")
+                    return env.ctrpy(root, state, "run", "--rm", *net, "--name", f"prof{next(seq)}", img, "true")
                 if name == "run-bridge":
-                    return env.ctrpy(root, state, "run", "--rm", img, f"profbr{next(seq)}", "true")
+                    return env.ctrpy(root, state, "run", "--rm", "--name", f"profbr{next(seq)}", img, "true")
                 if name == "pull":
                     # A pull must be cold for each tool: each gets its own new root.
                     fresh_root, fresh_state = env.new_root("prof-pull")

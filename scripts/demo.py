@@ -78,7 +78,7 @@ def main() -> int:
         ctrpy(base, "images", "check")
 
         step("running it")
-        ctrpy(base, "run", "--rm", ref, "demo", "sh", "-c",
+        ctrpy(base, "run", "--rm", "--name", "demo", ref, "sh", "-c",
               "echo hello from busybox; ip -4 -o addr show dev eth0")
         print("\ndemo: done")
         return 0

@@ -153,7 +153,7 @@ def test_image_container(ctrpy: Any, runtime: str, seeded_registry: Any, dirs: A
     info = json.loads(ctrpy("containers", "info", "img1").stdout)
     assert info["image"] == ref and info["snapshot_key"] == "img1"
     assert ctrpy("containers", "rm", "img1").returncode == 0
-    r = ctrpy("run", "--rm", "--runtime", runtime, "--user", "app", ref, "img2", "sh", "-c",
+    r = ctrpy("containers", "run", "--rm", "--runtime", runtime, "--user", "app", ref, "img2", "sh", "-c",
               "id -u; cat /etc/hostname; echo written > /tmp/x; cat /tmp/x")
     assert r.returncode == 0, r.stderr
     assert r.stdout.split() == ["1000", "img2", "written"]
@@ -162,6 +162,6 @@ def test_image_container(ctrpy: Any, runtime: str, seeded_registry: Any, dirs: A
     assert "img2" not in snaps.stdout
     with open("/proc/self/mounts") as f:
         assert str(dirs.state) not in f.read()
-    r = ctrpy("run", "--runtime", runtime, ref, "img3", "sh", "-c", "exit 3")
+    r = ctrpy("containers", "run", "--runtime", runtime, ref, "img3", "sh", "-c", "exit 3")
     assert r.returncode == 3
     assert ctrpy("containers", "ls", "-q").stdout == "img3\n"  # without --rm the container stays

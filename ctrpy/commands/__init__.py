@@ -43,6 +43,17 @@ class LazyGroup(click.Group):
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted(set(super().list_commands(ctx)) | set(self.lazy))
 
+    def resolve_command(self, ctx: click.Context, args: list[str]) -> Any:
+        name = args[0] if args else ""
+        if name and not name.startswith("-") and self.get_command(ctx, name) is None:
+            import difflib
+
+            known = sorted(set(self.lazy) | set(self.aliases) | set(self.commands))
+            close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
+            hint = f" Did you mean '{self.aliases.get(close[0], close[0])}'?" if close else ""
+            ctx.fail(f"No such command '{name}'.{hint} (`ctrpy --help` lists the commands)")
+        return super().resolve_command(ctx, args)
+
     def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
         name = self.aliases.get(name, name)
         if name in self.commands:

@@ -30,6 +30,7 @@ PID_FILE = "init.pid"
 
 USAGE = ("usage: ctrpy __complete KIND [--root DIR] [--state DIR] [-n NS] [--config FILE] [--snapshotter NAME]\n"
          "KIND: " + " ".join(sorted(["image", "container", "task", "running-task", "paused-task", "snapshot",
+                                     "name", "running-name",
                                      "namespace", "network", "lease", "content"])))
 
 
@@ -189,7 +190,45 @@ def paused_tasks(where: Where) -> list[str]:
     return out
 
 
+def _names_by_id(where: Where) -> dict[str, str]:
+    """Container ID -> the name docker-shaped commands accept (the ctrpy.io/name label, else the ID)."""
+    import json
+    import sqlite3
+
+    path = os.path.join(where.root_dir(), DB_FILENAME)
+    if not os.path.exists(path):
+        return {}
+    try:
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=0.5)
+        try:
+            rows = conn.execute("SELECT id, labels FROM containers WHERE namespace = ? ORDER BY id", (where.ns(),))
+            out = {}
+            for cid, labels in rows:
+                try:
+                    out[str(cid)] = str((json.loads(labels or "{}") or {}).get("ctrpy.io/name") or cid)
+                except ValueError:
+                    out[str(cid)] = str(cid)
+            return out
+        finally:
+            conn.close()
+    except sqlite3.Error:
+        return {}
+
+
+def container_names(where: Where) -> list[str]:
+    """Names, and the short IDs of named containers (what `ctrpy stop <Tab>` offers)."""
+    names = _names_by_id(where) or {}
+    return sorted(set(names.values()) | {cid[:12] for cid, name in names.items() if name != cid})
+
+
+def running_names(where: Where) -> list[str]:
+    running = set(running_tasks(where))
+    return sorted(name for cid, name in (_names_by_id(where) or {}).items() if cid in running)
+
+
 KINDS: dict[str, Callable[[Where], list[str]]] = {
+    "name": container_names,
+    "running-name": running_names,
     "image": images,
     "container": containers,
     "task": tasks,

@@ -45,7 +45,14 @@ ARGUMENT_KINDS: dict[tuple[tuple[str, ...], str], list[str]] = {
     (("tasks", "attach"), "container_id"): ["@running-task"],
     (("tasks", "ps"), "container_id"): ["@running-task"],
     (("tasks", "metrics"), "container_id"): ["@running-task"],
-    (("exec",), "container_id"): ["@running-task"],
+    (("exec",), "container"): ["@running-name"],
+    (("attach",), "container"): ["@running-name"],
+    (("stop",), "containers"): ["@running-name"],
+    (("kill",), "containers"): ["@running-name"],
+    (("pause",), "containers"): ["@running-name"],
+    (("top",), "container"): ["@running-name"],
+    (("rename",), "new_name"): [],
+    (("inspect",), "objects"): ["@name", "@image"],
     (("network", "check"), "container_id"): ["@container"],
 }
 
@@ -102,6 +109,8 @@ def argument_kind(path: tuple[str, ...], param: click.Argument) -> list[str]:
     if group == "runtime":
         # runc's interface: its container IDs live in the runtime's own state, not in ctrpy's store.
         return []
+    if name in ("container", "containers"):
+        return ["@name"]
     if name in ("container_id", "container_ids"):
         return ["@task"] if group in _TASK_GROUPS else ["@container"]
     if name in ("ref", "refs", "source", "local", "image"):

@@ -116,6 +116,69 @@ def create(obj: Any, positional: tuple[str, ...], **flags: Any) -> None:
     create_container(obj.client, options_from_flags(container_id, image, args, flags))
 
 
+@containers.command("run", context_settings={"allow_interspersed_args": False, "ignore_unknown_options": True})
+@click.option("--rm", "remove", is_flag=True, help="Delete the container when the task exits")
+@click.option("--detach", "-d", is_flag=True, help="Start the task and return (output: `ctrpy logs`)")
+@container_flags
+@click.argument("positional", nargs=-1, required=True, type=click.UNPROCESSED, metavar="IMAGE ID [COMMAND [ARG...]]")
+@click.pass_obj
+def run(obj: Any, remove: bool, detach: bool, positional: tuple[str, ...], **flags: Any) -> None:
+    """Run a container as `ctr run` does: IMAGE ID [COMMAND [ARG...]] (ctr's shape).
+
+    \b
+    Examples:
+      ctrpy containers run --rm docker.io/library/busybox:latest demo echo hello
+      ctrpy c run -d --memory-limit 64m busybox web sleep 3600
+    """
+    from ctrpy.commands.tasks import run_attached
+    from ctrpy.runtime import errors
+    from ctrpy.runtime.tasks import create_container, delete_container
+
+    if remove and detach:
+        raise click.UsageError("--rm and --detach cannot be used together")
+    image, container_id, args = split_image_id(flags["rootfs"], positional)
+    client = obj.client
+    create_container(client, options_from_flags(container_id, image, args, flags))
+    code = 0
+    try:
+        client.tasks.create(container_id, stdin=not detach)
+        if detach:
+            client.tasks.start(container_id)
+            return
+        attachment = client.tasks.attach(container_id, stdin=True)
+        try:
+            code = run_attached(client, container_id, attachment, start=True)
+        finally:
+            client.tasks.delete(container_id, force=True)
+    except errors.CtrpyError as exc:
+        # A runtime or exec failure is reported with run's reserved codes (125/126/127).
+        exc.exit_code = getattr(exc, "run_exit_code", errors.EXIT_RUNTIME_FAILURE)
+        if client.tasks.exists(container_id):
+            client.tasks.delete(container_id, force=True)
+        if remove:
+            delete_container(client, container_id, force=True)
+        raise
+    if remove:
+        delete_container(client, container_id, force=True)
+    raise click.exceptions.Exit(code)
+
+
+@containers.command("prune")
+@click.option("--force", "-f", is_flag=True, help="Do not ask (ctrpy never asks; accepted for docker's scripts)")
+@click.pass_obj
+def prune(obj: Any, force: bool) -> None:
+    """Remove every container that is not running; prints their IDs.
+
+    \b
+    Examples:
+      ctrpy container prune -f
+    """
+    from ctrpy.runtime.lifecycle import prune as do_prune
+
+    for cid in do_prune(obj.client):
+        click.echo(cid)
+
+
 @containers.command("ls")
 @click.argument("filters", nargs=-1)
 @quiet_option

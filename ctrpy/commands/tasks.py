@@ -39,7 +39,7 @@ def exit_code(record: dict[str, Any] | None, fallback: Any = None) -> int:
 
 
 def run_attached(client: Any, container_id: str, attachment: Any, *, start: bool = False,
-                 owner: bool = True) -> int:
+                 owner: bool = True, stdin: bool = True) -> int:
     """Start (optionally) and stream the task's stdio until it exits; returns its exit code."""
     tasks = client.tasks
 
@@ -52,7 +52,7 @@ def run_attached(client: Any, container_id: str, attachment: Any, *, start: bool
     try:
         if start:
             tasks.start(container_id)
-        stdin_fd = sys.stdin.fileno() if sys.stdin is not None else None
+        stdin_fd = sys.stdin.fileno() if sys.stdin is not None and stdin else None
         record = attachment.pump(stdin_fd, sys.stdout.fileno(), sys.stderr.fileno(), on_signal=forward,
                                  close_empty_stdin=owner)
     finally:

@@ -110,6 +110,10 @@ class ContainerOptions:
     # connected by the network module (etc files before create, attach before start, detach on delete).
     # None: no networking beyond a private namespace with lo (ctr's default), or the host's with net_host.
     network: Any = None
+    # Applied after every option above (the docker-shaped flags of ctrpy.runtime.dockerrun), and extra
+    # extensions stored with the container.
+    spec_opts: list[Any] = field(default_factory=list)
+    extensions: dict[str, Any] = field(default_factory=dict)
 
 
 def read_env_file(path: str) -> list[str]:
@@ -222,10 +226,10 @@ def create_container(client: Any, opts: ContainerOptions) -> Any:
             spec_opts.append(oci.with_pids_limit(opts.pids_limit))
         spec_opts.append(oci.with_cgroups_path(
             oci.cgroups_path(client.config.get("cgroup.parent", "ctrpy"), client.namespace, opts.id)))
-        spec = oci.generate_spec(*spec_opts)
+        spec = oci.generate_spec(*spec_opts, *opts.spec_opts)
         if not spec["process"]["args"]:
             raise errors.InvalidArgument("no command given and the image has none")
-        extensions: dict[str, Any] = {ETC_EXTENSION: {"net_host": opts.net_host,
+        extensions: dict[str, Any] = {**opts.extensions, ETC_EXTENSION: {"net_host": opts.net_host,
                                                       "extra_hosts": [list(h) for h in opts.extra_hosts],
                                                       "dns": list(opts.dns)}}
         if net_extension is not None:
@@ -283,7 +287,8 @@ def delete_container(client: Any, container_id: str, *, force: bool = False, kee
         if state.status in (TaskStatus.RUNNING, TaskStatus.PAUSED, TaskStatus.UNKNOWN, TaskStatus.CREATED,
                             TaskStatus.RESTARTING) and not force:
             raise errors.FailedPrecondition(
-                f"container {container_id!r} has a {state.status.value} task: stop it first or use --force")
+                f"container {container_id!r} has a {state.status.value} task: stop it first "
+                f"(`ctrpy stop {container_id}`) or use --force")
         tasks.delete(container_id, force=True)
     elif tasks.dir(container_id).path.exists() and not tasks.repair(container_id):
         raise errors.FailedPrecondition(f"container {container_id!r}: its task is being created")
@@ -1111,7 +1116,8 @@ class TaskManager:
         if state.status in (TaskStatus.RUNNING, TaskStatus.PAUSED, TaskStatus.UNKNOWN, TaskStatus.RESTARTING) \
                 and not force:
             raise errors.FailedPrecondition(
-                f"task {container_id!r} is {state.status.value}: stop it first or use --force")
+                f"task {container_id!r} is {state.status.value}: stop it first (`ctrpy stop {container_id}` or "
+                f"`ctrpy tasks kill {container_id}`) or use --force")
         if state.status != TaskStatus.STOPPED and td.task().get("restart_policy", "") not in ("", "no"):
             self._stop_restarts(td, persist=False)  # the kill below must not be followed by a restart
         if state.status != TaskStatus.STOPPED:
@@ -1214,7 +1220,7 @@ class TaskManager:
 
     def exec(self, container_id: str, exec_id: str, args: list[str], *, tty: bool = False, stdin: bool = False,
              env: list[str] | None = None, cwd: str = "", user: str = "",
-             console_size: tuple[int, int] | None = None) -> Attachment:
+             console_size: tuple[int, int] | None = None, privileged: bool = False) -> Attachment:
         """Start a process in the running task (joining its namespaces); returns the attached stream."""
         import re
 
@@ -1239,6 +1245,9 @@ class TaskManager:
             process["env"] = oci._set_env(process.get("env", []), env)
         if cwd:
             process["cwd"] = cwd
+        if privileged:  # `exec --privileged`: every capability the host has, for this process only
+            caps = oci.host_capabilities()
+            process["capabilities"] = {k: list(caps) for k in ("bounding", "effective", "permitted")}
         if user:
             root = spec["root"]["path"]
             rootfs = root if os.path.isabs(root) else str(td.path / root)
