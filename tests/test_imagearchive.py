@@ -433,6 +433,8 @@ def test_prune_and_system_df(ctrpy: Any, client: Client, test_images: Any) -> No
     assert ctrpy("images", "unpack", "busybox").returncode == 0
     assert ctrpy("images", "unpack", "layered").returncode == 0
     assert ctrpy("containers", "create", "layered", "c1", "sh").returncode == 0
+    assert ctrpy("volume", "create", "v1").returncode == 0  # used by no container
+    (client.root / "volumes" / "default" / "v1" / "_data" / "blob").write_bytes(b"x" * 20000)
     df = json.loads(ctrpy("system", "df", "-v", "--format", "json").stdout)
     images = {i["Name"]: i for i in df["Images"]}
     bb, layered = images["docker.io/library/busybox:latest"], images["docker.io/library/layered:latest"]
@@ -447,7 +449,8 @@ def test_prune_and_system_df(ctrpy: Any, client: Client, test_images: Any) -> No
     assert summary["Images"]["Size"] == blobs + snaps < sum(i["Size"] for i in df["Images"])
     assert summary["Images"]["TotalCount"] == 3 and summary["Images"]["Active"] == 1
     assert summary["Containers"]["TotalCount"] == 1 and summary["Build Cache"]["Size"] == 0
-    assert summary["Local Volumes"].get("Note") == "not supported by this ctrpy"
+    vols = summary["Local Volumes"]
+    assert (vols["TotalCount"], vols["Active"]) == (1, 0) and vols["Size"] == vols["Reclaimable"] >= 20000
     r = ctrpy("system", "df")
     assert r.returncode == 0 and r.stdout.split()[:5] == ["TYPE", "TOTAL", "ACTIVE", "SIZE", "RECLAIMABLE"]
 
@@ -462,7 +465,7 @@ def test_prune_and_system_df(ctrpy: Any, client: Client, test_images: Any) -> No
     assert r.returncode == 0 and r.stdout.splitlines()[0] == "c1"
     r = ctrpy("system", "prune", "-a", "--volumes", "-f")
     assert r.returncode == 0 and "deleted image: docker.io/library/layered:latest" in r.stdout
-    assert "no local volumes" in r.stderr
+    assert "deleted volume: v1" in r.stdout and ctrpy("volume", "ls", "-q").stdout == ""
     assert ctrpy("content", "ls", "-q").stdout == "" and ctrpy("snapshots", "ls", "-q").stdout == ""
 
 

@@ -334,12 +334,9 @@ def _inspect_one(client: Any, ref: str, kind: str | None) -> Any:
 
 
 def _image_inspect(client: Any, ref: str) -> Any:
-    """An image's docker-shaped JSON: the runtime's image_inspect when it exists (another branch builds it),
-    else lifecycle's minimal one."""
-    try:
-        from ctrpy.runtime.images import image_inspect  # type: ignore[attr-defined]
-    except ImportError:
-        from ctrpy.runtime.lifecycle import image_inspect_minimal as image_inspect
+    """An image's docker-shaped JSON (the same as `ctrpy image inspect`)."""
+    from ctrpy.runtime.imageinfo import image_inspect
+
     return image_inspect(client, ref)
 
 

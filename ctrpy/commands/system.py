@@ -104,7 +104,7 @@ def df(obj: Any, verbose: bool, fmt: str) -> None:
 
     table(["TYPE", "TOTAL", "ACTIVE", "SIZE", "RECLAIMABLE"],
           [[r["Type"], r["TotalCount"], r["Active"], human_size(r["Size"]),
-            "n/a (no volumes in this ctrpy)" if r.get("Note") else reclaim(r)] for r in usage.summary()])
+            reclaim(r)] for r in usage.summary()])
     if not verbose:
         return
     click.echo("\nImages space usage:\n")

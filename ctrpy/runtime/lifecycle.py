@@ -559,20 +559,6 @@ def stats(client: Any, ref: str) -> dict[str, Any]:
     return out
 
 
-def image_inspect_minimal(client: Any, ref: str) -> dict[str, Any]:
-    """docker's image inspect, the fields `inspect IMAGE` needs (a fuller one may live in runtime.images)."""
-    from ctrpy.runtime.images import find_image
-    from ctrpy.runtime.unpack import resolve_chain
-
-    image = find_image(client, ref)
-    manifest = resolve_chain(client, image)[0]
-    config = manifest.config
-    return {"Id": manifest.config_desc.digest, "RepoTags": [image.name],
-            "RepoDigests": [f"{image.name.rsplit(':', 1)[0]}@{image.target.digest}"],
-            "Created": config.get("created", ""), "Architecture": config.get("architecture", ""),
-            "Os": config.get("os", ""), "Config": config.get("config") or {}, "RootFS": config.get("rootfs") or {}}
-
-
 def container_names(client: Any) -> list[tuple[str, str]]:
     """(ID, name) of every container, for completion."""
     return [(c.id, c.labels.get(NAME_LABEL, "")) for c in client.containers.list()]

@@ -131,18 +131,6 @@ def _container_size(client: Any, container: Any) -> int:
         return 0
 
 
-def _volume_api(name: str) -> Callable[[Any], Any] | None:
-    """`ctrpy.runtime.volumes.<name>(client)` when this ctrpy has local volumes with that function
-    (prune -> removed names, usage -> [{Name, Size, Links}]); None otherwise."""
-    import importlib
-    import importlib.util
-
-    if importlib.util.find_spec("ctrpy.runtime.volumes") is None:
-        return None
-    fn = getattr(importlib.import_module("ctrpy.runtime.volumes"), name, None)
-    return fn if callable(fn) else None
-
-
 def system_prune(client: Any, *, all: bool = False, volumes: bool = False) -> PruneReport:
     """docker system prune: stopped containers, dangling (with `all`: unused) images, with `volumes` unused
     volumes; then one collection (which also takes expired leases, stale ingests and leftovers)."""
@@ -156,11 +144,9 @@ def system_prune(client: Any, *, all: bool = False, volumes: bool = False) -> Pr
             except errors.NotFound:
                 continue
     if volumes:
-        prune = _volume_api("prune")
-        if prune is not None:
-            report.volumes = [str(v) for v in prune(client)]
-        else:
-            report.notes.append("volumes: this ctrpy has no local volumes; nothing to prune")
+        from ctrpy.runtime import volumes as _volumes
+
+        report.volumes = _volumes.prune(client)
     report.bytes_freed += collect(client)
     return report
 
@@ -215,14 +201,11 @@ class DiskUsage:
             {"Type": "Containers", "TotalCount": len(self.containers), "Active": len(running), "Size": csize,
              "Reclaimable": sum(c.size for c in self.containers if c not in running)},
         ]
-        if self.volumes is None:
-            rows.append({"Type": "Local Volumes", "TotalCount": 0, "Active": 0, "Size": 0, "Reclaimable": 0,
-                         "Note": "not supported by this ctrpy"})
-        else:
-            vsize = sum(int(v.get("Size", 0)) for v in self.volumes)
-            rows.append({"Type": "Local Volumes", "TotalCount": len(self.volumes),
-                         "Active": sum(1 for v in self.volumes if v.get("Links")), "Size": vsize,
-                         "Reclaimable": sum(int(v.get("Size", 0)) for v in self.volumes if not v.get("Links"))})
+        volumes = self.volumes or []
+        rows.append({"Type": "Local Volumes", "TotalCount": len(volumes),
+                     "Active": sum(1 for v in volumes if v.get("Links")),
+                     "Size": sum(int(v.get("Size", 0)) for v in volumes),
+                     "Reclaimable": sum(int(v.get("Size", 0)) for v in volumes if not v.get("Links"))})
         rows.append({"Type": "Build Cache", "TotalCount": 0, "Active": 0, "Size": self.build_cache,
                      "Reclaimable": 0})
         return rows
@@ -312,10 +295,9 @@ def disk_usage(client: Any) -> DiskUsage:
         except errors.CtrpyError:
             status = "unknown"
         crow.append(ContainerUsage(container.id, container.image, status, _container_size(client, container)))
-    volumes: list[dict[str, Any]] | None = None
-    usage = _volume_api("usage")
-    if usage is not None:
-        volumes = [dict(v) for v in usage(client)]
+    from ctrpy.runtime import volumes as _volumes
+
+    volumes = _volumes.usage(client)
     return DiskUsage(rows, crow, total, reclaimable, volumes)
 
 

@@ -135,3 +135,24 @@ class VolumeStore:
         tmp = self.path(name) / "volume.json.tmp"
         tmp.write_text(json.dumps(meta))
         os.replace(tmp, self.path(name) / "volume.json")
+
+
+def prune(client: Any) -> list[str]:
+    """Remove the namespace's volumes that no container names; returns their names (system prune --volumes)."""
+    return VolumeStore(client).prune()
+
+
+def usage(client: Any) -> list[dict[str, Any]]:
+    """[{Name, Size, Links}] of the namespace's volumes: bytes on disk and how many containers name each."""
+    store = VolumeStore(client)
+    out = []
+    for vol in store.list():
+        size = 0
+        for dirpath, dirnames, filenames in os.walk(store.data(vol["Name"])):
+            for name in filenames:
+                try:
+                    size += os.lstat(os.path.join(dirpath, name)).st_blocks * 512
+                except OSError:
+                    pass
+        out.append({"Name": vol["Name"], "Size": size, "Links": len(store.users(vol["Name"]))})
+    return out
