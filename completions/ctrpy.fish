@@ -6,7 +6,7 @@
 function __ctrpy_children
     switch "$argv"
         case 'ctrpy'
-            printf '%s\n' 'completion config containers content events exec export gc history images import info leases load login logout logs namespaces network ps pull push rmi run runtime save snapshots system tag tasks version'
+            printf '%s\n' 'completion config containers content events exec export gc history images import info leases load login logout logs namespaces network plugins ps pull push rmi run runtime save snapshots system tag tasks version'
         case 'ctrpy config'
             printf '%s\n' 'default dump'
         case 'ctrpy containers'
@@ -21,6 +21,8 @@ function __ctrpy_children
             printf '%s\n' 'create label ls rm'
         case 'ctrpy network'
             printf '%s\n' 'check create inspect ls prune rm'
+        case 'ctrpy plugins'
+            printf '%s\n' 'ls'
         case 'ctrpy runtime'
             printf '%s\n' 'create delete exec kill list pause ps resume run start state'
         case 'ctrpy snapshots'
@@ -73,6 +75,8 @@ function __ctrpy_alias
             printf '%s\n' 'namespaces'
         case 'ctrpy network'
             printf '%s\n' 'network'
+        case 'ctrpy plugins'
+            printf '%s\n' 'plugins'
         case 'ctrpy ps'
             printf '%s\n' 'ps'
         case 'ctrpy pull'
@@ -121,6 +125,8 @@ function __ctrpy_alias
             printf '%s\n' 'network'
         case 'ctrpy networks'
             printf '%s\n' 'network'
+        case 'ctrpy plugin'
+            printf '%s\n' 'plugins'
         case 'ctrpy config default'
             printf '%s\n' 'default'
         case 'ctrpy config dump'
@@ -247,6 +253,10 @@ function __ctrpy_alias
             printf '%s\n' 'rm'
         case 'ctrpy network del'
             printf '%s\n' 'rm'
+        case 'ctrpy plugins ls'
+            printf '%s\n' 'ls'
+        case 'ctrpy plugins list'
+            printf '%s\n' 'ls'
         case 'ctrpy runtime create'
             printf '%s\n' 'create'
         case 'ctrpy runtime delete'
@@ -459,6 +469,10 @@ function __ctrpy_opts
             printf '%s\n' '--format -h --help'
         case 'ctrpy network rm'
             printf '%s\n' '-h --help'
+        case 'ctrpy plugins'
+            printf '%s\n' '-h --help'
+        case 'ctrpy plugins ls'
+            printf '%s\n' '--quiet -q --format -h --help'
         case 'ctrpy ps'
             printf '%s\n' '--quiet -q --format -h --help'
         case 'ctrpy pull'
@@ -817,6 +831,8 @@ function __ctrpy_valopt
             printf '%s\n' 'table json'
         case 'ctrpy network prune --format'
             printf '%s\n' 'table json'
+        case 'ctrpy plugins ls --format'
+            printf '%s\n' 'table json'
         case 'ctrpy ps --format'
             printf '%s\n' 'table json'
         case 'ctrpy pull --platform'
@@ -1153,6 +1169,8 @@ function __ctrpy_args
             printf '%s\n' ''
         case 'ctrpy network rm'
             printf '%s\n' '*@network'
+        case 'ctrpy plugins ls'
+            printf '%s\n' ''
         case 'ctrpy ps'
             printf '%s\n' ''
         case 'ctrpy pull'
@@ -1279,6 +1297,7 @@ logout	Log out from a registry
 logs	Show a task\'s output
 namespaces	Manage namespaces
 network	Manage networks
+plugins	Show plugins (snapshotters, runtimes, network drivers)
 ps	List tasks
 pull	Pull an image from a registry
 push	Push an image to a registry
@@ -1338,6 +1357,8 @@ inspect	Show networks as JSON: settings, bridge state, attached containers, publ
 ls	List networks.
 prune	Release addresses, ports and veths that belong to no live task (after a crash).
 rm	Remove networks (refused while containers are attached).'
+        case 'ctrpy plugins'
+            printf '%s\n' 'ls	List plugins with their status (ok, skip, error) and the error of one that failed.'
         case 'ctrpy runtime'
             printf '%s\n' 'create	Create a container; its process waits until `start`.
 delete	Delete a stopped container (its state and cgroup).

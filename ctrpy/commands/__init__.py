@@ -56,6 +56,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "logs": ("ctrpy.commands.tasks:logs", "Show a task's output"),
     "runtime": ("ctrpy.commands.ociruntime:runtime", "The built-in runtime as a runc-compatible command"),
     "completion": ("ctrpy.commands.completion:completion", "Print a shell completion script"),
+    "plugins": ("ctrpy.commands.plugins:plugins", "Show plugins (snapshotters, runtimes, network drivers)"),
 }
 
 ALIASES: dict[str, str] = {
@@ -71,6 +72,7 @@ ALIASES: dict[str, str] = {
     "lease": "leases",
     "net": "network",
     "networks": "network",
+    "plugin": "plugins",
 }
 
 

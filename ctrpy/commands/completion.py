@@ -129,9 +129,9 @@ def option_kind(path: tuple[str, ...], param: click.Option) -> list[str]:
     if names & {"--signal"}:
         return list(_SIGNALS)
     if names & {"--snapshotter"}:
-        from ctrpy.runtime.snapshots import BACKENDS
+        from ctrpy.runtime import plugins
 
-        return sorted(BACKENDS)
+        return plugins.ids(plugins.PluginType.SNAPSHOTTER)
     if names & {"--runtime"}:
         from ctrpy.runtime.config import DEFAULTS
 

@@ -312,18 +312,12 @@ class _Collector:
         """The backend of snapshotter `name` (directories only), or None for an unknown snapshotter."""
         if name in self._backends:
             return self._backends[name]
-        import importlib
-
-        from ctrpy.runtime.snapshots import BACKENDS
+        from ctrpy.runtime import plugins
+        from ctrpy.runtime.snapshots import open_backend
 
         backend = None
-        if name in BACKENDS:
-            module_name, cls_name = BACKENDS[name].split(":")
-            options = {}
-            if self.config is not None:
-                options = self.config.get(f"plugins.snapshotter.{name}", {}) or {}
-            backend = getattr(importlib.import_module(module_name), cls_name)(self.root / "snapshots" / name,
-                                                                              **options)
+        if name in plugins.ids(plugins.PluginType.SNAPSHOTTER):
+            backend = open_backend(name, self.root, "", self.config)
         self._backends[name] = backend
         return backend
 
