@@ -8,7 +8,7 @@ APT_PACKAGES := gcc make python3-dev python3-venv busybox-static docker-registry
 	libnl-route-3-dev libmnl-dev libseccomp-dev pkg-config strace zsh fish procps psmisc debootstrap faketime
 PYTEST_ARGS ?=
 
-.PHONY: deps apt venv install test demo bench clean generate
+.PHONY: deps apt venv install test lint demo bench clean generate
 
 # Install Debian packages only when one is missing (dpkg-query is fast; apt-get update is not).
 apt:
@@ -29,6 +29,12 @@ venv: $(VENV)/.installed
 deps: apt venv
 
 install: deps
+
+# Lint and type-check (rules and the strict-module list are in pyproject.toml); .ci/run runs this first.
+lint: venv
+	@$(PY) -c 'import ruff, mypy' 2>/dev/null || $(PY) -m pip install -q -e '.[test,lint]'
+	$(VENV)/bin/ruff check ctrpy tests scripts bench
+	$(VENV)/bin/mypy
 
 test: deps
 	$(PY) -m pytest $(PYTEST_ARGS); rc=$$?; \

@@ -160,7 +160,7 @@ def load_config(path: str | None, *, required: bool = False) -> Config:
         return config
     except OSError as exc:
         raise errors.from_oserror(exc, "cannot read config file") from exc
-    import tomli
+    import tomllib as tomli  # tomli's code in the standard library since Python 3.11
 
     try:
         user = tomli.loads(text)

@@ -509,7 +509,7 @@ class _Collector:
                            (ns, sn, key))
         # Backend directories go with their last row, children before parents (the parent_id foreign key).
         children: dict[int, int] = {}
-        for sid, row in self.backend_rows.items():
+        for row in self.backend_rows.values():
             if row["parent_id"] is not None:
                 children[int(row["parent_id"])] = children.get(int(row["parent_id"]), 0) + 1
         self.gone_dirs: list[tuple[str, int]] = []

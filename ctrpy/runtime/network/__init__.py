@@ -581,7 +581,6 @@ def prune(client: Any) -> PruneReport:
     import time
 
     from ctrpy.runtime.network import bridge, nft
-    from ctrpy.runtime.network.store import NetworkStore
 
     report = PruneReport()
     netstore: NetworkStore = network_store(client)

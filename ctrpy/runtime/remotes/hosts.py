@@ -108,7 +108,7 @@ def _host_from_url(url: str, where: str, table: dict[str, Any], base: Path, *, m
 
 def parse_hosts_toml(domain: str, path: Path) -> list[RegistryHost]:
     """Mirrors in file order, then the server (which always has every capability)."""
-    import tomli
+    import tomllib as tomli  # tomli's code in the standard library since Python 3.11
 
     try:
         data = tomli.loads(path.read_text())

@@ -37,8 +37,6 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import TYPE_CHECKING, Any, Protocol
 
-from ctrpy.runtime import errors
-
 if TYPE_CHECKING:
     from ctrpy.runtime.mount import Mount
 
