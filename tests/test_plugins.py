@@ -213,5 +213,7 @@ def test_out_of_tree_snapshotter(installed_plugin: None, ctrpy: Any, dirs: Any, 
 def test_unknown_snapshotter_is_one_line(ctrpy: Any, seeded_registry: Any) -> None:
     r = ctrpy("pull", "--snapshotter", "nope", f"{seeded_registry.host}/busybox:latest")
     assert r.returncode == 3, r.stderr
-    last = r.stderr.splitlines()[-1]
-    assert last.startswith("ctrpy: unknown snapshotter 'nope'") and "native" in last
+    assert r.stderr.startswith("ctrpy: unknown snapshotter 'nope'") and "native" in r.stderr
+    assert len(r.stderr.splitlines()) == 1, "nothing is fetched for a pull that cannot unpack"
+    assert ctrpy("images", "ls", "-q").stdout == ""
+    assert ctrpy("content", "ls", "-q").stdout == ""

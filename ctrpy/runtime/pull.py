@@ -398,6 +398,11 @@ def pull(client: Any, ref: str, opts: PullOptions | None = None, progress: Progr
     parsed = parse(ref)
     for spec in opts.platforms:
         _platforms.parse(spec)
+    if opts.unpack:
+        # An unknown snapshotter is bad input: refuse it before a byte is fetched.
+        from ctrpy.runtime import plugins
+
+        plugins.get(plugins.PluginType.SNAPSHOTTER, opts.snapshotter or client.config["default_snapshotter"])
     puller = _Puller(client, parsed, opts, progress)
     with _lease(client) as lease_id:
         puller.lease_id = lease_id

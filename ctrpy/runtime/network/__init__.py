@@ -266,8 +266,8 @@ def _ns_inode(path: str) -> int | None:
 
 def _alive(att: Attachment) -> bool:
     """Is the netns this attachment was made in still the same live namespace?"""
-    inode = att.result.get("netns_inode") if att.driver == "bridge" else att.result.get("_ctrpy", {}).get(
-        "netns_inode")
+    # The built-in driver records it at the top of its result; others beside their plugin's result, in _ctrpy.
+    inode = att.result.get("netns_inode", att.result.get("_ctrpy", {}).get("netns_inode"))
     return bool(att.netns) and inode is not None and _ns_inode(att.netns) == inode
 
 
@@ -309,8 +309,11 @@ def reserve(client: Any, container_id: str, spec: NetworkRequest) -> NetworkResu
     address is known only after ADD).
     """
     mode, target = resolve(client, spec.network)
-    if mode != "bridge":
-        return NetworkResult(mode, getattr(target, "name", None))
+    result: NetworkResult = driver(client, mode).reserve(client, container_id, spec, target)
+    return result
+
+
+def _reserve_bridge(client: Any, container_id: str, spec: NetworkRequest, target: Any) -> NetworkResult:
     netstore = network_store(client)
     existing = [a for a in netstore.attachments(client.namespace, container_id) if a.network == target.name]
     if existing and (existing[0].netns == "" or _alive(existing[0])):
@@ -527,10 +530,8 @@ def etc_files(client: Any, container_id: str, spec: NetworkRequest, hostname: st
     from ctrpy.runtime.network import etc
 
     mode, target = resolve(client, spec.network)
-    address = gateway = None
-    if mode == "bridge":
-        res = reserve(client, container_id, spec)
-        address, gateway = res.address, res.gateway
+    res = driver(client, mode).reserve(client, container_id, spec, target)
+    address, gateway = res.address, res.gateway
     host_network = mode == "host"
     return {
         "hosts": etc.hosts(hostname=hostname, address=address, add_hosts=spec.add_hosts, gateway=gateway,

@@ -21,6 +21,10 @@ if TYPE_CHECKING:
 class Driver(Protocol):
     """What a network driver does for one task."""
 
+    def reserve(self, client: Any, container_id: str, spec: NetworkRequest, target: Any) -> NetworkResult:
+        """Claim what must be known before the task exists (the bridge's address and host ports)."""
+        ...
+
     def attach(self, client: Any, container_id: str, netns_path: str, spec: NetworkRequest,
                target: Any) -> NetworkResult: ...
 
@@ -31,8 +35,19 @@ class Driver(Protocol):
     def check(self, client: Any, att: Attachment) -> None: ...
 
 
-class HostDriver:
+class _NoReservation:
+    mode = ""
+
+    def reserve(self, client: Any, container_id: str, spec: NetworkRequest, target: Any) -> NetworkResult:
+        from ctrpy.runtime.network import NetworkResult
+
+        return NetworkResult(self.mode, getattr(target, "name", None))
+
+
+class HostDriver(_NoReservation):
     """The host's network namespace: nothing to do."""
+
+    mode = "host"
 
     def attach(self, client: Any, container_id: str, netns_path: str, spec: NetworkRequest,
                target: Any) -> NetworkResult:
@@ -50,6 +65,8 @@ class HostDriver:
 class NoneDriver(HostDriver):
     """A private namespace with only loopback up."""
 
+    mode = "none"
+
     def attach(self, client: Any, container_id: str, netns_path: str, spec: NetworkRequest,
                target: Any) -> NetworkResult:
         from ctrpy.runtime.network import NetworkResult, netlink
@@ -60,6 +77,11 @@ class NoneDriver(HostDriver):
 
 class BridgeDriver:
     """ctrpy's own bridge + veth + nftables port publishing."""
+
+    def reserve(self, client: Any, container_id: str, spec: NetworkRequest, target: Any) -> NetworkResult:
+        from ctrpy.runtime.network import _reserve_bridge
+
+        return _reserve_bridge(client, container_id, spec, target)
 
     def attach(self, client: Any, container_id: str, netns_path: str, spec: NetworkRequest,
                target: Any) -> NetworkResult:
@@ -78,8 +100,10 @@ class BridgeDriver:
         _check_bridge(client, att)
 
 
-class CNIDriver:
-    """CNI plugins from a conflist (containerd's go-cni)."""
+class CNIDriver(_NoReservation):
+    """CNI plugins from a conflist (containerd's go-cni); the address is known only after ADD."""
+
+    mode = "cni"
 
     def attach(self, client: Any, container_id: str, netns_path: str, spec: NetworkRequest,
                target: Any) -> NetworkResult:
