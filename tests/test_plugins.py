@@ -99,6 +99,27 @@ def test_run_path_does_not_scan_entry_points() -> None:
     assert r.returncode == 0, r.stderr
 
 
+def test_concurrent_first_lookups() -> None:
+    # Pull's threads may be the first to ask for a type: none may see it half loaded.
+    code = (
+        "import threading\n"
+        "from ctrpy.runtime import plugins\n"
+        "errs = []\n"
+        "def look():\n"
+        "    try:\n"
+        "        plugins.get(plugins.PluginType.SNAPSHOTTER, 'native')\n"
+        "        plugins.get(plugins.PluginType.NETWORK, 'none')\n"
+        "    except Exception as exc:\n"
+        "        errs.append(exc)\n"
+        "ts = [threading.Thread(target=look) for _ in range(16)]\n"
+        "[t.start() for t in ts]; [t.join() for t in ts]\n"
+        "assert not errs, errs\n"
+    )
+    for _ in range(3):
+        r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+        assert r.returncode == 0, r.stderr
+
+
 # ---------------------------------------------------------------------------------------------- CLI
 
 def test_plugins_ls(ctrpy: Any) -> None:

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from enum import Enum
@@ -142,6 +143,8 @@ _loaded_types: set[PluginType] = set()
 _entry_points_loaded = False
 _entry_point_errors: dict[str, str] = {}
 _current_source = "builtin"
+# Pull and unpack run threads: a type's built-ins are loaded (and entry points scanned) once, under this lock.
+_lock = threading.RLock()
 
 
 def register(registration: Registration) -> Registration:
@@ -159,19 +162,28 @@ def register(registration: Registration) -> Registration:
 def _load_builtins(kind: PluginType) -> None:
     if kind in _loaded_types:
         return
-    _loaded_types.add(kind)
-    module = BUILTINS.get(kind)
-    if module:
-        importlib.import_module(module)
+    with _lock:
+        if kind in _loaded_types:
+            return
+        module = BUILTINS.get(kind)
+        if module:
+            importlib.import_module(module)
+        _loaded_types.add(kind)
 
 
 def load_entry_points() -> None:
     """Import every `ctrpy.plugins` entry point once; a failing one is recorded, never raised."""
-    global _entry_points_loaded, _current_source
     if _entry_points_loaded:
         return
-    _entry_points_loaded = True
+    with _lock:
+        if not _entry_points_loaded:
+            _load_entry_points()
+
+
+def _load_entry_points() -> None:
+    global _entry_points_loaded, _current_source
     if os.environ.get("CTRPY_NO_PLUGINS", "") not in ("", "0"):
+        _entry_points_loaded = True
         return
     from importlib.metadata import entry_points
 
@@ -190,6 +202,7 @@ def load_entry_points() -> None:
             _entry_point_errors[ep.name] = f"{ep.value}: {type(exc).__name__}: {exc}"
         finally:
             _current_source = "builtin"
+    _entry_points_loaded = True
 
 
 def registrations(kind: PluginType | None = None, *, entry_points: bool = True) -> list[Registration]:
