@@ -10,7 +10,7 @@ APT_PACKAGES := gcc make python3-dev python3-venv busybox-static tini docker-reg
 GUEST_APT_PACKAGES := qemu-system-x86
 PYTEST_ARGS ?=
 
-.PHONY: deps apt venv install test test-cgroup2 demo bench clean generate critest
+.PHONY: deps apt venv install test test-cgroup2 lint demo bench clean generate critest
 
 # Install Debian packages only when one is missing (dpkg-query is fast; apt-get update is not).
 apt:
@@ -37,6 +37,12 @@ venv: $(VENV)/.installed
 deps: apt venv
 
 install: deps
+
+# Lint and type-check (rules and the strict-module list are in pyproject.toml); .ci/run runs this first.
+lint: deps
+	@$(PY) -c 'import ruff, mypy' 2>/dev/null || $(PY) -m pip install -q -e '.[test,lint]' --config-settings editable_mode=compat
+	$(VENV)/bin/ruff check ctrpy tests scripts bench
+	$(VENV)/bin/mypy
 
 test: deps
 	$(PY) -m pytest $(PYTEST_ARGS); rc=$$?; \

@@ -6,7 +6,7 @@
 function __ctrpy_children
     switch "$argv"
         case 'ctrpy'
-            printf '%s\n' 'attach commit completion config containers content cp create diff events exec export gc history images import info inspect kill leases load login logout logs namespaces network pause port ps pull push rename restart rm rmi run runtime save serve snapshots start stats stop system tag tasks top unpause version volume wait'
+            printf '%s\n' 'attach commit completion config containers content cp create diff events exec export gc history images import info inspect kill leases load login logout logs namespaces network pause plugins port ps pull push rename restart rm rmi run runtime save serve snapshots start stats stop system tag tasks top unpause version volume wait'
         case 'ctrpy config'
             printf '%s\n' 'default dump'
         case 'ctrpy containers'
@@ -21,6 +21,8 @@ function __ctrpy_children
             printf '%s\n' 'create label ls rm'
         case 'ctrpy network'
             printf '%s\n' 'check create inspect ls prune rm'
+        case 'ctrpy plugins'
+            printf '%s\n' 'ls'
         case 'ctrpy runtime'
             printf '%s\n' 'create delete exec kill list pause ps resume run start state'
         case 'ctrpy snapshots'
@@ -91,6 +93,8 @@ function __ctrpy_alias
             printf '%s\n' 'network'
         case 'ctrpy pause'
             printf '%s\n' 'pause'
+        case 'ctrpy plugins'
+            printf '%s\n' 'plugins'
         case 'ctrpy port'
             printf '%s\n' 'port'
         case 'ctrpy ps'
@@ -165,6 +169,8 @@ function __ctrpy_alias
             printf '%s\n' 'network'
         case 'ctrpy volumes'
             printf '%s\n' 'volume'
+        case 'ctrpy plugin'
+            printf '%s\n' 'plugins'
         case 'ctrpy config default'
             printf '%s\n' 'default'
         case 'ctrpy config dump'
@@ -293,6 +299,10 @@ function __ctrpy_alias
             printf '%s\n' 'rm'
         case 'ctrpy network del'
             printf '%s\n' 'rm'
+        case 'ctrpy plugins ls'
+            printf '%s\n' 'ls'
+        case 'ctrpy plugins list'
+            printf '%s\n' 'ls'
         case 'ctrpy runtime create'
             printf '%s\n' 'create'
         case 'ctrpy runtime delete'
@@ -543,6 +553,10 @@ function __ctrpy_opts
             printf '%s\n' '-h --help'
         case 'ctrpy pause'
             printf '%s\n' '-h --help'
+        case 'ctrpy plugins'
+            printf '%s\n' '-h --help'
+        case 'ctrpy plugins ls'
+            printf '%s\n' '--quiet -q --format -h --help'
         case 'ctrpy port'
             printf '%s\n' '-h --help'
         case 'ctrpy ps'
@@ -1141,6 +1155,8 @@ function __ctrpy_valopt
             printf '%s\n' 'table json'
         case 'ctrpy network prune --format'
             printf '%s\n' 'table json'
+        case 'ctrpy plugins ls --format'
+            printf '%s\n' 'table json'
         case 'ctrpy ps --last'
             printf '%s\n' '-'
         case 'ctrpy ps -n'
@@ -1593,6 +1609,8 @@ function __ctrpy_args
             printf '%s\n' '*@network'
         case 'ctrpy pause'
             printf '%s\n' '*@running-name'
+        case 'ctrpy plugins ls'
+            printf '%s\n' ''
         case 'ctrpy port'
             printf '%s\n' '@name;-'
         case 'ctrpy ps'
@@ -1765,6 +1783,7 @@ logs	Show a container\'s output
 namespaces	Manage namespaces
 network	Manage networks
 pause	Pause containers
+plugins	List the plugins (snapshotters, runtimes, networks, ...)
 port	List a container\'s published ports
 ps	List containers
 pull	Pull an image from a registry
@@ -1837,6 +1856,8 @@ inspect	Show networks as JSON: settings, bridge state, attached containers, publ
 ls	List networks.
 prune	Release addresses, ports and veths that belong to no live task (after a crash).
 rm	Remove networks (refused while containers are attached).'
+        case 'ctrpy plugins'
+            printf '%s\n' 'ls	List plugins with their status (ok, skip, error) and the error of one that failed.'
         case 'ctrpy runtime'
             printf '%s\n' 'create	Create a container; its process waits until `start`.
 delete	Delete a stopped container (its state and cgroup).

@@ -141,8 +141,9 @@ def test_list_on_empty_store(ctrpy: Any, node: Node) -> None:
     r = ctrpy(*node.path, "-q")
     assert r.returncode == 0, r.stderr
     ids = r.stdout.splitlines()
-    # An empty store lists only built-ins (the default namespace, the default bridge network), if anything.
-    assert len(ids) == len(data) <= 1, (ids, data)
+    # An empty store lists only built-ins (the default namespace, the default bridge network), if anything;
+    # `plugins ls` lists the registry, which is never empty.
+    assert len(ids) == len(data) <= (len(data) if node.path[0] == "plugins" else 1), (ids, data)
     assert all(i and " " not in i for i in ids)
     r = ctrpy(*node.path, env={"TERM": "xterm-256color"})
     assert r.returncode == 0, r.stderr

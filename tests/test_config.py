@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import tomli
+import tomllib as tomli
 
 from ctrpy.runtime.config import DEFAULTS
 

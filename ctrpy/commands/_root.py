@@ -26,6 +26,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "network": ("ctrpy.commands.network:network", "Manage networks"),
     "config": ("ctrpy.commands.config:config", "Show the configuration"),
     "events": ("ctrpy.commands.events:events", "Show recorded events"),
+    "plugins": ("ctrpy.commands.plugins:plugins", "List the plugins (snapshotters, runtimes, networks, ...)"),
     "gc": ("ctrpy.commands.gc:gc", "Garbage-collect unreferenced content, snapshots and leftovers"),
     "info": ("ctrpy.commands.system:info", "Show root/state dirs, snapshotters, runtimes, cgroup mode"),
     "version": ("ctrpy.commands.system:version", "Show ctrpy's and the helper's versions"),
@@ -83,6 +84,7 @@ ALIASES: dict[str, str] = {
     "net": "network",
     "networks": "network",
     "volumes": "volume",
+    "plugin": "plugins",
 }
 
 ROOT_HELP = """ctrpy: a containerd-class container runtime.

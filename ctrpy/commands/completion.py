@@ -18,25 +18,22 @@ from dataclasses import dataclass, field
 
 import click
 
+from ctrpy.commands._kinds import DIR, FILE, tokens_of
+
 SHELLS = ("bash", "zsh", "fish")
 
 # Tokens of a value kind: "@KIND" asks `ctrpy __complete KIND`, ":file"/":dir" complete paths, anything else
-# is a literal word. An empty list completes nothing.
-FILE, DIR = ":file", ":dir"
+# is a literal word. An empty list completes nothing. A parameter declares its own with
+# `shell_complete=kind(...)` (ctrpy.commands._kinds); the rules below guess for the others.
 
-# (command path, parameter name) -> tokens, where the rules in argument_kind would guess wrong.
+# (command path, parameter name) -> tokens, where the rules in argument_kind would guess wrong. To shrink:
+# each entry moves onto its parameter as `shell_complete=kind(...)` (i12/i13's files after this wave's merge).
 ARGUMENT_KINDS: dict[tuple[tuple[str, ...], str], list[str]] = {
     (("pull",), "ref"): [],  # a remote name: nothing local to offer
     (("images", "pull"), "ref"): [],
     (("images", "tag"), "targets"): [],
     (("tag",), "targets"): [],  # i13: new names
     (("import",), "ref"): [],
-    (("namespaces", "create"), "name"): [],
-    (("network", "create"), "name"): [],
-    (("snapshots", "commit"), "name"): [],
-    (("snapshots", "mounts"), "target"): [DIR],
-    (("content", "ingest"), "ref"): [],
-    (("content", "abort"), "refs"): [],
     (("tasks", "start"), "container_id"): ["@container"],
     (("tasks", "kill"), "container_id"): ["@running-task"],
     (("tasks", "pause"), "container_ids"): ["@running-task"],
@@ -99,6 +96,9 @@ def _summary(parent: click.Command | None, name: str, command: click.Command) ->
 def argument_kind(path: tuple[str, ...], param: click.Argument) -> list[str]:
     """What completes a positional argument of the command at `path`."""
     name = param.name or ""
+    declared = tokens_of(param)
+    if declared is not None:
+        return declared
     if (path, name) in ARGUMENT_KINDS:
         return list(ARGUMENT_KINDS[(path, name)])
     if isinstance(param.type, click.Choice):
@@ -129,6 +129,9 @@ def argument_kind(path: tuple[str, ...], param: click.Argument) -> list[str]:
 def option_kind(path: tuple[str, ...], param: click.Option) -> list[str]:
     """What completes the value of an option."""
     names = set(param.opts) | set(param.secondary_opts)
+    declared = tokens_of(param)
+    if declared is not None:
+        return declared
     if isinstance(param.type, click.Choice):
         return [str(c) for c in param.type.choices]
     if names & {"--namespace"}:
@@ -138,9 +141,9 @@ def option_kind(path: tuple[str, ...], param: click.Option) -> list[str]:
     if names & {"--signal"}:
         return list(_SIGNALS)
     if names & {"--snapshotter"}:
-        from ctrpy.runtime.snapshots import BACKENDS
+        from ctrpy.runtime import plugins
 
-        return sorted(BACKENDS)
+        return plugins.ids(plugins.PluginType.SNAPSHOTTER)
     if names & {"--runtime"}:
         from ctrpy.runtime.config import DEFAULTS
 

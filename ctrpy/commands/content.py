@@ -6,6 +6,7 @@ from typing import Any
 
 import click
 
+from ctrpy.commands._kinds import kind
 from ctrpy.commands._output import (
     AliasGroup,
     emit_json,
@@ -74,7 +75,7 @@ def get(obj: Any, digest: str) -> None:
 
 
 @content.command("ingest")
-@click.argument("ref")
+@click.argument("ref", shell_complete=kind())
 @click.option("--expected-digest", default=None, help="Digest the data must have (sha256:...)")
 @click.option("--expected-size", type=int, default=None, help="Size in bytes the data must have")
 @click.option("--label", "labels", multiple=True, metavar="KEY=VALUE", help="Label the committed blob")
@@ -118,7 +119,7 @@ def active(obj: Any, quiet: bool, fmt: str) -> None:
 
 
 @content.command("abort")
-@click.argument("refs", nargs=-1, required=True)
+@click.argument("refs", nargs=-1, required=True, shell_complete=kind())
 @click.pass_obj
 def abort(obj: Any, refs: tuple[str, ...]) -> None:
     """Discard interrupted ingests.

@@ -6,6 +6,7 @@ from typing import Any
 
 import click
 
+from ctrpy.commands._kinds import kind
 from ctrpy.commands._output import (
     AliasGroup,
     emit_json,
@@ -31,7 +32,7 @@ def namespaces() -> None:
 
 
 @namespaces.command("create")
-@click.argument("name")
+@click.argument("name", shell_complete=kind())
 @click.argument("labels", nargs=-1)
 @click.pass_obj
 def create(obj: Any, name: str, labels: tuple[str, ...]) -> None:

@@ -6,6 +6,7 @@ from typing import Any
 
 import click
 
+from ctrpy.commands._kinds import kind
 from ctrpy.commands._output import AliasGroup, emit_json, format_labels, format_option, json_format_option, parse_labels, quiet_option, remove_each, table
 
 
@@ -21,7 +22,7 @@ def network() -> None:
 
 
 @network.command("create")
-@click.argument("name")
+@click.argument("name", shell_complete=kind())
 @click.option("--subnet", default=None, metavar="CIDR", help="IPv4 subnet (default: a free 10.4.N.0/24)")
 @click.option("--gateway", default=None, metavar="IP", help="Gateway address (default: the subnet's first host)")
 @click.option("--bridge", "bridge_name", default=None, metavar="IFNAME", help="Bridge device name (default br-<hash>)")
@@ -121,16 +122,16 @@ def prune(obj: Any, fmt: str) -> None:
     if fmt == "json":
         emit_json(report.to_dict())
         return
-    for kind, items in (("detached", report.detached), ("released address", report.addresses),
+    for what, items in (("detached", report.detached), ("released address", report.addresses),
                         ("removed port", report.ports), ("deleted veth", report.veths)):
         for item in items:
-            click.echo(f"{kind} {item}")
+            click.echo(f"{what} {item}")
     for problem in report.errors:
         click.echo(f"ctrpy: warning: {problem}", err=True)
 
 
 @network.command("check")
-@click.argument("container_id")
+@click.argument("container_id", shell_complete=kind("@container"))
 @click.pass_obj
 def check(obj: Any, container_id: str) -> None:
     """Check a running container's networking (CNI CHECK for CNI networks).

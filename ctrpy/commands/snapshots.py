@@ -7,6 +7,7 @@ from typing import Any
 
 import click
 
+from ctrpy.commands._kinds import DIR, kind
 from ctrpy.commands._output import (
     AliasGroup,
     emit_json,
@@ -137,7 +138,7 @@ def view(obj: Any, key: str, parent: str, target: str, show_mounts: bool, labels
 
 
 @snapshots.command("commit")
-@click.argument("name")
+@click.argument("name", shell_complete=kind())
 @click.argument("key")
 @click.option("--label", "labels", multiple=True, metavar="KEY=VALUE", help="Label the committed snapshot")
 @snapshotter_option
@@ -172,7 +173,7 @@ def rm(obj: Any, keys: tuple[str, ...], snapshotter: str | None) -> None:
 
 
 @snapshots.command("mounts")
-@click.argument("target")
+@click.argument("target", shell_complete=kind(DIR))
 @click.argument("key")
 @snapshotter_option
 @click.pass_obj

@@ -63,9 +63,9 @@ class Client:
 
     @cached_property
     def content(self) -> Any:
-        from ctrpy.runtime.content import ContentStore
+        from ctrpy.runtime import plugins
 
-        return ContentStore(self.db, self.root / "content", self.namespace)
+        return plugins.init(plugins.PluginType.CONTENT, "local", self.root, self.state, self.config, self)
 
     @cached_property
     def images(self) -> Any:
@@ -98,7 +98,7 @@ class Client:
         return TaskManager(self)
 
     def snapshotter(self, name: str | None = None) -> Any:
-        """The namespaced snapshotter `name` (default from config)."""
+        """The namespaced snapshotter `name` (default from config), a plugin from ctrpy.runtime.plugins."""
         from ctrpy.runtime.snapshots import open_snapshotter
 
         return open_snapshotter(self, name or self.config["default_snapshotter"])

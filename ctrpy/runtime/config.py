@@ -238,7 +238,7 @@ def load_config(path: str | None, *, required: bool = False) -> Config:
         line = raw[: exc.start].count(b"\n") + 1
         raise errors.InvalidArgument(f"{path}:{line}: not UTF-8 text (byte 0x{raw[exc.start]:02x} at offset "
                                      f"{exc.start}); TOML files must be UTF-8") from None
-    import tomli
+    import tomllib as tomli  # tomli's code in the standard library since Python 3.11
 
     try:
         user = tomli.loads(text)

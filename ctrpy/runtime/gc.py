@@ -322,18 +322,12 @@ class _Collector:
         """The backend of snapshotter `name` (directories only), or None for an unknown snapshotter."""
         if name in self._backends:
             return self._backends[name]
-        import importlib
-
-        from ctrpy.runtime.snapshots import BACKENDS
+        from ctrpy.runtime import plugins
+        from ctrpy.runtime.snapshots import open_backend
 
         backend = None
-        if name in BACKENDS:
-            module_name, cls_name = BACKENDS[name].split(":")
-            options = {}
-            if self.config is not None:
-                options = self.config.get(f"plugins.snapshotter.{name}", {}) or {}
-            backend = getattr(importlib.import_module(module_name), cls_name)(self.root / "snapshots" / name,
-                                                                              **options)
+        if name in plugins.ids(plugins.PluginType.SNAPSHOTTER):
+            backend = open_backend(name, self.root, "", self.config)
         self._backends[name] = backend
         return backend
 
@@ -527,7 +521,7 @@ class _Collector:
                            (ns, sn, key))
         # Backend directories go with their last row, children before parents (the parent_id foreign key).
         children: dict[int, int] = {}
-        for sid, row in self.backend_rows.items():
+        for row in self.backend_rows.values():
             if row["parent_id"] is not None:
                 children[int(row["parent_id"])] = children.get(int(row["parent_id"]), 0) + 1
         self.gone_dirs: list[tuple[str, int]] = []

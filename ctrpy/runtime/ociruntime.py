@@ -325,22 +325,16 @@ def runtime_entry(name: str, config: Any) -> tuple[str, dict[str, Any]]:
 
 def open_runtime_entry(name: str, entry: dict[str, Any], state_dir: Path) -> OCIRuntime:
     """Build a runtime from a resolved config entry (used by the supervisor, which never loads config)."""
-    kind = entry.get("type", "oci")
-    root = Path(entry.get("root") or Path(state_dir) / "runtime" / name)
-    if kind == "builtin":
-        try:
-            from ctrpy.runtime.builtin import BuiltinRuntime  # type: ignore[import-not-found]
-        except ImportError as exc:
-            raise errors.NotImplemented_(
-                f"runtime {name!r}: the built-in runtime is not available in this build ({exc}); "
-                "use --runtime runc"
-            ) from None
-        runtime: OCIRuntime = BuiltinRuntime(root)
-        return runtime
-    if kind == "oci":
-        binary = entry.get("binary") or name
-        return OCICliRuntime(name, binary, root, tuple(entry.get("args", ())))
-    raise errors.InvalidArgument(f"runtime {name!r}: unknown type {kind!r} (expected 'builtin' or 'oci')")
+    from ctrpy.runtime import plugins
+
+    kind = str(entry.get("type", "oci"))
+    try:
+        registration = plugins.get(plugins.PluginType.RUNTIME, kind)
+    except errors.InvalidArgument:
+        known = ", ".join(repr(i) for i in plugins.ids(plugins.PluginType.RUNTIME))
+        raise errors.InvalidArgument(f"runtime {name!r}: unknown type {kind!r} (expected {known})") from None
+    runtime: OCIRuntime = registration.init(plugins.context(registration, "", state_dir, section=entry, name=name))
+    return runtime
 
 
 def open_runtime(name: str, config: Any, state_dir: Path) -> OCIRuntime:

@@ -611,6 +611,11 @@ def pull(client: Any, ref: str, opts: PullOptions | None = None, progress: Progr
     parsed = parse(ref)
     for spec in opts.platforms:
         _platforms.parse(spec)
+    if opts.unpack:
+        # An unknown snapshotter is bad input: refuse it before a byte is fetched.
+        from ctrpy.runtime import plugins
+
+        plugins.get(plugins.PluginType.SNAPSHOTTER, opts.snapshotter or client.config["default_snapshotter"])
     puller = _Puller(client, parsed, opts, progress)
     if opts.unpack:
         puller.unpacker = lambda image, opener, check: _unpack(client, image, opts, puller.progress, opener, check)

@@ -266,8 +266,8 @@ def _ns_inode(path: str) -> int | None:
 
 def _alive(att: Attachment) -> bool:
     """Is the netns this attachment was made in still the same live namespace?"""
-    inode = att.result.get("netns_inode") if att.driver == "bridge" else att.result.get("_ctrpy", {}).get(
-        "netns_inode")
+    # The built-in driver records it at the top of its result; others beside their plugin's result, in _ctrpy.
+    inode = att.result.get("netns_inode", att.result.get("_ctrpy", {}).get("netns_inode"))
     return bool(att.netns) and inode is not None and _ns_inode(att.netns) == inode
 
 
@@ -309,8 +309,11 @@ def reserve(client: Any, container_id: str, spec: NetworkRequest) -> NetworkResu
     address is known only after ADD).
     """
     mode, target = resolve(client, spec.network)
-    if mode != "bridge":
-        return NetworkResult(mode, getattr(target, "name", None))
+    result: NetworkResult = driver(client, mode).reserve(client, container_id, spec, target)
+    return result
+
+
+def _reserve_bridge(client: Any, container_id: str, spec: NetworkRequest, target: Any) -> NetworkResult:
     netstore = network_store(client)
     existing = [a for a in netstore.attachments(client.namespace, container_id) if a.network == target.name]
     if existing and (existing[0].netns == "" or _alive(existing[0])):
@@ -329,16 +332,20 @@ def reserve(client: Any, container_id: str, spec: NetworkRequest) -> NetworkResu
 def attach(client: Any, container_id: str, netns_path: str, spec: NetworkRequest) -> NetworkResult:
     """Connect the task whose network namespace is `netns_path` as `spec` asks (see the module doc)."""
     mode, target = resolve(client, spec.network)
-    if mode == "host":
-        return NetworkResult("host")
-    from ctrpy.runtime.network import netlink
+    result: NetworkResult = driver(client, mode).attach(client, container_id, netns_path, spec, target)
+    return result
 
-    if mode == "none":
-        netlink.loopback_up(netns_path)
-        return NetworkResult("none")
-    if mode == "cni":
-        return _attach_cni(client, container_id, netns_path, spec, target)
-    from ctrpy.runtime.network import bridge, nft
+
+def driver(client: Any, name: str) -> Any:
+    """The network driver plugin `name` (ctrpy.runtime.network.plugin registers bridge, cni, host, none)."""
+    from ctrpy.runtime import plugins
+
+    return plugins.init(plugins.PluginType.NETWORK, name, client.root, client.state, client.config, client)
+
+
+def _attach_bridge(client: Any, container_id: str, netns_path: str, spec: NetworkRequest,
+                   target: Any) -> NetworkResult:
+    from ctrpy.runtime.network import bridge, netlink, nft
 
     bridge.ensure_ready(client.root, client.state, target)
     netstore = network_store(client)
@@ -429,10 +436,7 @@ def detach(client: Any, container_id: str) -> None:
     unpublished = False
     for att in netstore.attachments(client.namespace, container_id):
         try:
-            if att.driver == "cni":
-                _detach_cni(client, att)
-            else:
-                unpublished = _detach_bridge(client, netstore, att) or unpublished
+            unpublished = driver(client, att.driver).detach(client, netstore, att) or unpublished
         except errors.CtrpyError as exc:
             problems.append(str(exc))
             continue
@@ -495,20 +499,26 @@ def check(client: Any, container_id: str) -> list[str]:
     for att in atts:
         if not _alive(att):
             raise errors.FailedPrecondition(f"the network namespace of {container_id!r} is gone")
-        if att.driver == "cni":
-            from ctrpy.runtime.network import cni
-
-            conflist = cni_conflists(client).get(att.network)
-            if conflist is None:
-                raise errors.NotFound(f"CNI network {att.network!r} is no longer configured")
-            extra = att.result.get("_ctrpy", {})
-            result = {k: v for k, v in att.result.items() if k != "_ctrpy"}
-            cni.CNI(conflist, str(client.config.get("network.cni_bin_dir", "/usr/lib/cni"))).check(
-                att.container_id, att.netns, att.ifname, result, extra.get("runtime_config", {}))
-        elif att.host_ifname and not os.path.exists(f"/sys/class/net/{att.host_ifname}"):
-            raise errors.FailedPrecondition(f"veth {att.host_ifname} of {container_id!r} is missing")
+        driver(client, att.driver).check(client, att)
         checked.append(att.network)
     return checked
+
+
+def _check_cni(client: Any, att: Attachment) -> None:
+    from ctrpy.runtime.network import cni
+
+    conflist = cni_conflists(client).get(att.network)
+    if conflist is None:
+        raise errors.NotFound(f"CNI network {att.network!r} is no longer configured")
+    extra = att.result.get("_ctrpy", {})
+    result = {k: v for k, v in att.result.items() if k != "_ctrpy"}
+    cni.CNI(conflist, str(client.config.get("network.cni_bin_dir", "/usr/lib/cni"))).check(
+        att.container_id, att.netns, att.ifname, result, extra.get("runtime_config", {}))
+
+
+def _check_bridge(client: Any, att: Attachment) -> None:
+    if att.host_ifname and not os.path.exists(f"/sys/class/net/{att.host_ifname}"):
+        raise errors.FailedPrecondition(f"veth {att.host_ifname} of {att.container_id!r} is missing")
 
 
 def etc_files(client: Any, container_id: str, spec: NetworkRequest, hostname: str) -> dict[str, str]:
@@ -520,10 +530,8 @@ def etc_files(client: Any, container_id: str, spec: NetworkRequest, hostname: st
     from ctrpy.runtime.network import etc
 
     mode, target = resolve(client, spec.network)
-    address = gateway = None
-    if mode == "bridge":
-        res = reserve(client, container_id, spec)
-        address, gateway = res.address, res.gateway
+    res = driver(client, mode).reserve(client, container_id, spec, target)
+    address, gateway = res.address, res.gateway
     host_network = mode == "host"
     return {
         "hosts": etc.hosts(hostname=hostname, address=address, add_hosts=spec.add_hosts, gateway=gateway,
@@ -574,7 +582,6 @@ def prune(client: Any) -> PruneReport:
     import time
 
     from ctrpy.runtime.network import bridge, nft
-    from ctrpy.runtime.network.store import NetworkStore
 
     report = PruneReport()
     netstore: NetworkStore = network_store(client)

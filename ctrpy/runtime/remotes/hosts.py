@@ -181,7 +181,7 @@ def _host_from_url(url: str, where: str, table: dict[str, Any], base: Path, *, m
 
 def parse_hosts_toml(domain: str, path: Path) -> list[RegistryHost]:
     """The [host] entries in file order, then the server (top-level settings). None is dropped or merged."""
-    import tomli
+    import tomllib as tomli  # tomli's code in the standard library since Python 3.11
 
     try:
         data = tomli.loads(path.read_text())

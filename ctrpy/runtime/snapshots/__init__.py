@@ -32,18 +32,15 @@ Two layers make a snapshotter here, as in containerd:
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import TYPE_CHECKING, Any, Protocol
 
-from ctrpy.runtime import errors
-
 if TYPE_CHECKING:
     from ctrpy.runtime.mount import Mount
 
-__all__ = ["BACKENDS", "Info", "Kind", "Snapshotter", "Usage", "open_snapshotter"]
+__all__ = ["Info", "Kind", "Snapshotter", "Usage", "open_backend", "open_snapshotter"]
 
 
 class Kind(str, Enum):
@@ -113,24 +110,17 @@ class Snapshotter(Protocol):
     def close(self) -> None: ...
 
 
-# Snapshotter name -> "module:Backend class". A plain table: no plugin framework until a third backend exists.
-BACKENDS: dict[str, str] = {
-    "overlayfs": "ctrpy.runtime.snapshots.overlay:OverlayBackend",
-    "native": "ctrpy.runtime.snapshots.native:NativeBackend",
-}
+def open_backend(name: str, root: Any, state: Any = "", config: Any = None, client: Any = None) -> Any:
+    """The backend of snapshotter `name` (directories only), from the plugin registry
+    (ctrpy.runtime.snapshots.plugin registers the built-in ones; packages add theirs by entry point)."""
+    from ctrpy.runtime import plugins
+
+    return plugins.init(plugins.PluginType.SNAPSHOTTER, name, root, state, config, client)
 
 
 def open_snapshotter(client: Any, name: str) -> Snapshotter:
     """The snapshotter `name` for the client's namespace (metadata wrapper over the backend)."""
-    if name not in BACKENDS:
-        raise errors.InvalidArgument(
-            f"unknown snapshotter {name!r}: available snapshotters are {', '.join(sorted(BACKENDS))}"
-        )
-    module_name, cls_name = BACKENDS[name].split(":")
-    backend_cls = getattr(importlib.import_module(module_name), cls_name)
-    options = client.config.get(f"plugins.snapshotter.{name}", {}) or {}
-    # Absolute: mounts may run with another working directory (see ctrpy.runtime.mount).
-    backend = backend_cls(client.root.absolute() / "snapshots" / name, **options)
+    backend = open_backend(name, client.root, client.state, client.config, client)
     from ctrpy.runtime.snapshots.metadata import MetadataSnapshotter
 
     return MetadataSnapshotter(client.db, client.namespace, name, backend)
