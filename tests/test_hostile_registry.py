@@ -224,7 +224,7 @@ def gzip_bomb(size: int) -> bytes:
 # ---------------------------------------------------------------------------------------------- descriptors
 
 def test_an_uppercase_digest_is_an_invalid_argument_never_sent(hostile: HostileRegistry, ctrpy: Any) -> None:
-    ref = hostile.add_image("app", [small_layer()])
+    hostile.add_image("app", [small_layer()])
     _, manifest = hostile.manifests["app:latest"]
     upper = "sha256:" + sha256(manifest).split(":")[1].upper()
     r, _ = pull(ctrpy, f"{hostile.host}/app@{upper}")

@@ -163,22 +163,6 @@ def run(obj: Any, remove: bool, detach: bool, positional: tuple[str, ...], **fla
     raise click.exceptions.Exit(code)
 
 
-@containers.command("prune")
-@click.option("--force", "-f", is_flag=True, help="Do not ask (ctrpy never asks; accepted for docker's scripts)")
-@click.pass_obj
-def prune(obj: Any, force: bool) -> None:
-    """Remove every container that is not running; prints their IDs.
-
-    \b
-    Examples:
-      ctrpy container prune -f
-    """
-    from ctrpy.runtime.lifecycle import prune as do_prune
-
-    for cid in do_prune(obj.client):
-        click.echo(cid)
-
-
 @containers.command("ls")
 @click.argument("filters", nargs=-1)
 @quiet_option
@@ -266,7 +250,7 @@ def label(obj: Any, container_id: str, labels: tuple[str, ...]) -> None:
     click.echo(", ".join(f"{k}={v}" if v else f"{k} removed" for k, v in changes.items()))
 
 
-# -- i13: docker's `container prune` (runtime in ctrpy/runtime/space.py) -----------------------------------
+# -- docker's `container prune` (runtime in ctrpy/runtime/space.py) -----------------------------------------
 @containers.command("prune")
 @click.option("--force", "-f", is_flag=True, help="Do not ask for confirmation")
 @click.pass_obj

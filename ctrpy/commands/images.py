@@ -8,7 +8,7 @@ from typing import Any
 import click
 
 from ctrpy.commands._output import (
-    emit_json, format_labels, format_option, human_size, json_format_option, quiet_option, remove_each, table,
+    emit_json, format_option, human_size, json_format_option, quiet_option, table,
 )
 
 

@@ -138,7 +138,6 @@ def stop(ctx: click.Context, containers: tuple[str, ...], timeout: int | None, s
       ctrpy stop web
       ctrpy stop -t 2 web db
     """
-    from ctrpy.runtime import lifecycle
 
     client = ctx.obj.client
     _each(ctx, containers, lambda ref: _stop_and_maybe_remove(client, ref, timeout, sig))

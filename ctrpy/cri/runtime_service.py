@@ -606,7 +606,7 @@ class RuntimeService(api_pb2_grpc.RuntimeServiceServicer):
                         continue
             if last is not None:
                 now = time.time_ns()
-                for cid, (record, st) in current.items():
+                for cid, (_record, st) in current.items():
                     before = last.get(cid)
                     kinds = []
                     if before is None:

@@ -14,6 +14,7 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from collections.abc import Mapping
 from typing import Any
 
 from ctrpy.runtime import errors, oci
@@ -100,9 +101,10 @@ def parse_bytes(text: str, what: str) -> int:
     return int(float(number) * 1024 ** "bkmgt".index(unit.lower() or "b"))
 
 
-def parse_env(entries: list[str], environ: dict[str, str] | None = None) -> list[str]:
+def parse_env(entries: list[str], environ: Mapping[str, str] | None = None) -> list[str]:
     """`-e VAR=x` as given; `-e VAR` takes the caller's value and is dropped when the caller has none."""
-    environ = os.environ if environ is None else environ
+    if environ is None:
+        environ = os.environ
     out = []
     for entry in entries:
         if "=" in entry:
@@ -190,7 +192,7 @@ def parse_volume(text: str) -> tuple[dict[str, Any], str | None]:
         else:
             raise errors.InvalidArgument(f"invalid volume {text!r}: unknown option {opt!r}")
     options.append(mode)
-    mount = {"destination": dst, "type": "bind", "source": "", "options": options}
+    mount: dict[str, Any] = {"destination": dst, "type": "bind", "source": "", "options": options}
     if src.startswith("/") or src.startswith("."):
         mount["source"] = os.path.abspath(src)
         return mount, None
@@ -521,7 +523,7 @@ def create(client: Any, req: RunRequest) -> Any:
     else:
         publish = list(req.publish)
         if req.publish_all:
-            for port in sorted((cfg.get("ExposedPorts") or {})):
+            for port in sorted(cfg.get("ExposedPorts") or {}):
                 publish.append(port)
         net_request = request_from_options(network=network, ip=req.ip, publish=tuple(publish),
                                            add_host=tuple(req.add_host), dns=tuple(req.dns),

@@ -39,7 +39,7 @@ class TemplateError(errors.InvalidArgument):
 
 
 def _tokens(text: str) -> list[tuple[str, str]]:
-    out = []
+    out: list[tuple[str, str]] = []
     pos = 0
     while pos < len(text):
         m = _TOKEN.match(text, pos)

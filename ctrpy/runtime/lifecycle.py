@@ -273,16 +273,6 @@ def unpause(client: Any, ref: str) -> str:
     return cid
 
 
-def prune(client: Any) -> list[str]:
-    """Remove every container that is not running (docker's `container prune`)."""
-    removed = []
-    for c in client.containers.list():
-        if not _running(state(client, c)):
-            remove(client, c.id)
-            removed.append(c.id)
-    return removed
-
-
 # ------------------------------------------------------------------------------------------- inspection
 
 def _ports(client: Any, container: Any) -> dict[str, list[dict[str, str]] | None]:

@@ -42,7 +42,7 @@ def refresh(client: Any) -> None:
         by_network.setdefault(a.network, []).append(a)
     for cid in {a.container_id for a in attachments}:
         lines = []
-        for network, members in sorted(by_network.items()):
+        for _network, members in sorted(by_network.items()):
             if not any(m.container_id == cid for m in members):
                 continue
             for m in members:

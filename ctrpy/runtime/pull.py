@@ -264,7 +264,7 @@ class _Puller:
         self.lease_id: str | None = None
         self.session: Any = None
         self.feeds: dict[str, _Feed] = {}
-        self.unpacker: Callable[[Any, Callable[[Descriptor], Any], Callable[[], None]], None] | None = None
+        self.unpacker: Callable[[Any, Callable[[Descriptor], Any], Callable[[], None]], str | None] | None = None
         self.ingests: set[str] = set()    # ingest refs this pull wrote (given up if it fails)
 
     # -- helpers -------------------------------------------------------------------------------------------

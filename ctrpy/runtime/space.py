@@ -102,7 +102,7 @@ def _stopped(client: Any, container_id: str) -> bool:
 def prune_containers(client: Any, *, collect_after: bool = True) -> PruneReport:
     """Remove every container of the namespace whose task is stopped or absent (docker's container prune);
     then collect."""
-    from ctrpy.runtime.tasks import delete_container
+    from ctrpy.runtime.lifecycle import remove
 
     report = PruneReport()
     for container in client.containers.list():
@@ -111,7 +111,7 @@ def prune_containers(client: Any, *, collect_after: bool = True) -> PruneReport:
         # The root file system goes with the container (not through gc): measure it first.
         size = _container_size(client, container)
         try:
-            delete_container(client, container.id)
+            remove(client, container.id)  # with its saved logs and /etc/hosts peers, as `ctrpy rm`
             report.containers.append(container.id)
             report.bytes_freed += size
         except errors.CtrpyError as exc:

@@ -10,6 +10,7 @@ A new volume is filled from the image's content at the mount point on its first 
 
 from __future__ import annotations
 
+import builtins
 import json
 import os
 import re
@@ -90,11 +91,11 @@ class VolumeStore:
         return [self.inspect(p.name) for p in sorted(self.base.iterdir())
                 if not p.name.startswith(".") and self._meta(p.name) is not None]
 
-    def users(self, name: str) -> list[str]:
+    def users(self, name: str) -> builtins.list[str]:
         """IDs of the containers whose record names the volume."""
         from ctrpy.runtime.dockerrun import DOCKER_EXT
 
-        out = []
+        out: builtins.list[str] = []
         for c in self.client.containers.list():
             vols = c.extensions.get(DOCKER_EXT, {}).get(VOLUMES_KEY, [])
             if name in vols:
@@ -112,8 +113,8 @@ class VolumeStore:
         os.rename(self.path(name), trash)
         shutil.rmtree(trash, ignore_errors=True)
 
-    def prune(self) -> list[str]:
-        removed = []
+    def prune(self) -> builtins.list[str]:
+        removed: builtins.list[str] = []
         for vol in self.list():
             if not self.users(vol["Name"]):
                 self.remove(vol["Name"])
@@ -148,7 +149,7 @@ def usage(client: Any) -> list[dict[str, Any]]:
     out = []
     for vol in store.list():
         size = 0
-        for dirpath, dirnames, filenames in os.walk(store.data(vol["Name"])):
+        for dirpath, _dirnames, filenames in os.walk(store.data(vol["Name"])):
             for name in filenames:
                 try:
                     size += os.lstat(os.path.join(dirpath, name)).st_blocks * 512

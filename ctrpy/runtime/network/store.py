@@ -8,6 +8,7 @@ an address just released is not reused at once while neighbours may still cache 
 
 from __future__ import annotations
 
+import builtins
 import ipaddress
 import json
 import re
@@ -276,7 +277,7 @@ class NetworkStore:
              port["container_port"], stamp))
 
     def attachments(self, namespace: str | None = None, container_id: str | None = None,
-                    network: str | None = None) -> list[Attachment]:
+                    network: str | None = None) -> builtins.list[Attachment]:
         query, args = "SELECT * FROM network_attachments WHERE 1=1", []
         for column, value in (("namespace", namespace), ("container_id", container_id), ("network", network)):
             if value is not None:
@@ -285,7 +286,7 @@ class NetworkStore:
         with self.db.view() as tx:
             return [_attachment(r) for r in tx.execute(query + " ORDER BY created_at", args)]
 
-    def ports(self, namespace: str | None = None, container_id: str | None = None) -> list[dict[str, Any]]:
+    def ports(self, namespace: str | None = None, container_id: str | None = None) -> builtins.list[dict[str, Any]]:
         query, args = "SELECT * FROM port_mappings WHERE 1=1", []
         if namespace is not None:
             query += " AND namespace = ?"
@@ -296,7 +297,7 @@ class NetworkStore:
         with self.db.view() as tx:
             return [dict(r) for r in tx.execute(query + " ORDER BY host_port", args)]
 
-    def allocations(self, network: str | None = None) -> list[dict[str, Any]]:
+    def allocations(self, network: str | None = None) -> builtins.list[dict[str, Any]]:
         with self.db.view() as tx:
             if network is None:
                 rows = tx.execute("SELECT * FROM ip_allocations ORDER BY network, address").fetchall()
