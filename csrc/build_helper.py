@@ -49,6 +49,7 @@ const char *ctrpy_helper_version (void);
 int ctrpy_spawn (const ctrpy_spec_t *spec, ctrpy_result_t *res, ctrpy_err_t *err);
 int ctrpy_start (const char *fifo, int pid, ctrpy_err_t *err);
 int ctrpy_set_subreaper (ctrpy_err_t *err);
+void ctrpy_inroot_set_openat2 (int enabled);
 
 #define CLONE_NEWNS ...
 #define CLONE_NEWUTS ...
@@ -77,8 +78,8 @@ ffibuilder = FFI()
 ffibuilder.cdef(CDEF)
 ffibuilder.set_source(
     "ctrpy._helper",
-    '#define _GNU_SOURCE\n#include <sched.h>\n#include "helper.h"\n',
-    sources=[os.path.relpath(os.path.join(HERE, "helper.c"))],
+    '#define _GNU_SOURCE\n#include <sched.h>\n#include "helper.h"\n#include "inroot.h"\n',
+    sources=[os.path.relpath(os.path.join(HERE, name)) for name in ("helper.c", "inroot.c")],
     include_dirs=[os.path.relpath(HERE)],
     extra_compile_args=["-O2", "-Wall", "-fvisibility=hidden", "-std=gnu11"],
 )

@@ -6,6 +6,7 @@
  * pipe: a successful execve closes the pipe, which is the parent's "it runs" signal.  */
 #define _GNU_SOURCE
 #include "helper.h"
+#include "inroot.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -153,52 +154,14 @@ write_file (const char *path, const char *data)
   return 0;
 }
 
-/* mkdir -p, every component created 0755.  */
+/* Open `dest` inside the root (see inroot.c), creating it as `create` says; dies on failure.  */
 static int
-mkdir_p (const char *path)
+open_in_root (int rootfd, const char *dest, int create, const char *what)
 {
-  char buf[PATH_MAX];
-  size_t len = strlen (path);
-  if (len >= sizeof (buf))
-    {
-      errno = ENAMETOOLONG;
-      return -1;
-    }
-  memcpy (buf, path, len + 1);
-  for (char *p = buf + 1; *p; p++)
-    if (*p == '/')
-      {
-        *p = '\0';
-        if (mkdir (buf, 0755) < 0 && errno != EEXIST)
-          return -1;
-        *p = '/';
-      }
-  if (mkdir (buf, 0755) < 0 && errno != EEXIST)
-    return -1;
-  return 0;
-}
-
-/* rootfs + dest, refusing ".." so a spec cannot name a target outside the root.  */
-static void
-in_root (char *out, size_t size, const char *rootfs, const char *dest)
-{
-  if (strstr (dest, "/../") || strncmp (dest, "../", 3) == 0
-      || (strlen (dest) >= 3 && strcmp (dest + strlen (dest) - 3, "/..") == 0) || strcmp (dest, "..") == 0)
-    child_fail (EINVAL, "mount destination %s: must not contain \"..\"", dest);
-  if ((size_t) snprintf (out, size, "%s/%s", rootfs, dest[0] == '/' ? dest + 1 : dest) >= size)
-    child_fail (ENAMETOOLONG, "mount destination %s", dest);
-}
-
-/* After creating a target, make sure symlinks inside the rootfs did not lead it out of the rootfs.  */
-static void
-check_in_root (const char *rootfs, const char *target, const char *dest)
-{
-  char real[PATH_MAX];
-  size_t n = strlen (rootfs);
-  if (realpath (target, real) == NULL)
-    child_fail (errno, "mount destination %s", dest);
-  if (strncmp (real, rootfs, n) != 0 || (real[n] != '\0' && real[n] != '/'))
-    child_fail (EINVAL, "mount destination %s resolves outside the rootfs", dest);
+  int fd = inroot_open (rootfd, dest, create);
+  if (fd < 0)
+    child_fail (errno, "%s %s", what, dest);
+  return fd;
 }
 
 static unsigned long
@@ -231,47 +194,32 @@ remount_ro (const char *path, unsigned long extra)
   return mount (NULL, path, NULL, MS_BIND | MS_REMOUNT | MS_RDONLY | keep | extra, NULL);
 }
 
+/* Mount `m` on its destination resolved inside the root.  The target is named through its fd
+   ("/proc/self/fd/N"), never by a path the image could redirect between the check and the use; after
+   mounting, the destination is opened again so that remounts act on the new mount.  */
 static void
-do_mount (const char *rootfs, const ctrpy_mount_t *m)
+do_mount (int rootfd, const ctrpy_mount_t *m)
 {
-  char target[PATH_MAX];
+  char target[64];
   int is_bind = (m->flags & MS_BIND) || (m->type && strcmp (m->type, "bind") == 0);
   unsigned long flags = m->flags;
+  cleanup_close int fd = -1;
 
-  in_root (target, sizeof (target), rootfs, m->dest);
   if (is_bind)
     {
       struct stat st;
       if (stat (m->source, &st) < 0)
         child_fail (errno, "bind mount source %s", m->source);
-      if (S_ISDIR (st.st_mode))
-        {
-          if (mkdir_p (target) < 0)
-            child_fail (errno, "mkdir %s", m->dest);
-        }
-      else
-        {
-          char parent[PATH_MAX];
-          char *slash;
-          int fd;
-          snprintf (parent, sizeof (parent), "%s", target);
-          slash = strrchr (parent, '/');
-          if (slash && slash != parent)
-            {
-              *slash = '\0';
-              if (mkdir_p (parent) < 0)
-                child_fail (errno, "mkdir %s", parent);
-            }
-          fd = open (target, O_CREAT | O_WRONLY | O_CLOEXEC | O_NOFOLLOW, 0644);
-          if (fd < 0 && errno != EISDIR && errno != ELOOP)
-            child_fail (errno, "create mount point %s", m->dest);
-          if (fd >= 0)
-            close (fd);
-        }
-      check_in_root (rootfs, target, m->dest);
-      if (mount (m->source, target, NULL, MS_BIND | (flags & MS_REC), NULL) < 0)
+      fd = open_in_root (rootfd, m->dest, S_ISDIR (st.st_mode) ? INROOT_DIR : INROOT_FILE, "mount destination");
+      if (mount (m->source, inroot_fdpath (target, sizeof (target), fd), NULL, MS_BIND | (flags & MS_REC), NULL) < 0)
         child_fail (errno, "bind mount %s on %s", m->source, m->dest);
       flags &= ~(MS_BIND | MS_REC);
+      if (flags & (MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC))
+        {
+          close (fd);
+          fd = open_in_root (rootfd, m->dest, INROOT_RESOLVE, "mount destination");
+          inroot_fdpath (target, sizeof (target), fd);
+        }
       if (flags & MS_RDONLY)
         {
           if (remount_ro (target, flags & ~MS_RDONLY) < 0)
@@ -286,10 +234,8 @@ do_mount (const char *rootfs, const ctrpy_mount_t *m)
   else
     {
       const char *type = m->type ? m->type : "none";
-      if (mkdir_p (target) < 0)
-        child_fail (errno, "mkdir %s", m->dest);
-      check_in_root (rootfs, target, m->dest);
-      if (mount (m->source, target, type, flags, m->data) < 0)
+      fd = open_in_root (rootfd, m->dest, INROOT_DIR, "mount destination");
+      if (mount (m->source, inroot_fdpath (target, sizeof (target), fd), type, flags, m->data) < 0)
         {
           /* Without a private network or ipc namespace the kernel refuses a new sysfs or mqueue; runc
              falls back to binding the host's, and so do we.  */
@@ -301,37 +247,56 @@ do_mount (const char *rootfs, const ctrpy_mount_t *m)
             host = "/dev/mqueue";
           if (host == NULL || mount (host, target, NULL, MS_BIND | MS_REC, NULL) < 0)
             child_fail (e, "mount %s (%s) on %s", m->source ? m->source : type, type, m->dest);
-          if ((flags & MS_RDONLY) && remount_ro (target, 0) < 0)
-            child_fail (errno, "remount %s read-only", m->dest);
+          if (flags & MS_RDONLY)
+            {
+              close (fd);
+              fd = open_in_root (rootfd, m->dest, INROOT_RESOLVE, "mount destination");
+              if (remount_ro (inroot_fdpath (target, sizeof (target), fd), 0) < 0)
+                child_fail (errno, "remount %s read-only", m->dest);
+            }
         }
     }
-  if (m->propagation && mount (NULL, target, NULL, m->propagation, NULL) < 0)
-    child_fail (errno, "set propagation of %s", m->dest);
+  if (m->propagation)
+    {
+      close (fd);
+      fd = open_in_root (rootfd, m->dest, INROOT_RESOLVE, "mount destination");
+      if (mount (NULL, inroot_fdpath (target, sizeof (target), fd), NULL, m->propagation, NULL) < 0)
+        child_fail (errno, "set propagation of %s", m->dest);
+    }
+}
+
+/* Split "/a/b/c" into its parent "/a/b" (in `parent`) and "c"; refuses names that are not a plain entry.  */
+static const char *
+split_parent (const char *path, char *parent, size_t size)
+{
+  const char *slash = strrchr (path, '/');
+  const char *base = slash ? slash + 1 : path;
+  if (*base == '\0' || strcmp (base, ".") == 0 || strcmp (base, "..") == 0)
+    child_fail (EINVAL, "device path %s: not a file name", path);
+  snprintf (parent, size, "%.*s", slash ? (int) (slash - path) : 0, path);
+  if (parent[0] == '\0')
+    snprintf (parent, size, "/");
+  return base;
 }
 
 static void
-make_device (const char *rootfs, const ctrpy_device_t *d)
+make_device (int rootfd, const ctrpy_device_t *d)
 {
-  char target[PATH_MAX];
+  char parent[PATH_MAX], fdpath[64];
   mode_t kind = d->type == 'b' ? S_IFBLK : d->type == 'p' ? S_IFIFO : S_IFCHR;
-  in_root (target, sizeof (target), rootfs, d->path);
-  {
-    char parent[PATH_MAX];
-    char *slash;
-    snprintf (parent, sizeof (parent), "%s", target);
-    slash = strrchr (parent, '/');
-    if (slash && slash != parent)
-      {
-        *slash = '\0';
-        if (mkdir_p (parent) < 0)
-          child_fail (errno, "mkdir %s", parent);
-      }
-  }
-  unlink (target);
-  if (mknod (target, kind | (d->mode & 07777), makedev (d->major, d->minor)) == 0)
+  const char *base = split_parent (d->path, parent, sizeof (parent));
+  cleanup_close int dir = open_in_root (rootfd, parent, INROOT_DIR, "device directory");
+  cleanup_close int node = -1;
+
+  /* Whatever the image has there (a symlink to a host file included) is replaced, never followed.  */
+  if (unlinkat (dir, base, 0) < 0 && errno != ENOENT)
+    child_fail (errno, "remove %s", d->path);
+  if (mknodat (dir, base, kind | (d->mode & 07777), makedev (d->major, d->minor)) == 0)
     {
+      node = openat (dir, base, O_PATH | O_NOFOLLOW | O_CLOEXEC);
       /* mknod applies the umask; the spec's mode is meant literally.  */
-      if (chmod (target, d->mode & 07777) < 0 || chown (target, d->uid, d->gid) < 0)
+      if (node < 0 || chmod (inroot_fdpath (fdpath, sizeof (fdpath), node), d->mode & 07777) < 0
+          || fchownat (node, "", d->uid, d->gid, AT_EMPTY_PATH) < 0)
         child_fail (errno, "chmod/chown device %s", d->path);
       return;
     }
@@ -339,33 +304,30 @@ make_device (const char *rootfs, const ctrpy_device_t *d)
     child_fail (errno, "mknod %s", d->path);
   /* No CAP_MKNOD (e.g. in a user namespace): bind the host's node instead.  */
   {
-    char host[PATH_MAX];
-    int fd;
-    snprintf (host, sizeof (host), "%s", d->path);
-    fd = open (target, O_CREAT | O_WRONLY | O_CLOEXEC, 0600);
+    int fd = openat (dir, base, O_CREAT | O_EXCL | O_WRONLY | O_NOFOLLOW | O_CLOEXEC, 0600);
     if (fd < 0)
       child_fail (errno, "create %s", d->path);
     close (fd);
-    if (mount (host, target, NULL, MS_BIND, NULL) < 0)
+    node = openat (dir, base, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+    if (node < 0 || mount (d->path, inroot_fdpath (fdpath, sizeof (fdpath), node), NULL, MS_BIND, NULL) < 0)
       child_fail (errno, "bind device %s", d->path);
   }
 }
 
 static void
-dev_symlinks (const char *rootfs)
+dev_symlinks (int rootfd)
 {
   static const char *links[][2] = {
-    { "/proc/self/fd", "dev/fd" },       { "/proc/self/fd/0", "dev/stdin" }, { "/proc/self/fd/1", "dev/stdout" },
-    { "/proc/self/fd/2", "dev/stderr" }, { "pts/ptmx", "dev/ptmx" },
+    { "/proc/self/fd", "fd" },       { "/proc/self/fd/0", "stdin" }, { "/proc/self/fd/1", "stdout" },
+    { "/proc/self/fd/2", "stderr" }, { "pts/ptmx", "ptmx" },
   };
-  char path[PATH_MAX];
+  cleanup_close int dev = open_in_root (rootfd, "/dev", INROOT_RESOLVE, "open");
   for (size_t i = 0; i < sizeof (links) / sizeof (links[0]); i++)
     {
-      snprintf (path, sizeof (path), "%s/%s", rootfs, links[i][1]);
-      if (strcmp (links[i][1], "dev/ptmx") == 0)
-        unlink (path); /* a mknod'ed ptmx would talk to the host's devpts instance */
-      if (symlink (links[i][0], path) < 0 && errno != EEXIST)
-        child_fail (errno, "symlink /%s", links[i][1]);
+      if (strcmp (links[i][1], "ptmx") == 0)
+        unlinkat (dev, "ptmx", 0); /* a mknod'ed ptmx would talk to the host's devpts instance */
+      if (symlinkat (links[i][0], dev, links[i][1]) < 0 && errno != EEXIST)
+        child_fail (errno, "symlink /dev/%s", links[i][1]);
     }
 }
 
@@ -402,11 +364,62 @@ pivot (const char *rootfs)
     child_fail (errno, "chdir /");
 }
 
+/* Masked and read-only paths, after pivot_root: resolved inside the new root with magic links refused
+   (a /proc/self/... link must not name something else); a path the container lacks is skipped.  */
+static int
+open_existing (int rootfd, const char *path, const char *what)
+{
+  int fd = inroot_open (rootfd, path, INROOT_RESOLVE);
+  if (fd < 0 && errno != ENOENT)
+    child_fail (errno, "%s %s", what, path);
+  return fd;
+}
+
+static void
+protect_paths (const ctrpy_spec_t *s)
+{
+  cleanup_close int rootfd = open ("/", O_PATH | O_DIRECTORY | O_CLOEXEC);
+  char target[64];
+  if (rootfd < 0)
+    child_fail (errno, "open /");
+  for (int i = 0; i < s->n_readonly; i++)
+    {
+      cleanup_close int fd = open_existing (rootfd, s->readonly[i], "readonly path");
+      if (fd < 0)
+        continue;
+      inroot_fdpath (target, sizeof (target), fd);
+      if (mount (target, target, NULL, MS_BIND | MS_REC, NULL) < 0)
+        child_fail (errno, "bind readonly path %s", s->readonly[i]);
+      close (fd);
+      fd = open_existing (rootfd, s->readonly[i], "readonly path");
+      if (fd < 0 || remount_ro (inroot_fdpath (target, sizeof (target), fd), MS_REC) < 0)
+        child_fail (errno, "remount %s read-only", s->readonly[i]);
+    }
+  for (int i = 0; i < s->n_masked; i++)
+    {
+      cleanup_close int fd = open_existing (rootfd, s->masked[i], "masked path");
+      struct stat st;
+      int r;
+      if (fd < 0)
+        continue;
+      if (fstat (fd, &st) < 0)
+        child_fail (errno, "stat masked path %s", s->masked[i]);
+      inroot_fdpath (target, sizeof (target), fd);
+      if (S_ISDIR (st.st_mode))
+        r = mount ("tmpfs", target, "tmpfs", MS_RDONLY, "size=0k");
+      else
+        r = mount ("/dev/null", target, NULL, MS_BIND, NULL);
+      if (r < 0)
+        child_fail (errno, "mask %s", s->masked[i]);
+    }
+}
+
 static void
 setup_rootfs (const ctrpy_spec_t *s)
 {
   const char *rootfs = s->rootfs;
   unsigned long prop = s->rootfs_propagation;
+  cleanup_close int rootfd = -1;
 
   /* Nothing we mount may leak back to the host: start from a slave (or private) copy of the tree.  */
   if (prop == 0 || (prop & MS_SHARED))
@@ -418,13 +431,16 @@ setup_rootfs (const ctrpy_spec_t *s)
   /* pivot_root refuses a shared new root.  */
   if (mount (NULL, rootfs, NULL, MS_PRIVATE, NULL) < 0)
     child_fail (errno, "make rootfs private");
+  rootfd = open (rootfs, O_PATH | O_DIRECTORY | O_CLOEXEC);
+  if (rootfd < 0)
+    child_fail (errno, "open rootfs %s", rootfs);
 
   for (int i = 0; i < s->n_mounts; i++)
-    do_mount (rootfs, &s->mounts[i]);
+    do_mount (rootfd, &s->mounts[i]);
   for (int i = 0; i < s->n_devices; i++)
-    make_device (rootfs, &s->devices[i]);
+    make_device (rootfd, &s->devices[i]);
   if (dev_is_mounted (s))
-    dev_symlinks (rootfs);
+    dev_symlinks (rootfd);
 
   pivot (rootfs);
   if (s->rootfs_propagation & MS_SHARED)
@@ -442,36 +458,7 @@ setup_rootfs (const ctrpy_spec_t *s)
         child_fail (errno, "sysctl %s", s->sysctl_keys[i]);
     }
 
-  for (int i = 0; i < s->n_readonly; i++)
-    {
-      const char *p = s->readonly[i];
-      if (mount (p, p, NULL, MS_BIND | MS_REC, NULL) < 0)
-        {
-          if (errno == ENOENT)
-            continue;
-          child_fail (errno, "bind readonly path %s", p);
-        }
-      if (remount_ro (p, MS_REC) < 0)
-        child_fail (errno, "remount %s read-only", p);
-    }
-  for (int i = 0; i < s->n_masked; i++)
-    {
-      const char *p = s->masked[i];
-      struct stat st;
-      int r;
-      if (stat (p, &st) < 0)
-        {
-          if (errno == ENOENT)
-            continue;
-          child_fail (errno, "stat masked path %s", p);
-        }
-      if (S_ISDIR (st.st_mode))
-        r = mount ("tmpfs", p, "tmpfs", MS_RDONLY, "size=0k");
-      else
-        r = mount ("/dev/null", p, NULL, MS_BIND, NULL);
-      if (r < 0)
-        child_fail (errno, "mask %s", p);
-    }
+  protect_paths (s);
   if (s->rootfs_readonly && remount_ro ("/", 0) < 0)
     child_fail (errno, "remount rootfs read-only");
 }
@@ -637,6 +624,20 @@ set_credentials (const ctrpy_spec_t *s)
               child_fail (errno, "raise ambient capability %d", cap);
           }
     }
+}
+
+/* chdir to the process cwd resolved inside the root, as the container user: a magic link such as
+   /proc/self/fd/N (an fd the runtime still holds, CVE-2024-21626) is refused.  */
+static void
+change_cwd (const char *cwd)
+{
+  cleanup_close int rootfd = open ("/", O_PATH | O_DIRECTORY | O_CLOEXEC);
+  cleanup_close int fd = -1;
+  if (rootfd < 0)
+    child_fail (errno, "open /");
+  fd = inroot_open (rootfd, cwd, INROOT_RESOLVE);
+  if (fd < 0 || fchdir (fd) < 0)
+    child_fail (errno, "chdir to cwd \"%s\"", cwd);
 }
 
 /* Find argv[0] the way execvp would, but with the container's PATH, and fail before `start` when it
@@ -807,8 +808,8 @@ child_main (void *arg)
   set_rlimits (s, ctx->sync_fd);
   set_oom (s, ctx->sync_fd);
   set_credentials (s);
-  if (s->cwd && s->cwd[0] && chdir (s->cwd) < 0)
-    child_fail (errno, "chdir to cwd \"%s\"", s->cwd);
+  if (s->cwd && s->cwd[0])
+    change_cwd (s->cwd);
   if (s->no_new_privs && prctl (PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
     child_fail (errno, "prctl PR_SET_NO_NEW_PRIVS");
   file = lookup_exec (s, exe, sizeof (exe));

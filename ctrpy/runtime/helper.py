@@ -8,6 +8,7 @@ becomes the matching `CtrpyError` through `errors.from_errno`, keeping the errno
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,6 +21,9 @@ except ImportError as _exc:  # pragma: no cover - only on a broken install
     _IMPORT_ERROR: ImportError | None = _exc
 else:
     _IMPORT_ERROR = None
+    if os.environ.get("CTRPY_INROOT_NO_OPENAT2"):
+        # Tests drive the userspace walk that stands in for openat2 on kernels older than 5.6.
+        lib.ctrpy_inroot_set_openat2(0)
 
 # Namespace types, as the kernel numbers them (CLONE_NEW*).
 CLONE_NEWNS = 0x00020000
