@@ -39,17 +39,47 @@ typedef struct {
   uint32_t uid, gid; int umask; int n_gids; const uint32_t *gids;
   const char *cwd; const char **env; const char **argv;
   int n_cgroup_procs; const char **cgroup_procs;
-  const void *seccomp_filter; int seccomp_len;
+  const void *seccomp_filter; int seccomp_len; unsigned int seccomp_flags;
   int stdio[3]; int preserve_fds; int terminal; unsigned short console_rows, console_cols;
   const char *console_socket; const char *exec_fifo;
 } ctrpy_spec_t;
 typedef struct { int pid; char warnings[1024]; } ctrpy_result_t;
+typedef struct { unsigned int index; int op; uint64_t value, value_two; } ctrpy_seccomp_arg_t;
+typedef struct {
+  const char *name; int action; uint32_t value; int n_args; const ctrpy_seccomp_arg_t *args;
+} ctrpy_seccomp_rule_t;
+typedef struct ctrpy_seccomp_s {
+  int default_action; uint32_t default_value;
+  int n_arches; const char **arches;
+  int n_rules; const ctrpy_seccomp_rule_t *rules;
+} ctrpy_seccomp_t;
 
 const char *ctrpy_helper_version (void);
 int ctrpy_spawn (const ctrpy_spec_t *spec, ctrpy_result_t *res, ctrpy_err_t *err);
 int ctrpy_start (const char *fifo, int pid, ctrpy_err_t *err);
 int ctrpy_set_subreaper (ctrpy_err_t *err);
 void ctrpy_inroot_set_openat2 (int enabled);
+int ctrpy_seccomp_compile (const ctrpy_seccomp_t *profile, unsigned char *buf, size_t size, size_t *len,
+                           ctrpy_err_t *err);
+
+#define CTRPY_SCMP_ACT_KILL ...
+#define CTRPY_SCMP_ACT_KILL_PROCESS ...
+#define CTRPY_SCMP_ACT_TRAP ...
+#define CTRPY_SCMP_ACT_ERRNO ...
+#define CTRPY_SCMP_ACT_TRACE ...
+#define CTRPY_SCMP_ACT_ALLOW ...
+#define CTRPY_SCMP_ACT_LOG ...
+#define CTRPY_SCMP_CMP_NE ...
+#define CTRPY_SCMP_CMP_LT ...
+#define CTRPY_SCMP_CMP_LE ...
+#define CTRPY_SCMP_CMP_EQ ...
+#define CTRPY_SCMP_CMP_GE ...
+#define CTRPY_SCMP_CMP_GT ...
+#define CTRPY_SCMP_CMP_MASKED_EQ ...
+#define CTRPY_SECCOMP_MAX_BYTES ...
+#define SECCOMP_FILTER_FLAG_TSYNC ...
+#define SECCOMP_FILTER_FLAG_LOG ...
+#define SECCOMP_FILTER_FLAG_SPEC_ALLOW ...
 
 #define CLONE_NEWNS ...
 #define CLONE_NEWUTS ...
@@ -72,14 +102,31 @@ def _require_compiler() -> None:
         raise SystemExit(1)
 
 
+def _require_libseccomp() -> None:
+    """libseccomp compiles the seccomp profiles: without its header and library, say which package."""
+    import ctypes.util
+
+    dirs = [d for d in (os.environ.get("C_INCLUDE_PATH", "") + ":" + os.environ.get("CPATH", "")).split(":") if d]
+    dirs += ["/usr/include", "/usr/local/include"]
+    if not any(os.path.exists(os.path.join(d, "seccomp.h")) for d in dirs) or not ctypes.util.find_library("seccomp"):
+        sys.stderr.write(
+            "error: ctrpy's helper applies seccomp profiles with libseccomp, and its development files were\n"
+            "       not found (seccomp.h, libseccomp.so). On Debian/Ubuntu: apt-get install libseccomp-dev\n"
+        )
+        raise SystemExit(1)
+
+
 _require_compiler()
+_require_libseccomp()
 
 ffibuilder = FFI()
 ffibuilder.cdef(CDEF)
 ffibuilder.set_source(
     "ctrpy._helper",
-    '#define _GNU_SOURCE\n#include <sched.h>\n#include "helper.h"\n#include "inroot.h"\n',
-    sources=[os.path.relpath(os.path.join(HERE, name)) for name in ("helper.c", "inroot.c")],
+    '#define _GNU_SOURCE\n#include <sched.h>\n#include <linux/seccomp.h>\n#include "helper.h"\n'
+    '#include "inroot.h"\n#include "seccomp_profile.h"\n',
+    sources=[os.path.relpath(os.path.join(HERE, name)) for name in ("helper.c", "inroot.c", "seccomp.c")],
+    libraries=["seccomp"],
     include_dirs=[os.path.relpath(HERE)],
     extra_compile_args=["-O2", "-Wall", "-fvisibility=hidden", "-std=gnu11"],
 )

@@ -13,6 +13,8 @@
 #include <grp.h>
 #include <limits.h>
 #include <linux/capability.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
 #include <poll.h>
 #include <sched.h>
 #include <signal.h>
@@ -626,6 +628,18 @@ set_credentials (const ctrpy_spec_t *s)
     }
 }
 
+/* Load the compiled seccomp program.  */
+static void
+load_seccomp (const ctrpy_spec_t *s)
+{
+  struct sock_fprog prog = { .len = s->seccomp_len / sizeof (struct sock_filter),
+                             .filter = (struct sock_filter *) s->seccomp_filter };
+  if (s->seccomp_len <= 0)
+    return;
+  if (syscall (SYS_seccomp, SECCOMP_SET_MODE_FILTER, s->seccomp_flags, &prog) < 0)
+    child_fail (errno, "load the seccomp filter");
+}
+
 /* chdir to the process cwd resolved inside the root, as the container user: a magic link such as
    /proc/self/fd/N (an fd the runtime still holds, CVE-2024-21626) is refused.  */
 static void
@@ -807,6 +821,10 @@ child_main (void *arg)
 
   set_rlimits (s, ctx->sync_fd);
   set_oom (s, ctx->sync_fd);
+  /* Without no_new_privs, loading a filter needs CAP_SYS_ADMIN: load it while we still have it (runc
+     does the same; the profile then also applies to the few syscalls left before execve).  */
+  if (!s->no_new_privs)
+    load_seccomp (s);
   set_credentials (s);
   if (s->cwd && s->cwd[0])
     change_cwd (s->cwd);
@@ -843,7 +861,9 @@ child_main (void *arg)
       child_report_fd = fd;
       send_msg (fd, MSG_READY, 0, 0, NULL);
     }
-  /* A place for seccomp: it goes last, so that the setup above is not subject to the filter.  */
+  /* Last, so that none of the setup above is subject to the filter.  */
+  if (s->no_new_privs)
+    load_seccomp (s);
   execve (file, (char *const *) s->argv, (char *const *) s->env);
   child_fail (errno, "exec \"%s\"", s->argv[0]);
 }

@@ -9,6 +9,7 @@
 #ifndef CTRPY_HELPER_H
 #define CTRPY_HELPER_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #define CTRPY_HELPER_VERSION "0.2.0"
@@ -85,9 +86,12 @@ typedef struct
 
   int n_cgroup_procs; /* cgroup.procs files to join before anything else */
   const char **cgroup_procs;
-  /* A place for a seccomp BPF program (struct sock_filter[]), loaded last before execve.  Unused yet.  */
+  /* A seccomp BPF program (struct sock_filter[], from ctrpy_seccomp_compile) and its seccomp(2)
+     SECCOMP_FILTER_FLAG_* flags; loaded right before execve (with no_new_privs), else before the
+     capabilities are dropped, as runc does.  */
   const void *seccomp_filter;
-  int seccomp_len;
+  int seccomp_len; /* bytes; 0: no filter */
+  unsigned int seccomp_flags;
 
   int stdio[3]; /* -1: inherit the caller's */
   int preserve_fds; /* fds 3 .. 3+preserve_fds-1 stay open in the container (runc --preserve-fds) */
@@ -112,6 +116,11 @@ int ctrpy_spawn (const ctrpy_spec_t *spec, ctrpy_result_t *res, ctrpy_err_t *err
 /* Release a process waiting on `fifo` (runc start) and report whether its execve worked.  `pid` is watched
    so that a process that died before being started does not block us forever.  */
 int ctrpy_start (const char *fifo, int pid, ctrpy_err_t *err);
+
+/* Compile a flattened seccomp profile into a BPF program in buf (at most `size` bytes); *len gets its size.  */
+typedef struct ctrpy_seccomp_s ctrpy_seccomp_t;
+int ctrpy_seccomp_compile (const ctrpy_seccomp_t *profile, unsigned char *buf, size_t size, size_t *len,
+                           ctrpy_err_t *err);
 
 /* Make the caller the reaper of its orphaned descendants (PR_SET_CHILD_SUBREAPER).  */
 int ctrpy_set_subreaper (ctrpy_err_t *err);

@@ -17,10 +17,13 @@ from ctrpy.commands.containers import container_flags, options_from_flags, split
 @click.command("run", context_settings={"allow_interspersed_args": False, "ignore_unknown_options": True})
 @click.option("--rm", "remove", is_flag=True, help="Delete the container when the task exits")
 @click.option("--detach", "-d", is_flag=True, help="Start the task and return (output: `ctrpy logs`)")
+@click.option("--security-opt", "security_opts", multiple=True, metavar="OPT",
+              help="seccomp=unconfined|PROFILE.json, no-new-privileges (docker's)")
 @container_flags
 @click.argument("positional", nargs=-1, required=True, type=click.UNPROCESSED, metavar="IMAGE ID [COMMAND [ARG...]]")
 @click.pass_obj
-def run(obj: Any, remove: bool, detach: bool, positional: tuple[str, ...], **flags: Any) -> None:
+def run(obj: Any, remove: bool, detach: bool, positional: tuple[str, ...], security_opts: tuple[str, ...],
+        **flags: Any) -> None:
     """Run a container: IMAGE ID [COMMAND [ARG...]], or --rootfs DIR ID COMMAND [ARG...].
 
     \b
@@ -30,14 +33,16 @@ def run(obj: Any, remove: bool, detach: bool, positional: tuple[str, ...], **fla
       ctrpy run --rm -t --rootfs /srv/rootfs shell sh
     """
     from ctrpy.commands.tasks import run_attached
-    from ctrpy.runtime import errors
+    from ctrpy.runtime import errors, oci
     from ctrpy.runtime.tasks import create_container, delete_container
 
     if remove and detach:
         raise click.UsageError("--rm and --detach cannot be used together")
     image, container_id, args = split_image_id(flags["rootfs"], positional)
     client = obj.client
-    create_container(client, options_from_flags(container_id, image, args, flags))
+    options = options_from_flags(container_id, image, args, flags)
+    options.spec_opts = oci.with_security_opts(security_opts)
+    create_container(client, options)
     code = 0
     try:
         client.tasks.create(container_id, stdin=not detach)

@@ -391,9 +391,10 @@ class BuiltinRuntime:
                                           int(d.get("minor", 0)), 0o666 if mode is None else int(mode),
                                           int(d.get("uid", 0)), int(d.get("gid", 0))))
         if linux.get("seccomp"):
-            # The helper has the slot (ctrpy_spec_t.seccomp_filter, loaded last before execve); compiling a
-            # profile to BPF is a later issue. Say so rather than pretend.
-            warn("linux.seccomp is not applied yet by the built-in runtime (use --runtime runc for a profile)")
+            from ctrpy.runtime import seccomp
+
+            profile = seccomp.flatten(linux["seccomp"])
+            spec.seccomp, spec.seccomp_flags = _h.compile_seccomp(profile), profile.flags
         if any((config.get("hooks") or {}).values()):
             raise errors.NotImplemented_("OCI hooks are not supported by the built-in runtime yet")
         spec.masked = list(linux.get("maskedPaths") or [])

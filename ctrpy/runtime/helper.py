@@ -106,6 +106,72 @@ class Spec:
     console_size: tuple[int, int] | None = None  # (rows, cols)
     console_socket: str | None = None
     exec_fifo: str | None = None
+    seccomp: bytes | None = None  # a BPF program from compile_seccomp
+    seccomp_flags: int = 0  # SECCOMP_FILTER_FLAG_*
+
+
+@dataclass
+class SeccompRule:
+    """One syscall, one action (helper action kind + errno/trace value), its conditions ANDed:
+    (argument index, operator, value, value_two)."""
+
+    name: str
+    action: int
+    value: int = 0
+    args: list[tuple[int, int, int, int]] = field(default_factory=list)
+
+
+@dataclass
+class SeccompProfile:
+    default_action: int
+    default_value: int
+    arches: list[str]  # libseccomp names (x86_64, x86, x32, aarch64...)
+    rules: list[SeccompRule]
+    flags: int = 0
+
+
+def seccomp_actions() -> dict[str, int]:
+    """OCI action name -> the helper's action kind."""
+    h = _lib()
+    return {f"SCMP_ACT_{n}": getattr(h, f"CTRPY_SCMP_ACT_{n}")
+            for n in ("KILL", "KILL_PROCESS", "TRAP", "ERRNO", "TRACE", "ALLOW", "LOG")} | {
+        "SCMP_ACT_KILL_THREAD": h.CTRPY_SCMP_ACT_KILL}
+
+
+def seccomp_operators() -> dict[str, int]:
+    h = _lib()
+    return {f"SCMP_CMP_{n}": getattr(h, f"CTRPY_SCMP_CMP_{n}")
+            for n in ("NE", "LT", "LE", "EQ", "GE", "GT", "MASKED_EQ")}
+
+
+def seccomp_flag(name: str) -> int:
+    return int(getattr(_lib(), name))
+
+
+def compile_seccomp(profile: SeccompProfile) -> bytes:
+    """The BPF program (struct sock_filter[]) libseccomp makes of `profile`."""
+    h = _lib()
+    arena = _Arena()
+    p = arena.new("ctrpy_seccomp_t *")
+    p.default_action, p.default_value = profile.default_action, profile.default_value
+    p.n_arches, p.arches = len(profile.arches), arena.strv(profile.arches, terminate=False)
+    rules = arena.new("ctrpy_seccomp_rule_t[]", max(1, len(profile.rules)))
+    for i, r in enumerate(profile.rules):
+        rules[i].name = arena.str(r.name)
+        rules[i].action, rules[i].value = r.action, r.value
+        args = arena.new("ctrpy_seccomp_arg_t[]", max(1, len(r.args)))
+        for j, (index, op, value, value_two) in enumerate(r.args):
+            args[j].index, args[j].op = index, op
+            args[j].value, args[j].value_two = value & (2**64 - 1), value_two & (2**64 - 1)
+        rules[i].n_args, rules[i].args = len(r.args), args
+    p.n_rules, p.rules = len(profile.rules), rules
+    size = h.CTRPY_SECCOMP_MAX_BYTES
+    buf = ffi.new("unsigned char[]", size)
+    length = ffi.new("size_t *")
+    err = ffi.new("ctrpy_err_t *")
+    if h.ctrpy_seccomp_compile(p, buf, size, length, err) < 0:
+        _raise(err)
+    return bytes(ffi.buffer(buf, length[0]))
 
 
 class _Arena:
@@ -192,6 +258,9 @@ def _build(spec: Spec, arena: _Arena) -> Any:
         s.console_rows, s.console_cols = spec.console_size
     s.console_socket = arena.str(spec.console_socket)
     s.exec_fifo = arena.str(spec.exec_fifo)
+    if spec.seccomp:
+        prog = arena.new("unsigned char[]", spec.seccomp)
+        s.seccomp_filter, s.seccomp_len, s.seccomp_flags = prog, len(spec.seccomp), spec.seccomp_flags
     return s
 
 

@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from ctrpy.runtime import errors
+from ctrpy.runtime import errors, seccomp
 
 Spec = dict[str, Any]
 SpecOpt = Callable[[Spec], None]
@@ -113,17 +113,24 @@ def default_spec() -> Spec:
             "devices": devices,
             "maskedPaths": list(MASKED_PATHS),
             "readonlyPaths": list(READONLY_PATHS),
-            # Left for a seccomp profile (a later issue hardens it): see with_seccomp().
+            "seccomp": seccomp.default_profile(DEFAULT_CAPS),
         },
         "annotations": {},
     }
 
 
 def generate_spec(*opts: SpecOpt) -> Spec:
-    """The default spec with `opts` applied in order."""
+    """The default spec with `opts` applied in order.
+
+    The default seccomp profile depends on the bounding capabilities (CAP_SYS_ADMIN unlocks mount...): while
+    no option replaced it, it is made again for the final capabilities, as containerd's WithDefaultProfile.
+    """
     spec = default_spec()
+    default_profile = spec["linux"]["seccomp"]
     for opt in opts:
         opt(spec)
+    if spec["linux"].get("seccomp") is default_profile:
+        spec["linux"]["seccomp"] = seccomp.default_profile(spec["process"]["capabilities"]["bounding"])
     return spec
 
 
@@ -256,9 +263,11 @@ def with_capabilities(add: Sequence[str] = (), drop: Sequence[str] = ()) -> Spec
 
 
 def with_privileged() -> SpecOpt:
-    """All capabilities, no masked or read-only paths, writable /sys and cgroupfs, every device allowed."""
+    """All capabilities, no masked or read-only paths, writable /sys and cgroupfs, every device allowed,
+    no seccomp filter (docker's --privileged)."""
     def opt(spec: Spec) -> None:
         _set_caps(spec, host_capabilities())
+        spec["linux"].pop("seccomp", None)
         spec["linux"]["maskedPaths"] = []
         spec["linux"]["readonlyPaths"] = []
         spec["linux"]["resources"]["devices"] = [{"allow": True, "access": "rwm"}]
@@ -276,13 +285,38 @@ def with_no_new_privileges(enabled: bool = True) -> SpecOpt:
 
 
 def with_seccomp(profile: dict[str, Any] | None) -> SpecOpt:
-    """The place for a seccomp profile (linux.seccomp); None leaves the container unconfined."""
+    """A seccomp profile (OCI linux.seccomp); None leaves the container unconfined."""
     def opt(spec: Spec) -> None:
         if profile is None:
             spec["linux"].pop("seccomp", None)
         else:
             spec["linux"]["seccomp"] = copy.deepcopy(profile)
     return opt
+
+
+def with_seccomp_file(path: str) -> SpecOpt:
+    """A seccomp profile file (OCI or docker format; the latter resolved for the spec's capabilities)."""
+    def opt(spec: Spec) -> None:
+        caps = spec["process"].get("capabilities", {}).get("bounding") or []
+        spec["linux"]["seccomp"] = seccomp.load_profile(path, caps)
+    return opt
+
+
+def with_security_opts(values: Sequence[str]) -> list[SpecOpt]:
+    """docker's --security-opt: seccomp=unconfined|PROFILE.json, no-new-privileges[=true|false]."""
+    opts: list[SpecOpt] = []
+    for value in values:
+        key, sep, arg = value.partition("=")
+        if key == "seccomp" and sep and arg:
+            opts.append(with_seccomp(None) if arg == "unconfined" else with_seccomp_file(arg))
+        elif key == "no-new-privileges" and arg in ("", "true", "false"):
+            opts.append(with_no_new_privileges(arg != "false"))
+        elif key in ("apparmor", "label", "systempaths"):
+            raise errors.NotImplemented_(f"--security-opt {value}: {key} is not supported on this host")
+        else:
+            raise errors.InvalidArgument(
+                f"invalid --security-opt {value!r} (seccomp=unconfined|PROFILE.json, no-new-privileges)")
+    return opts
 
 
 def with_rlimit(kind: str, soft: int, hard: int) -> SpecOpt:

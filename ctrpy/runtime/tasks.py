@@ -105,6 +105,8 @@ class ContainerOptions:
     # connected by the network module (etc files before create, attach before start, detach on delete).
     # None: no networking beyond a private namespace with lo (ctr's default), or the host's with net_host.
     network: Any = None
+    # Further oci.with_*() options, applied after those above (run --security-opt).
+    spec_opts: list[Any] = field(default_factory=list)
 
 
 def read_env_file(path: str) -> list[str]:
@@ -214,6 +216,7 @@ def create_container(client: Any, opts: ContainerOptions) -> Any:
             spec_opts.append(oci.with_cpu_shares(opts.cpu_shares))
         if opts.pids_limit is not None:
             spec_opts.append(oci.with_pids_limit(opts.pids_limit))
+        spec_opts.extend(opts.spec_opts)
         spec_opts.append(oci.with_cgroups_path(
             oci.cgroups_path(client.config.get("cgroup.parent", "ctrpy"), client.namespace, opts.id)))
         spec = oci.generate_spec(*spec_opts)
