@@ -100,6 +100,49 @@ def parse_mount_options(options: list[str]) -> tuple[int, int, str]:
     return flags, propagation, ",".join(data)
 
 
+# runtime-spec fields the built-in runtime does not implement: a spec that sets one is refused with its
+# name rather than run without it (unknown fields are ignored, as the spec requires).
+_UNSUPPORTED = (
+    ("process", "ioPriority"), ("process", "scheduler"), ("process", "execCPUAffinity"),
+    ("linux", "timeOffsets"), ("linux", "intelRdt"), ("linux", "personality"), ("linux", "mountLabel"),
+    ("linux", "memoryPolicy"), ("linux", "netDevices"), ("linux", "uidMappings"), ("linux", "gidMappings"),
+)
+_OTHER_PLATFORMS = ("solaris", "windows", "vm", "zos")
+# Mount options that need mount_setattr (recursive read-only, idmapped mounts).
+_UNSUPPORTED_MOUNT_OPTIONS = ("rro", "rrw", "idmap", "ridmap")
+# Where the host shows that each security module is active.
+_LSM_FILES = {"apparmorProfile": ("AppArmor", "/sys/kernel/security/apparmor"),
+              "selinuxLabel": ("SELinux", "/sys/fs/selinux/enforce")}
+
+
+def refuse_unsupported(config: dict[str, Any]) -> None:
+    """NotImplemented_ naming the first field of `config` the built-in runtime cannot honour."""
+    for section, key in _UNSUPPORTED:
+        if (config.get(section) or {}).get(key) not in (None, [], {}, ""):
+            raise errors.NotImplemented_(f"{section}.{key} is not supported by the built-in runtime")
+    for name in _OTHER_PLATFORMS:
+        if config.get(name):
+            raise errors.NotImplemented_(f"{name}: the built-in runtime runs Linux containers only")
+    process = config.get("process") or {}
+    for key, (module, path) in _LSM_FILES.items():
+        if process.get(key):
+            reason = f"this host has no {module}" if not os.path.exists(path) else \
+                "the built-in runtime does not apply it"
+            raise errors.NotImplemented_(f"process.{key} {process[key]!r}: {reason}")
+    for i, m in enumerate(config.get("mounts") or []):
+        for key in ("uidMappings", "gidMappings"):
+            if m.get(key):
+                raise errors.NotImplemented_(f"mounts[{i}].{key} (idmapped mounts) is not supported by the "
+                                             "built-in runtime")
+        for opt in m.get("options") or []:
+            if opt in _UNSUPPORTED_MOUNT_OPTIONS:
+                raise errors.NotImplemented_(f"mounts[{i}] ({m.get('destination')}): option {opt!r} is not "
+                                             "supported by the built-in runtime")
+    propagation = (config.get("linux") or {}).get("rootfsPropagation")
+    if propagation and propagation not in _PROPAGATION:
+        raise errors.InvalidArgument(f"linux.rootfsPropagation: unknown value {propagation!r}")
+
+
 def _cap_mask(names: list[str] | None, warn: Callable[[str], None], allowed: int) -> int:
     mask = 0
     for name in names or []:
@@ -333,6 +376,7 @@ class BuiltinRuntime:
     def _spec_from_config(self, config: dict[str, Any], bundle: Path, cgroup: Any,
                           warn: Callable[[str], None]) -> _h.Spec:
         linux = config.get("linux") or {}
+        refuse_unsupported(config)
         spec = self._process_spec(config["process"], warn)
         root = config.get("root") or {}
         rootfs = Path(root.get("path") or "rootfs")
@@ -510,6 +554,7 @@ class BuiltinRuntime:
         if process.get("terminal") and console_socket is None:
             raise errors.InvalidArgument("process.terminal is set: a console socket is required")
         warnings: list[str] = []
+        refuse_unsupported({"process": process})
         spec = self._process_spec(process, warnings.append)
         pid = st["pid"]
         for name, kind in _NS_FILES:
