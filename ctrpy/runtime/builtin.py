@@ -388,6 +388,7 @@ class BuiltinRuntime:
         if linux.get("rootfsPropagation"):
             spec.rootfs_propagation = _PROPAGATION.get(linux["rootfsPropagation"], 0)
         new_ns = set()
+        uts = any(ns.get("type") == "uts" for ns in linux.get("namespaces") or [])
         for ns in linux.get("namespaces") or []:
             kind = ns.get("type")
             if kind not in NAMESPACES:
@@ -402,8 +403,8 @@ class BuiltinRuntime:
         if "mount" not in new_ns:
             raise errors.InvalidArgument("the built-in runtime needs a new mount namespace")
         if config.get("hostname"):
-            if "uts" not in new_ns:
-                raise errors.InvalidArgument("hostname is set but the container has no new uts namespace")
+            if not uts:  # a joined one will do (runc sets the name there too)
+                raise errors.InvalidArgument("hostname is set but the container has no uts namespace")
             spec.hostname = config["hostname"]
         if config.get("domainname"):
             spec.domainname = config["domainname"]
@@ -586,6 +587,9 @@ class BuiltinRuntime:
     def run(self, container_id: str, bundle: Path, *, pid_file: Path | None = None,
             console_socket: Path | None = None, detach: bool = False, preserve_fds: int = 0) -> int | None:
         """create + start; unless `detach`, wait for the init (forwarding signals), delete, return its status."""
+        if not detach:
+            # Joining a pid namespace makes the init our grandchild: adopt it to be able to wait for it.
+            _h.set_subreaper()
         self.create(container_id, bundle, pid_file=pid_file, console_socket=console_socket,
                     preserve_fds=preserve_fds)
         pid = self._load(container_id)["pid"]

@@ -329,7 +329,19 @@ def with_rlimit(kind: str, soft: int, hard: int) -> SpecOpt:
 
 # --- namespaces, mounts, cgroups -----------------------------------------------------------------------
 
+NAMESPACE_KINDS = ("pid", "network", "mount", "ipc", "uts", "user", "cgroup", "time")
+
+
+def _namespace_kind(kind: str) -> str:
+    if kind not in NAMESPACE_KINDS:
+        raise errors.InvalidArgument(f"unknown namespace type {kind!r} (one of {', '.join(NAMESPACE_KINDS)})")
+    return kind
+
+
 def with_host_namespace(kind: str) -> SpecOpt:
+    """Share the host's namespace of `kind` (docker's --pid/--ipc/--uts host): drop it from the spec."""
+    _namespace_kind(kind)
+
     def opt(spec: Spec) -> None:
         spec["linux"]["namespaces"] = [n for n in spec["linux"]["namespaces"] if n["type"] != kind]
     return opt
@@ -341,6 +353,12 @@ def with_net_host() -> SpecOpt:
 
 
 def with_namespace_path(kind: str, path: str) -> SpecOpt:
+    """Join an existing namespace (a CRI container joining its sandbox's, `--network container:ID`):
+    `path` is e.g. /proc/<pid>/ns/net or a bind-mounted namespace file."""
+    _namespace_kind(kind)
+    if not path.startswith("/"):
+        raise errors.InvalidArgument(f"namespace path {path!r} must be absolute")
+
     def opt(spec: Spec) -> None:
         spaces = [n for n in spec["linux"]["namespaces"] if n["type"] != kind]
         spaces.append({"type": kind, "path": path})
