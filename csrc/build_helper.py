@@ -22,6 +22,7 @@ typedef struct {
 } ctrpy_mount_t;
 typedef struct { const char *path; int type; unsigned int major, minor, mode, uid, gid; } ctrpy_device_t;
 typedef struct { int resource; uint64_t soft, hard; } ctrpy_rlimit_t;
+typedef struct { const char *path; const char **argv; const char **env; int timeout; } ctrpy_hook_t;
 typedef struct {
   int clone_flags;
   int n_ns; const char **ns_paths; const int *ns_types;
@@ -42,6 +43,10 @@ typedef struct {
   const void *seccomp_filter; int seccomp_len; unsigned int seccomp_flags;
   int stdio[3]; int preserve_fds; int terminal; unsigned short console_rows, console_cols;
   const char *console_socket; const char *exec_fifo;
+  int n_runtime_hooks; const ctrpy_hook_t *runtime_hooks; int n_prestart_hooks;
+  int n_create_hooks; const ctrpy_hook_t *create_hooks;
+  int n_start_hooks; const ctrpy_hook_t *start_hooks;
+  const char *hook_state; const char *hook_state_created;
 } ctrpy_spec_t;
 typedef struct { int pid; char warnings[1024]; } ctrpy_result_t;
 typedef struct { unsigned int index; int op; uint64_t value, value_two; } ctrpy_seccomp_arg_t;
@@ -59,6 +64,7 @@ int ctrpy_spawn (const ctrpy_spec_t *spec, ctrpy_result_t *res, ctrpy_err_t *err
 int ctrpy_start (const char *fifo, int pid, ctrpy_err_t *err);
 int ctrpy_set_subreaper (ctrpy_err_t *err);
 void ctrpy_inroot_set_openat2 (int enabled);
+int ctrpy_run_hook (const ctrpy_hook_t *hook, const char *state_fmt, int pid, const char *kind, ctrpy_err_t *err);
 int ctrpy_seccomp_compile (const ctrpy_seccomp_t *profile, unsigned char *buf, size_t size, size_t *len,
                            ctrpy_err_t *err);
 
@@ -124,8 +130,8 @@ ffibuilder.cdef(CDEF)
 ffibuilder.set_source(
     "ctrpy._helper",
     '#define _GNU_SOURCE\n#include <sched.h>\n#include <linux/seccomp.h>\n#include "helper.h"\n'
-    '#include "inroot.h"\n#include "seccomp_profile.h"\n',
-    sources=[os.path.relpath(os.path.join(HERE, name)) for name in ("helper.c", "inroot.c", "seccomp.c")],
+    '#include "hooks.h"\n#include "inroot.h"\n#include "seccomp_profile.h"\n',
+    sources=[os.path.relpath(os.path.join(HERE, name)) for name in ("helper.c", "hooks.c", "inroot.c", "seccomp.c")],
     libraries=["seccomp"],
     include_dirs=[os.path.relpath(HERE)],
     extra_compile_args=["-O2", "-Wall", "-fvisibility=hidden", "-std=gnu11"],

@@ -6,6 +6,7 @@
  * pipe: a successful execve closes the pipe, which is the parent's "it runs" signal.  */
 #define _GNU_SOURCE
 #include "helper.h"
+#include "hooks.h"
 #include "inroot.h"
 
 #include <errno.h>
@@ -67,6 +68,7 @@ enum
   MSG_PID = 2,
   MSG_READY = 3,
   MSG_ERROR = 4,
+  MSG_HOOKS = 5, /* the child waits before pivot_root: run prestart/createRuntime, then write a byte */
 };
 
 struct sync_msg
@@ -103,6 +105,7 @@ struct child_ctx
   int sync_fd;    /* write end of the sync pipe */
   int fifo_fd;    /* O_PATH fd of exec.fifo, or -1 */
   int console_fd; /* connected console socket, or -1 */
+  int hooks_fd;   /* read end of the hooks pipe, or -1 */
 };
 
 static void
@@ -125,6 +128,8 @@ send_msg (int fd, int type, int errno_, int pid, const char *fmt, ...)
 }
 
 static int child_report_fd = -1;
+static int child_sync_fd = -1; /* to the creator, for MSG_HOOKS */
+static int child_hooks_fd = -1; /* from the creator: one byte once the runtime hooks ran */
 
 /* Report an error to whoever waits for us (the creator, or `start` once we wait on the fifo) and die.  */
 static void __attribute__ ((noreturn, format (printf, 2, 3)))
@@ -416,6 +421,34 @@ protect_paths (const ctrpy_spec_t *s)
     }
 }
 
+/* Hooks inside the container process: a failure ends it (reported like any setup error).  */
+static void
+run_child_hooks (const ctrpy_hook_t *hooks, int n, const char *state, const char *kind)
+{
+  for (int i = 0; i < n; i++)
+    {
+      ctrpy_err_t err;
+      if (ctrpy_run_hook (&hooks[i], state, getpid (), kind, &err) < 0)
+        child_fail (err.errno_, "%s", err.msg);
+    }
+}
+
+/* Let the creator run prestart and createRuntime hooks now that the namespaces and mounts exist.  */
+static void
+wait_for_runtime_hooks (const ctrpy_spec_t *s)
+{
+  char byte;
+  ssize_t n;
+  if (s->n_runtime_hooks <= 0)
+    return;
+  send_msg (child_sync_fd, MSG_HOOKS, 0, 0, NULL);
+  do
+    n = read (child_hooks_fd, &byte, 1);
+  while (n < 0 && errno == EINTR);
+  if (n != 1)
+    _exit (126); /* a hook failed: the creator reports it and kills us */
+}
+
 static void
 setup_rootfs (const ctrpy_spec_t *s)
 {
@@ -444,6 +477,8 @@ setup_rootfs (const ctrpy_spec_t *s)
   if (dev_is_mounted (s))
     dev_symlinks (rootfd);
 
+  wait_for_runtime_hooks (s);
+  run_child_hooks (s->create_hooks, s->n_create_hooks, s->hook_state, "createContainer");
   pivot (rootfs);
   if (s->rootfs_propagation & MS_SHARED)
     if (mount (NULL, "/", NULL, s->rootfs_propagation, NULL) < 0)
@@ -770,6 +805,8 @@ child_main (void *arg)
   int pid_ns;
 
   child_report_fd = ctx->sync_fd;
+  child_sync_fd = ctx->sync_fd;
+  child_hooks_fd = ctx->hooks_fd;
   reset_signals ();
 
   for (int i = 0; i < 3; i++)
@@ -861,6 +898,7 @@ child_main (void *arg)
       child_report_fd = fd;
       send_msg (fd, MSG_READY, 0, 0, NULL);
     }
+  run_child_hooks (s->start_hooks, s->n_start_hooks, s->hook_state_created, "startContainer");
   /* Last, so that none of the setup above is subject to the filter.  */
   if (s->no_new_privs)
     load_seccomp (s);
@@ -902,8 +940,10 @@ int
 ctrpy_spawn (const ctrpy_spec_t *spec, ctrpy_result_t *res, ctrpy_err_t *err)
 {
   const size_t stack_size = 256 * 1024;
-  struct child_ctx ctx = { .spec = spec, .sync_fd = -1, .fifo_fd = -1, .console_fd = -1 };
+  struct child_ctx ctx = { .spec = spec, .sync_fd = -1, .fifo_fd = -1, .console_fd = -1, .hooks_fd = -1 };
   cleanup_close int rfd = -1;
+  cleanup_close int hooks_rfd = -1;
+  cleanup_close int hooks_wfd = -1;
   cleanup_close int fifo_fd = -1;
   cleanup_close int console_fd = -1;
   int fds[2];
@@ -930,6 +970,18 @@ ctrpy_spawn (const ctrpy_spec_t *spec, ctrpy_result_t *res, ctrpy_err_t *err)
     return make_error (err, errno, "pipe");
   rfd = fds[0];
   ctx.sync_fd = fds[1];
+  if (spec->n_runtime_hooks > 0)
+    {
+      int hfds[2];
+      if (pipe2 (hfds, O_CLOEXEC) < 0)
+        {
+          close (fds[1]);
+          return make_error (err, errno, "pipe");
+        }
+      hooks_rfd = hfds[0];
+      hooks_wfd = hfds[1];
+      ctx.hooks_fd = hooks_rfd;
+    }
   ctx.fifo_fd = fifo_fd;
   ctx.console_fd = console_fd;
 
@@ -973,6 +1025,22 @@ ctrpy_spawn (const ctrpy_spec_t *spec, ctrpy_result_t *res, ctrpy_err_t *err)
         append_warning (res, m.text);
       else if (m.type == MSG_PID)
         reported = m.pid;
+      else if (m.type == MSG_HOOKS)
+        {
+          /* prestart and createRuntime, in order, in our namespaces, with the container's host pid.  */
+          for (int i = 0; !failed && i < spec->n_runtime_hooks; i++)
+            if (ctrpy_run_hook (&spec->runtime_hooks[i], spec->hook_state, reported,
+                                i < spec->n_prestart_hooks ? "prestart" : "createRuntime", err) < 0)
+              failed = 1;
+          if (failed)
+            break;
+          if (write (hooks_wfd, "", 1) != 1)
+            {
+              make_error (err, errno, "resume the container process after its hooks");
+              failed = 1;
+              break;
+            }
+        }
       else if (m.type == MSG_READY)
         {
           ready = 1;

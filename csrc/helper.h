@@ -45,6 +45,15 @@ typedef struct
   uint64_t soft, hard;
 } ctrpy_rlimit_t;
 
+/* One OCI hook: path, argv (NULL: just the path), env (NULL: empty), timeout in seconds (0: none).  */
+typedef struct
+{
+  const char *path;
+  const char **argv;
+  const char **env;
+  int timeout;
+} ctrpy_hook_t;
+
 typedef struct
 {
   int clone_flags; /* CLONE_NEW* namespaces to create */
@@ -99,6 +108,20 @@ typedef struct
   unsigned short console_rows, console_cols; /* initial pty size; 0: leave the kernel's default */
   const char *console_socket; /* with terminal: the pty master is sent here (SCM_RIGHTS) */
   const char *exec_fifo;      /* create: wait here until `start`; NULL: exec right away */
+
+  /* OCI hooks, each with the state JSON on stdin ("%d": the pid, "%%": a "%").  prestart + createRuntime
+     run from ctrpy_spawn in the runtime's namespaces while the container process waits before pivot_root;
+     createContainer run in the container process before pivot_root; startContainer after `start`, right
+     before execve.  A failing one fails the spawn (or the start).  */
+  int n_runtime_hooks;
+  const ctrpy_hook_t *runtime_hooks; /* the first n_prestart_hooks are prestart, the rest createRuntime */
+  int n_prestart_hooks;
+  int n_create_hooks;
+  const ctrpy_hook_t *create_hooks;
+  int n_start_hooks;
+  const ctrpy_hook_t *start_hooks;
+  const char *hook_state;         /* status "creating" */
+  const char *hook_state_created; /* status "created", for startContainer */
 } ctrpy_spec_t;
 
 typedef struct

@@ -115,6 +115,29 @@ _LSM_FILES = {"apparmorProfile": ("AppArmor", "/sys/kernel/security/apparmor"),
               "selinuxLabel": ("SELinux", "/sys/fs/selinux/enforce")}
 
 
+HOOK_KINDS = ("prestart", "createRuntime", "createContainer", "startContainer", "poststart", "poststop")
+
+
+def parse_hooks(config: dict[str, Any]) -> dict[str, list[_h.Hook]]:
+    """config.hooks -> kind -> helper Hooks, checked (absolute path, positive timeout)."""
+    out: dict[str, list[_h.Hook]] = {}
+    hooks = config.get("hooks") or {}
+    for kind in hooks:
+        if kind not in HOOK_KINDS:
+            raise errors.InvalidArgument(f"hooks.{kind}: unknown hook kind (one of {', '.join(HOOK_KINDS)})")
+    for kind in HOOK_KINDS:
+        for i, h in enumerate(hooks.get(kind) or []):
+            path = h.get("path") or ""
+            if not path.startswith("/"):
+                raise errors.InvalidArgument(f"hooks.{kind}[{i}].path {path!r} must be absolute")
+            timeout = h.get("timeout")
+            if timeout is not None and int(timeout) <= 0:
+                raise errors.InvalidArgument(f"hooks.{kind}[{i}].timeout must be positive")
+            out.setdefault(kind, []).append(_h.Hook(path, [str(a) for a in h.get("args") or []],
+                                                    [str(e) for e in h.get("env") or []], int(timeout or 0)))
+    return out
+
+
 def refuse_unsupported(config: dict[str, Any]) -> None:
     """NotImplemented_ naming the first field of `config` the built-in runtime cannot honour."""
     for section, key in _UNSUPPORTED:
@@ -281,6 +304,16 @@ class BuiltinRuntime:
         try:
             cgroup = Cgroup(linux.get("cgroupsPath") or container_id)
             spec = self._spec_from_config(config, bundle, cgroup, warnings.append)
+            hooks = parse_hooks(config)
+            if hooks:
+                state_base = {"ociVersion": config.get("ociVersion", OCI_VERSION), "id": container_id,
+                              "bundle": str(bundle), "annotations": config.get("annotations") or {}}
+                spec.runtime_hooks = hooks.get("prestart", []) + hooks.get("createRuntime", [])
+                spec.n_prestart = len(hooks.get("prestart", []))
+                spec.create_hooks = hooks.get("createContainer", [])
+                spec.start_hooks = hooks.get("startContainer", [])
+                spec.hook_state = _h.hook_state_format({**state_base, "status": "creating"})
+                spec.hook_state_created = _h.hook_state_format({**state_base, "status": "created"})
             fifo = cdir / "exec.fifo"
             os.mkfifo(fifo, 0o622)
             spec.exec_fifo = str(fifo)
@@ -303,6 +336,8 @@ class BuiltinRuntime:
                 "cgroup_path": cgroup.path,
                 "cgroup_dirs": cgroup.dirs,
                 "namespaces": [ns.get("type") for ns in linux.get("namespaces") or []],
+                # Run by start and delete, when the bundle may be gone.
+                "hooks": {k: (config.get("hooks") or {}).get(k) or [] for k in ("poststart", "poststop")},
             }
             self._write_atomic(cdir / "state.json", json.dumps(state))
             if pid_file is not None:
@@ -440,8 +475,6 @@ class BuiltinRuntime:
 
             profile = seccomp.flatten(linux["seccomp"])
             spec.seccomp, spec.seccomp_flags = _h.compile_seccomp(profile), profile.flags
-        if any((config.get("hooks") or {}).values()):
-            raise errors.NotImplemented_("OCI hooks are not supported by the built-in runtime yet")
         spec.masked = list(linux.get("maskedPaths") or [])
         spec.readonly = list(linux.get("readonlyPaths") or [])
         spec.sysctl = {str(k): str(v) for k, v in (linux.get("sysctl") or {}).items()}
@@ -476,6 +509,19 @@ class BuiltinRuntime:
                 fifo.unlink()
             except FileNotFoundError:
                 pass
+        self._run_post_hooks(st, "poststart", "running")
+
+    def _run_post_hooks(self, st: dict[str, Any], kind: str, status: str) -> None:
+        """poststart/poststop: a failure is a warning and the rest still run (runtime-spec)."""
+        hooks = parse_hooks({"hooks": {kind: (st.get("hooks") or {}).get(kind) or []}}).get(kind, [])
+        state = {"ociVersion": st.get("ociVersion", OCI_VERSION), "id": st["id"], "status": status,
+                 "pid": st["pid"] if status != "stopped" else 0, "bundle": st["bundle"],
+                 "annotations": st.get("annotations") or {}}
+        for hook in hooks:
+            try:
+                _h.run_hook(hook, state, kind)
+            except errors.CtrpyError as exc:
+                self.warn(str(exc))
 
     # -- signals and teardown ---------------------------------------------------------------------------
 
@@ -510,6 +556,7 @@ class BuiltinRuntime:
                 cgroup.kill_all(_signal.SIGKILL)
         cgroup.destroy()
         _rmtree(self._dir(container_id))
+        self._run_post_hooks(st, "poststop", "stopped")
 
     @staticmethod
     def _wait_gone(st: dict[str, Any], timeout: float) -> None:

@@ -73,6 +73,26 @@ class Device:
 
 
 @dataclass
+class Hook:
+    """One OCI hook: `args` includes argv[0] (empty: just the path); `env` empty means an empty
+    environment; `timeout` in seconds, 0 for none."""
+
+    path: str
+    args: list[str] = field(default_factory=list)
+    env: list[str] = field(default_factory=list)
+    timeout: int = 0
+
+
+def hook_state_format(state: dict[str, Any]) -> str:
+    """The state JSON as the helper's format: every "%" doubled, "%d" where the pid goes."""
+    import json
+
+    marker = -718281828
+    text = json.dumps({**state, "pid": marker}).replace("%", "%%")
+    return text.replace(str(marker), "%d")
+
+
+@dataclass
 class Spec:
     """Everything the helper needs to make one container process (see csrc/helper.h)."""
 
@@ -106,6 +126,14 @@ class Spec:
     console_size: tuple[int, int] | None = None  # (rows, cols)
     console_socket: str | None = None
     exec_fifo: str | None = None
+    # OCI hooks: prestart + createRuntime (the first n_prestart are prestart), createContainer,
+    # startContainer; the state JSON for them with "%d" for the pid (see hook_state_format).
+    runtime_hooks: list[Hook] = field(default_factory=list)
+    n_prestart: int = 0
+    create_hooks: list[Hook] = field(default_factory=list)
+    start_hooks: list[Hook] = field(default_factory=list)
+    hook_state: str | None = None
+    hook_state_created: str | None = None
     seccomp: bytes | None = None  # a BPF program from compile_seccomp
     seccomp_flags: int = 0  # SECCOMP_FILTER_FLAG_*
 
@@ -199,6 +227,27 @@ class _Arena:
         return obj
 
 
+def _hooks(hooks: list[Hook], arena: _Arena) -> Any:
+    arr = arena.new("ctrpy_hook_t[]", max(1, len(hooks)))
+    for i, h in enumerate(hooks):
+        arr[i].path = arena.str(h.path)
+        arr[i].argv = arena.strv(h.args) if h.args else ffi.NULL
+        arr[i].env = arena.strv(h.env)
+        arr[i].timeout = h.timeout
+    return arr
+
+
+def run_hook(hook: Hook, state: dict[str, Any], kind: str) -> None:
+    """Run one hook with `state` on its stdin (the helper's runner, as for the hooks it runs itself);
+    raises the CtrpyError of its failure (non-zero exit, timeout)."""
+    arena = _Arena()
+    err = ffi.new("ctrpy_err_t *")
+    fmt = hook_state_format(state)
+    if _lib().ctrpy_run_hook(_hooks([hook], arena), fmt.encode(), int(state.get("pid") or 0), kind.encode(),
+                             err) < 0:
+        _raise(err)
+
+
 def _build(spec: Spec, arena: _Arena) -> Any:
     s = arena.new("ctrpy_spec_t *")
     s.clone_flags = spec.clone_flags
@@ -258,6 +307,13 @@ def _build(spec: Spec, arena: _Arena) -> Any:
         s.console_rows, s.console_cols = spec.console_size
     s.console_socket = arena.str(spec.console_socket)
     s.exec_fifo = arena.str(spec.exec_fifo)
+    for prefix, hooks in (("runtime", spec.runtime_hooks), ("create", spec.create_hooks),
+                          ("start", spec.start_hooks)):
+        setattr(s, f"n_{prefix}_hooks", len(hooks))
+        setattr(s, f"{prefix}_hooks", _hooks(hooks, arena))
+    s.n_prestart_hooks = spec.n_prestart
+    s.hook_state = arena.str(spec.hook_state)
+    s.hook_state_created = arena.str(spec.hook_state_created)
     if spec.seccomp:
         prog = arena.new("unsigned char[]", spec.seccomp)
         s.seccomp_filter, s.seccomp_len, s.seccomp_flags = prog, len(spec.seccomp), spec.seccomp_flags
