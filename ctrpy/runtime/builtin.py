@@ -320,7 +320,9 @@ class BuiltinRuntime:
             spec.stdio = stdio
             spec.preserve_fds = preserve_fds
             spec.console_socket = str(console_socket) if console_socket else None
-            cgroup.create(linux.get("resources"))
+            from ctrpy.runtime.oci import device_rules
+
+            cgroup.create({**(linux.get("resources") or {}), "devices": device_rules(linux)})
             spec.cgroup_procs = cgroup.procs_files()
             pid, helper_warnings = _h.spawn(spec)
             warnings += helper_warnings

@@ -29,12 +29,7 @@ from ctrpy.runtime import errors
 
 CGROUP_ROOT = "/sys/fs/cgroup"
 
-# Devices every container gets, whatever its spec says (runc's AllowedDevices): null, zero, full, tty,
-# random, urandom, the console and ptys.
-DEFAULT_ALLOWED_DEVICES = (
-    "c 1:3 rwm", "c 1:5 rwm", "c 1:7 rwm", "c 5:0 rwm", "c 1:8 rwm", "c 1:9 rwm", "c 5:1 rwm", "c 136:* rwm",
-    "c 5:2 rwm", "c 10:200 rwm",
-)
+# The device rules themselves (the spec's plus runc's defaults) are made by oci.device_rules().
 
 
 # Mount options of a v1 hierarchy that are not controller names.
@@ -396,8 +391,6 @@ class Cgroup:
             access = rule.get("access") or "rwm"
             entry = "a" if kind == "a" else f"{kind} {major}:{minor} {access}"
             _write(os.path.join(d, "devices.allow" if rule.get("allow") else "devices.deny"), entry)
-        for entry in DEFAULT_ALLOWED_DEVICES:
-            _write(os.path.join(d, "devices.allow"), entry)
 
     def _apply_v2(self, memory: dict[str, Any], cpu: dict[str, Any], pids: dict[str, Any]) -> None:
         d = self._v2_dir()

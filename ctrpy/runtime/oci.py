@@ -60,6 +60,29 @@ DEFAULT_DEVICES = [
 ]
 EXTRA_ALLOWED_DEVICES = [(5, 1), (5, 2), (136, -1)]  # /dev/console, /dev/ptmx, /dev/pts/*
 
+# The device cgroup rules every container gets after its spec's own (runc's specconv.AllowedDevices):
+# mknod of any node (access stays denied), the default devices, /dev/pts/*, /dev/ptmx and /dev/net/tun.
+RUNTIME_DEVICE_RULES: list[dict[str, Any]] = [
+    {"allow": True, "type": "c", "access": "m"},
+    {"allow": True, "type": "b", "access": "m"},
+    *({"allow": True, "type": "c", "major": ma, "minor": mi, "access": "rwm"} for _, ma, mi in DEFAULT_DEVICES),
+    {"allow": True, "type": "c", "major": 136, "access": "rwm"},
+    {"allow": True, "type": "c", "major": 5, "minor": 2, "access": "rwm"},
+    {"allow": True, "type": "c", "major": 10, "minor": 200, "access": "rwm"},
+]
+
+
+def device_rules(linux: dict[str, Any]) -> list[dict[str, Any]]:
+    """The device cgroup rules a runtime applies for `linux` (as runc does): the spec's
+    linux.resources.devices, then rwm for each linux.devices node, then RUNTIME_DEVICE_RULES. The v1
+    devices controller and the v2 eBPF program are both made from this list, in order."""
+    rules = [dict(r) for r in (linux.get("resources") or {}).get("devices") or []]
+    for d in linux.get("devices") or []:
+        if d.get("type") in ("c", "b", "u"):
+            rules.append({"allow": True, "type": "c" if d["type"] == "u" else d["type"],
+                          "major": int(d.get("major", 0)), "minor": int(d.get("minor", 0)), "access": "rwm"})
+    return rules + [dict(r) for r in RUNTIME_DEVICE_RULES]
+
 
 def default_mounts() -> list[dict[str, Any]]:
     return [
