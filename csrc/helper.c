@@ -675,6 +675,55 @@ load_seccomp (const ctrpy_spec_t *s)
     child_fail (errno, "load the seccomp filter");
 }
 
+/* The process environment, with HOME from the user's /etc/passwd entry (else "/") when it has none, as
+   runc does.  Read in the container's root, before the uid change (passwd may not be world-readable).  */
+static const char *const *
+environment (const ctrpy_spec_t *s)
+{
+  static const char *env[1024];
+  static char home[PATH_MAX + 8];
+  static char passwd[65536];
+  size_t n = 0;
+  cleanup_close int fd = -1;
+  ssize_t len = 0;
+
+  for (; s->env && s->env[n]; n++)
+    if (strncmp (s->env[n], "HOME=", 5) == 0)
+      return s->env;
+  if (n + 2 > sizeof (env) / sizeof (env[0]))
+    return s->env;
+  snprintf (home, sizeof (home), "HOME=/");
+  fd = open ("/etc/passwd", O_RDONLY | O_CLOEXEC);
+  if (fd >= 0)
+    len = read (fd, passwd, sizeof (passwd) - 1);
+  if (len > 0)
+    {
+      char *line, *save = NULL;
+      passwd[len] = '\0';
+      for (line = strtok_r (passwd, "\n", &save); line; line = strtok_r (NULL, "\n", &save))
+        {
+          /* name:password:uid:gid:gecos:home:shell */
+          char *field[7] = { line };
+          int k = 1;
+          for (char *p = line; *p && k < 7; p++)
+            if (*p == ':')
+              {
+                *p = '\0';
+                field[k++] = p + 1;
+              }
+          if (k >= 6 && strtoul (field[2], NULL, 10) == s->uid && field[2][0] && field[5][0])
+            {
+              snprintf (home, sizeof (home), "HOME=%s", field[5]);
+              break;
+            }
+        }
+    }
+  memcpy (env, s->env, n * sizeof (env[0]));
+  env[n] = home;
+  env[n + 1] = NULL;
+  return env;
+}
+
 /* chdir to the process cwd resolved inside the root, as the container user: a magic link such as
    /proc/self/fd/N (an fd the runtime still holds, CVE-2024-21626) is refused.  */
 static void
@@ -802,6 +851,7 @@ child_main (void *arg)
   const ctrpy_spec_t *s = ctx->spec;
   char exe[PATH_MAX];
   const char *file;
+  const char *const *env;
   int pid_ns;
 
   child_report_fd = ctx->sync_fd;
@@ -856,6 +906,7 @@ child_main (void *arg)
   if (ctx->console_fd >= 0)
     close (ctx->console_fd);
 
+  env = environment (s);
   set_rlimits (s, ctx->sync_fd);
   set_oom (s, ctx->sync_fd);
   /* Without no_new_privs, loading a filter needs CAP_SYS_ADMIN: load it while we still have it (runc
@@ -902,7 +953,7 @@ child_main (void *arg)
   /* Last, so that none of the setup above is subject to the filter.  */
   if (s->no_new_privs)
     load_seccomp (s);
-  execve (file, (char *const *) s->argv, (char *const *) s->env);
+  execve (file, (char *const *) s->argv, (char *const *) env);
   child_fail (errno, "exec \"%s\"", s->argv[0]);
 }
 

@@ -587,8 +587,10 @@ def with_image_config(image_config: dict[str, Any], read: FileReader | None = No
         spec["process"]["env"] = _set_env(spec["process"]["env"], cfg.get("Env") or [])
         spec["process"]["cwd"] = cfg.get("WorkingDir") or "/"
         spec["process"]["args"] = list(cfg.get("Entrypoint") or []) + list(cfg.get("Cmd") or [])
-        if cfg.get("User") and read is not None:
-            uid, gid, extra = resolve_user(cfg["User"], read)
+        if read is not None:
+            # No User is root, who also gets the image's /etc/group memberships (containerd's
+            # WithAdditionalGIDs, docker's `id` shows them).
+            uid, gid, extra = resolve_user(cfg.get("User") or "0", read)
             with_user(uid, gid, extra)(spec)
     return opt
 
