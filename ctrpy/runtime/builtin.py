@@ -243,6 +243,8 @@ class BuiltinRuntime:
         return cg
 
     def _status(self, container_id: str, st: dict[str, Any]) -> str:
+        if st.get("creator"):
+            return "creating" if _proc_start_time(st["creator"]) == st.get("creator_start") else "stopped"
         pid = st.get("pid") or 0
         if pid <= 0 or _proc_start_time(pid) != st.get("start_time"):
             return "stopped"
@@ -302,6 +304,13 @@ class BuiltinRuntime:
         warnings: list[str] = []
         cgroup = None
         try:
+            # Until the final state below, `state` says "creating" (while we live) or "stopped" (we died:
+            # `delete` then removes whatever we left).
+            self._write_atomic(cdir / "state.json", json.dumps({
+                "ociVersion": config.get("ociVersion", OCI_VERSION), "id": container_id, "pid": 0,
+                "creator": os.getpid(), "creator_start": _proc_start_time(os.getpid()), "bundle": str(bundle),
+                "rootfs": "", "created": _now(), "annotations": config.get("annotations") or {},
+                "cgroup_path": linux.get("cgroupsPath") or container_id}))
             cgroup = Cgroup(linux.get("cgroupsPath") or container_id)
             spec = self._spec_from_config(config, bundle, cgroup, warnings.append)
             hooks = parse_hooks(config)
@@ -533,8 +542,9 @@ class BuiltinRuntime:
         if all:
             self._cgroup(st).kill_all(signal)
             return
-        if status == "stopped":
-            raise errors.FailedPrecondition(f"container {container_id} is not running")
+        if status not in ("created", "running", "paused"):
+            # The runtime-spec: kill is an error unless the container is created or running.
+            raise errors.FailedPrecondition(f"container {container_id} is {status}: cannot kill it")
         try:
             os.kill(st["pid"], signal)
         except ProcessLookupError:
@@ -544,9 +554,13 @@ class BuiltinRuntime:
         st = self._load(container_id)
         status = self._status(container_id, st)
         cgroup = self._cgroup(st)
-        if status in ("running", "paused") and not force:
+        if status != "stopped" and not force:
+            # The runtime-spec: deleting a container that is not stopped (a created one included, which
+            # runc deletes anyway) has no effect and is an error.
             raise errors.FailedPrecondition(
                 f"cannot delete container {container_id} that is not stopped: {status} (use --force)")
+        if status == "creating":
+            raise errors.FailedPrecondition(f"container {container_id} is being created: cannot delete it yet")
         if status != "stopped":
             # A created container is killed like runc does; a forced delete kills whatever runs.
             cgroup.kill_all(_signal.SIGKILL)
