@@ -246,8 +246,8 @@ class BuiltinRuntime:
         if st.get("creator"):
             return "creating" if _proc_start_time(st["creator"]) == st.get("creator_start") else "stopped"
         pid = st.get("pid") or 0
-        if pid <= 0 or _proc_start_time(pid) != st.get("start_time"):
-            return "stopped"
+        if pid <= 0 or st.get("start_time") is None or _proc_start_time(pid) != st["start_time"]:
+            return "stopped"  # (no start time: the init died before create could record it)
         if (self._dir(container_id) / "exec.fifo").exists():
             return "created"
         if self._cgroup(st).frozen():
@@ -325,6 +325,7 @@ class BuiltinRuntime:
                 spec.hook_state_created = _h.hook_state_format({**state_base, "status": "created"})
             fifo = cdir / "exec.fifo"
             os.mkfifo(fifo, 0o622)
+            os.chmod(fifo, 0o622)  # not the umask's: the init opens it after its uid change
             spec.exec_fifo = str(fifo)
             spec.stdio = stdio
             spec.preserve_fds = preserve_fds
@@ -500,7 +501,10 @@ class BuiltinRuntime:
             (d,) = cgroup.dirs.values()
             return [_h.Mount("bind", d, dest, MS_BIND | MS_REC | base | ro)]
         mounts = [_h.Mount("tmpfs", "tmpfs", dest, base, 0, "mode=755")]
+        unified = cgroup.layout.unified
         for mount_point, d in cgroup.dirs.items():
+            if unified is not None and mount_point == unified.mount_point:
+                continue  # a hybrid host's cgroup2 tree: runc leaves it out of the container too
             name = os.path.basename(mount_point)
             mounts.append(_h.Mount("bind", d, f"{dest.rstrip('/')}/{name}", MS_BIND | MS_REC | base | ro))
         if ro:
@@ -577,7 +581,7 @@ class BuiltinRuntime:
     @staticmethod
     def _wait_gone(st: dict[str, Any], timeout: float) -> None:
         deadline = time.monotonic() + timeout
-        while _proc_start_time(st["pid"]) == st.get("start_time"):
+        while st.get("start_time") is not None and _proc_start_time(st["pid"]) == st["start_time"]:
             if time.monotonic() > deadline:
                 raise errors.DeadlineExceeded(f"container {st['id']}: init {st['pid']} did not exit after SIGKILL")
             time.sleep(0.002)
