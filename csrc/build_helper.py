@@ -23,9 +23,11 @@ typedef struct {
 typedef struct { const char *path; int type; unsigned int major, minor, mode, uid, gid; } ctrpy_device_t;
 typedef struct { int resource; uint64_t soft, hard; } ctrpy_rlimit_t;
 typedef struct { const char *path; const char **argv; const char **env; int timeout; } ctrpy_hook_t;
+typedef struct { uint32_t container_id, host_id, size; } ctrpy_idmap_t;
 typedef struct {
   int clone_flags;
   int n_ns; const char **ns_paths; const int *ns_types;
+  int n_uid_maps; const ctrpy_idmap_t *uid_maps; int n_gid_maps; const ctrpy_idmap_t *gid_maps; int idmap_rootfs;
   const char *rootfs; int rootfs_readonly; unsigned long rootfs_propagation;
   int n_mounts; const ctrpy_mount_t *mounts;
   int n_devices; const ctrpy_device_t *devices;
@@ -131,7 +133,7 @@ ffibuilder.set_source(
     "ctrpy._helper",
     '#define _GNU_SOURCE\n#include <sched.h>\n#include <linux/seccomp.h>\n#include "helper.h"\n'
     '#include "hooks.h"\n#include "inroot.h"\n#include "seccomp_profile.h"\n',
-    sources=[os.path.relpath(os.path.join(HERE, name)) for name in ("helper.c", "hooks.c", "inroot.c", "seccomp.c")],
+    sources=[os.path.relpath(os.path.join(HERE, name)) for name in ("helper.c", "hooks.c", "inroot.c", "seccomp.c", "userns.c")],
     libraries=["seccomp"],
     include_dirs=[os.path.relpath(HERE)],
     extra_compile_args=["-O2", "-Wall", "-fvisibility=hidden", "-std=gnu11"],

@@ -8,6 +8,7 @@
 #include "helper.h"
 #include "hooks.h"
 #include "inroot.h"
+#include "userns.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -106,7 +107,14 @@ struct child_ctx
   int fifo_fd;    /* O_PATH fd of exec.fifo, or -1 */
   int console_fd; /* connected console socket, or -1 */
   int hooks_fd;   /* read end of the hooks pipe, or -1 */
+  int userns_fd;  /* with a new user namespace: our end of the socket the creator says "maps written" on */
 };
+
+static int child_rootfs_tree = -1;   /* the rootfs copy from the creator (idmapped or not), to move_mount */
+static int child_rootfs_target = -1; /* where it goes: the rootfs, opened while still host root */
+#define MAX_BIND_FDS 256
+static int child_bind_fds[MAX_BIND_FDS]; /* in a user namespace: bind sources opened while still host root */
+static int child_have_bind_fds;
 
 static void
 send_msg (int fd, int type, int errno_, int pid, const char *fmt, ...)
@@ -204,21 +212,30 @@ remount_ro (const char *path, unsigned long extra)
 /* Mount `m` on its destination resolved inside the root.  The target is named through its fd
    ("/proc/self/fd/N"), never by a path the image could redirect between the check and the use; after
    mounting, the destination is opened again so that remounts act on the new mount.  */
-static void
-do_mount (int rootfd, const ctrpy_mount_t *m)
+static int
+is_bind_mount (const ctrpy_mount_t *m)
 {
-  char target[64];
-  int is_bind = (m->flags & MS_BIND) || (m->type && strcmp (m->type, "bind") == 0);
+  return (m->flags & MS_BIND) || (m->type && strcmp (m->type, "bind") == 0);
+}
+
+static void
+do_mount (int rootfd, const ctrpy_mount_t *m, int index)
+{
+  char target[64], source_fd[64];
+  int is_bind = is_bind_mount (m);
   unsigned long flags = m->flags;
   cleanup_close int fd = -1;
 
   if (is_bind)
     {
       struct stat st;
-      if (stat (m->source, &st) < 0)
+      const char *source = m->source;
+      if (child_have_bind_fds && index < MAX_BIND_FDS && child_bind_fds[index] >= 0)
+        source = inroot_fdpath (source_fd, sizeof (source_fd), child_bind_fds[index]);
+      if (stat (source, &st) < 0)
         child_fail (errno, "bind mount source %s", m->source);
       fd = open_in_root (rootfd, m->dest, S_ISDIR (st.st_mode) ? INROOT_DIR : INROOT_FILE, "mount destination");
-      if (mount (m->source, inroot_fdpath (target, sizeof (target), fd), NULL, MS_BIND | (flags & MS_REC), NULL) < 0)
+      if (mount (source, inroot_fdpath (target, sizeof (target), fd), NULL, MS_BIND | (flags & MS_REC), NULL) < 0)
         child_fail (errno, "bind mount %s on %s", m->source, m->dest);
       flags &= ~(MS_BIND | MS_REC);
       if (flags & (MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC))
@@ -348,18 +365,17 @@ dev_is_mounted (const ctrpy_spec_t *s)
 }
 
 static void
-pivot (const char *rootfs)
+pivot (int newroot)
 {
   cleanup_close int oldroot = open ("/", O_DIRECTORY | O_RDONLY | O_CLOEXEC);
-  cleanup_close int newroot = open (rootfs, O_DIRECTORY | O_RDONLY | O_CLOEXEC);
-  if (oldroot < 0 || newroot < 0)
-    child_fail (errno, "open rootfs %s", rootfs);
+  if (oldroot < 0)
+    child_fail (errno, "open /");
   if (fchdir (newroot) < 0)
     child_fail (errno, "chdir rootfs");
   /* pivot_root(".", ".") stacks the old root on top of the new one; unmounting "." then drops it
      without needing a put_old directory inside a possibly read-only rootfs.  */
   if (syscall (SYS_pivot_root, ".", ".") < 0)
-    child_fail (errno, "pivot_root %s", rootfs);
+    child_fail (errno, "pivot_root");
   if (fchdir (oldroot) < 0)
     child_fail (errno, "chdir old root");
   /* The old root must not propagate our unmount back to the host.  */
@@ -461,17 +477,32 @@ setup_rootfs (const ctrpy_spec_t *s)
     prop = MS_SLAVE | MS_REC;
   if (mount (NULL, "/", NULL, prop, NULL) < 0)
     child_fail (errno, "make / %s", (prop & MS_PRIVATE) ? "rprivate" : "rslave");
-  if (mount (rootfs, rootfs, NULL, MS_BIND | MS_REC, NULL) < 0)
-    child_fail (errno, "bind rootfs %s", rootfs);
-  /* pivot_root refuses a shared new root.  */
-  if (mount (NULL, rootfs, NULL, MS_PRIVATE, NULL) < 0)
-    child_fail (errno, "make rootfs private");
-  rootfd = open (rootfs, O_PATH | O_DIRECTORY | O_CLOEXEC);
+  if (child_rootfs_tree >= 0)
+    {
+      char path[64];
+      /* In a user namespace: the creator's (idmapped) copy of the rootfs goes on the directory we opened
+         before giving up host root (the path may cross directories only host root may search).  */
+      if (syscall (SYS_move_mount, child_rootfs_tree, "", child_rootfs_target, "",
+                   0x00000004 | 0x00000040 /* MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH */) < 0)
+        child_fail (errno, "move the rootfs copy to %s", rootfs);
+      rootfd = child_rootfs_tree;
+      if (mount (NULL, inroot_fdpath (path, sizeof (path), rootfd), NULL, MS_PRIVATE, NULL) < 0)
+        child_fail (errno, "make rootfs private");
+    }
+  else
+    {
+      if (mount (rootfs, rootfs, NULL, MS_BIND | MS_REC, NULL) < 0)
+        child_fail (errno, "bind rootfs %s", rootfs);
+      /* pivot_root refuses a shared new root.  */
+      if (mount (NULL, rootfs, NULL, MS_PRIVATE, NULL) < 0)
+        child_fail (errno, "make rootfs private");
+      rootfd = open (rootfs, O_PATH | O_DIRECTORY | O_CLOEXEC);
+    }
   if (rootfd < 0)
     child_fail (errno, "open rootfs %s", rootfs);
 
   for (int i = 0; i < s->n_mounts; i++)
-    do_mount (rootfd, &s->mounts[i]);
+    do_mount (rootfd, &s->mounts[i], i);
   for (int i = 0; i < s->n_devices; i++)
     make_device (rootfd, &s->devices[i]);
   if (dev_is_mounted (s))
@@ -479,7 +510,7 @@ setup_rootfs (const ctrpy_spec_t *s)
 
   wait_for_runtime_hooks (s);
   run_child_hooks (s->create_hooks, s->n_create_hooks, s->hook_state, "createContainer");
-  pivot (rootfs);
+  pivot (rootfd);
   if (s->rootfs_propagation & MS_SHARED)
     if (mount (NULL, "/", NULL, s->rootfs_propagation, NULL) < 0)
       child_fail (errno, "set rootfs propagation");
@@ -844,6 +875,48 @@ has_ns (const ctrpy_spec_t *s, int type)
   return 0;
 }
 
+/* In a new user namespace we hold no id until the creator wrote the maps: wait for them (and the
+   idmapped rootfs, if any), then become the namespace's root.  */
+static void
+wait_for_userns (int sock, const ctrpy_spec_t *s)
+{
+  const char *rootfs = s->rootfs;
+  char byte;
+  struct iovec iov = { .iov_base = &byte, .iov_len = 1 };
+  union
+  {
+    char buf[CMSG_SPACE (sizeof (int))];
+    struct cmsghdr align;
+  } u;
+  struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf, .msg_controllen = sizeof (u.buf) };
+  struct cmsghdr *cmsg;
+  ssize_t n;
+  do
+    n = recvmsg (sock, &msg, MSG_CMSG_CLOEXEC);
+  while (n < 0 && errno == EINTR);
+  if (n != 1)
+    _exit (126); /* the creator failed and reports why */
+  cmsg = CMSG_FIRSTHDR (&msg);
+  if (cmsg && cmsg->cmsg_level == SOL_SOCKET && cmsg->cmsg_type == SCM_RIGHTS)
+    memcpy (&child_rootfs_tree, CMSG_DATA (cmsg), sizeof (int));
+  close (sock);
+  if (rootfs)
+    {
+      child_rootfs_target = open (rootfs, O_PATH | O_DIRECTORY | O_CLOEXEC);
+      if (child_rootfs_target < 0)
+        child_fail (errno, "open rootfs %s", rootfs);
+      child_have_bind_fds = 1;
+      for (int i = 0; i < s->n_mounts && i < MAX_BIND_FDS; i++)
+        {
+          child_bind_fds[i] = -1;
+          if (is_bind_mount (&s->mounts[i]) && s->mounts[i].source)
+            child_bind_fds[i] = open (s->mounts[i].source, O_PATH | O_CLOEXEC);
+        }
+    }
+  if (setresgid (0, 0, 0) < 0 || setresuid (0, 0, 0) < 0)
+    child_fail (errno, "become root in the user namespace (is 0 mapped in uidMappings/gidMappings?)");
+}
+
 static int __attribute__ ((noreturn))
 child_main (void *arg)
 {
@@ -868,6 +941,9 @@ child_main (void *arg)
   for (int i = 0; i < s->n_cgroup_procs; i++)
     if (write_file (s->cgroup_procs[i], "0") < 0)
       child_fail (errno, "join cgroup %s", s->cgroup_procs[i]);
+
+  if (ctx->userns_fd >= 0)
+    wait_for_userns (ctx->userns_fd, s);
 
   pid_ns = join_namespaces (s);
   if (pid_ns >= 0)
@@ -987,11 +1063,32 @@ connect_console (const char *path, ctrpy_err_t *err)
   return fd;
 }
 
+/* Write the new process's id maps, make its idmapped rootfs, and let it go on.  */
+static int
+release_userns (const ctrpy_spec_t *spec, int pid, int sock, ctrpy_err_t *err)
+{
+  cleanup_close int tree = -1;
+  if (userns_write_maps (spec, pid, err) < 0)
+    return -1;
+  if (spec->rootfs)
+    {
+      tree = userns_rootfs_tree (spec->rootfs, spec->idmap_rootfs ? pid : 0, err);
+      if (tree < 0)
+        return -1;
+    }
+  if (tree >= 0 ? send_fd (sock, tree) < 0 : write (sock, "", 1) != 1)
+    return make_error (err, errno, "release the container process");
+  return 0;
+}
+
 int
 ctrpy_spawn (const ctrpy_spec_t *spec, ctrpy_result_t *res, ctrpy_err_t *err)
 {
   const size_t stack_size = 256 * 1024;
-  struct child_ctx ctx = { .spec = spec, .sync_fd = -1, .fifo_fd = -1, .console_fd = -1, .hooks_fd = -1 };
+  struct child_ctx ctx = { .spec = spec, .sync_fd = -1, .fifo_fd = -1, .console_fd = -1, .hooks_fd = -1,
+                           .userns_fd = -1 };
+  cleanup_close int userns_parent = -1;
+  cleanup_close int userns_child = -1;
   cleanup_close int rfd = -1;
   cleanup_close int hooks_rfd = -1;
   cleanup_close int hooks_wfd = -1;
@@ -1033,6 +1130,18 @@ ctrpy_spawn (const ctrpy_spec_t *spec, ctrpy_result_t *res, ctrpy_err_t *err)
       hooks_wfd = hfds[1];
       ctx.hooks_fd = hooks_rfd;
     }
+  if (spec->clone_flags & CLONE_NEWUSER)
+    {
+      int sp[2];
+      if (socketpair (AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sp) < 0)
+        {
+          close (fds[1]);
+          return make_error (err, errno, "socketpair");
+        }
+      userns_parent = sp[0];
+      userns_child = sp[1];
+      ctx.userns_fd = userns_child;
+    }
   ctx.fifo_fd = fifo_fd;
   ctx.console_fd = console_fd;
 
@@ -1052,6 +1161,13 @@ ctrpy_spawn (const ctrpy_spec_t *spec, ctrpy_result_t *res, ctrpy_err_t *err)
   }
   if (pid < 0)
     return make_error (err, errno, "clone");
+  if (userns_parent >= 0 && release_userns (spec, pid, userns_parent, err) < 0)
+    {
+      kill (pid, SIGKILL);
+      while (waitpid (pid, NULL, 0) < 0 && errno == EINTR)
+        ;
+      return -1;
+    }
   if (has_ns (spec, CLONE_NEWPID))
     intermediate = pid;
   else

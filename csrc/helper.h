@@ -54,12 +54,26 @@ typedef struct
   int timeout;
 } ctrpy_hook_t;
 
+/* One line of a uid_map/gid_map.  */
+typedef struct
+{
+  uint32_t container_id, host_id, size;
+} ctrpy_idmap_t;
+
 typedef struct
 {
   int clone_flags; /* CLONE_NEW* namespaces to create */
   int n_ns;        /* namespaces to join (setns) */
   const char **ns_paths;
   const int *ns_types;
+
+  /* With CLONE_NEWUSER: the maps the creator writes, and whether it gives the process an idmapped
+     copy of the rootfs (else the rootfs is expected to be owned by the mapped ids already).  */
+  int n_uid_maps;
+  const ctrpy_idmap_t *uid_maps;
+  int n_gid_maps;
+  const ctrpy_idmap_t *gid_maps;
+  int idmap_rootfs;
 
   const char *rootfs; /* NULL: no filesystem setup (exec into a running container) */
   int rootfs_readonly;

@@ -19,11 +19,13 @@ from ctrpy.commands.containers import container_flags, options_from_flags, split
 @click.option("--detach", "-d", is_flag=True, help="Start the task and return (output: `ctrpy logs`)")
 @click.option("--security-opt", "security_opts", multiple=True, metavar="OPT",
               help="seccomp=unconfined|PROFILE.json, no-new-privileges (docker's)")
+@click.option("--userns-remap", default=None, metavar="USER[:GROUP]|HOSTID:SIZE",
+              help="Run in a user namespace: ids from /etc/subuid and /etc/subgid, or a host range")
 @container_flags
 @click.argument("positional", nargs=-1, required=True, type=click.UNPROCESSED, metavar="IMAGE ID [COMMAND [ARG...]]")
 @click.pass_obj
 def run(obj: Any, remove: bool, detach: bool, positional: tuple[str, ...], security_opts: tuple[str, ...],
-        **flags: Any) -> None:
+        userns_remap: str | None, **flags: Any) -> None:
     """Run a container: IMAGE ID [COMMAND [ARG...]], or --rootfs DIR ID COMMAND [ARG...].
 
     \b
@@ -42,6 +44,8 @@ def run(obj: Any, remove: bool, detach: bool, positional: tuple[str, ...], secur
     client = obj.client
     options = options_from_flags(container_id, image, args, flags)
     options.spec_opts = oci.with_security_opts(security_opts)
+    if userns_remap:
+        options.spec_opts.append(oci.with_userns_remap(userns_remap))
     create_container(client, options)
     code = 0
     try:

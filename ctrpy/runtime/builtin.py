@@ -35,9 +35,11 @@ NAMESPACES = {
     "pid": _h.CLONE_NEWPID, "network": _h.CLONE_NEWNET, "mount": _h.CLONE_NEWNS, "ipc": _h.CLONE_NEWIPC,
     "uts": _h.CLONE_NEWUTS, "user": _h.CLONE_NEWUSER, "cgroup": _h.CLONE_NEWCGROUP,
 }
-# /proc/<pid>/ns names, in the order exec joins them (the mount namespace after those it needs /proc for).
-_NS_FILES = (("ipc", _h.CLONE_NEWIPC), ("uts", _h.CLONE_NEWUTS), ("net", _h.CLONE_NEWNET),
-             ("cgroup", _h.CLONE_NEWCGROUP), ("mnt", _h.CLONE_NEWNS), ("pid", _h.CLONE_NEWPID))
+# /proc/<pid>/ns names, in the order exec joins them: the user namespace first (it owns the others), the
+# mount namespace after those it needs /proc for.
+_NS_FILES = (("user", _h.CLONE_NEWUSER), ("ipc", _h.CLONE_NEWIPC), ("uts", _h.CLONE_NEWUTS),
+             ("net", _h.CLONE_NEWNET), ("cgroup", _h.CLONE_NEWCGROUP), ("mnt", _h.CLONE_NEWNS),
+             ("pid", _h.CLONE_NEWPID))
 
 CAPS = (
     "CHOWN", "DAC_OVERRIDE", "DAC_READ_SEARCH", "FOWNER", "FSETID", "KILL", "SETGID", "SETUID", "SETPCAP",
@@ -105,7 +107,7 @@ def parse_mount_options(options: list[str]) -> tuple[int, int, str]:
 _UNSUPPORTED = (
     ("process", "ioPriority"), ("process", "scheduler"), ("process", "execCPUAffinity"),
     ("linux", "timeOffsets"), ("linux", "intelRdt"), ("linux", "personality"), ("linux", "mountLabel"),
-    ("linux", "memoryPolicy"), ("linux", "netDevices"), ("linux", "uidMappings"), ("linux", "gidMappings"),
+    ("linux", "memoryPolicy"), ("linux", "netDevices"),
 )
 _OTHER_PLATFORMS = ("solaris", "windows", "vm", "zos")
 # Mount options that need mount_setattr (recursive read-only, idmapped mounts).
@@ -136,6 +138,42 @@ def parse_hooks(config: dict[str, Any]) -> dict[str, list[_h.Hook]]:
             out.setdefault(kind, []).append(_h.Hook(path, [str(a) for a in h.get("args") or []],
                                                     [str(e) for e in h.get("env") or []], int(timeout or 0)))
     return out
+
+
+def id_maps(linux: dict[str, Any]) -> tuple[list[tuple[int, int, int]], list[tuple[int, int, int]]]:
+    """linux.uidMappings and gidMappings as (container id, host id, size) triples; both are required."""
+    out = []
+    for key in ("uidMappings", "gidMappings"):
+        entries = linux.get(key) or []
+        if not entries:
+            raise errors.InvalidArgument(f"linux.{key} is required with a new user namespace")
+        out.append([(int(m["containerID"]), int(m["hostID"]), int(m["size"])) for m in entries])
+    return out[0], out[1]
+
+
+def shift_ownership(rootfs: str, uid_maps: list[tuple[int, int, int]], gid_maps: list[tuple[int, int, int]]) -> None:
+    """The fallback where no idmapped mount can be made: chown every file of `rootfs` to the host ids the
+    maps give its owners (once: a rootfs whose top directory is already owned by the mapped root is left)."""
+    def shift(value: int, maps: list[tuple[int, int, int]]) -> int:
+        for cid, hid, size in maps:
+            if cid <= value < cid + size:
+                return hid + value - cid
+        return value
+
+    top = os.lstat(rootfs)
+    if (top.st_uid, top.st_gid) == (shift(0, uid_maps), shift(0, gid_maps)) and (top.st_uid, top.st_gid) != (0, 0):
+        return
+    for directory, dirs, files in os.walk(rootfs):
+        for name in [directory] if directory == rootfs else []:
+            st = os.lstat(name)
+            os.lchown(name, shift(st.st_uid, uid_maps), shift(st.st_gid, gid_maps))
+        for name in dirs + files:
+            path = os.path.join(directory, name)
+            st = os.lstat(path)
+            mode = st.st_mode
+            os.lchown(path, shift(st.st_uid, uid_maps), shift(st.st_gid, gid_maps))
+            if not os.path.islink(path) and mode & 0o6000:
+                os.chmod(path, mode & 0o7777)  # chown clears setuid/setgid bits
 
 
 def refuse_unsupported(config: dict[str, Any]) -> None:
@@ -334,7 +372,19 @@ class BuiltinRuntime:
 
             cgroup.create({**(linux.get("resources") or {}), "devices": device_rules(linux)})
             spec.cgroup_procs = cgroup.procs_files()
-            pid, helper_warnings = _h.spawn(spec)
+            try:
+                if spec.idmap_rootfs and os.environ.get("CTRPY_NO_IDMAP"):
+                    # Tests drive the fallback of filesystems and kernels without idmapped mounts.
+                    raise errors.NotImplemented_("idmapped rootfs: disabled by CTRPY_NO_IDMAP")
+                pid, helper_warnings = _h.spawn(spec)
+            except errors.CtrpyError as exc:
+                if not (spec.idmap_rootfs and "idmapped rootfs" in str(exc)):
+                    raise
+                # This filesystem (or kernel) cannot idmap: give the rootfs the mapped owners instead.
+                warnings.append(f"{exc}; chowning the rootfs to the mapped ids instead")
+                shift_ownership(str(spec.rootfs), spec.uid_maps, spec.gid_maps)
+                spec.idmap_rootfs = False
+                pid, helper_warnings = _h.spawn(spec)
             warnings += helper_warnings
             state = {
                 "ociVersion": config.get("ociVersion", OCI_VERSION),
@@ -440,8 +490,10 @@ class BuiltinRuntime:
             kind = ns.get("type")
             if kind not in NAMESPACES:
                 raise errors.NotImplemented_(f"namespace type {kind!r} is not supported")
-            if kind == "user":
-                raise errors.NotImplemented_("user namespaces are not supported by the built-in runtime yet")
+            if kind == "user" and ns.get("path"):
+                # The namespaces created along with the process would belong to the host's user namespace.
+                raise errors.NotImplemented_("joining a user namespace by path is not supported by the built-in "
+                                             "runtime")
             if ns.get("path"):
                 spec.join.append((NAMESPACES[kind], ns["path"]))
             else:
@@ -449,6 +501,11 @@ class BuiltinRuntime:
                 new_ns.add(kind)
         if "mount" not in new_ns:
             raise errors.InvalidArgument("the built-in runtime needs a new mount namespace")
+        if "user" in new_ns:
+            spec.uid_maps, spec.gid_maps = id_maps(linux)
+            spec.idmap_rootfs = True
+        elif linux.get("uidMappings") or linux.get("gidMappings"):
+            raise errors.InvalidArgument("linux.uidMappings/gidMappings need a new user namespace")
         if config.get("hostname"):
             if not uts:  # a joined one will do (runc sets the name there too)
                 raise errors.InvalidArgument("hostname is set but the container has no uts namespace")

@@ -101,6 +101,9 @@ class Spec:
     cwd: str = "/"
     clone_flags: int = 0
     join: list[tuple[int, str]] = field(default_factory=list)  # (CLONE_NEW* type, /proc/<pid>/ns/<x>)
+    uid_maps: list[tuple[int, int, int]] = field(default_factory=list)  # (container id, host id, size)
+    gid_maps: list[tuple[int, int, int]] = field(default_factory=list)
+    idmap_rootfs: bool = False  # with a new user namespace: an idmapped mount of the rootfs
     rootfs: str | None = None
     rootfs_readonly: bool = False
     rootfs_propagation: int = 0
@@ -254,6 +257,14 @@ def _build(spec: Spec, arena: _Arena) -> Any:
     s.n_ns = len(spec.join)
     s.ns_types = arena.new("int[]", [t for t, _ in spec.join] or [0])
     s.ns_paths = arena.strv([p for _, p in spec.join], terminate=False)
+    for name in ("uid_maps", "gid_maps"):
+        maps = getattr(spec, name)
+        arr = arena.new("ctrpy_idmap_t[]", max(1, len(maps)))
+        for i, (cid, hid, size) in enumerate(maps):
+            arr[i].container_id, arr[i].host_id, arr[i].size = cid, hid, size
+        setattr(s, f"n_{name}", len(maps))
+        setattr(s, name, arr)
+    s.idmap_rootfs = int(spec.idmap_rootfs)
     s.rootfs = arena.str(spec.rootfs)
     s.rootfs_readonly = int(spec.rootfs_readonly)
     s.rootfs_propagation = spec.rootfs_propagation

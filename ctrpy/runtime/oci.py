@@ -389,6 +389,41 @@ def with_namespace_path(kind: str, path: str) -> SpecOpt:
     return opt
 
 
+def _subordinate_range(name: str, path: str) -> tuple[int, int]:
+    try:
+        lines = Path(path).read_text().splitlines()
+    except FileNotFoundError:
+        lines = []
+    except OSError as exc:
+        raise errors.from_oserror(exc, "cannot read subordinate ids") from None
+    for line in lines:
+        fields = line.strip().split(":")
+        if len(fields) == 3 and fields[0] == name and fields[1].isdigit() and fields[2].isdigit():
+            return int(fields[1]), int(fields[2])
+    raise errors.NotFound(f"--userns-remap: no entry for {name!r} in {path}")
+
+
+def with_userns_remap(value: str, subuid: str = "/etc/subuid", subgid: str = "/etc/subgid") -> SpecOpt:
+    """A new user namespace whose root is an unprivileged host range (docker's --userns-remap): USER[:GROUP]
+    takes the user's range from /etc/subuid and the group's from /etc/subgid; HOSTID:SIZE gives it."""
+    if re.fullmatch(r"\d+:\d+", value):
+        start, size = (int(v) for v in value.split(":"))
+        if size <= 0 or start <= 0:
+            raise errors.InvalidArgument(f"--userns-remap {value!r}: HOSTID and SIZE must be positive")
+        uid_range = gid_range = (start, size)
+    else:
+        user, _, group = value.partition(":")
+        uid_range = _subordinate_range(user, subuid)
+        gid_range = _subordinate_range(group or user, subgid)
+
+    def opt(spec: Spec) -> None:
+        spaces = [n for n in spec["linux"]["namespaces"] if n["type"] != "user"]
+        spec["linux"]["namespaces"] = spaces + [{"type": "user"}]
+        spec["linux"]["uidMappings"] = [{"containerID": 0, "hostID": uid_range[0], "size": uid_range[1]}]
+        spec["linux"]["gidMappings"] = [{"containerID": 0, "hostID": gid_range[0], "size": gid_range[1]}]
+    return opt
+
+
 def parse_mount(text: str) -> dict[str, Any]:
     """ctr's --mount syntax: type=bind,src=/a,dst=/b,options=rbind:ro (options separated by ':')."""
     fields: dict[str, str] = {}
