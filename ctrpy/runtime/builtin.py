@@ -540,14 +540,34 @@ class BuiltinRuntime:
                                           int(d.get("minor", 0)), 0o666 if mode is None else int(mode),
                                           int(d.get("uid", 0)), int(d.get("gid", 0))))
         if linux.get("seccomp"):
-            from ctrpy.runtime import seccomp
-
-            profile = seccomp.flatten(linux["seccomp"])
-            spec.seccomp, spec.seccomp_flags = _h.compile_seccomp(profile), profile.flags
+            spec.seccomp, spec.seccomp_flags = self._seccomp_program(linux["seccomp"])
         spec.masked = list(linux.get("maskedPaths") or [])
         spec.readonly = list(linux.get("readonlyPaths") or [])
         spec.sysctl = {str(k): str(v) for k, v in (linux.get("sysctl") or {}).items()}
         return spec
+
+    def _seccomp_program(self, profile: dict[str, Any]) -> tuple[bytes, int]:
+        """The BPF program for an OCI seccomp profile, compiled once per distinct profile: libseccomp takes
+        tens of milliseconds for the default profile, which every `ctrpy run` has."""
+        import hashlib
+
+        from ctrpy.runtime import seccomp
+
+        flat = seccomp.flatten(profile)  # checks the profile every time
+        key = hashlib.sha256((_h.version() + json.dumps(profile, sort_keys=True)).encode()).hexdigest()[:32]
+        cached = self.root / f".seccomp-{key}.bpf"
+        try:
+            return cached.read_bytes(), flat.flags
+        except FileNotFoundError:
+            pass
+        program = _h.compile_seccomp(flat)
+        try:
+            tmp = cached.with_name(f"{cached.name}.{os.getpid()}.tmp")
+            tmp.write_bytes(program)
+            os.replace(tmp, cached)
+        except OSError:
+            pass  # a cache only
+        return program, flat.flags
 
     @staticmethod
     def _cgroup_mounts(dest: str, flags: int, cgroup: Any) -> list[_h.Mount]:
