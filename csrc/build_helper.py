@@ -28,6 +28,7 @@ typedef struct {
   int clone_flags;
   int n_ns; const char **ns_paths; const int *ns_types;
   int n_uid_maps; const ctrpy_idmap_t *uid_maps; int n_gid_maps; const ctrpy_idmap_t *gid_maps; int idmap_rootfs;
+  const char *userns_path; int unshare_flags;
   const char *rootfs; int rootfs_readonly; unsigned long rootfs_propagation;
   int n_mounts; const ctrpy_mount_t *mounts;
   int n_devices; const ctrpy_device_t *devices;

@@ -875,12 +875,33 @@ has_ns (const ctrpy_spec_t *s, int type)
   return 0;
 }
 
+/* Open what lies on host paths (the rootfs, bind sources) while we are still host root, which may search
+   directories the namespace's root may not; then become that root.  In our final mount namespace.  */
+static void
+become_userns_root (const ctrpy_spec_t *s)
+{
+  if (s->rootfs)
+    {
+      child_rootfs_target = open (s->rootfs, O_PATH | O_DIRECTORY | O_CLOEXEC);
+      if (child_rootfs_target < 0)
+        child_fail (errno, "open rootfs %s", s->rootfs);
+      child_have_bind_fds = 1;
+      for (int i = 0; i < s->n_mounts && i < MAX_BIND_FDS; i++)
+        {
+          child_bind_fds[i] = -1;
+          if (is_bind_mount (&s->mounts[i]) && s->mounts[i].source)
+            child_bind_fds[i] = open (s->mounts[i].source, O_PATH | O_CLOEXEC);
+        }
+    }
+  if (setresgid (0, 0, 0) < 0 || setresuid (0, 0, 0) < 0)
+    child_fail (errno, "become root in the user namespace (is 0 mapped in its uid and gid maps?)");
+}
+
 /* In a new user namespace we hold no id until the creator wrote the maps: wait for them (and the
    idmapped rootfs, if any), then become the namespace's root.  */
 static void
 wait_for_userns (int sock, const ctrpy_spec_t *s)
 {
-  const char *rootfs = s->rootfs;
   char byte;
   struct iovec iov = { .iov_base = &byte, .iov_len = 1 };
   union
@@ -900,21 +921,8 @@ wait_for_userns (int sock, const ctrpy_spec_t *s)
   if (cmsg && cmsg->cmsg_level == SOL_SOCKET && cmsg->cmsg_type == SCM_RIGHTS)
     memcpy (&child_rootfs_tree, CMSG_DATA (cmsg), sizeof (int));
   close (sock);
-  if (rootfs)
-    {
-      child_rootfs_target = open (rootfs, O_PATH | O_DIRECTORY | O_CLOEXEC);
-      if (child_rootfs_target < 0)
-        child_fail (errno, "open rootfs %s", rootfs);
-      child_have_bind_fds = 1;
-      for (int i = 0; i < s->n_mounts && i < MAX_BIND_FDS; i++)
-        {
-          child_bind_fds[i] = -1;
-          if (is_bind_mount (&s->mounts[i]) && s->mounts[i].source)
-            child_bind_fds[i] = open (s->mounts[i].source, O_PATH | O_CLOEXEC);
-        }
-    }
-  if (setresgid (0, 0, 0) < 0 || setresuid (0, 0, 0) < 0)
-    child_fail (errno, "become root in the user namespace (is 0 mapped in uidMappings/gidMappings?)");
+  if (s->userns_path == NULL)
+    become_userns_root (s);
 }
 
 static int __attribute__ ((noreturn))
@@ -946,14 +954,22 @@ child_main (void *arg)
     wait_for_userns (ctx->userns_fd, s);
 
   pid_ns = join_namespaces (s);
-  if (pid_ns >= 0)
+  /* With a joined user namespace, the new namespaces are made now, so that they belong to it.  */
+  if ((s->unshare_flags & ~CLONE_NEWPID) && unshare (s->unshare_flags & ~CLONE_NEWPID) < 0)
+    child_fail (errno, "unshare namespaces");
+  if (s->userns_path)
+    become_userns_root (s);
+  if (pid_ns >= 0 || (s->unshare_flags & CLONE_NEWPID))
     {
-      /* setns into a pid namespace only applies to children: fork once more; the middle process reports
-         the real container pid and goes away, leaving it to the caller's subreaper.  */
+      /* setns into (or unshare of) a pid namespace only applies to children: fork once more; the middle
+         process reports the real container pid and goes away, leaving it to the caller's subreaper.  */
       pid_t pid;
-      if (setns (pid_ns, CLONE_NEWPID) < 0)
+      if (pid_ns >= 0 && setns (pid_ns, CLONE_NEWPID) < 0)
         child_fail (errno, "join pid namespace");
-      close (pid_ns);
+      if (pid_ns < 0 && unshare (CLONE_NEWPID) < 0)
+        child_fail (errno, "unshare pid namespace");
+      if (pid_ns >= 0)
+        close (pid_ns);
       /* Raw clone instead of fork(): glibc's fork takes locks (malloc's, via atfork) that another thread
          of the calling Python process may have held when we were cloned.  */
       pid = syscall (SYS_clone, SIGCHLD, 0, 0, 0, 0);
@@ -1068,11 +1084,18 @@ static int
 release_userns (const ctrpy_spec_t *spec, int pid, int sock, ctrpy_err_t *err)
 {
   cleanup_close int tree = -1;
-  if (userns_write_maps (spec, pid, err) < 0)
+  if (spec->userns_path == NULL && userns_write_maps (spec, pid, err) < 0)
     return -1;
   if (spec->rootfs)
     {
-      tree = userns_rootfs_tree (spec->rootfs, spec->idmap_rootfs ? pid : 0, err);
+      char userns[64];
+      const char *path = spec->userns_path;
+      if (path == NULL)
+        {
+          snprintf (userns, sizeof (userns), "/proc/%d/ns/user", pid);
+          path = userns;
+        }
+      tree = userns_rootfs_tree (spec->rootfs, spec->idmap_rootfs ? path : NULL, err);
       if (tree < 0)
         return -1;
     }
@@ -1130,7 +1153,7 @@ ctrpy_spawn (const ctrpy_spec_t *spec, ctrpy_result_t *res, ctrpy_err_t *err)
       hooks_wfd = hfds[1];
       ctx.hooks_fd = hooks_rfd;
     }
-  if (spec->clone_flags & CLONE_NEWUSER)
+  if ((spec->clone_flags & CLONE_NEWUSER) || spec->userns_path)
     {
       int sp[2];
       if (socketpair (AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sp) < 0)
@@ -1168,7 +1191,7 @@ ctrpy_spawn (const ctrpy_spec_t *spec, ctrpy_result_t *res, ctrpy_err_t *err)
         ;
       return -1;
     }
-  if (has_ns (spec, CLONE_NEWPID))
+  if (has_ns (spec, CLONE_NEWPID) || (spec->unshare_flags & CLONE_NEWPID))
     intermediate = pid;
   else
     reported = pid;

@@ -74,6 +74,10 @@ typedef struct
   int n_gid_maps;
   const ctrpy_idmap_t *gid_maps;
   int idmap_rootfs;
+  /* A user namespace joined by path (it is also in ns_paths, first): then the namespaces to create are
+     unshare_flags, made after joining it so that they belong to it; clone_flags keeps only NEWCGROUP.  */
+  const char *userns_path;
+  int unshare_flags;
 
   const char *rootfs; /* NULL: no filesystem setup (exec into a running container) */
   int rootfs_readonly;

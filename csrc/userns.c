@@ -79,18 +79,17 @@ userns_write_maps (const ctrpy_spec_t *s, int pid, ctrpy_err_t *err)
 }
 
 int
-userns_rootfs_tree (const char *rootfs, int pid, ctrpy_err_t *err)
+userns_rootfs_tree (const char *rootfs, const char *userns_path, ctrpy_err_t *err)
 {
   struct ctrpy_mount_attr attr = { .attr_set = MOUNT_ATTR_IDMAP };
-  char path[64];
+  const char *path = userns_path;
   int userns, tree;
 
   tree = syscall (SYS_open_tree, AT_FDCWD, rootfs, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE);
   if (tree < 0)
     return userns_error (err, errno, "rootfs: open_tree %s", rootfs);
-  if (pid == 0)
+  if (path == NULL)
     return tree;
-  snprintf (path, sizeof (path), "/proc/%d/ns/user", pid);
   userns = open (path, O_RDONLY | O_CLOEXEC);
   if (userns < 0)
     {

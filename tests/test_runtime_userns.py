@@ -144,3 +144,28 @@ def test_run_with_userns_remap(ctrpy: Any, tmp_path: Path) -> None:
     r = ctrpy("run", "--rm", "--userns-remap", "no-such-user", "--rootfs", str(rootfs), "nouser", "true")
     assert r.returncode != 0 and "no-such-user" in r.stderr and "/etc/subuid" in r.stderr
 
+
+
+def test_join_a_user_namespace_by_path(rt: Any, tmp_path: Path) -> None:
+    """A CRI-style container joining its sandbox's user, network, ipc, uts and pid namespaces: the mount
+    namespace it creates belongs to the joined user namespace, and its rootfs is idmapped for it."""
+    bundle, sandbox = userns_bundle(tmp_path, ["sleep", "60"])
+    assert rt.create(bundle, sandbox).returncode == 0
+    assert rt("start", sandbox).returncode == 0
+    pid = rt.state(sandbox)["pid"]
+    cid = "j" + uuid.uuid4().hex[:8]
+    spec = make_bundle(tmp_path / cid, ["sh", "-c", "id -u; cat /proc/self/uid_map; readlink /proc/self/ns/user; "
+                                        "touch /root/joined && echo rootwrite; tr '\\0' ' ' < /proc/1/cmdline"],
+                       cgroups_path=f"ctrpy-test/{cid}", hostname="")
+    spec["hostname"] = ""
+    spec["linux"]["namespaces"] = [{"type": "mount"}] + [
+        {"type": kind, "path": f"/proc/{pid}/ns/{name}"}
+        for kind, name in (("user", "user"), ("network", "net"), ("ipc", "ipc"), ("uts", "uts"), ("pid", "pid"))]
+    write_spec(tmp_path / cid, spec)
+    r = rt("run", "--bundle", str(tmp_path / cid), cid)
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert lines[0] == "0" and lines[1].split() == ["0", str(BASE), "65536"]
+    assert lines[2] == os.readlink(f"/proc/{pid}/ns/user")
+    assert lines[3] == "rootwrite" and os.stat(tmp_path / cid / "rootfs/root/joined").st_uid == 0
+    assert lines[4].strip() == "sleep 60"

@@ -151,6 +151,21 @@ def id_maps(linux: dict[str, Any]) -> tuple[list[tuple[int, int, int]], list[tup
     return out[0], out[1]
 
 
+def joined_id_maps(path: str) -> tuple[list[tuple[int, int, int]], list[tuple[int, int, int]]]:
+    """The maps of a user namespace given as /proc/<pid>/ns/user (for the chown fallback); empty else."""
+    m = re.fullmatch(r"/proc/(\d+)/ns/user", path)
+    if not m:
+        return [], []
+    maps = []
+    for name in ("uid_map", "gid_map"):
+        try:
+            text = Path(f"/proc/{m.group(1)}/{name}").read_text()
+        except OSError:
+            return [], []
+        maps.append([(int(a), int(b), int(c)) for a, b, c in (line.split() for line in text.splitlines())])
+    return maps[0], maps[1]
+
+
 def shift_ownership(rootfs: str, uid_maps: list[tuple[int, int, int]], gid_maps: list[tuple[int, int, int]]) -> None:
     """The fallback where no idmapped mount can be made: chown every file of `rootfs` to the host ids the
     maps give its owners (once: a rootfs whose top directory is already owned by the mapped root is left)."""
@@ -491,9 +506,9 @@ class BuiltinRuntime:
             if kind not in NAMESPACES:
                 raise errors.NotImplemented_(f"namespace type {kind!r} is not supported")
             if kind == "user" and ns.get("path"):
-                # The namespaces created along with the process would belong to the host's user namespace.
-                raise errors.NotImplemented_("joining a user namespace by path is not supported by the built-in "
-                                             "runtime")
+                spec.userns_path = ns["path"]
+                spec.join.insert(0, (NAMESPACES[kind], ns["path"]))  # first: it owns the rest
+                continue
             if ns.get("path"):
                 spec.join.append((NAMESPACES[kind], ns["path"]))
             else:
@@ -503,6 +518,16 @@ class BuiltinRuntime:
             raise errors.InvalidArgument("the built-in runtime needs a new mount namespace")
         if "user" in new_ns:
             spec.uid_maps, spec.gid_maps = id_maps(linux)
+            spec.idmap_rootfs = True
+        elif spec.userns_path:
+            if linux.get("uidMappings") or linux.get("gidMappings"):
+                raise errors.InvalidArgument("linux.uidMappings/gidMappings are for a new user namespace, not "
+                                             f"one joined by path ({spec.userns_path})")
+            # Namespaces made with the process would belong to the host's user namespace: make them after
+            # joining this one (only the cgroup namespace is made late anyway).
+            spec.unshare_flags = spec.clone_flags & ~_h.CLONE_NEWCGROUP
+            spec.clone_flags &= _h.CLONE_NEWCGROUP
+            spec.uid_maps, spec.gid_maps = joined_id_maps(spec.userns_path)
             spec.idmap_rootfs = True
         elif linux.get("uidMappings") or linux.get("gidMappings"):
             raise errors.InvalidArgument("linux.uidMappings/gidMappings need a new user namespace")

@@ -104,6 +104,8 @@ class Spec:
     uid_maps: list[tuple[int, int, int]] = field(default_factory=list)  # (container id, host id, size)
     gid_maps: list[tuple[int, int, int]] = field(default_factory=list)
     idmap_rootfs: bool = False  # with a new user namespace: an idmapped mount of the rootfs
+    userns_path: str | None = None  # a user namespace joined by path (also first in `join`)
+    unshare_flags: int = 0  # then: the namespaces to create after joining it
     rootfs: str | None = None
     rootfs_readonly: bool = False
     rootfs_propagation: int = 0
@@ -265,6 +267,8 @@ def _build(spec: Spec, arena: _Arena) -> Any:
         setattr(s, f"n_{name}", len(maps))
         setattr(s, name, arr)
     s.idmap_rootfs = int(spec.idmap_rootfs)
+    s.userns_path = arena.str(spec.userns_path)
+    s.unshare_flags = spec.unshare_flags
     s.rootfs = arena.str(spec.rootfs)
     s.rootfs_readonly = int(spec.rootfs_readonly)
     s.rootfs_propagation = spec.rootfs_propagation
