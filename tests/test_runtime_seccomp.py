@@ -216,3 +216,19 @@ def test_default_profile_follows_capabilities() -> None:
     assert {"unshare", "mount", "setns"} <= admin_allowed
     assert "seccomp" not in oci.generate_spec(oci.with_privileged())["linux"]
     assert os.uname().machine != "x86_64" or "SCMP_ARCH_X86_64" in plain["architectures"]
+
+
+@pytest.mark.parametrize("runtime", ["ctrpy", "runc"])
+def test_exec_gets_the_containers_filter(tmp_path: Path, runtime: str) -> None:
+    cid = "e" + uuid.uuid4().hex[:8]
+    spec = make_bundle(tmp_path / cid, ["sleep", "60"], cgroups_path=f"ctrpy-test/{cid}")
+    spec["linux"]["seccomp"] = deny(["mkdir", "mkdirat"])
+    write_spec(tmp_path / cid, spec)
+    rt = RuntimeCLI(runtime, tmp_path / "root")
+    try:
+        assert rt.create(tmp_path / cid, cid).returncode == 0
+        assert rt("start", cid).returncode == 0
+        r = rt("exec", cid, "sh", "-c", "mkdir /tmp/e 2>/dev/null; echo rc=$?; grep -E '^Seccomp:' /proc/self/status")
+        assert (r.returncode, r.stdout) == (0, "rc=1\nSeccomp:\t2\n"), r.stderr
+    finally:
+        rt.cleanup()

@@ -416,6 +416,10 @@ class BuiltinRuntime:
                 # Run by start and delete, when the bundle may be gone.
                 "hooks": {k: (config.get("hooks") or {}).get(k) or [] for k in ("poststart", "poststop")},
             }
+            if spec.seccomp:
+                # exec'd processes get the container's filter too (as runc does), even without the bundle.
+                (cdir / "seccomp.bpf").write_bytes(spec.seccomp)
+                state["seccomp_flags"] = spec.seccomp_flags
             self._write_atomic(cdir / "state.json", json.dumps(state))
             if pid_file is not None:
                 self._write_atomic(Path(pid_file), str(pid))
@@ -735,6 +739,11 @@ class BuiltinRuntime:
             except FileNotFoundError:
                 continue
         spec.cgroup_procs = self._cgroup(st).procs_files()
+        try:
+            spec.seccomp = (self._dir(container_id) / "seccomp.bpf").read_bytes()
+            spec.seccomp_flags = int(st.get("seccomp_flags") or 0)
+        except FileNotFoundError:
+            pass
         spec.stdio = stdio
         spec.console_socket = str(console_socket) if console_socket else None
         child, helper_warnings = _h.spawn(spec)
