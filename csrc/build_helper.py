@@ -112,15 +112,20 @@ def _require_compiler() -> None:
 
 
 def _require_libseccomp() -> None:
-    """libseccomp compiles the seccomp profiles: without its header and library, say which package."""
-    import ctypes.util
+    """libseccomp compiles the seccomp profiles: without its header and library (as the compiler sees
+    them), say which package to install instead of failing half way through the build."""
+    import subprocess
+    import tempfile
 
-    dirs = [d for d in (os.environ.get("C_INCLUDE_PATH", "") + ":" + os.environ.get("CPATH", "")).split(":") if d]
-    dirs += ["/usr/include", "/usr/local/include"]
-    if not any(os.path.exists(os.path.join(d, "seccomp.h")) for d in dirs) or not ctypes.util.find_library("seccomp"):
+    cc = (os.environ.get("CC") or sysconfig.get_config_var("CC") or "cc").split()
+    with tempfile.TemporaryDirectory() as tmp:
+        r = subprocess.run(cc + ["-x", "c", "-", "-lseccomp", "-o", os.path.join(tmp, "probe")],
+                           input="#include <seccomp.h>\nint main (void) { return seccomp_api_get () < 0; }\n",
+                           capture_output=True, text=True)
+    if r.returncode != 0:
         sys.stderr.write(
-            "error: ctrpy's helper applies seccomp profiles with libseccomp, and its development files were\n"
-            "       not found (seccomp.h, libseccomp.so). On Debian/Ubuntu: apt-get install libseccomp-dev\n"
+            "error: ctrpy's helper applies seccomp profiles with libseccomp, and the compiler cannot find it\n"
+            "       (seccomp.h, -lseccomp). On Debian/Ubuntu: apt-get install libseccomp-dev\n"
         )
         raise SystemExit(1)
 

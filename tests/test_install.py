@@ -30,3 +30,13 @@ def test_python_dash_m_ctrpy_and_helper_version() -> None:
     r = subprocess.run([sys.executable, "-m", "ctrpy", "version"], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
     assert helper in r.stdout
+
+
+def test_missing_libseccomp_gives_a_clear_install_error(tmp_path: Path) -> None:
+    # A compiler that finds no system headers or libraries: as on a machine without libseccomp-dev.
+    env = {**os.environ, "CC": f"gcc --sysroot={tmp_path / 'empty-sysroot'}"}
+    r = subprocess.run([sys.executable, str(ROOT / "csrc" / "build_helper.py")], cwd=tmp_path, env=env,
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 1
+    assert "apt-get install libseccomp-dev" in r.stderr
+    assert "Traceback" not in r.stderr
