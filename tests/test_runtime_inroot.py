@@ -9,6 +9,7 @@ is the reference.
 from __future__ import annotations
 
 import os
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -131,3 +132,25 @@ def test_device_node_over_a_planted_link_replaces_the_link(tmp_path: Path, name:
     assert snapshot(host) == []
     assert r.returncode == 0, r.stderr
     assert r.stdout == "char\n"
+
+
+def test_hostile_image_from_a_registry(ctrpy: Any, registry: Any, tmp_path: Path) -> None:
+    """The issue's two images, pulled like any other: `/link -> <host dir>` with a bind mount below it, and
+    `/etc -> <host dir>` (the /etc files ctrpy writes for every container). The host sees nothing new."""
+    from support.testimages import LayerBuilder, build_layout, busybox_layer
+
+    host_link, host_etc = tmp_path / "host-link", tmp_path / "host-etc"
+    host_link.mkdir()
+    host_etc.mkdir()
+    top = (LayerBuilder().symlink("link", str(host_link)).whiteout("etc").symlink("etc", str(host_etc)).bytes())
+    layout = tmp_path / "layout"
+    build_layout(layout, [busybox_layer(), top])
+    ref = registry.push(layout, f"hostile-{uuid.uuid4().hex[:8]}")
+    assert ctrpy("pull", ref).returncode == 0
+    src = tmp_path / "src"
+    src.mkdir()
+    r = ctrpy("run", "--rm", "--mount", f"type=bind,src={src},dst=/link/pwn", ref, "hostile",
+              "sh", "-c", "cat /etc/hostname; ls -d /link/pwn")
+    assert snapshot(host_link) == [] and snapshot(host_etc) == []
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["hostile", "/link/pwn"]
