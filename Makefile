@@ -20,8 +20,7 @@ apt:
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing; \
 	fi
 
-$(VENV)/.installed: pyproject.toml setup.py csrc/helper.c csrc/helper.h csrc/pause.c csrc/bpf_devices.c csrc/bpf_devices.h \
-		csrc/build_helper.py csrc/supervisor.c csrc/build_supervisor.py
+$(VENV)/.installed: pyproject.toml setup.py $(wildcard csrc/*.c csrc/*.h) csrc/build_helper.py csrc/build_supervisor.py
 	[ -x $(PY) ] || $(PYTHON_SYS) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	# compat: a plain .pth path entry instead of setuptools' import-hook finder, which costs every

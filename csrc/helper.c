@@ -6,12 +6,17 @@
  * pipe: a successful execve closes the pipe, which is the parent's "it runs" signal.  */
 #define _GNU_SOURCE
 #include "helper.h"
+#include "hooks.h"
+#include "inroot.h"
+#include "userns.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
 #include <limits.h>
 #include <linux/capability.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
 #include <poll.h>
 #include <sched.h>
 #include <signal.h>
@@ -64,6 +69,7 @@ enum
   MSG_PID = 2,
   MSG_READY = 3,
   MSG_ERROR = 4,
+  MSG_HOOKS = 5, /* the child waits before pivot_root: run prestart/createRuntime, then write a byte */
 };
 
 struct sync_msg
@@ -100,7 +106,15 @@ struct child_ctx
   int sync_fd;    /* write end of the sync pipe */
   int fifo_fd;    /* O_PATH fd of exec.fifo, or -1 */
   int console_fd; /* connected console socket, or -1 */
+  int hooks_fd;   /* read end of the hooks pipe, or -1 */
+  int userns_fd;  /* with a new user namespace: our end of the socket the creator says "maps written" on */
 };
+
+static int child_rootfs_tree = -1;   /* the rootfs copy from the creator (idmapped or not), to move_mount */
+static int child_rootfs_target = -1; /* where it goes: the rootfs, opened while still host root */
+#define MAX_BIND_FDS 256
+static int child_bind_fds[MAX_BIND_FDS]; /* in a user namespace: bind sources opened while still host root */
+static int child_have_bind_fds;
 
 static void
 send_msg (int fd, int type, int errno_, int pid, const char *fmt, ...)
@@ -122,6 +136,8 @@ send_msg (int fd, int type, int errno_, int pid, const char *fmt, ...)
 }
 
 static int child_report_fd = -1;
+static int child_sync_fd = -1; /* to the creator, for MSG_HOOKS */
+static int child_hooks_fd = -1; /* from the creator: one byte once the runtime hooks ran */
 
 /* Report an error to whoever waits for us (the creator, or `start` once we wait on the fifo) and die.  */
 static void __attribute__ ((noreturn, format (printf, 2, 3)))
@@ -153,52 +169,14 @@ write_file (const char *path, const char *data)
   return 0;
 }
 
-/* mkdir -p, every component created 0755.  */
+/* Open `dest` inside the root (see inroot.c), creating it as `create` says; dies on failure.  */
 static int
-mkdir_p (const char *path)
+open_in_root (int rootfd, const char *dest, int create, const char *what)
 {
-  char buf[PATH_MAX];
-  size_t len = strlen (path);
-  if (len >= sizeof (buf))
-    {
-      errno = ENAMETOOLONG;
-      return -1;
-    }
-  memcpy (buf, path, len + 1);
-  for (char *p = buf + 1; *p; p++)
-    if (*p == '/')
-      {
-        *p = '\0';
-        if (mkdir (buf, 0755) < 0 && errno != EEXIST)
-          return -1;
-        *p = '/';
-      }
-  if (mkdir (buf, 0755) < 0 && errno != EEXIST)
-    return -1;
-  return 0;
-}
-
-/* rootfs + dest, refusing ".." so a spec cannot name a target outside the root.  */
-static void
-in_root (char *out, size_t size, const char *rootfs, const char *dest)
-{
-  if (strstr (dest, "/../") || strncmp (dest, "../", 3) == 0
-      || (strlen (dest) >= 3 && strcmp (dest + strlen (dest) - 3, "/..") == 0) || strcmp (dest, "..") == 0)
-    child_fail (EINVAL, "mount destination %s: must not contain \"..\"", dest);
-  if ((size_t) snprintf (out, size, "%s/%s", rootfs, dest[0] == '/' ? dest + 1 : dest) >= size)
-    child_fail (ENAMETOOLONG, "mount destination %s", dest);
-}
-
-/* After creating a target, make sure symlinks inside the rootfs did not lead it out of the rootfs.  */
-static void
-check_in_root (const char *rootfs, const char *target, const char *dest)
-{
-  char real[PATH_MAX];
-  size_t n = strlen (rootfs);
-  if (realpath (target, real) == NULL)
-    child_fail (errno, "mount destination %s", dest);
-  if (strncmp (real, rootfs, n) != 0 || (real[n] != '\0' && real[n] != '/'))
-    child_fail (EINVAL, "mount destination %s resolves outside the rootfs", dest);
+  int fd = inroot_open (rootfd, dest, create);
+  if (fd < 0)
+    child_fail (errno, "%s %s", what, dest);
+  return fd;
 }
 
 static unsigned long
@@ -231,47 +209,41 @@ remount_ro (const char *path, unsigned long extra)
   return mount (NULL, path, NULL, MS_BIND | MS_REMOUNT | MS_RDONLY | keep | extra, NULL);
 }
 
-static void
-do_mount (const char *rootfs, const ctrpy_mount_t *m)
+/* Mount `m` on its destination resolved inside the root.  The target is named through its fd
+   ("/proc/self/fd/N"), never by a path the image could redirect between the check and the use; after
+   mounting, the destination is opened again so that remounts act on the new mount.  */
+static int
+is_bind_mount (const ctrpy_mount_t *m)
 {
-  char target[PATH_MAX];
-  int is_bind = (m->flags & MS_BIND) || (m->type && strcmp (m->type, "bind") == 0);
-  unsigned long flags = m->flags;
+  return (m->flags & MS_BIND) || (m->type && strcmp (m->type, "bind") == 0);
+}
 
-  in_root (target, sizeof (target), rootfs, m->dest);
+static void
+do_mount (int rootfd, const ctrpy_mount_t *m, int index)
+{
+  char target[64], source_fd[64];
+  int is_bind = is_bind_mount (m);
+  unsigned long flags = m->flags;
+  cleanup_close int fd = -1;
+
   if (is_bind)
     {
       struct stat st;
-      if (stat (m->source, &st) < 0)
+      const char *source = m->source;
+      if (child_have_bind_fds && index < MAX_BIND_FDS && child_bind_fds[index] >= 0)
+        source = inroot_fdpath (source_fd, sizeof (source_fd), child_bind_fds[index]);
+      if (stat (source, &st) < 0)
         child_fail (errno, "bind mount source %s", m->source);
-      if (S_ISDIR (st.st_mode))
-        {
-          if (mkdir_p (target) < 0)
-            child_fail (errno, "mkdir %s", m->dest);
-        }
-      else
-        {
-          char parent[PATH_MAX];
-          char *slash;
-          int fd;
-          snprintf (parent, sizeof (parent), "%s", target);
-          slash = strrchr (parent, '/');
-          if (slash && slash != parent)
-            {
-              *slash = '\0';
-              if (mkdir_p (parent) < 0)
-                child_fail (errno, "mkdir %s", parent);
-            }
-          fd = open (target, O_CREAT | O_WRONLY | O_CLOEXEC | O_NOFOLLOW, 0644);
-          if (fd < 0 && errno != EISDIR && errno != ELOOP)
-            child_fail (errno, "create mount point %s", m->dest);
-          if (fd >= 0)
-            close (fd);
-        }
-      check_in_root (rootfs, target, m->dest);
-      if (mount (m->source, target, NULL, MS_BIND | (flags & MS_REC), NULL) < 0)
+      fd = open_in_root (rootfd, m->dest, S_ISDIR (st.st_mode) ? INROOT_DIR : INROOT_FILE, "mount destination");
+      if (mount (source, inroot_fdpath (target, sizeof (target), fd), NULL, MS_BIND | (flags & MS_REC), NULL) < 0)
         child_fail (errno, "bind mount %s on %s", m->source, m->dest);
       flags &= ~(MS_BIND | MS_REC);
+      if (flags & (MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC))
+        {
+          close (fd);
+          fd = open_in_root (rootfd, m->dest, INROOT_RESOLVE, "mount destination");
+          inroot_fdpath (target, sizeof (target), fd);
+        }
       if (flags & MS_RDONLY)
         {
           if (remount_ro (target, flags & ~MS_RDONLY) < 0)
@@ -286,10 +258,8 @@ do_mount (const char *rootfs, const ctrpy_mount_t *m)
   else
     {
       const char *type = m->type ? m->type : "none";
-      if (mkdir_p (target) < 0)
-        child_fail (errno, "mkdir %s", m->dest);
-      check_in_root (rootfs, target, m->dest);
-      if (mount (m->source, target, type, flags, m->data) < 0)
+      fd = open_in_root (rootfd, m->dest, INROOT_DIR, "mount destination");
+      if (mount (m->source, inroot_fdpath (target, sizeof (target), fd), type, flags, m->data) < 0)
         {
           /* Without a private network or ipc namespace the kernel refuses a new sysfs or mqueue; runc
              falls back to binding the host's, and so do we.  */
@@ -301,37 +271,56 @@ do_mount (const char *rootfs, const ctrpy_mount_t *m)
             host = "/dev/mqueue";
           if (host == NULL || mount (host, target, NULL, MS_BIND | MS_REC, NULL) < 0)
             child_fail (e, "mount %s (%s) on %s", m->source ? m->source : type, type, m->dest);
-          if ((flags & MS_RDONLY) && remount_ro (target, 0) < 0)
-            child_fail (errno, "remount %s read-only", m->dest);
+          if (flags & MS_RDONLY)
+            {
+              close (fd);
+              fd = open_in_root (rootfd, m->dest, INROOT_RESOLVE, "mount destination");
+              if (remount_ro (inroot_fdpath (target, sizeof (target), fd), 0) < 0)
+                child_fail (errno, "remount %s read-only", m->dest);
+            }
         }
     }
-  if (m->propagation && mount (NULL, target, NULL, m->propagation, NULL) < 0)
-    child_fail (errno, "set propagation of %s", m->dest);
+  if (m->propagation)
+    {
+      close (fd);
+      fd = open_in_root (rootfd, m->dest, INROOT_RESOLVE, "mount destination");
+      if (mount (NULL, inroot_fdpath (target, sizeof (target), fd), NULL, m->propagation, NULL) < 0)
+        child_fail (errno, "set propagation of %s", m->dest);
+    }
+}
+
+/* Split "/a/b/c" into its parent "/a/b" (in `parent`) and "c"; refuses names that are not a plain entry.  */
+static const char *
+split_parent (const char *path, char *parent, size_t size)
+{
+  const char *slash = strrchr (path, '/');
+  const char *base = slash ? slash + 1 : path;
+  if (*base == '\0' || strcmp (base, ".") == 0 || strcmp (base, "..") == 0)
+    child_fail (EINVAL, "device path %s: not a file name", path);
+  snprintf (parent, size, "%.*s", slash ? (int) (slash - path) : 0, path);
+  if (parent[0] == '\0')
+    snprintf (parent, size, "/");
+  return base;
 }
 
 static void
-make_device (const char *rootfs, const ctrpy_device_t *d)
+make_device (int rootfd, const ctrpy_device_t *d)
 {
-  char target[PATH_MAX];
+  char parent[PATH_MAX], fdpath[64];
   mode_t kind = d->type == 'b' ? S_IFBLK : d->type == 'p' ? S_IFIFO : S_IFCHR;
-  in_root (target, sizeof (target), rootfs, d->path);
-  {
-    char parent[PATH_MAX];
-    char *slash;
-    snprintf (parent, sizeof (parent), "%s", target);
-    slash = strrchr (parent, '/');
-    if (slash && slash != parent)
-      {
-        *slash = '\0';
-        if (mkdir_p (parent) < 0)
-          child_fail (errno, "mkdir %s", parent);
-      }
-  }
-  unlink (target);
-  if (mknod (target, kind | (d->mode & 07777), makedev (d->major, d->minor)) == 0)
+  const char *base = split_parent (d->path, parent, sizeof (parent));
+  cleanup_close int dir = open_in_root (rootfd, parent, INROOT_DIR, "device directory");
+  cleanup_close int node = -1;
+
+  /* Whatever the image has there (a symlink to a host file included) is replaced, never followed.  */
+  if (unlinkat (dir, base, 0) < 0 && errno != ENOENT)
+    child_fail (errno, "remove %s", d->path);
+  if (mknodat (dir, base, kind | (d->mode & 07777), makedev (d->major, d->minor)) == 0)
     {
+      node = openat (dir, base, O_PATH | O_NOFOLLOW | O_CLOEXEC);
       /* mknod applies the umask; the spec's mode is meant literally.  */
-      if (chmod (target, d->mode & 07777) < 0 || chown (target, d->uid, d->gid) < 0)
+      if (node < 0 || chmod (inroot_fdpath (fdpath, sizeof (fdpath), node), d->mode & 07777) < 0
+          || fchownat (node, "", d->uid, d->gid, AT_EMPTY_PATH) < 0)
         child_fail (errno, "chmod/chown device %s", d->path);
       return;
     }
@@ -339,33 +328,30 @@ make_device (const char *rootfs, const ctrpy_device_t *d)
     child_fail (errno, "mknod %s", d->path);
   /* No CAP_MKNOD (e.g. in a user namespace): bind the host's node instead.  */
   {
-    char host[PATH_MAX];
-    int fd;
-    snprintf (host, sizeof (host), "%s", d->path);
-    fd = open (target, O_CREAT | O_WRONLY | O_CLOEXEC, 0600);
+    int fd = openat (dir, base, O_CREAT | O_EXCL | O_WRONLY | O_NOFOLLOW | O_CLOEXEC, 0600);
     if (fd < 0)
       child_fail (errno, "create %s", d->path);
     close (fd);
-    if (mount (host, target, NULL, MS_BIND, NULL) < 0)
+    node = openat (dir, base, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+    if (node < 0 || mount (d->path, inroot_fdpath (fdpath, sizeof (fdpath), node), NULL, MS_BIND, NULL) < 0)
       child_fail (errno, "bind device %s", d->path);
   }
 }
 
 static void
-dev_symlinks (const char *rootfs)
+dev_symlinks (int rootfd)
 {
   static const char *links[][2] = {
-    { "/proc/self/fd", "dev/fd" },       { "/proc/self/fd/0", "dev/stdin" }, { "/proc/self/fd/1", "dev/stdout" },
-    { "/proc/self/fd/2", "dev/stderr" }, { "pts/ptmx", "dev/ptmx" },
+    { "/proc/self/fd", "fd" },       { "/proc/self/fd/0", "stdin" }, { "/proc/self/fd/1", "stdout" },
+    { "/proc/self/fd/2", "stderr" }, { "pts/ptmx", "ptmx" },
   };
-  char path[PATH_MAX];
+  cleanup_close int dev = open_in_root (rootfd, "/dev", INROOT_RESOLVE, "open");
   for (size_t i = 0; i < sizeof (links) / sizeof (links[0]); i++)
     {
-      snprintf (path, sizeof (path), "%s/%s", rootfs, links[i][1]);
-      if (strcmp (links[i][1], "dev/ptmx") == 0)
-        unlink (path); /* a mknod'ed ptmx would talk to the host's devpts instance */
-      if (symlink (links[i][0], path) < 0 && errno != EEXIST)
-        child_fail (errno, "symlink /%s", links[i][1]);
+      if (strcmp (links[i][1], "ptmx") == 0)
+        unlinkat (dev, "ptmx", 0); /* a mknod'ed ptmx would talk to the host's devpts instance */
+      if (symlinkat (links[i][0], dev, links[i][1]) < 0 && errno != EEXIST)
+        child_fail (errno, "symlink /dev/%s", links[i][1]);
     }
 }
 
@@ -379,18 +365,17 @@ dev_is_mounted (const ctrpy_spec_t *s)
 }
 
 static void
-pivot (const char *rootfs)
+pivot (int newroot)
 {
   cleanup_close int oldroot = open ("/", O_DIRECTORY | O_RDONLY | O_CLOEXEC);
-  cleanup_close int newroot = open (rootfs, O_DIRECTORY | O_RDONLY | O_CLOEXEC);
-  if (oldroot < 0 || newroot < 0)
-    child_fail (errno, "open rootfs %s", rootfs);
+  if (oldroot < 0)
+    child_fail (errno, "open /");
   if (fchdir (newroot) < 0)
     child_fail (errno, "chdir rootfs");
   /* pivot_root(".", ".") stacks the old root on top of the new one; unmounting "." then drops it
      without needing a put_old directory inside a possibly read-only rootfs.  */
   if (syscall (SYS_pivot_root, ".", ".") < 0)
-    child_fail (errno, "pivot_root %s", rootfs);
+    child_fail (errno, "pivot_root");
   if (fchdir (oldroot) < 0)
     child_fail (errno, "chdir old root");
   /* The old root must not propagate our unmount back to the host.  */
@@ -402,31 +387,130 @@ pivot (const char *rootfs)
     child_fail (errno, "chdir /");
 }
 
+/* Masked and read-only paths, after pivot_root: resolved inside the new root with magic links refused
+   (a /proc/self/... link must not name something else); a path the container lacks is skipped.  */
+static int
+open_existing (int rootfd, const char *path, const char *what)
+{
+  int fd = inroot_open (rootfd, path, INROOT_RESOLVE);
+  if (fd < 0 && errno != ENOENT)
+    child_fail (errno, "%s %s", what, path);
+  return fd;
+}
+
+static void
+protect_paths (const ctrpy_spec_t *s)
+{
+  cleanup_close int rootfd = open ("/", O_PATH | O_DIRECTORY | O_CLOEXEC);
+  char target[64];
+  if (rootfd < 0)
+    child_fail (errno, "open /");
+  for (int i = 0; i < s->n_readonly; i++)
+    {
+      cleanup_close int fd = open_existing (rootfd, s->readonly[i], "readonly path");
+      if (fd < 0)
+        continue;
+      inroot_fdpath (target, sizeof (target), fd);
+      if (mount (target, target, NULL, MS_BIND | MS_REC, NULL) < 0)
+        child_fail (errno, "bind readonly path %s", s->readonly[i]);
+      close (fd);
+      fd = open_existing (rootfd, s->readonly[i], "readonly path");
+      if (fd < 0 || remount_ro (inroot_fdpath (target, sizeof (target), fd), MS_REC) < 0)
+        child_fail (errno, "remount %s read-only", s->readonly[i]);
+    }
+  for (int i = 0; i < s->n_masked; i++)
+    {
+      cleanup_close int fd = open_existing (rootfd, s->masked[i], "masked path");
+      struct stat st;
+      int r;
+      if (fd < 0)
+        continue;
+      if (fstat (fd, &st) < 0)
+        child_fail (errno, "stat masked path %s", s->masked[i]);
+      inroot_fdpath (target, sizeof (target), fd);
+      if (S_ISDIR (st.st_mode))
+        r = mount ("tmpfs", target, "tmpfs", MS_RDONLY, "size=0k");
+      else
+        r = mount ("/dev/null", target, NULL, MS_BIND, NULL);
+      if (r < 0)
+        child_fail (errno, "mask %s", s->masked[i]);
+    }
+}
+
+/* Hooks inside the container process: a failure ends it (reported like any setup error).  */
+static void
+run_child_hooks (const ctrpy_hook_t *hooks, int n, const char *state, const char *kind)
+{
+  for (int i = 0; i < n; i++)
+    {
+      ctrpy_err_t err;
+      if (ctrpy_run_hook (&hooks[i], state, getpid (), kind, &err) < 0)
+        child_fail (err.errno_, "%s", err.msg);
+    }
+}
+
+/* Let the creator run prestart and createRuntime hooks now that the namespaces and mounts exist.  */
+static void
+wait_for_runtime_hooks (const ctrpy_spec_t *s)
+{
+  char byte;
+  ssize_t n;
+  if (s->n_runtime_hooks <= 0)
+    return;
+  send_msg (child_sync_fd, MSG_HOOKS, 0, 0, NULL);
+  do
+    n = read (child_hooks_fd, &byte, 1);
+  while (n < 0 && errno == EINTR);
+  if (n != 1)
+    _exit (126); /* a hook failed: the creator reports it and kills us */
+}
+
 static void
 setup_rootfs (const ctrpy_spec_t *s)
 {
   const char *rootfs = s->rootfs;
   unsigned long prop = s->rootfs_propagation;
+  cleanup_close int rootfd = -1;
 
   /* Nothing we mount may leak back to the host: start from a slave (or private) copy of the tree.  */
   if (prop == 0 || (prop & MS_SHARED))
     prop = MS_SLAVE | MS_REC;
   if (mount (NULL, "/", NULL, prop, NULL) < 0)
     child_fail (errno, "make / %s", (prop & MS_PRIVATE) ? "rprivate" : "rslave");
-  if (mount (rootfs, rootfs, NULL, MS_BIND | MS_REC, NULL) < 0)
-    child_fail (errno, "bind rootfs %s", rootfs);
-  /* pivot_root refuses a shared new root.  */
-  if (mount (NULL, rootfs, NULL, MS_PRIVATE, NULL) < 0)
-    child_fail (errno, "make rootfs private");
+  if (child_rootfs_tree >= 0)
+    {
+      char path[64];
+      /* In a user namespace: the creator's (idmapped) copy of the rootfs goes on the directory we opened
+         before giving up host root (the path may cross directories only host root may search).  */
+      if (syscall (SYS_move_mount, child_rootfs_tree, "", child_rootfs_target, "",
+                   0x00000004 | 0x00000040 /* MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH */) < 0)
+        child_fail (errno, "move the rootfs copy to %s", rootfs);
+      rootfd = child_rootfs_tree;
+      if (mount (NULL, inroot_fdpath (path, sizeof (path), rootfd), NULL, MS_PRIVATE, NULL) < 0)
+        child_fail (errno, "make rootfs private");
+    }
+  else
+    {
+      if (mount (rootfs, rootfs, NULL, MS_BIND | MS_REC, NULL) < 0)
+        child_fail (errno, "bind rootfs %s", rootfs);
+      /* pivot_root refuses a shared new root.  */
+      if (mount (NULL, rootfs, NULL, MS_PRIVATE, NULL) < 0)
+        child_fail (errno, "make rootfs private");
+      rootfd = open (rootfs, O_PATH | O_DIRECTORY | O_CLOEXEC);
+    }
+  if (rootfd < 0)
+    child_fail (errno, "open rootfs %s", rootfs);
 
   for (int i = 0; i < s->n_mounts; i++)
-    do_mount (rootfs, &s->mounts[i]);
+    do_mount (rootfd, &s->mounts[i], i);
   for (int i = 0; i < s->n_devices; i++)
-    make_device (rootfs, &s->devices[i]);
+    make_device (rootfd, &s->devices[i]);
   if (dev_is_mounted (s))
-    dev_symlinks (rootfs);
+    dev_symlinks (rootfd);
 
-  pivot (rootfs);
+  wait_for_runtime_hooks (s);
+  run_child_hooks (s->create_hooks, s->n_create_hooks, s->hook_state, "createContainer");
+  pivot (rootfd);
   if (s->rootfs_propagation & MS_SHARED)
     if (mount (NULL, "/", NULL, s->rootfs_propagation, NULL) < 0)
       child_fail (errno, "set rootfs propagation");
@@ -442,36 +526,7 @@ setup_rootfs (const ctrpy_spec_t *s)
         child_fail (errno, "sysctl %s", s->sysctl_keys[i]);
     }
 
-  for (int i = 0; i < s->n_readonly; i++)
-    {
-      const char *p = s->readonly[i];
-      if (mount (p, p, NULL, MS_BIND | MS_REC, NULL) < 0)
-        {
-          if (errno == ENOENT)
-            continue;
-          child_fail (errno, "bind readonly path %s", p);
-        }
-      if (remount_ro (p, MS_REC) < 0)
-        child_fail (errno, "remount %s read-only", p);
-    }
-  for (int i = 0; i < s->n_masked; i++)
-    {
-      const char *p = s->masked[i];
-      struct stat st;
-      int r;
-      if (stat (p, &st) < 0)
-        {
-          if (errno == ENOENT)
-            continue;
-          child_fail (errno, "stat masked path %s", p);
-        }
-      if (S_ISDIR (st.st_mode))
-        r = mount ("tmpfs", p, "tmpfs", MS_RDONLY, "size=0k");
-      else
-        r = mount ("/dev/null", p, NULL, MS_BIND, NULL);
-      if (r < 0)
-        child_fail (errno, "mask %s", p);
-    }
+  protect_paths (s);
   if (s->rootfs_readonly && remount_ro ("/", 0) < 0)
     child_fail (errno, "remount rootfs read-only");
 }
@@ -639,6 +694,81 @@ set_credentials (const ctrpy_spec_t *s)
     }
 }
 
+/* Load the compiled seccomp program.  */
+static void
+load_seccomp (const ctrpy_spec_t *s)
+{
+  struct sock_fprog prog = { .len = s->seccomp_len / sizeof (struct sock_filter),
+                             .filter = (struct sock_filter *) s->seccomp_filter };
+  if (s->seccomp_len <= 0)
+    return;
+  if (syscall (SYS_seccomp, SECCOMP_SET_MODE_FILTER, s->seccomp_flags, &prog) < 0)
+    child_fail (errno, "load the seccomp filter");
+}
+
+/* The process environment, with HOME from the user's /etc/passwd entry (else "/") when it has none, as
+   runc does.  Read in the container's root, before the uid change (passwd may not be world-readable).  */
+static const char *const *
+environment (const ctrpy_spec_t *s)
+{
+  static const char *env[1024];
+  static char home[PATH_MAX + 8];
+  static char passwd[65536];
+  size_t n = 0;
+  cleanup_close int fd = -1;
+  ssize_t len = 0;
+
+  for (; s->env && s->env[n]; n++)
+    if (strncmp (s->env[n], "HOME=", 5) == 0)
+      return s->env;
+  if (n + 2 > sizeof (env) / sizeof (env[0]))
+    return s->env;
+  snprintf (home, sizeof (home), "HOME=/");
+  fd = open ("/etc/passwd", O_RDONLY | O_CLOEXEC);
+  if (fd >= 0)
+    len = read (fd, passwd, sizeof (passwd) - 1);
+  if (len > 0)
+    {
+      char *line, *save = NULL;
+      passwd[len] = '\0';
+      for (line = strtok_r (passwd, "\n", &save); line; line = strtok_r (NULL, "\n", &save))
+        {
+          /* name:password:uid:gid:gecos:home:shell */
+          char *field[7] = { line };
+          int k = 1;
+          for (char *p = line; *p && k < 7; p++)
+            if (*p == ':')
+              {
+                *p = '\0';
+                field[k++] = p + 1;
+              }
+          if (k >= 6 && strtoul (field[2], NULL, 10) == s->uid && field[2][0] && field[5][0])
+            {
+              snprintf (home, sizeof (home), "HOME=%s", field[5]);
+              break;
+            }
+        }
+    }
+  memcpy (env, s->env, n * sizeof (env[0]));
+  env[n] = home;
+  env[n + 1] = NULL;
+  return env;
+}
+
+/* chdir to the process cwd resolved inside the root, as the container user: a magic link such as
+   /proc/self/fd/N (an fd the runtime still holds, CVE-2024-21626) is refused.  */
+static void
+change_cwd (const char *cwd)
+{
+  cleanup_close int rootfd = open ("/", O_PATH | O_DIRECTORY | O_CLOEXEC);
+  cleanup_close int fd = -1;
+  if (rootfd < 0)
+    child_fail (errno, "open /");
+  fd = inroot_open (rootfd, cwd, INROOT_RESOLVE);
+  if (fd < 0 || fchdir (fd) < 0)
+    child_fail (errno, "chdir to cwd \"%s\"", cwd);
+}
+
 /* Find argv[0] the way execvp would, but with the container's PATH, and fail before `start` when it
    cannot be executed (as runc create does).  */
 static const char *
@@ -745,6 +875,56 @@ has_ns (const ctrpy_spec_t *s, int type)
   return 0;
 }
 
+/* Open what lies on host paths (the rootfs, bind sources) while we are still host root, which may search
+   directories the namespace's root may not; then become that root.  In our final mount namespace.  */
+static void
+become_userns_root (const ctrpy_spec_t *s)
+{
+  if (s->rootfs)
+    {
+      child_rootfs_target = open (s->rootfs, O_PATH | O_DIRECTORY | O_CLOEXEC);
+      if (child_rootfs_target < 0)
+        child_fail (errno, "open rootfs %s", s->rootfs);
+      child_have_bind_fds = 1;
+      for (int i = 0; i < s->n_mounts && i < MAX_BIND_FDS; i++)
+        {
+          child_bind_fds[i] = -1;
+          if (is_bind_mount (&s->mounts[i]) && s->mounts[i].source)
+            child_bind_fds[i] = open (s->mounts[i].source, O_PATH | O_CLOEXEC);
+        }
+    }
+  if (setresgid (0, 0, 0) < 0 || setresuid (0, 0, 0) < 0)
+    child_fail (errno, "become root in the user namespace (is 0 mapped in its uid and gid maps?)");
+}
+
+/* In a new user namespace we hold no id until the creator wrote the maps: wait for them (and the
+   idmapped rootfs, if any), then become the namespace's root.  */
+static void
+wait_for_userns (int sock, const ctrpy_spec_t *s)
+{
+  char byte;
+  struct iovec iov = { .iov_base = &byte, .iov_len = 1 };
+  union
+  {
+    char buf[CMSG_SPACE (sizeof (int))];
+    struct cmsghdr align;
+  } u;
+  struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf, .msg_controllen = sizeof (u.buf) };
+  struct cmsghdr *cmsg;
+  ssize_t n;
+  do
+    n = recvmsg (sock, &msg, MSG_CMSG_CLOEXEC);
+  while (n < 0 && errno == EINTR);
+  if (n != 1)
+    _exit (126); /* the creator failed and reports why */
+  cmsg = CMSG_FIRSTHDR (&msg);
+  if (cmsg && cmsg->cmsg_level == SOL_SOCKET && cmsg->cmsg_type == SCM_RIGHTS)
+    memcpy (&child_rootfs_tree, CMSG_DATA (cmsg), sizeof (int));
+  close (sock);
+  if (s->userns_path == NULL)
+    become_userns_root (s);
+}
+
 static int __attribute__ ((noreturn))
 child_main (void *arg)
 {
@@ -752,9 +932,12 @@ child_main (void *arg)
   const ctrpy_spec_t *s = ctx->spec;
   char exe[PATH_MAX];
   const char *file;
+  const char *const *env;
   int pid_ns;
 
   child_report_fd = ctx->sync_fd;
+  child_sync_fd = ctx->sync_fd;
+  child_hooks_fd = ctx->hooks_fd;
   reset_signals ();
 
   for (int i = 0; i < 3; i++)
@@ -767,15 +950,26 @@ child_main (void *arg)
     if (write_file (s->cgroup_procs[i], "0") < 0)
       child_fail (errno, "join cgroup %s", s->cgroup_procs[i]);
 
+  if (ctx->userns_fd >= 0)
+    wait_for_userns (ctx->userns_fd, s);
+
   pid_ns = join_namespaces (s);
-  if (pid_ns >= 0)
+  /* With a joined user namespace, the new namespaces are made now, so that they belong to it.  */
+  if ((s->unshare_flags & ~CLONE_NEWPID) && unshare (s->unshare_flags & ~CLONE_NEWPID) < 0)
+    child_fail (errno, "unshare namespaces");
+  if (s->userns_path)
+    become_userns_root (s);
+  if (pid_ns >= 0 || (s->unshare_flags & CLONE_NEWPID))
     {
-      /* setns into a pid namespace only applies to children: fork once more; the middle process reports
-         the real container pid and goes away, leaving it to the caller's subreaper.  */
+      /* setns into (or unshare of) a pid namespace only applies to children: fork once more; the middle
+         process reports the real container pid and goes away, leaving it to the caller's subreaper.  */
       pid_t pid;
-      if (setns (pid_ns, CLONE_NEWPID) < 0)
+      if (pid_ns >= 0 && setns (pid_ns, CLONE_NEWPID) < 0)
         child_fail (errno, "join pid namespace");
-      close (pid_ns);
+      if (pid_ns < 0 && unshare (CLONE_NEWPID) < 0)
+        child_fail (errno, "unshare pid namespace");
+      if (pid_ns >= 0)
+        close (pid_ns);
       /* Raw clone instead of fork(): glibc's fork takes locks (malloc's, via atfork) that another thread
          of the calling Python process may have held when we were cloned.  */
       pid = syscall (SYS_clone, SIGCHLD, 0, 0, 0, 0);
@@ -804,11 +998,16 @@ child_main (void *arg)
   if (ctx->console_fd >= 0)
     close (ctx->console_fd);
 
+  env = environment (s);
   set_rlimits (s, ctx->sync_fd);
   set_oom (s, ctx->sync_fd);
+  /* Without no_new_privs, loading a filter needs CAP_SYS_ADMIN: load it while we still have it (runc
+     does the same; the profile then also applies to the few syscalls left before execve).  */
+  if (!s->no_new_privs)
+    load_seccomp (s);
   set_credentials (s);
-  if (s->cwd && s->cwd[0] && chdir (s->cwd) < 0)
-    child_fail (errno, "chdir to cwd \"%s\"", s->cwd);
+  if (s->cwd && s->cwd[0])
+    change_cwd (s->cwd);
   if (s->no_new_privs && prctl (PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
     child_fail (errno, "prctl PR_SET_NO_NEW_PRIVS");
   file = lookup_exec (s, exe, sizeof (exe));
@@ -842,8 +1041,11 @@ child_main (void *arg)
       child_report_fd = fd;
       send_msg (fd, MSG_READY, 0, 0, NULL);
     }
-  /* A place for seccomp: it goes last, so that the setup above is not subject to the filter.  */
-  execve (file, (char *const *) s->argv, (char *const *) s->env);
+  run_child_hooks (s->start_hooks, s->n_start_hooks, s->hook_state_created, "startContainer");
+  /* Last, so that none of the setup above is subject to the filter.  */
+  if (s->no_new_privs)
+    load_seccomp (s);
+  execve (file, (char *const *) s->argv, (char *const *) env);
   child_fail (errno, "exec \"%s\"", s->argv[0]);
 }
 
@@ -877,12 +1079,42 @@ connect_console (const char *path, ctrpy_err_t *err)
   return fd;
 }
 
+/* Write the new process's id maps, make its idmapped rootfs, and let it go on.  */
+static int
+release_userns (const ctrpy_spec_t *spec, int pid, int sock, ctrpy_err_t *err)
+{
+  cleanup_close int tree = -1;
+  if (spec->userns_path == NULL && userns_write_maps (spec, pid, err) < 0)
+    return -1;
+  if (spec->rootfs)
+    {
+      char userns[64];
+      const char *path = spec->userns_path;
+      if (path == NULL)
+        {
+          snprintf (userns, sizeof (userns), "/proc/%d/ns/user", pid);
+          path = userns;
+        }
+      tree = userns_rootfs_tree (spec->rootfs, spec->idmap_rootfs ? path : NULL, err);
+      if (tree < 0)
+        return -1;
+    }
+  if (tree >= 0 ? send_fd (sock, tree) < 0 : write (sock, "", 1) != 1)
+    return make_error (err, errno, "release the container process");
+  return 0;
+}
+
 int
 ctrpy_spawn (const ctrpy_spec_t *spec, ctrpy_result_t *res, ctrpy_err_t *err)
 {
   const size_t stack_size = 256 * 1024;
-  struct child_ctx ctx = { .spec = spec, .sync_fd = -1, .fifo_fd = -1, .console_fd = -1 };
+  struct child_ctx ctx = { .spec = spec, .sync_fd = -1, .fifo_fd = -1, .console_fd = -1, .hooks_fd = -1,
+                           .userns_fd = -1 };
+  cleanup_close int userns_parent = -1;
+  cleanup_close int userns_child = -1;
   cleanup_close int rfd = -1;
+  cleanup_close int hooks_rfd = -1;
+  cleanup_close int hooks_wfd = -1;
   cleanup_close int fifo_fd = -1;
   cleanup_close int console_fd = -1;
   int fds[2];
@@ -909,6 +1141,30 @@ ctrpy_spawn (const ctrpy_spec_t *spec, ctrpy_result_t *res, ctrpy_err_t *err)
     return make_error (err, errno, "pipe");
   rfd = fds[0];
   ctx.sync_fd = fds[1];
+  if (spec->n_runtime_hooks > 0)
+    {
+      int hfds[2];
+      if (pipe2 (hfds, O_CLOEXEC) < 0)
+        {
+          close (fds[1]);
+          return make_error (err, errno, "pipe");
+        }
+      hooks_rfd = hfds[0];
+      hooks_wfd = hfds[1];
+      ctx.hooks_fd = hooks_rfd;
+    }
+  if ((spec->clone_flags & CLONE_NEWUSER) || spec->userns_path)
+    {
+      int sp[2];
+      if (socketpair (AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sp) < 0)
+        {
+          close (fds[1]);
+          return make_error (err, errno, "socketpair");
+        }
+      userns_parent = sp[0];
+      userns_child = sp[1];
+      ctx.userns_fd = userns_child;
+    }
   ctx.fifo_fd = fifo_fd;
   ctx.console_fd = console_fd;
 
@@ -928,7 +1184,14 @@ ctrpy_spawn (const ctrpy_spec_t *spec, ctrpy_result_t *res, ctrpy_err_t *err)
   }
   if (pid < 0)
     return make_error (err, errno, "clone");
-  if (has_ns (spec, CLONE_NEWPID))
+  if (userns_parent >= 0 && release_userns (spec, pid, userns_parent, err) < 0)
+    {
+      kill (pid, SIGKILL);
+      while (waitpid (pid, NULL, 0) < 0 && errno == EINTR)
+        ;
+      return -1;
+    }
+  if (has_ns (spec, CLONE_NEWPID) || (spec->unshare_flags & CLONE_NEWPID))
     intermediate = pid;
   else
     reported = pid;
@@ -952,6 +1215,22 @@ ctrpy_spawn (const ctrpy_spec_t *spec, ctrpy_result_t *res, ctrpy_err_t *err)
         append_warning (res, m.text);
       else if (m.type == MSG_PID)
         reported = m.pid;
+      else if (m.type == MSG_HOOKS)
+        {
+          /* prestart and createRuntime, in order, in our namespaces, with the container's host pid.  */
+          for (int i = 0; !failed && i < spec->n_runtime_hooks; i++)
+            if (ctrpy_run_hook (&spec->runtime_hooks[i], spec->hook_state, reported,
+                                i < spec->n_prestart_hooks ? "prestart" : "createRuntime", err) < 0)
+              failed = 1;
+          if (failed)
+            break;
+          if (write (hooks_wfd, "", 1) != 1)
+            {
+              make_error (err, errno, "resume the container process after its hooks");
+              failed = 1;
+              break;
+            }
+        }
       else if (m.type == MSG_READY)
         {
           ready = 1;

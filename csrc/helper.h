@@ -9,6 +9,7 @@
 #ifndef CTRPY_HELPER_H
 #define CTRPY_HELPER_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #define CTRPY_HELPER_VERSION "0.2.0"
@@ -44,12 +45,39 @@ typedef struct
   uint64_t soft, hard;
 } ctrpy_rlimit_t;
 
+/* One OCI hook: path, argv (NULL: just the path), env (NULL: empty), timeout in seconds (0: none).  */
+typedef struct
+{
+  const char *path;
+  const char **argv;
+  const char **env;
+  int timeout;
+} ctrpy_hook_t;
+
+/* One line of a uid_map/gid_map.  */
+typedef struct
+{
+  uint32_t container_id, host_id, size;
+} ctrpy_idmap_t;
+
 typedef struct
 {
   int clone_flags; /* CLONE_NEW* namespaces to create */
   int n_ns;        /* namespaces to join (setns) */
   const char **ns_paths;
   const int *ns_types;
+
+  /* With CLONE_NEWUSER: the maps the creator writes, and whether it gives the process an idmapped
+     copy of the rootfs (else the rootfs is expected to be owned by the mapped ids already).  */
+  int n_uid_maps;
+  const ctrpy_idmap_t *uid_maps;
+  int n_gid_maps;
+  const ctrpy_idmap_t *gid_maps;
+  int idmap_rootfs;
+  /* A user namespace joined by path (it is also in ns_paths, first): then the namespaces to create are
+     unshare_flags, made after joining it so that they belong to it; clone_flags keeps only NEWCGROUP.  */
+  const char *userns_path;
+  int unshare_flags;
 
   const char *rootfs; /* NULL: no filesystem setup (exec into a running container) */
   int rootfs_readonly;
@@ -85,9 +113,12 @@ typedef struct
 
   int n_cgroup_procs; /* cgroup.procs files to join before anything else */
   const char **cgroup_procs;
-  /* A place for a seccomp BPF program (struct sock_filter[]), loaded last before execve.  Unused yet.  */
+  /* A seccomp BPF program (struct sock_filter[], from ctrpy_seccomp_compile) and its seccomp(2)
+     SECCOMP_FILTER_FLAG_* flags; loaded right before execve (with no_new_privs), else before the
+     capabilities are dropped, as runc does.  */
   const void *seccomp_filter;
-  int seccomp_len;
+  int seccomp_len; /* bytes; 0: no filter */
+  unsigned int seccomp_flags;
 
   int stdio[3]; /* -1: inherit the caller's */
   int preserve_fds; /* fds 3 .. 3+preserve_fds-1 stay open in the container (runc --preserve-fds) */
@@ -95,6 +126,20 @@ typedef struct
   unsigned short console_rows, console_cols; /* initial pty size; 0: leave the kernel's default */
   const char *console_socket; /* with terminal: the pty master is sent here (SCM_RIGHTS) */
   const char *exec_fifo;      /* create: wait here until `start`; NULL: exec right away */
+
+  /* OCI hooks, each with the state JSON on stdin ("%d": the pid, "%%": a "%").  prestart + createRuntime
+     run from ctrpy_spawn in the runtime's namespaces while the container process waits before pivot_root;
+     createContainer run in the container process before pivot_root; startContainer after `start`, right
+     before execve.  A failing one fails the spawn (or the start).  */
+  int n_runtime_hooks;
+  const ctrpy_hook_t *runtime_hooks; /* the first n_prestart_hooks are prestart, the rest createRuntime */
+  int n_prestart_hooks;
+  int n_create_hooks;
+  const ctrpy_hook_t *create_hooks;
+  int n_start_hooks;
+  const ctrpy_hook_t *start_hooks;
+  const char *hook_state;         /* status "creating" */
+  const char *hook_state_created; /* status "created", for startContainer */
 } ctrpy_spec_t;
 
 typedef struct
@@ -112,6 +157,11 @@ int ctrpy_spawn (const ctrpy_spec_t *spec, ctrpy_result_t *res, ctrpy_err_t *err
 /* Release a process waiting on `fifo` (runc start) and report whether its execve worked.  `pid` is watched
    so that a process that died before being started does not block us forever.  */
 int ctrpy_start (const char *fifo, int pid, ctrpy_err_t *err);
+
+/* Compile a flattened seccomp profile into a BPF program in buf (at most `size` bytes); *len gets its size.  */
+typedef struct ctrpy_seccomp_s ctrpy_seccomp_t;
+int ctrpy_seccomp_compile (const ctrpy_seccomp_t *profile, unsigned char *buf, size_t size, size_t *len,
+                           ctrpy_err_t *err);
 
 /* Make the caller the reaper of its orphaned descendants (PR_SET_CHILD_SUBREAPER).  */
 int ctrpy_set_subreaper (ctrpy_err_t *err);

@@ -55,7 +55,7 @@ def test_default_spec(ctrpy: Any, rootfs: Path) -> None:
     assert {d["path"] for d in spec["linux"]["devices"]} >= {"/dev/null", "/dev/zero", "/dev/urandom", "/dev/tty"}
     assert spec["linux"]["cgroupsPath"].endswith("/default-d1")
     assert spec["hostname"] == "d1"
-    assert "seccomp" not in spec["linux"]
+    assert spec["linux"]["seccomp"]["defaultAction"] == "SCMP_ACT_ERRNO"  # containerd/moby default profile
     assert spec["root"]["path"] == str(rootfs)
 
 

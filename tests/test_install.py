@@ -50,3 +50,11 @@ def test_supervisor_is_built_and_installed_with_the_package() -> None:
     assert path.read_bytes()[:4] == b"\x7fELF"
     r = subprocess.run([str(path)], capture_output=True, text=True, timeout=10)
     assert r.returncode == 2 and "started by ctrpy" in r.stderr
+def test_missing_libseccomp_gives_a_clear_install_error(tmp_path: Path) -> None:
+    # A compiler that finds no system headers or libraries: as on a machine without libseccomp-dev.
+    env = {**os.environ, "CC": f"gcc --sysroot={tmp_path / 'empty-sysroot'}"}
+    r = subprocess.run([sys.executable, str(ROOT / "csrc" / "build_helper.py")], cwd=tmp_path, env=env,
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 1
+    assert "apt-get install libseccomp-dev" in r.stderr
+    assert "Traceback" not in r.stderr

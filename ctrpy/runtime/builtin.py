@@ -35,9 +35,11 @@ NAMESPACES = {
     "pid": _h.CLONE_NEWPID, "network": _h.CLONE_NEWNET, "mount": _h.CLONE_NEWNS, "ipc": _h.CLONE_NEWIPC,
     "uts": _h.CLONE_NEWUTS, "user": _h.CLONE_NEWUSER, "cgroup": _h.CLONE_NEWCGROUP,
 }
-# /proc/<pid>/ns names, in the order exec joins them (the mount namespace after those it needs /proc for).
-_NS_FILES = (("ipc", _h.CLONE_NEWIPC), ("uts", _h.CLONE_NEWUTS), ("net", _h.CLONE_NEWNET),
-             ("cgroup", _h.CLONE_NEWCGROUP), ("mnt", _h.CLONE_NEWNS), ("pid", _h.CLONE_NEWPID))
+# /proc/<pid>/ns names, in the order exec joins them: the user namespace first (it owns the others), the
+# mount namespace after those it needs /proc for.
+_NS_FILES = (("user", _h.CLONE_NEWUSER), ("ipc", _h.CLONE_NEWIPC), ("uts", _h.CLONE_NEWUTS),
+             ("net", _h.CLONE_NEWNET), ("cgroup", _h.CLONE_NEWCGROUP), ("mnt", _h.CLONE_NEWNS),
+             ("pid", _h.CLONE_NEWPID))
 
 CAPS = (
     "CHOWN", "DAC_OVERRIDE", "DAC_READ_SEARCH", "FOWNER", "FSETID", "KILL", "SETGID", "SETUID", "SETPCAP",
@@ -98,6 +100,123 @@ def parse_mount_options(options: list[str]) -> tuple[int, int, str]:
         else:
             data.append(opt)
     return flags, propagation, ",".join(data)
+
+
+# runtime-spec fields the built-in runtime does not implement: a spec that sets one is refused with its
+# name rather than run without it (unknown fields are ignored, as the spec requires).
+_UNSUPPORTED = (
+    ("process", "ioPriority"), ("process", "scheduler"), ("process", "execCPUAffinity"),
+    ("linux", "timeOffsets"), ("linux", "intelRdt"), ("linux", "personality"), ("linux", "mountLabel"),
+    ("linux", "memoryPolicy"), ("linux", "netDevices"),
+)
+_OTHER_PLATFORMS = ("solaris", "windows", "vm", "zos")
+# Mount options that need mount_setattr (recursive read-only, idmapped mounts).
+_UNSUPPORTED_MOUNT_OPTIONS = ("rro", "rrw", "idmap", "ridmap")
+# Where the host shows that each security module is active.
+_LSM_FILES = {"apparmorProfile": ("AppArmor", "/sys/kernel/security/apparmor"),
+              "selinuxLabel": ("SELinux", "/sys/fs/selinux/enforce")}
+
+
+HOOK_KINDS = ("prestart", "createRuntime", "createContainer", "startContainer", "poststart", "poststop")
+
+
+def parse_hooks(config: dict[str, Any]) -> dict[str, list[_h.Hook]]:
+    """config.hooks -> kind -> helper Hooks, checked (absolute path, positive timeout)."""
+    out: dict[str, list[_h.Hook]] = {}
+    hooks = config.get("hooks") or {}
+    for kind in hooks:
+        if kind not in HOOK_KINDS:
+            raise errors.InvalidArgument(f"hooks.{kind}: unknown hook kind (one of {', '.join(HOOK_KINDS)})")
+    for kind in HOOK_KINDS:
+        for i, h in enumerate(hooks.get(kind) or []):
+            path = h.get("path") or ""
+            if not path.startswith("/"):
+                raise errors.InvalidArgument(f"hooks.{kind}[{i}].path {path!r} must be absolute")
+            timeout = h.get("timeout")
+            if timeout is not None and int(timeout) <= 0:
+                raise errors.InvalidArgument(f"hooks.{kind}[{i}].timeout must be positive")
+            out.setdefault(kind, []).append(_h.Hook(path, [str(a) for a in h.get("args") or []],
+                                                    [str(e) for e in h.get("env") or []], int(timeout or 0)))
+    return out
+
+
+def id_maps(linux: dict[str, Any]) -> tuple[list[tuple[int, int, int]], list[tuple[int, int, int]]]:
+    """linux.uidMappings and gidMappings as (container id, host id, size) triples; both are required."""
+    out = []
+    for key in ("uidMappings", "gidMappings"):
+        entries = linux.get(key) or []
+        if not entries:
+            raise errors.InvalidArgument(f"linux.{key} is required with a new user namespace")
+        out.append([(int(m["containerID"]), int(m["hostID"]), int(m["size"])) for m in entries])
+    return out[0], out[1]
+
+
+def joined_id_maps(path: str) -> tuple[list[tuple[int, int, int]], list[tuple[int, int, int]]]:
+    """The maps of a user namespace given as /proc/<pid>/ns/user (for the chown fallback); empty else."""
+    m = re.fullmatch(r"/proc/(\d+)/ns/user", path)
+    if not m:
+        return [], []
+    maps = []
+    for name in ("uid_map", "gid_map"):
+        try:
+            text = Path(f"/proc/{m.group(1)}/{name}").read_text()
+        except OSError:
+            return [], []
+        maps.append([(int(a), int(b), int(c)) for a, b, c in (line.split() for line in text.splitlines())])
+    return maps[0], maps[1]
+
+
+def shift_ownership(rootfs: str, uid_maps: list[tuple[int, int, int]], gid_maps: list[tuple[int, int, int]]) -> None:
+    """The fallback where no idmapped mount can be made: chown every file of `rootfs` to the host ids the
+    maps give its owners (once: a rootfs whose top directory is already owned by the mapped root is left)."""
+    def shift(value: int, maps: list[tuple[int, int, int]]) -> int:
+        for cid, hid, size in maps:
+            if cid <= value < cid + size:
+                return hid + value - cid
+        return value
+
+    top = os.lstat(rootfs)
+    if (top.st_uid, top.st_gid) == (shift(0, uid_maps), shift(0, gid_maps)) and (top.st_uid, top.st_gid) != (0, 0):
+        return
+    for directory, dirs, files in os.walk(rootfs):
+        for name in [directory] if directory == rootfs else []:
+            st = os.lstat(name)
+            os.lchown(name, shift(st.st_uid, uid_maps), shift(st.st_gid, gid_maps))
+        for name in dirs + files:
+            path = os.path.join(directory, name)
+            st = os.lstat(path)
+            mode = st.st_mode
+            os.lchown(path, shift(st.st_uid, uid_maps), shift(st.st_gid, gid_maps))
+            if not os.path.islink(path) and mode & 0o6000:
+                os.chmod(path, mode & 0o7777)  # chown clears setuid/setgid bits
+
+
+def refuse_unsupported(config: dict[str, Any]) -> None:
+    """NotImplemented_ naming the first field of `config` the built-in runtime cannot honour."""
+    for section, key in _UNSUPPORTED:
+        if (config.get(section) or {}).get(key) not in (None, [], {}, ""):
+            raise errors.NotImplemented_(f"{section}.{key} is not supported by the built-in runtime")
+    for name in _OTHER_PLATFORMS:
+        if config.get(name):
+            raise errors.NotImplemented_(f"{name}: the built-in runtime runs Linux containers only")
+    process = config.get("process") or {}
+    for key, (module, path) in _LSM_FILES.items():
+        if process.get(key):
+            reason = f"this host has no {module}" if not os.path.exists(path) else \
+                "the built-in runtime does not apply it"
+            raise errors.NotImplemented_(f"process.{key} {process[key]!r}: {reason}")
+    for i, m in enumerate(config.get("mounts") or []):
+        for key in ("uidMappings", "gidMappings"):
+            if m.get(key):
+                raise errors.NotImplemented_(f"mounts[{i}].{key} (idmapped mounts) is not supported by the "
+                                             "built-in runtime")
+        for opt in m.get("options") or []:
+            if opt in _UNSUPPORTED_MOUNT_OPTIONS:
+                raise errors.NotImplemented_(f"mounts[{i}] ({m.get('destination')}): option {opt!r} is not "
+                                             "supported by the built-in runtime")
+    propagation = (config.get("linux") or {}).get("rootfsPropagation")
+    if propagation and propagation not in _PROPAGATION:
+        raise errors.InvalidArgument(f"linux.rootfsPropagation: unknown value {propagation!r}")
 
 
 def _cap_mask(names: list[str] | None, warn: Callable[[str], None], allowed: int) -> int:
@@ -177,9 +296,11 @@ class BuiltinRuntime:
         return cg
 
     def _status(self, container_id: str, st: dict[str, Any]) -> str:
+        if st.get("creator"):
+            return "creating" if _proc_start_time(st["creator"]) == st.get("creator_start") else "stopped"
         pid = st.get("pid") or 0
-        if pid <= 0 or _proc_start_time(pid) != st.get("start_time"):
-            return "stopped"
+        if pid <= 0 or st.get("start_time") is None or _proc_start_time(pid) != st["start_time"]:
+            return "stopped"  # (no start time: the init died before create could record it)
         if (self._dir(container_id) / "exec.fifo").exists():
             return "created"
         if self._cgroup(st).frozen():
@@ -236,17 +357,49 @@ class BuiltinRuntime:
         warnings: list[str] = []
         cgroup = None
         try:
+            # Until the final state below, `state` says "creating" (while we live) or "stopped" (we died:
+            # `delete` then removes whatever we left).
+            self._write_atomic(cdir / "state.json", json.dumps({
+                "ociVersion": config.get("ociVersion", OCI_VERSION), "id": container_id, "pid": 0,
+                "creator": os.getpid(), "creator_start": _proc_start_time(os.getpid()), "bundle": str(bundle),
+                "rootfs": "", "created": _now(), "annotations": config.get("annotations") or {},
+                "cgroup_path": linux.get("cgroupsPath") or container_id}))
             cgroup = Cgroup(linux.get("cgroupsPath") or container_id)
             spec = self._spec_from_config(config, bundle, cgroup, warnings.append)
+            hooks = parse_hooks(config)
+            if hooks:
+                state_base = {"ociVersion": config.get("ociVersion", OCI_VERSION), "id": container_id,
+                              "bundle": str(bundle), "annotations": config.get("annotations") or {}}
+                spec.runtime_hooks = hooks.get("prestart", []) + hooks.get("createRuntime", [])
+                spec.n_prestart = len(hooks.get("prestart", []))
+                spec.create_hooks = hooks.get("createContainer", [])
+                spec.start_hooks = hooks.get("startContainer", [])
+                spec.hook_state = _h.hook_state_format({**state_base, "status": "creating"})
+                spec.hook_state_created = _h.hook_state_format({**state_base, "status": "created"})
             fifo = cdir / "exec.fifo"
             os.mkfifo(fifo, 0o622)
+            os.chmod(fifo, 0o622)  # not the umask's: the init opens it after its uid change
             spec.exec_fifo = str(fifo)
             spec.stdio = stdio
             spec.preserve_fds = preserve_fds
             spec.console_socket = str(console_socket) if console_socket else None
-            cgroup.create(linux.get("resources"))
+            from ctrpy.runtime.oci import device_rules
+
+            cgroup.create({**(linux.get("resources") or {}), "devices": device_rules(linux)})
             spec.cgroup_procs = cgroup.procs_files()
-            pid, helper_warnings = _h.spawn(spec)
+            try:
+                if spec.idmap_rootfs and os.environ.get("CTRPY_NO_IDMAP"):
+                    # Tests drive the fallback of filesystems and kernels without idmapped mounts.
+                    raise errors.NotImplemented_("idmapped rootfs: disabled by CTRPY_NO_IDMAP")
+                pid, helper_warnings = _h.spawn(spec)
+            except errors.CtrpyError as exc:
+                if not (spec.idmap_rootfs and "idmapped rootfs" in str(exc)):
+                    raise
+                # This filesystem (or kernel) cannot idmap: give the rootfs the mapped owners instead.
+                warnings.append(f"{exc}; chowning the rootfs to the mapped ids instead")
+                shift_ownership(str(spec.rootfs), spec.uid_maps, spec.gid_maps)
+                spec.idmap_rootfs = False
+                pid, helper_warnings = _h.spawn(spec)
             warnings += helper_warnings
             state = {
                 "ociVersion": config.get("ociVersion", OCI_VERSION),
@@ -260,7 +413,13 @@ class BuiltinRuntime:
                 "cgroup_path": cgroup.path,
                 "cgroup_dirs": cgroup.dirs,
                 "namespaces": [ns.get("type") for ns in linux.get("namespaces") or []],
+                # Run by start and delete, when the bundle may be gone.
+                "hooks": {k: (config.get("hooks") or {}).get(k) or [] for k in ("poststart", "poststop")},
             }
+            if spec.seccomp:
+                # exec'd processes get the container's filter too (as runc does), even without the bundle.
+                (cdir / "seccomp.bpf").write_bytes(spec.seccomp)
+                state["seccomp_flags"] = spec.seccomp_flags
             self._write_atomic(cdir / "state.json", json.dumps(state))
             if pid_file is not None:
                 self._write_atomic(Path(pid_file), str(pid))
@@ -333,6 +492,7 @@ class BuiltinRuntime:
     def _spec_from_config(self, config: dict[str, Any], bundle: Path, cgroup: Any,
                           warn: Callable[[str], None]) -> _h.Spec:
         linux = config.get("linux") or {}
+        refuse_unsupported(config)
         spec = self._process_spec(config["process"], warn)
         root = config.get("root") or {}
         rootfs = Path(root.get("path") or "rootfs")
@@ -344,12 +504,15 @@ class BuiltinRuntime:
         if linux.get("rootfsPropagation"):
             spec.rootfs_propagation = _PROPAGATION.get(linux["rootfsPropagation"], 0)
         new_ns = set()
+        uts = any(ns.get("type") == "uts" for ns in linux.get("namespaces") or [])
         for ns in linux.get("namespaces") or []:
             kind = ns.get("type")
             if kind not in NAMESPACES:
                 raise errors.NotImplemented_(f"namespace type {kind!r} is not supported")
-            if kind == "user":
-                raise errors.NotImplemented_("user namespaces are not supported by the built-in runtime yet")
+            if kind == "user" and ns.get("path"):
+                spec.userns_path = ns["path"]
+                spec.join.insert(0, (NAMESPACES[kind], ns["path"]))  # first: it owns the rest
+                continue
             if ns.get("path"):
                 spec.join.append((NAMESPACES[kind], ns["path"]))
             else:
@@ -357,9 +520,24 @@ class BuiltinRuntime:
                 new_ns.add(kind)
         if "mount" not in new_ns:
             raise errors.InvalidArgument("the built-in runtime needs a new mount namespace")
+        if "user" in new_ns:
+            spec.uid_maps, spec.gid_maps = id_maps(linux)
+            spec.idmap_rootfs = True
+        elif spec.userns_path:
+            if linux.get("uidMappings") or linux.get("gidMappings"):
+                raise errors.InvalidArgument("linux.uidMappings/gidMappings are for a new user namespace, not "
+                                             f"one joined by path ({spec.userns_path})")
+            # Namespaces made with the process would belong to the host's user namespace: make them after
+            # joining this one (only the cgroup namespace is made late anyway).
+            spec.unshare_flags = spec.clone_flags & ~_h.CLONE_NEWCGROUP
+            spec.clone_flags &= _h.CLONE_NEWCGROUP
+            spec.uid_maps, spec.gid_maps = joined_id_maps(spec.userns_path)
+            spec.idmap_rootfs = True
+        elif linux.get("uidMappings") or linux.get("gidMappings"):
+            raise errors.InvalidArgument("linux.uidMappings/gidMappings need a new user namespace")
         if config.get("hostname"):
-            if "uts" not in new_ns:
-                raise errors.InvalidArgument("hostname is set but the container has no new uts namespace")
+            if not uts:  # a joined one will do (runc sets the name there too)
+                raise errors.InvalidArgument("hostname is set but the container has no uts namespace")
             spec.hostname = config["hostname"]
         if config.get("domainname"):
             spec.domainname = config["domainname"]
@@ -391,15 +569,34 @@ class BuiltinRuntime:
                                           int(d.get("minor", 0)), 0o666 if mode is None else int(mode),
                                           int(d.get("uid", 0)), int(d.get("gid", 0))))
         if linux.get("seccomp"):
-            # The helper has the slot (ctrpy_spec_t.seccomp_filter, loaded last before execve); compiling a
-            # profile to BPF is a later issue. Say so rather than pretend.
-            warn("linux.seccomp is not applied yet by the built-in runtime (use --runtime runc for a profile)")
-        if any((config.get("hooks") or {}).values()):
-            raise errors.NotImplemented_("OCI hooks are not supported by the built-in runtime yet")
+            spec.seccomp, spec.seccomp_flags = self._seccomp_program(linux["seccomp"])
         spec.masked = list(linux.get("maskedPaths") or [])
         spec.readonly = list(linux.get("readonlyPaths") or [])
         spec.sysctl = {str(k): str(v) for k, v in (linux.get("sysctl") or {}).items()}
         return spec
+
+    def _seccomp_program(self, profile: dict[str, Any]) -> tuple[bytes, int]:
+        """The BPF program for an OCI seccomp profile, compiled once per distinct profile: libseccomp takes
+        tens of milliseconds for the default profile, which every `ctrpy run` has."""
+        import hashlib
+
+        from ctrpy.runtime import seccomp
+
+        flat = seccomp.flatten(profile)  # checks the profile every time
+        key = hashlib.sha256((_h.version() + json.dumps(profile, sort_keys=True)).encode()).hexdigest()[:32]
+        cached = self.root / f".seccomp-{key}.bpf"
+        try:
+            return cached.read_bytes(), flat.flags
+        except FileNotFoundError:
+            pass
+        program = _h.compile_seccomp(flat)
+        try:
+            tmp = cached.with_name(f"{cached.name}.{os.getpid()}.tmp")
+            tmp.write_bytes(program)
+            os.replace(tmp, cached)
+        except OSError:
+            pass  # a cache only
+        return program, flat.flags
 
     @staticmethod
     def _cgroup_mounts(dest: str, flags: int, cgroup: Any) -> list[_h.Mount]:
@@ -410,7 +607,10 @@ class BuiltinRuntime:
             (d,) = cgroup.dirs.values()
             return [_h.Mount("bind", d, dest, MS_BIND | MS_REC | base | ro)]
         mounts = [_h.Mount("tmpfs", "tmpfs", dest, base, 0, "mode=755")]
+        unified = cgroup.layout.unified
         for mount_point, d in cgroup.dirs.items():
+            if unified is not None and mount_point == unified.mount_point:
+                continue  # a hybrid host's cgroup2 tree: runc leaves it out of the container too
             name = os.path.basename(mount_point)
             mounts.append(_h.Mount("bind", d, f"{dest.rstrip('/')}/{name}", MS_BIND | MS_REC | base | ro))
         if ro:
@@ -430,6 +630,19 @@ class BuiltinRuntime:
                 fifo.unlink()
             except FileNotFoundError:
                 pass
+        self._run_post_hooks(st, "poststart", "running")
+
+    def _run_post_hooks(self, st: dict[str, Any], kind: str, status: str) -> None:
+        """poststart/poststop: a failure is a warning and the rest still run (runtime-spec)."""
+        hooks = parse_hooks({"hooks": {kind: (st.get("hooks") or {}).get(kind) or []}}).get(kind, [])
+        state = {"ociVersion": st.get("ociVersion", OCI_VERSION), "id": st["id"], "status": status,
+                 "pid": st["pid"] if status != "stopped" else 0, "bundle": st["bundle"],
+                 "annotations": st.get("annotations") or {}}
+        for hook in hooks:
+            try:
+                _h.run_hook(hook, state, kind)
+            except errors.CtrpyError as exc:
+                self.warn(str(exc))
 
     # -- signals and teardown ---------------------------------------------------------------------------
 
@@ -439,8 +652,9 @@ class BuiltinRuntime:
         if all:
             self._cgroup(st).kill_all(signal)
             return
-        if status == "stopped":
-            raise errors.FailedPrecondition(f"container {container_id} is not running")
+        if status not in ("created", "running", "paused"):
+            # The runtime-spec: kill is an error unless the container is created or running.
+            raise errors.FailedPrecondition(f"container {container_id} is {status}: cannot kill it")
         try:
             os.kill(st["pid"], signal)
         except ProcessLookupError:
@@ -450,9 +664,13 @@ class BuiltinRuntime:
         st = self._load(container_id)
         status = self._status(container_id, st)
         cgroup = self._cgroup(st)
-        if status in ("running", "paused") and not force:
+        if status != "stopped" and not force:
+            # The runtime-spec: deleting a container that is not stopped (a created one included, which
+            # runc deletes anyway) has no effect and is an error.
             raise errors.FailedPrecondition(
                 f"cannot delete container {container_id} that is not stopped: {status} (use --force)")
+        if status == "creating":
+            raise errors.FailedPrecondition(f"container {container_id} is being created: cannot delete it yet")
         if status != "stopped":
             # A created container is killed like runc does; a forced delete kills whatever runs.
             cgroup.kill_all(_signal.SIGKILL)
@@ -464,11 +682,12 @@ class BuiltinRuntime:
                 cgroup.kill_all(_signal.SIGKILL)
         cgroup.destroy()
         _rmtree(self._dir(container_id))
+        self._run_post_hooks(st, "poststop", "stopped")
 
     @staticmethod
     def _wait_gone(st: dict[str, Any], timeout: float) -> None:
         deadline = time.monotonic() + timeout
-        while _proc_start_time(st["pid"]) == st.get("start_time"):
+        while st.get("start_time") is not None and _proc_start_time(st["pid"]) == st["start_time"]:
             if time.monotonic() > deadline:
                 raise errors.DeadlineExceeded(f"container {st['id']}: init {st['pid']} did not exit after SIGKILL")
             time.sleep(0.002)
@@ -509,6 +728,7 @@ class BuiltinRuntime:
         if process.get("terminal") and console_socket is None:
             raise errors.InvalidArgument("process.terminal is set: a console socket is required")
         warnings: list[str] = []
+        refuse_unsupported({"process": process})
         spec = self._process_spec(process, warnings.append)
         pid = st["pid"]
         for name, kind in _NS_FILES:
@@ -519,6 +739,11 @@ class BuiltinRuntime:
             except FileNotFoundError:
                 continue
         spec.cgroup_procs = self._cgroup(st).procs_files()
+        try:
+            spec.seccomp = (self._dir(container_id) / "seccomp.bpf").read_bytes()
+            spec.seccomp_flags = int(st.get("seccomp_flags") or 0)
+        except FileNotFoundError:
+            pass
         spec.stdio = stdio
         spec.console_socket = str(console_socket) if console_socket else None
         child, helper_warnings = _h.spawn(spec)
@@ -540,6 +765,9 @@ class BuiltinRuntime:
     def run(self, container_id: str, bundle: Path, *, pid_file: Path | None = None,
             console_socket: Path | None = None, detach: bool = False, preserve_fds: int = 0) -> int | None:
         """create + start; unless `detach`, wait for the init (forwarding signals), delete, return its status."""
+        if not detach:
+            # Joining a pid namespace makes the init our grandchild: adopt it to be able to wait for it.
+            _h.set_subreaper()
         self.create(container_id, bundle, pid_file=pid_file, console_socket=console_socket,
                     preserve_fds=preserve_fds)
         pid = self._load(container_id)["pid"]

@@ -30,12 +30,7 @@ from ctrpy.runtime import errors
 
 CGROUP_ROOT = "/sys/fs/cgroup"
 
-# Devices every container gets, whatever its spec says (runc's AllowedDevices): mknod of any node (opening
-# one still needs a rule), null, zero, full, tty, random, urandom, the console and ptys.
-DEFAULT_ALLOWED_DEVICES = (
-    "c *:* m", "b *:* m", "c 1:3 rwm", "c 1:5 rwm", "c 1:7 rwm", "c 5:0 rwm", "c 1:8 rwm", "c 1:9 rwm",
-    "c 5:1 rwm", "c 136:* rwm", "c 5:2 rwm", "c 10:200 rwm",
-)
+# The device rules themselves (the spec's plus runc's defaults) are made by oci.device_rules().
 
 
 # OCI linux.resources.blockIO throttle lists, and the file (v1) or io.max key (v2) each one sets.
@@ -177,6 +172,39 @@ def _write(path: str, value: str | int) -> None:
         raise errors.from_errno(exc.errno or 0, f"cgroup: write {value!r} to {path}") from None
 
 
+# linux.resources "<section>.<key>" -> (v1 controller, file); memory limit/swap/swappiness, cpu
+# shares/quota/period, pids and devices have their own writers below.
+_V1_SCALARS = {
+    "memory.reservation": ("memory", "memory.soft_limit_in_bytes"),
+    "memory.kernel": ("memory", "memory.kmem.limit_in_bytes"),
+    "memory.kernelTCP": ("memory", "memory.kmem.tcp.limit_in_bytes"),
+    "memory.disableOOMKiller": ("memory", "memory.oom_control"),
+    "memory.useHierarchy": ("memory", "memory.use_hierarchy"),
+    "cpu.cpus": ("cpuset", "cpuset.cpus"),
+    "cpu.mems": ("cpuset", "cpuset.mems"),
+    "cpu.realtimePeriod": ("cpu", "cpu.rt_period_us"),
+    "cpu.realtimeRuntime": ("cpu", "cpu.rt_runtime_us"),
+    "cpu.burst": ("cpu", "cpu.cfs_burst_us"),
+    "cpu.idle": ("cpu", "cpu.idle"),
+    "blockIO.leafWeight": ("blkio", "blkio.leaf_weight"),
+}
+# What _apply_v2 writes today; any other linux.resources field is refused there by name.
+_V2_HONOURED = {"devices", "memory.limit", "memory.swap", "cpu.shares", "cpu.quota", "cpu.period", "pids.limit",
+                "memory.checkBeforeUpdate", "cpu.cpus", "cpu.mems", "unified", "blockIO.weight",
+                "blockIO.weightDevice", *(f"blockIO.{key}" for key in _THROTTLE_V2)}
+
+
+def _present(resources: dict[str, Any]) -> list[str]:
+    """Dotted names of the fields set in an OCI linux.resources object (one level into sections)."""
+    names = []
+    for section, value in resources.items():
+        if isinstance(value, dict) and section not in ("unified", "rdma"):
+            names += [f"{section}.{k}" for k, v in value.items() if v not in (None, [], "", False)]
+        elif value not in (None, [], {}, "", False):
+            names.append(section)
+    return names
+
+
 def _maybe_int(text: str) -> int | None:
     try:
         return int(text)
@@ -291,28 +319,80 @@ class Cgroup:
             current = os.path.join(current, part)
 
     def apply(self, resources: dict[str, Any]) -> None:
-        """Write the limits of an OCI `linux.resources` object."""
+        """Write the limits of an OCI `linux.resources` object; a field this host cannot honour is refused
+        with an error naming it, before anything is written."""
         memory = resources.get("memory") or {}
         cpu = resources.get("cpu") or {}
         pids = resources.get("pids") or {}
         if self.is_v2:
+            unsupported = [f"linux.resources.{name}" for name in _present(resources) if name not in _V2_HONOURED]
+            if unsupported:
+                raise errors.NotImplemented_(f"{unsupported[0]} is not supported on cgroup v2 yet")
             self._apply_v2(memory, cpu, pids)
             self._apply_blkio_v2(resources.get("blockIO") or {})
             self._apply_unified(resources.get("unified") or {})
+            self._apply_cpuset(cpu)
             if resources.get("devices") is not None:
                 self._apply_devices_v2(resources["devices"])
         else:
-            if resources.get("unified"):
-                raise errors.InvalidArgument("linux.resources.unified needs a cgroup v2 (unified) host")
+            writes = self._v1_extra_writes(resources)
             self._apply_v1(memory, cpu, pids, resources.get("devices"))
             self._apply_blkio_v1(resources.get("blockIO") or {})
-        self._apply_cpuset(cpu)
+            for field, path, value in writes:
+                try:
+                    _write(path, value)
+                except errors.CtrpyError as exc:
+                    raise type(exc)(f"linux.resources.{field}: {exc}") from None
 
-    def _apply_cpuset(self, cpu: dict[str, Any]) -> None:
-        d = self._v2_dir() if self.is_v2 else self._v1_dir("cpuset")
-        for key in ("cpus", "mems"):
-            if d and cpu.get(key):
-                _write(os.path.join(d, f"cpuset.{key}"), cpu[key])
+    def _v1_extra_writes(self, resources: dict[str, Any]) -> list[tuple[str, str, str]]:
+        """(field, file, value) for every linux.resources field beyond memory limit/swap, cpu shares/quota,
+        pids and devices; NotImplemented_ naming the first one this host has no controller or file for."""
+        memory = resources.get("memory") or {}
+        writes: list[tuple[str, str, str]] = []
+
+        def add(field: str, controller: str, name: str, value: Any) -> None:
+            d = self._v1_dir(controller)
+            if d is None:
+                raise errors.NotImplemented_(
+                    f"linux.resources.{field}: this host mounts no {controller} cgroup v1 controller")
+            if not os.path.exists(os.path.join(d, name)):
+                raise errors.NotImplemented_(f"linux.resources.{field}: this kernel has no {controller} {name}")
+            if isinstance(value, bool):
+                value = int(value)
+            writes.append((field, os.path.join(d, name), str(value)))
+
+        mem = self._v1_dir("memory")
+        if memory.get("swap") not in (None, 0, memory.get("limit")) and memory.get("limit") and mem and \
+                not os.path.exists(os.path.join(mem, "memory.memsw.limit_in_bytes")):
+            raise errors.NotImplemented_("linux.resources.memory.swap: this kernel has no swap accounting "
+                                         "(memory.memsw.limit_in_bytes)")
+        for field, (controller, name) in _V1_SCALARS.items():
+            section, key = field.split(".")
+            value = (resources.get(section) or {}).get(key)
+            if value is not None and value != "":
+                add(field, controller, name, value)
+        block = resources.get("blockIO") or {}
+        for entry in block.get("weightDevice") or []:  # weight and throttles: _apply_blkio_v1
+            dev = f"{entry['major']}:{entry['minor']}"
+            if entry.get("leafWeight") is not None:
+                add("blockIO.weightDevice", "blkio", "blkio.leaf_weight_device", f"{dev} {entry['leafWeight']}")
+        for entry in resources.get("hugepageLimits") or []:
+            add("hugepageLimits", "hugetlb", f"hugetlb.{entry['pageSize']}.limit_in_bytes", entry["limit"])
+        network = resources.get("network") or {}
+        if network.get("classID") is not None:
+            add("network.classID", "net_cls", "net_cls.classid", network["classID"])
+        for entry in network.get("priorities") or []:
+            add("network.priorities", "net_prio", "net_prio.ifpriomap", f"{entry['name']} {entry['priority']}")
+        for name, limit in (resources.get("rdma") or {}).items():
+            parts = [f"{k}={limit[k]}" for k in ("hcaHandles", "hcaObjects") if limit.get(k) is not None]
+            add("rdma", "rdma", "rdma.max", f"{name} " + " ".join(
+                p.replace("hcaHandles", "hca_handle").replace("hcaObjects", "hca_object") for p in parts))
+        if resources.get("unified"):
+            raise errors.NotImplemented_("linux.resources.unified needs a cgroup v2 host (this one is "
+                                         f"{self.layout.mode})")
+        # The order runc writes them in: a realtime period before its runtime.
+        writes.sort(key=lambda w: w[0] != "cpu.realtimePeriod")
+        return writes
 
     def _apply_v1(self, memory: dict[str, Any], cpu: dict[str, Any], pids: dict[str, Any],
                   devices: list[dict[str, Any]] | None) -> None:
@@ -352,8 +432,6 @@ class Cgroup:
             access = rule.get("access") or "rwm"
             entry = "a" if kind == "a" else f"{kind} {major}:{minor} {access}"
             _write(os.path.join(d, "devices.allow" if rule.get("allow") else "devices.deny"), entry)
-        for entry in DEFAULT_ALLOWED_DEVICES:
-            _write(os.path.join(d, "devices.allow"), entry)
 
     def _apply_v2(self, memory: dict[str, Any], cpu: dict[str, Any], pids: dict[str, Any]) -> None:
         d = self._v2_dir()
@@ -417,14 +495,20 @@ class Cgroup:
                 raise errors.InvalidArgument(f"linux.resources.unified: invalid file name {name!r}")
             _write(os.path.join(d, name), value)
 
+    def _apply_cpuset(self, cpu: dict[str, Any]) -> None:
+        """v2's cpuset.cpus/mems (v1 writes them through _v1_extra_writes)."""
+        d = self._v2_dir()
+        for key in ("cpus", "mems"):
+            if d and cpu.get(key):
+                _write(os.path.join(d, f"cpuset.{key}"), cpu[key])
+
     def _apply_devices_v2(self, devices: list[dict[str, Any]]) -> None:
         """v2 has no devices files: an eBPF program attached to the cgroup decides (csrc/bpf_devices.c)."""
         from ctrpy.runtime import helper
 
         d = self._v2_dir()
         assert d is not None
-        rules = [device_rule(r) for r in devices] + [parse_device_entry(e) for e in DEFAULT_ALLOWED_DEVICES]
-        helper.bpf_devices_set(d, rules)
+        helper.bpf_devices_set(d, [device_rule(r) for r in devices])
 
     def add(self, pid: int) -> None:
         """Move `pid` into this cgroup in every hierarchy."""

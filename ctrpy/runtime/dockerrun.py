@@ -67,6 +67,7 @@ class RunRequest:
     cap_drop: list[str] = field(default_factory=list)
     privileged: bool = False
     security_opt: list[str] = field(default_factory=list)
+    userns_remap: str = ""
     read_only: bool = False
     devices: list[str] = field(default_factory=list)
     init: bool = False
@@ -384,32 +385,6 @@ def _namespace_opt(kind: str, value: str, client: Any) -> oci.SpecOpt | None:
                                  f"use host or container:NAME")
 
 
-def _security_opts(opts: list[str]) -> list[oci.SpecOpt]:
-    out: list[oci.SpecOpt] = []
-    for item in opts:
-        key, sep, value = item.partition("=" if "=" in item else ":")
-        if key == "no-new-privileges":
-            out.append(oci.with_no_new_privileges(value.lower() not in ("false", "0")))
-        elif key == "seccomp" and value == "unconfined":
-            out.append(oci.with_seccomp(None))
-        elif key == "seccomp" and value:
-            import json
-
-            try:
-                profile = json.loads(Path(value).read_text())
-            except OSError as exc:
-                raise errors.from_oserror(exc, f"cannot read seccomp profile {value}") from None
-            except ValueError as exc:
-                raise errors.InvalidArgument(f"seccomp profile {value} is not JSON: {exc}") from None
-            out.append(oci.with_seccomp(profile))
-        elif key in ("apparmor", "label") and value in ("unconfined", "disable"):
-            continue  # no AppArmor or SELinux confinement is applied here in the first place
-        else:
-            raise errors.InvalidArgument(
-                f"unsupported --security-opt {item!r}: use no-new-privileges, seccomp=unconfined|FILE")
-    return out
-
-
 # ------------------------------------------------------------------------------------------------ create
 
 def image_config(client: Any, image_ref: str) -> dict[str, Any]:
@@ -504,7 +479,9 @@ def create(client: Any, req: RunRequest) -> Any:
         spec_opts.append(with_cpuset_cpus(req.cpuset_cpus))
     for text in req.ulimits:
         spec_opts.append(oci.with_rlimit(*parse_ulimit(text)))
-    spec_opts += _security_opts(req.security_opt)
+    spec_opts += oci.with_security_opts(req.security_opt)
+    if req.userns_remap:
+        spec_opts.append(oci.with_userns_remap(req.userns_remap))
     if req.devices:
         spec_opts.append(with_devices([parse_device(d) for d in req.devices]))
     for kind, value in (("pid", req.pid), ("ipc", req.ipc), ("uts", req.uts)):

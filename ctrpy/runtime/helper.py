@@ -8,6 +8,7 @@ becomes the matching `CtrpyError` through `errors.from_errno`, keeping the errno
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,6 +21,9 @@ except ImportError as _exc:  # pragma: no cover - only on a broken install
     _IMPORT_ERROR: ImportError | None = _exc
 else:
     _IMPORT_ERROR = None
+    if os.environ.get("CTRPY_INROOT_NO_OPENAT2"):
+        # Tests drive the userspace walk that stands in for openat2 on kernels older than 5.6.
+        lib.ctrpy_inroot_set_openat2(0)
 
 # Namespace types, as the kernel numbers them (CLONE_NEW*).
 CLONE_NEWNS = 0x00020000
@@ -69,6 +73,26 @@ class Device:
 
 
 @dataclass
+class Hook:
+    """One OCI hook: `args` includes argv[0] (empty: just the path); `env` empty means an empty
+    environment; `timeout` in seconds, 0 for none."""
+
+    path: str
+    args: list[str] = field(default_factory=list)
+    env: list[str] = field(default_factory=list)
+    timeout: int = 0
+
+
+def hook_state_format(state: dict[str, Any]) -> str:
+    """The state JSON as the helper's format: every "%" doubled, "%d" where the pid goes."""
+    import json
+
+    marker = -718281828
+    text = json.dumps({**state, "pid": marker}).replace("%", "%%")
+    return text.replace(str(marker), "%d")
+
+
+@dataclass
 class Spec:
     """Everything the helper needs to make one container process (see csrc/helper.h)."""
 
@@ -77,6 +101,11 @@ class Spec:
     cwd: str = "/"
     clone_flags: int = 0
     join: list[tuple[int, str]] = field(default_factory=list)  # (CLONE_NEW* type, /proc/<pid>/ns/<x>)
+    uid_maps: list[tuple[int, int, int]] = field(default_factory=list)  # (container id, host id, size)
+    gid_maps: list[tuple[int, int, int]] = field(default_factory=list)
+    idmap_rootfs: bool = False  # with a new user namespace: an idmapped mount of the rootfs
+    userns_path: str | None = None  # a user namespace joined by path (also first in `join`)
+    unshare_flags: int = 0  # then: the namespaces to create after joining it
     rootfs: str | None = None
     rootfs_readonly: bool = False
     rootfs_propagation: int = 0
@@ -102,6 +131,80 @@ class Spec:
     console_size: tuple[int, int] | None = None  # (rows, cols)
     console_socket: str | None = None
     exec_fifo: str | None = None
+    # OCI hooks: prestart + createRuntime (the first n_prestart are prestart), createContainer,
+    # startContainer; the state JSON for them with "%d" for the pid (see hook_state_format).
+    runtime_hooks: list[Hook] = field(default_factory=list)
+    n_prestart: int = 0
+    create_hooks: list[Hook] = field(default_factory=list)
+    start_hooks: list[Hook] = field(default_factory=list)
+    hook_state: str | None = None
+    hook_state_created: str | None = None
+    seccomp: bytes | None = None  # a BPF program from compile_seccomp
+    seccomp_flags: int = 0  # SECCOMP_FILTER_FLAG_*
+
+
+@dataclass
+class SeccompRule:
+    """One syscall, one action (helper action kind + errno/trace value), its conditions ANDed:
+    (argument index, operator, value, value_two)."""
+
+    name: str
+    action: int
+    value: int = 0
+    args: list[tuple[int, int, int, int]] = field(default_factory=list)
+
+
+@dataclass
+class SeccompProfile:
+    default_action: int
+    default_value: int
+    arches: list[str]  # libseccomp names (x86_64, x86, x32, aarch64...)
+    rules: list[SeccompRule]
+    flags: int = 0
+
+
+def seccomp_actions() -> dict[str, int]:
+    """OCI action name -> the helper's action kind."""
+    h = _lib()
+    return {f"SCMP_ACT_{n}": getattr(h, f"CTRPY_SCMP_ACT_{n}")
+            for n in ("KILL", "KILL_PROCESS", "TRAP", "ERRNO", "TRACE", "ALLOW", "LOG")} | {
+        "SCMP_ACT_KILL_THREAD": h.CTRPY_SCMP_ACT_KILL}
+
+
+def seccomp_operators() -> dict[str, int]:
+    h = _lib()
+    return {f"SCMP_CMP_{n}": getattr(h, f"CTRPY_SCMP_CMP_{n}")
+            for n in ("NE", "LT", "LE", "EQ", "GE", "GT", "MASKED_EQ")}
+
+
+def seccomp_flag(name: str) -> int:
+    return int(getattr(_lib(), name))
+
+
+def compile_seccomp(profile: SeccompProfile) -> bytes:
+    """The BPF program (struct sock_filter[]) libseccomp makes of `profile`."""
+    h = _lib()
+    arena = _Arena()
+    p = arena.new("ctrpy_seccomp_t *")
+    p.default_action, p.default_value = profile.default_action, profile.default_value
+    p.n_arches, p.arches = len(profile.arches), arena.strv(profile.arches, terminate=False)
+    rules = arena.new("ctrpy_seccomp_rule_t[]", max(1, len(profile.rules)))
+    for i, r in enumerate(profile.rules):
+        rules[i].name = arena.str(r.name)
+        rules[i].action, rules[i].value = r.action, r.value
+        args = arena.new("ctrpy_seccomp_arg_t[]", max(1, len(r.args)))
+        for j, (index, op, value, value_two) in enumerate(r.args):
+            args[j].index, args[j].op = index, op
+            args[j].value, args[j].value_two = value & (2**64 - 1), value_two & (2**64 - 1)
+        rules[i].n_args, rules[i].args = len(r.args), args
+    p.n_rules, p.rules = len(profile.rules), rules
+    size = h.CTRPY_SECCOMP_MAX_BYTES
+    buf = ffi.new("unsigned char[]", size)
+    length = ffi.new("size_t *")
+    err = ffi.new("ctrpy_err_t *")
+    if h.ctrpy_seccomp_compile(p, buf, size, length, err) < 0:
+        _raise(err)
+    return bytes(ffi.buffer(buf, length[0]))
 
 
 class _Arena:
@@ -129,12 +232,43 @@ class _Arena:
         return obj
 
 
+def _hooks(hooks: list[Hook], arena: _Arena) -> Any:
+    arr = arena.new("ctrpy_hook_t[]", max(1, len(hooks)))
+    for i, h in enumerate(hooks):
+        arr[i].path = arena.str(h.path)
+        arr[i].argv = arena.strv(h.args) if h.args else ffi.NULL
+        arr[i].env = arena.strv(h.env)
+        arr[i].timeout = h.timeout
+    return arr
+
+
+def run_hook(hook: Hook, state: dict[str, Any], kind: str) -> None:
+    """Run one hook with `state` on its stdin (the helper's runner, as for the hooks it runs itself);
+    raises the CtrpyError of its failure (non-zero exit, timeout)."""
+    arena = _Arena()
+    err = ffi.new("ctrpy_err_t *")
+    fmt = hook_state_format(state)
+    if _lib().ctrpy_run_hook(_hooks([hook], arena), fmt.encode(), int(state.get("pid") or 0), kind.encode(),
+                             err) < 0:
+        _raise(err)
+
+
 def _build(spec: Spec, arena: _Arena) -> Any:
     s = arena.new("ctrpy_spec_t *")
     s.clone_flags = spec.clone_flags
     s.n_ns = len(spec.join)
     s.ns_types = arena.new("int[]", [t for t, _ in spec.join] or [0])
     s.ns_paths = arena.strv([p for _, p in spec.join], terminate=False)
+    for name in ("uid_maps", "gid_maps"):
+        maps = getattr(spec, name)
+        arr = arena.new("ctrpy_idmap_t[]", max(1, len(maps)))
+        for i, (cid, hid, size) in enumerate(maps):
+            arr[i].container_id, arr[i].host_id, arr[i].size = cid, hid, size
+        setattr(s, f"n_{name}", len(maps))
+        setattr(s, name, arr)
+    s.idmap_rootfs = int(spec.idmap_rootfs)
+    s.userns_path = arena.str(spec.userns_path)
+    s.unshare_flags = spec.unshare_flags
     s.rootfs = arena.str(spec.rootfs)
     s.rootfs_readonly = int(spec.rootfs_readonly)
     s.rootfs_propagation = spec.rootfs_propagation
@@ -188,6 +322,16 @@ def _build(spec: Spec, arena: _Arena) -> Any:
         s.console_rows, s.console_cols = spec.console_size
     s.console_socket = arena.str(spec.console_socket)
     s.exec_fifo = arena.str(spec.exec_fifo)
+    for prefix, hooks in (("runtime", spec.runtime_hooks), ("create", spec.create_hooks),
+                          ("start", spec.start_hooks)):
+        setattr(s, f"n_{prefix}_hooks", len(hooks))
+        setattr(s, f"{prefix}_hooks", _hooks(hooks, arena))
+    s.n_prestart_hooks = spec.n_prestart
+    s.hook_state = arena.str(spec.hook_state)
+    s.hook_state_created = arena.str(spec.hook_state_created)
+    if spec.seccomp:
+        prog = arena.new("unsigned char[]", spec.seccomp)
+        s.seccomp_filter, s.seccomp_len, s.seccomp_flags = prog, len(spec.seccomp), spec.seccomp_flags
     return s
 
 

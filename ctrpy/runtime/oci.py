@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from ctrpy.runtime import errors
+from ctrpy.runtime import errors, seccomp
 
 Spec = dict[str, Any]
 SpecOpt = Callable[[Spec], None]
@@ -59,6 +59,29 @@ DEFAULT_DEVICES = [
     ("/dev/urandom", 1, 9), ("/dev/tty", 5, 0),
 ]
 EXTRA_ALLOWED_DEVICES = [(5, 1), (5, 2), (136, -1)]  # /dev/console, /dev/ptmx, /dev/pts/*
+
+# The device cgroup rules every container gets after its spec's own (runc's specconv.AllowedDevices):
+# mknod of any node (access stays denied), the default devices, /dev/pts/*, /dev/ptmx and /dev/net/tun.
+RUNTIME_DEVICE_RULES: list[dict[str, Any]] = [
+    {"allow": True, "type": "c", "access": "m"},
+    {"allow": True, "type": "b", "access": "m"},
+    *({"allow": True, "type": "c", "major": ma, "minor": mi, "access": "rwm"} for _, ma, mi in DEFAULT_DEVICES),
+    {"allow": True, "type": "c", "major": 136, "access": "rwm"},
+    {"allow": True, "type": "c", "major": 5, "minor": 2, "access": "rwm"},
+    {"allow": True, "type": "c", "major": 10, "minor": 200, "access": "rwm"},
+]
+
+
+def device_rules(linux: dict[str, Any]) -> list[dict[str, Any]]:
+    """The device cgroup rules a runtime applies for `linux` (as runc does): the spec's
+    linux.resources.devices, then rwm for each linux.devices node, then RUNTIME_DEVICE_RULES. The v1
+    devices controller and the v2 eBPF program are both made from this list, in order."""
+    rules = [dict(r) for r in (linux.get("resources") or {}).get("devices") or []]
+    for d in linux.get("devices") or []:
+        if d.get("type") in ("c", "b", "u"):
+            rules.append({"allow": True, "type": "c" if d["type"] == "u" else d["type"],
+                          "major": int(d.get("major", 0)), "minor": int(d.get("minor", 0)), "access": "rwm"})
+    return rules + [dict(r) for r in RUNTIME_DEVICE_RULES]
 
 
 def default_mounts() -> list[dict[str, Any]]:
@@ -123,17 +146,24 @@ def default_spec() -> Spec:
             "devices": devices,
             "maskedPaths": list(MASKED_PATHS),
             "readonlyPaths": list(READONLY_PATHS),
-            # Left for a seccomp profile (a later issue hardens it): see with_seccomp().
+            "seccomp": seccomp.default_profile(DEFAULT_CAPS),
         },
         "annotations": {},
     }
 
 
 def generate_spec(*opts: SpecOpt) -> Spec:
-    """The default spec with `opts` applied in order."""
+    """The default spec with `opts` applied in order.
+
+    The default seccomp profile depends on the bounding capabilities (CAP_SYS_ADMIN unlocks mount...): while
+    no option replaced it, it is made again for the final capabilities, as containerd's WithDefaultProfile.
+    """
     spec = default_spec()
+    default_profile = spec["linux"]["seccomp"]
     for opt in opts:
         opt(spec)
+    if spec["linux"].get("seccomp") is default_profile:
+        spec["linux"]["seccomp"] = seccomp.default_profile(spec["process"]["capabilities"]["bounding"])
     return spec
 
 
@@ -266,9 +296,11 @@ def with_capabilities(add: Sequence[str] = (), drop: Sequence[str] = ()) -> Spec
 
 
 def with_privileged() -> SpecOpt:
-    """All capabilities, no masked or read-only paths, writable /sys and cgroupfs, every device allowed."""
+    """All capabilities, no masked or read-only paths, writable /sys and cgroupfs, every device allowed,
+    no seccomp filter (docker's --privileged)."""
     def opt(spec: Spec) -> None:
         _set_caps(spec, host_capabilities())
+        spec["linux"].pop("seccomp", None)
         spec["linux"]["maskedPaths"] = []
         spec["linux"]["readonlyPaths"] = []
         spec["linux"]["resources"]["devices"] = [{"allow": True, "access": "rwm"}]
@@ -286,13 +318,40 @@ def with_no_new_privileges(enabled: bool = True) -> SpecOpt:
 
 
 def with_seccomp(profile: dict[str, Any] | None) -> SpecOpt:
-    """The place for a seccomp profile (linux.seccomp); None leaves the container unconfined."""
+    """A seccomp profile (OCI linux.seccomp); None leaves the container unconfined."""
     def opt(spec: Spec) -> None:
         if profile is None:
             spec["linux"].pop("seccomp", None)
         else:
             spec["linux"]["seccomp"] = copy.deepcopy(profile)
     return opt
+
+
+def with_seccomp_file(path: str) -> SpecOpt:
+    """A seccomp profile file (OCI or docker format; the latter resolved for the spec's capabilities)."""
+    def opt(spec: Spec) -> None:
+        caps = spec["process"].get("capabilities", {}).get("bounding") or []
+        spec["linux"]["seccomp"] = seccomp.load_profile(path, caps)
+    return opt
+
+
+def with_security_opts(values: Sequence[str]) -> list[SpecOpt]:
+    """docker's --security-opt: seccomp=unconfined|PROFILE.json, no-new-privileges[=true|false]."""
+    opts: list[SpecOpt] = []
+    for value in values:
+        key, sep, arg = value.partition("=" if "=" in value else ":")  # docker also takes `seccomp:FILE`
+        if key == "seccomp" and sep and arg:
+            opts.append(with_seccomp(None) if arg == "unconfined" else with_seccomp_file(arg))
+        elif key == "no-new-privileges" and arg in ("", "true", "false", "1", "0"):
+            opts.append(with_no_new_privileges(arg not in ("false", "0")))
+        elif key in ("apparmor", "label") and arg in ("unconfined", "disable"):
+            continue  # this host has neither AppArmor nor SELinux: nothing is confined to begin with
+        elif key in ("apparmor", "label", "systempaths"):
+            raise errors.NotImplemented_(f"--security-opt {value}: {key} is not supported on this host")
+        else:
+            raise errors.InvalidArgument(
+                f"invalid --security-opt {value!r} (seccomp=unconfined|PROFILE.json, no-new-privileges)")
+    return opts
 
 
 def with_rlimit(kind: str, soft: int, hard: int) -> SpecOpt:
@@ -305,7 +364,19 @@ def with_rlimit(kind: str, soft: int, hard: int) -> SpecOpt:
 
 # --- namespaces, mounts, cgroups -----------------------------------------------------------------------
 
+NAMESPACE_KINDS = ("pid", "network", "mount", "ipc", "uts", "user", "cgroup", "time")
+
+
+def _namespace_kind(kind: str) -> str:
+    if kind not in NAMESPACE_KINDS:
+        raise errors.InvalidArgument(f"unknown namespace type {kind!r} (one of {', '.join(NAMESPACE_KINDS)})")
+    return kind
+
+
 def with_host_namespace(kind: str) -> SpecOpt:
+    """Share the host's namespace of `kind` (docker's --pid/--ipc/--uts host): drop it from the spec."""
+    _namespace_kind(kind)
+
     def opt(spec: Spec) -> None:
         spec["linux"]["namespaces"] = [n for n in spec["linux"]["namespaces"] if n["type"] != kind]
     return opt
@@ -317,10 +388,51 @@ def with_net_host() -> SpecOpt:
 
 
 def with_namespace_path(kind: str, path: str) -> SpecOpt:
+    """Join an existing namespace (a CRI container joining its sandbox's, `--network container:ID`):
+    `path` is e.g. /proc/<pid>/ns/net or a bind-mounted namespace file."""
+    _namespace_kind(kind)
+    if not path.startswith("/"):
+        raise errors.InvalidArgument(f"namespace path {path!r} must be absolute")
+
     def opt(spec: Spec) -> None:
         spaces = [n for n in spec["linux"]["namespaces"] if n["type"] != kind]
         spaces.append({"type": kind, "path": path})
         spec["linux"]["namespaces"] = spaces
+    return opt
+
+
+def _subordinate_range(name: str, path: str) -> tuple[int, int]:
+    try:
+        lines = Path(path).read_text().splitlines()
+    except FileNotFoundError:
+        lines = []
+    except OSError as exc:
+        raise errors.from_oserror(exc, "cannot read subordinate ids") from None
+    for line in lines:
+        fields = line.strip().split(":")
+        if len(fields) == 3 and fields[0] == name and fields[1].isdigit() and fields[2].isdigit():
+            return int(fields[1]), int(fields[2])
+    raise errors.NotFound(f"--userns-remap: no entry for {name!r} in {path}")
+
+
+def with_userns_remap(value: str, subuid: str = "/etc/subuid", subgid: str = "/etc/subgid") -> SpecOpt:
+    """A new user namespace whose root is an unprivileged host range (docker's --userns-remap): USER[:GROUP]
+    takes the user's range from /etc/subuid and the group's from /etc/subgid; HOSTID:SIZE gives it."""
+    if re.fullmatch(r"\d+:\d+", value):
+        start, size = (int(v) for v in value.split(":"))
+        if size <= 0 or start <= 0:
+            raise errors.InvalidArgument(f"--userns-remap {value!r}: HOSTID and SIZE must be positive")
+        uid_range = gid_range = (start, size)
+    else:
+        user, _, group = value.partition(":")
+        uid_range = _subordinate_range(user, subuid)
+        gid_range = _subordinate_range(group or user, subgid)
+
+    def opt(spec: Spec) -> None:
+        spaces = [n for n in spec["linux"]["namespaces"] if n["type"] != "user"]
+        spec["linux"]["namespaces"] = spaces + [{"type": "user"}]
+        spec["linux"]["uidMappings"] = [{"containerID": 0, "hostID": uid_range[0], "size": uid_range[1]}]
+        spec["linux"]["gidMappings"] = [{"containerID": 0, "hostID": gid_range[0], "size": gid_range[1]}]
     return opt
 
 
@@ -525,8 +637,10 @@ def with_image_config(image_config: dict[str, Any], read: FileReader | None = No
         spec["process"]["env"] = _set_env(spec["process"]["env"], cfg.get("Env") or [])
         spec["process"]["cwd"] = cfg.get("WorkingDir") or "/"
         spec["process"]["args"] = list(cfg.get("Entrypoint") or []) + list(cfg.get("Cmd") or [])
-        if cfg.get("User") and read is not None:
-            uid, gid, extra = resolve_user(cfg["User"], read)
+        if read is not None:
+            # No User is root, who also gets the image's /etc/group memberships (containerd's
+            # WithAdditionalGIDs, docker's `id` shows them).
+            uid, gid, extra = resolve_user(cfg.get("User") or "0", read)
             with_user(uid, gid, extra)(spec)
     return opt
 

@@ -224,9 +224,10 @@ def create_container(client: Any, opts: ContainerOptions) -> Any:
             spec_opts.append(oci.with_cpu_shares(opts.cpu_shares))
         if opts.pids_limit is not None:
             spec_opts.append(oci.with_pids_limit(opts.pids_limit))
+        spec_opts.extend(opts.spec_opts)
         spec_opts.append(oci.with_cgroups_path(
             oci.cgroups_path(client.config.get("cgroup.parent", "ctrpy"), client.namespace, opts.id)))
-        spec = oci.generate_spec(*spec_opts, *opts.spec_opts)
+        spec = oci.generate_spec(*spec_opts)
         if not spec["process"]["args"]:
             raise errors.InvalidArgument("no command given and the image has none")
         extensions: dict[str, Any] = {**opts.extensions, ETC_EXTENSION: {"net_host": opts.net_host,
