@@ -331,6 +331,9 @@ class Attachment:
         except OSError as exc:
             sock.close()
             raise errors.Unavailable(f"the task's supervisor is not reachable: {exc.strerror}") from None
+        if not sup._peer_is_us(sock):  # i15: an abstract name can be squatted by another user
+            sock.close()
+            raise errors.PermissionDenied(f"the task's supervisor socket {address[1:]!r} belongs to another user")
         att = cls(sock, 0, False)
         sock.sendall(sup.jframe(kind, request))
         sock.settimeout(timeout)
