@@ -3,10 +3,16 @@
  * The CLI forks; the child becomes a subreaper, runs the OCI runtime's `create` with Python (already
  * imported, so no second interpreter starts), and execs this program with the init's pid and its stdio
  * fds.  The init stays our child across the exec.  From then on this process:
- *   - writes the init's output to TASK_DIR/output.log and to every attached client;
+ *   - writes the init's output to TASK_DIR/output.log, or for a CRI container (--log-path) to kubelet's log
+ *     path in the CRI format (`RFC3339NANO STREAM F|P LINE`), and to every attached client;
  *   - serves clients on an abstract unix socket speaking ctrpy's frames (ctrpy/runtime/supervisor.py):
- *       client -> us: A attach, X exec, I stdin, C close stdin, R resize, S stop (no more restarts)
+ *       client -> us: A attach, X exec, I stdin, C close stdin, R resize, S stop (no more restarts),
+ *                     O reopen the CRI log (kubelet rotated it)
  *       us -> client: K ok, E error, 1 stdout, 2 stderr, Z exit
+ *     The socket is abstract (no file permissions, its name public in /proc/net/unix): only peers running
+ *     as our own user (SO_PEERCRED) are served, or any local user could exec as root in the container.
+ *     A request that is not a well-formed JSON object (or nests deeper than JSON_MAX_DEPTH) is answered
+ *     with E "bad request"; a frame longer than MAX_FRAME drops the client.
  *   - starts exec processes through a short-lived Python child (`supervisor.py` exec mode) that hands
  *     back the process's pid and stdio fds over a socketpair (SCM_RIGHTS);
  *   - reaps the init and exec processes and records each exit durably (temp file, fsync, rename, fsync
@@ -24,6 +30,7 @@
 #include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <ctype.h>
 #include <getopt.h>
 #include <limits.h>
 #include <poll.h>
@@ -55,6 +62,9 @@
 #define MAX_CLIENTS 256
 #define RESET_AFTER_MS 10000
 #define MAX_DELAY_MS 60000
+#define CRI_MAX_LINE 16384 /* a longer line is split into partial (P) records, as containerd's CRI does */
+#define MAX_FRAME (16 << 20)
+#define JSON_MAX_DEPTH 64
 
 typedef struct
 {
@@ -84,6 +94,7 @@ typedef struct
 static struct
 {
   const char *dir, *id, *ns, *root, *cgroup, *python, *pkgroot, *policy;
+  const char *log_path; /* the CRI log (kubelet's path), or NULL: output.log, raw */
   int log_fd, listen_fd, sig_fd;
   int oom_killed;
   /* restart policy */
@@ -354,6 +365,146 @@ json_string (const char *json, size_t len, const char *key, char *out, size_t n)
   return 0;
 }
 
+/* ---- request validation: every JSON request is checked whole before any field is read -------------- */
+
+/* Past the string starting at `p` (its opening quote), or NULL if it is malformed.  */
+static const char *
+scan_string (const char *p, const char *end)
+{
+  for (p++; p < end; p++)
+    {
+      unsigned char c = (unsigned char) *p;
+      if (c == '"')
+        return p + 1;
+      if (c < 0x20)
+        return NULL;
+      if (c != '\\')
+        continue;
+      if (++p >= end)
+        return NULL;
+      if (*p == 'u')
+        {
+          for (int i = 0; i < 4; i++)
+            if (++p >= end || !isxdigit ((unsigned char) *p))
+              return NULL;
+        }
+      else if (*p == 0 || strchr ("\"\\/bfnrt", *p) == NULL)
+        return NULL;
+    }
+  return NULL;
+}
+
+static const char *
+scan_digits (const char *p, const char *end)
+{
+  const char *start = p;
+  while (p < end && isdigit ((unsigned char) *p))
+    p++;
+  return p > start ? p : NULL;
+}
+
+static const char *
+scan_number (const char *p, const char *end)
+{
+  if (p < end && *p == '-')
+    p++;
+  if (p < end && *p == '0')
+    p++;
+  else if (p >= end || *p < '1' || *p > '9' || (p = scan_digits (p, end)) == NULL)
+    return NULL;
+  if (p < end && *p == '.' && (p = scan_digits (p + 1, end)) == NULL)
+    return NULL;
+  if (p < end && (*p == 'e' || *p == 'E'))
+    {
+      p++;
+      if (p < end && (*p == '+' || *p == '-'))
+        p++;
+      p = scan_digits (p, end);
+    }
+  return p;
+}
+
+static const char *
+scan_scalar (const char *p, const char *end)
+{
+  static const char *const words[] = { "true", "false", "null" };
+  if (*p == '"')
+    return scan_string (p, end);
+  for (int i = 0; i < 3; i++)
+    {
+      size_t n = strlen (words[i]);
+      if ((size_t) (end - p) >= n && memcmp (p, words[i], n) == 0)
+        return p + n;
+    }
+  return scan_number (p, end);
+}
+
+/* Whether `json` is one well-formed JSON object nesting at most JSON_MAX_DEPTH deep.  Iterative, with a
+   bounded stack: a frame of "[[[[..." is a bad request, never a crash.  */
+static int
+json_valid_object (const char *json, size_t len)
+{
+  const char *p = json, *end = json + len;
+  char open[JSON_MAX_DEPTH];
+  int depth = 0;
+  enum { VALUE, AFTER, KEY } want = VALUE;
+  p = skip_ws (p, end);
+  if (p >= end || *p != '{')
+    return 0;
+  for (;;)
+    {
+      p = skip_ws (p, end);
+      switch (want)
+        {
+        case VALUE:
+          if (p >= end)
+            return 0;
+          if (*p == '{' || *p == '[')
+            {
+              if (depth == JSON_MAX_DEPTH)
+                return 0;
+              open[depth++] = *p;
+              p = skip_ws (p + 1, end);
+              if (p < end && *p == (open[depth - 1] == '{' ? '}' : ']'))
+                {
+                  depth--;
+                  p++;
+                  want = AFTER;
+                }
+              else
+                want = open[depth - 1] == '{' ? KEY : VALUE;
+              break;
+            }
+          if ((p = scan_scalar (p, end)) == NULL)
+            return 0;
+          want = AFTER;
+          break;
+        case AFTER:
+          if (depth == 0)
+            return p == end;
+          if (p >= end)
+            return 0;
+          if (*p == ',')
+            want = open[depth - 1] == '{' ? KEY : VALUE;
+          else if (*p == (open[depth - 1] == '{' ? '}' : ']'))
+            depth--;
+          else
+            return 0;
+          p++;
+          break;
+        case KEY:
+          if (p >= end || *p != '"' || (p = scan_string (p, end)) == NULL)
+            return 0;
+          p = skip_ws (p, end);
+          if (p >= end || *p != ':')
+            return 0;
+          p++;
+          want = VALUE;
+          break;
+        }
+    }
+}
+
 /* ---- durable records ----------------------------------------------------------------------------- */
 
 static int
@@ -582,6 +733,108 @@ publish_events (proc_t *init)
   close_db (db);
 }
 
+/* ---- the container's log ------------------------------------------------------------------------- */
+
+static buf_t cri_rest[2]; /* CRI log: the unfinished last line of stdout, stderr */
+
+static int
+mkdir_parents (const char *path)
+{
+  char dir[PATH_MAX];
+  if (snprintf (dir, sizeof dir, "%s", path) >= (int) sizeof dir)
+    {
+      errno = ENAMETOOLONG;
+      return -1;
+    }
+  for (char *s = strchr (dir + 1, '/'); s; s = strchr (s + 1, '/'))
+    {
+      *s = 0;
+      if (mkdir (dir, 0755) < 0 && errno != EEXIST)
+        return -1;
+      *s = '/';
+    }
+  return 0;
+}
+
+/* The log the init's output goes to: kubelet's path for a CRI container (created with its directories,
+   kubelet may have rotated the directory away too), else TASK_DIR/output.log.  */
+static int
+open_log (void)
+{
+  char path[PATH_MAX];
+  if (S.log_path)
+    {
+      if (mkdir_parents (S.log_path) < 0)
+        return -1;
+      return open (S.log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
+    }
+  snprintf (path, sizeof path, "%s/output.log", S.dir);
+  return open (path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
+}
+
+static void
+cri_record (buf_t *out, const char *stamp, const char *stream, char tag, const char *line, size_t len)
+{
+  buf_printf (out, "%s %s %c ", stamp, stream, tag);
+  buf_add (out, line, len);
+  buf_add (out, "\n", 1);
+}
+
+/* The CRI log format kubelet reads: `RFC3339NANO STREAM F|P LINE` per line; a line longer than
+   CRI_MAX_LINE, or cut by the end of the stream (`final`), is written in partial (P) pieces.  */
+static void
+cri_log (int stream, const char *data, size_t n, int final)
+{
+  buf_t *rest = &cri_rest[stream], out = { 0 };
+  const char *name = stream ? "stderr" : "stdout";
+  char stamp[48];
+  size_t off = 0;
+  buf_add (rest, data, n);
+  rfc3339_now (stamp, sizeof stamp);
+  while (off < rest->len)
+    {
+      const char *line = rest->p + off;
+      const char *nl = memchr (line, '\n', rest->len - off);
+      size_t len = nl ? (size_t) (nl - line) : rest->len - off;
+      if (nl ? len > CRI_MAX_LINE : len >= CRI_MAX_LINE)
+        {
+          cri_record (&out, stamp, name, 'P', line, CRI_MAX_LINE);
+          off += CRI_MAX_LINE;
+        }
+      else if (nl || final)
+        {
+          cri_record (&out, stamp, name, 'F', line, len);
+          off += len + (nl != NULL);
+        }
+      else
+        break;
+    }
+  memmove (rest->p, rest->p + off, rest->len - off);
+  rest->len -= off;
+  if (out.len && write_all (S.log_fd, out.p, out.len) < 0)
+    logmsg ("cannot write the log: %s", strerror (errno));
+  free (out.p);
+}
+
+static void
+log_output (int stream, const char *data, size_t n)
+{
+  if (S.log_fd < 0)
+    return;
+  if (S.log_path)
+    cri_log (stream, data, n, 0);
+  else
+    write_all (S.log_fd, data, n);
+}
+
+/* End of a stream: its unterminated last line is written as a full record.  */
+static void
+log_end (int stream)
+{
+  if (S.log_fd >= 0 && S.log_path && cri_rest[stream].len)
+    cri_log (stream, "", 0, 1);
+}
+
 /* ---- clients --------------------------------------------------------------------------------------- */
 
 static int
@@ -619,6 +872,18 @@ send_frame (client_t *c, char kind, const void *data, size_t len)
       done += w;
     }
   return 0;
+}
+
+/* SO_PEERCRED: the connecting process runs as our user (root: the CLI).  The socket is abstract, so no
+   file permission keeps other users out, and its name is listed in /proc/net/unix.  */
+static int
+peer_is_us (int fd)
+{
+  struct ucred cred;
+  socklen_t len = sizeof cred;
+  if (getsockopt (fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0 || len != sizeof cred)
+    return 0;
+  return cred.uid == geteuid ();
 }
 
 static void
@@ -709,6 +974,11 @@ static void
 close_proc_fds (proc_t *p)
 {
   int *fds[4] = { &p->out_fd, &p->err_fd, &p->stdin_fd, &p->master };
+  if (p->logs)
+    {
+      log_end (0);
+      log_end (1);
+    }
   for (int i = 0; i < 4; i++)
     if (*fds[i] >= 0)
       {
@@ -1046,14 +1316,55 @@ finalize_restart_stop (void)
   record_exit (init);
 }
 
+/* O: kubelet rotated the CRI log; the init's output goes on in a new file at the same path.  */
+static void
+handle_reopen (client_t *c)
+{
+  if (procs[0].status >= 0 || !S.log_path)
+    {
+      char msg[160];
+      snprintf (msg, sizeof msg, "container %s is not running", S.id);
+      send_error (c, msg, "FailedPrecondition", 6);
+      return;
+    }
+  int fd = open_log ();
+  if (fd < 0 || dup3 (fd, S.log_fd, O_CLOEXEC) < 0)
+    {
+      char msg[PATH_MAX + 64];
+      snprintf (msg, sizeof msg, "cannot reopen the log: %s: %s", S.log_path, strerror (errno));
+      if (fd >= 0)
+        close (fd);
+      send_error (c, msg, NULL, 0);
+      return;
+    }
+  close (fd);
+  send_frame (c, 'K', "{}", 2);
+}
+
+/* Frames whose payload is a JSON request object (I carries raw bytes, C nothing).  */
+static int
+json_request (char kind)
+{
+  return kind == 'A' || kind == 'X' || kind == 'R' || kind == 'S' || kind == 'O';
+}
+
 static void
 handle_frame (int ci, char kind, const char *payload, size_t len)
 {
   client_t *c = &clients[ci];
+  if (json_request (kind) && len > 0 && !json_valid_object (payload, len))
+    {
+      send_error (c, "bad request: the payload is not a JSON object (or nests too deeply)", NULL, 0);
+      return;
+    }
   if (kind == 'A')
     {
       char exec_id[96] = "";
-      json_string (payload, len, "exec_id", exec_id, sizeof exec_id);
+      if (json_find (payload, len, "exec_id") && json_string (payload, len, "exec_id", exec_id, sizeof exec_id) < 0)
+        {
+          send_error (c, "bad request: exec_id", NULL, 0);
+          return;
+        }
       int pi = find_proc (exec_id);
       if (pi < 0)
         {
@@ -1065,7 +1376,10 @@ handle_frame (int ci, char kind, const char *payload, size_t len)
       proc_t *p = &procs[pi];
       c->proc = pi;
       struct stat st;
-      long long offset = (p->exec_id[0] == 0 && S.log_fd >= 0 && fstat (S.log_fd, &st) == 0) ? st.st_size : -1;
+      /* Where the client's stream begins in output.log, read if we die (a CRI log has another format).  */
+      long long offset = (p->exec_id[0] == 0 && !S.log_path && S.log_fd >= 0 && fstat (S.log_fd, &st) == 0)
+                             ? st.st_size
+                             : -1;
       char ok[128];
       int n = snprintf (ok, sizeof ok, "{\"pid\": %d, \"tty\": %s, \"log_offset\": %lld}", (int) p->pid,
                         p->tty ? "true" : "false", offset);
@@ -1122,6 +1436,8 @@ handle_frame (int ci, char kind, const char *payload, size_t len)
         finalize_restart_stop ();
       send_frame (c, 'K', "{}", 2);
     }
+  else if (kind == 'O')
+    handle_reopen (c);
   else
     send_error (c, "bad request: unknown frame", NULL, 0);
 }
@@ -1132,8 +1448,14 @@ client_readable (int ci)
   client_t *c = &clients[ci];
   if (c->cap - c->len < 65536)
     {
+      char *grown = realloc (c->buf, c->len + 65536 * 2);
+      if (grown == NULL)
+        {
+          drop_client (ci);
+          return;
+        }
+      c->buf = grown;
       c->cap = c->len + 65536 * 2;
-      c->buf = realloc (c->buf, c->cap);
     }
   ssize_t n = recv (c->fd, c->buf + c->len, c->cap - c->len, MSG_DONTWAIT);
   if (n < 0 && (errno == EAGAIN || errno == EINTR))
@@ -1149,6 +1471,12 @@ client_readable (int ci)
     {
       unsigned char *h = (unsigned char *) c->buf + off;
       size_t flen = ((size_t) h[1] << 24) | ((size_t) h[2] << 16) | ((size_t) h[3] << 8) | h[4];
+      if (flen > MAX_FRAME)
+        {
+          send_error (c, "bad request: frame too large", NULL, 0);
+          drop_client (ci);
+          return;
+        }
       if (c->len - off < 5 + flen)
         break;
       char kind = (char) h[0];
@@ -1185,10 +1513,12 @@ output (int pi, int fd, char kind)
         p->err_fd = -1;
       if (fd == p->master)
         p->master = -1;
+      if (p->logs)
+        log_end (kind == '2');
       return;
     }
-  if (p->logs && S.log_fd >= 0)
-    write_all (S.log_fd, data, n);
+  if (p->logs)
+    log_output (kind == '2', data, n);
   broadcast (pi, kind, data, n);
 }
 
@@ -1477,7 +1807,7 @@ serve (void)
                 int fd = accept4 (S.listen_fd, NULL, NULL, SOCK_CLOEXEC);
                 if (fd < 0)
                   break;
-                if (n_clients >= MAX_CLIENTS)
+                if (n_clients >= MAX_CLIENTS || !peer_is_us (fd))
                   {
                     close (fd);
                     break;
@@ -1549,7 +1879,7 @@ main (int argc, char **argv)
     { "ready", 1, 0, 'r' }, { "pid", 1, 0, 'p' }, { "stdin", 1, 0, 'i' }, { "stdout", 1, 0, 'o' },
     { "stderr", 1, 0, 'e' }, { "master", 1, 0, 'm' }, { "cgroup", 1, 0, 'c' }, { "root", 1, 0, 'R' },
     { "namespace", 1, 0, 'n' }, { "id", 1, 0, 'I' }, { "python", 1, 0, 'P' }, { "pkgroot", 1, 0, 'L' },
-    { "restart", 1, 0, 'x' }, { "adopt", 1, 0, 'A' }, { 0, 0, 0, 0 },
+    { "restart", 1, 0, 'x' }, { "adopt", 1, 0, 'A' }, { "log-path", 1, 0, 'l' }, { 0, 0, 0, 0 },
   };
   int o;
   while ((o = getopt_long (argc, argv, "", opts, NULL)) != -1)
@@ -1569,6 +1899,7 @@ main (int argc, char **argv)
       case 'L': S.pkgroot = optarg; break;
       case 'x': S.policy = optarg; break;
       case 'A': adopt_pid = atoi (optarg); break;
+      case 'l': S.log_path = *optarg ? optarg : NULL; break;
       default: usage ();
       }
   if (optind != argc - 1 || S.id == NULL)
@@ -1594,10 +1925,13 @@ main (int argc, char **argv)
   prctl (PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
   parse_policy (S.policy);
 
-  char path[PATH_MAX];
-  snprintf (path, sizeof path, "%s/output.log", S.dir);
-  S.log_fd = open (path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
-  S.listen_fd = socket_bind ();
+  char path[PATH_MAX], error[PATH_MAX + 64] = "";
+  S.log_fd = open_log ();
+  /* kubelet reads the CRI log: without it the container must not start.  output.log is best effort.  */
+  if (S.log_fd < 0 && S.log_path)
+    snprintf (error, sizeof error, "supervisor: cannot open the log %s: %s", S.log_path, strerror (errno));
+  else if ((S.listen_fd = socket_bind ()) < 0)
+    snprintf (error, sizeof error, "supervisor: cannot listen: %s", strerror (errno));
   int pi = new_proc ("");
   proc_t *init = &procs[pi];
   init->pid = pid;
@@ -1605,11 +1939,13 @@ main (int argc, char **argv)
   adopt_fds (init, tty, in_fd, out_fd, err_fd, master);
   S.started_at = mono_ms ();
 
-  char reply[160];
-  int n;
-  if (S.listen_fd < 0)
-    n = snprintf (reply, sizeof reply, "{\"ok\": false, \"error\": \"supervisor: cannot listen: %s\"}\n",
-                  strerror (errno));
+  buf_t reply = { 0 };
+  if (error[0])
+    {
+      buf_add (&reply, "{\"ok\": false, \"error\": ", 23);
+      buf_str (&reply, error);
+      buf_add (&reply, "}\n", 2);
+    }
   else
     {
       snprintf (path, sizeof path, "%s/supervisor.pid", S.dir);
@@ -1621,11 +1957,12 @@ main (int argc, char **argv)
           write_all (fd, pidtext, strlen (pidtext));
           close (fd);
         }
-      n = snprintf (reply, sizeof reply, "{\"ok\": true, \"pid\": %d}\n", (int) pid);
+      buf_printf (&reply, "{\"ok\": true, \"pid\": %d}\n", (int) pid);
     }
-  write_all (ready_fd, reply, n);
+  write_all (ready_fd, reply.p, reply.len);
   close (ready_fd);
-  if (S.listen_fd < 0)
+  free (reply.p);
+  if (error[0])
     return 1;
   reap ();
   int status = serve ();

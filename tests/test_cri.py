@@ -274,6 +274,31 @@ def test_crictl_logs_follow_and_reopen(cri: CRI) -> None:
         cri.remove_pod(pod)
 
 
+def test_cri_log_format_long_and_unterminated_lines(cri: CRI) -> None:
+    """The supervisor's CRI log: a line longer than 16384 bytes becomes partial (P) records, a line written in
+    pieces stays one record (the unfinished line is kept per stream), and an unterminated last line is
+    written as a full record at the end; crictl reassembles the output."""
+    pod, cfg = cri.run_pod()
+    try:
+        cid = cri.run_container(pod, cfg, ["sh", "-c", "printf half >&2; head -c 40000 /dev/zero | tr '\\0' x; "
+                                           "sleep 0.3; echo; echo rest >&2; printf tail"])
+        assert cri.wait_exited(cid).exit_code == 0
+        log = Path(cri.status(cid).log_path)
+        deadline = time.monotonic() + 5
+        while not log.read_text().endswith("tail\n") and time.monotonic() < deadline:
+            time.sleep(0.05)
+        records = [line.split(" ", 3) for line in log.read_text().split("\n")[:-1]]
+        assert all(re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{9}Z", r[0]) for r in records)
+        out = [(tag, text) for _, stream, tag, text in records if stream == "stdout"]
+        err = [(tag, text) for _, stream, tag, text in records if stream == "stderr"]
+        assert out == [("P", "x" * 16384), ("P", "x" * 16384), ("F", "x" * 7232), ("F", "tail")]
+        assert err == [("F", "halfrest")]
+        r = cri.server.crictl("logs", cid, timeout=30)
+        assert r.returncode == 0 and r.stdout == "x" * 40000 + "\ntail\n", r.stderr
+    finally:
+        cri.remove_pod(pod)
+
+
 def test_server_restart_keeps_pods_running(cri: CRI) -> None:
     pod, cfg = cri.run_pod()
     try:

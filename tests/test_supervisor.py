@@ -170,3 +170,58 @@ def test_unknowable_status_says_so(ctrpy: Any, rootfs: Path, dirs: Any) -> None:
     r = ctrpy("tasks", "wait", "sk4")
     assert r.returncode == 255
     assert "exit status unknown" in r.stderr and "supervisor" in r.stderr
+
+
+def _request(address: str, kind: bytes, payload: bytes, header_length: int | None = None) -> tuple[bytes, Any]:
+    """One frame to the supervisor, its first answer: (kind, JSON payload), or (b"", None) when it hung up."""
+    import socket
+    import struct
+
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.settimeout(10)
+        s.connect(address)
+        length = len(payload) if header_length is None else header_length
+        s.sendall(struct.pack(">cI", kind, length) + payload)
+        data = b""
+        while len(data) < 5 or len(data) < 5 + struct.unpack(">I", data[1:5])[0]:
+            chunk = s.recv(65536)
+            if not chunk:
+                return b"", None
+            data += chunk
+        return data[:1], json.loads(data[5:5 + struct.unpack(">I", data[1:5])[0]])
+
+
+def test_malformed_and_deeply_nested_requests_are_bad_requests(ctrpy: Any, rootfs: Path, dirs: Any) -> None:
+    """A request that is not a well-formed JSON object, or nests too deeply, gets E "bad request"; the
+    supervisor keeps serving (a C parser that recursed would die on "[[[[...")."""
+    from ctrpy.runtime.supervisor import socket_address
+
+    start(ctrpy, rootfs, "fr1", "sleep", "60")
+    address = socket_address(str(dirs.state / "default" / "fr1"))
+    pid = sup_pid(dirs, "fr1")
+    bad = [
+        (b"X", b"[" * 100000),
+        (b"X", b'{"exec_id": "e9", "process": ' + b"[" * 100000 + b"]" * 100000 + b"}"),
+        (b"A", b'{"exec_id": "", "x": ' + b"{\"a\": " * 100 + b"1" + b"}" * 100 + b"}"),
+        (b"A", b'{"exec_id": ""'),
+        (b"A", b'{"exec_id": "", }'),
+        (b"A", b'{"exec_id": 5}'),
+        (b"R", b'{"rows": 01}'),
+        (b"S", b'{"a": "\\x"}'),
+        (b"X", b"\xff\xfe"),
+    ]
+    for kind, payload in bad:
+        reply, body = _request(address, kind, payload)
+        assert reply == b"E" and body["error"].startswith("bad request"), (kind, payload[:40], reply, body)
+    # Well-formed nesting within the limit is fine.
+    reply, body = _request(address, b"A", b'{"exec_id": "", "x": [[[{"y": [1.5e3, -0, true, null, "\\u00e9"]}]]]}')
+    assert reply == b"K" and body["pid"] > 0
+    # A frame announcing more than the limit: refused without waiting for (or buffering) it.
+    reply, body = _request(address, b"I", b"", header_length=1 << 30)
+    assert reply == b"E" and body["error"] == "bad request: frame too large"
+    # Not a CRI container: no log to reopen.
+    reply, body = _request(address, b"O", b"{}")
+    assert reply == b"E" and body["class"] == "FailedPrecondition" and "is not running" in body["error"]
+    assert sup_pid(dirs, "fr1") == pid and Path(f"/proc/{pid}").exists()
+    r = ctrpy("exec", "--exec-id", "e1", "fr1", "echo", "still-serving")
+    assert r.returncode == 0 and r.stdout == "still-serving\n", r.stderr

@@ -15,9 +15,13 @@ Exec processes (and restarts) are started by the C supervisor through this modul
 `python -I -S -c ... exec|restart FD`: it runs the runtime verb and sends the process's pid and stdio fds
 back over FD (SCM_RIGHTS).
 
+A CRI container (task.json "log_path", set from tasks.LOG_EXTENSION) logs to kubelet's path in the CRI
+format instead of output.log. Only the supervisor's own user may connect (SO_PEERCRED): the socket is abstract.
+
 Frames are `type (1 byte) | length (4 bytes, big endian) | payload`:
   client -> supervisor: A attach {"exec_id", "stdin"}, X exec {"exec_id", "process", "stdin"},
-                        I stdin bytes, C close stdin, R resize {"rows", "cols"}, S stop (no more restarts)
+                        I stdin bytes, C close stdin, R resize {"rows", "cols"}, S stop (no more restarts),
+                        O reopen the CRI log (kubelet rotated it)
   supervisor -> client: K ok {"pid", "tty", "log_offset"}, E error {"error", ...}, 1 stdout bytes,
                         2 stderr bytes, Z exit {"exit_status", "exited_at", "oom_killed"}
 
@@ -34,6 +38,7 @@ import time
 
 HEADER = struct.Struct(">cI")
 F_ATTACH, F_EXEC, F_STDIN, F_CLOSE, F_RESIZE, F_STOP = b"A", b"X", b"I", b"C", b"R", b"S"
+F_REOPEN = b"O"  # CRI: reopen the container log (kubelet rotated it)
 F_OK, F_ERR, F_STDOUT, F_STDERR, F_EXIT = b"K", b"E", b"1", b"2", b"Z"
 
 TASK_FILE = "task.json"
@@ -75,6 +80,16 @@ def socket_address(task_dir: str) -> str:
     limit of socket paths, and keyed by the directory's inode so a recreated task gets a new name."""
     st = os.stat(task_dir)
     return "\0ctrpy-sup/%d/%d" % (st.st_dev, st.st_ino)
+
+
+def _peer_is_us(sock: "socket.socket") -> bool:
+    """SO_PEERCRED: the connecting process runs as our user (root: the CLI)."""
+    try:
+        _pid, uid, _gid = struct.unpack("3i", sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED,
+                                                              struct.calcsize("3i")))
+    except OSError:
+        return False
+    return uid == os.getuid()
 
 
 def frame(kind: bytes, payload: bytes = b"") -> bytes:
@@ -300,7 +315,7 @@ def launch(task_dir: str, task: dict, ready_w: int, log_fd: int, program: str) -
         argv = [program, "--ready", str(ready_w), "--pid", str(pid), "--id", task["id"],
                 "--namespace", task["namespace"], "--root", task["root"], "--cgroup", task.get("cgroups_path") or "",
                 "--python", task.get("python") or sys.executable, "--pkgroot", PACKAGE_ROOT,
-                "--restart", task.get("restart_policy") or "no"]
+                "--restart", task.get("restart_policy") or "no", "--log-path", task.get("log_path") or ""]
         if tty:
             argv += ["--master", str(fds[0])]
         elif stdin:
