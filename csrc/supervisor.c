@@ -5,6 +5,9 @@
  * fds.  The init stays our child across the exec.  From then on this process:
  *   - writes the init's output to TASK_DIR/output.log, or for a CRI container (--log-path) to kubelet's log
  *     path in the CRI format (`RFC3339NANO STREAM F|P LINE`), and to every attached client;
+ *   - without a CRI log, also writes it to TASK_DIR/container.log as docker's json-file driver does (one
+ *     JSON record per line, with its stream and time: `ctrpy logs` keeps stdout and stderr apart and
+ *     filters by time), rotated by the bundle's log.max-size / log.max-file annotations (`run --log-opt`);
  *   - serves clients on an abstract unix socket speaking ctrpy's frames (ctrpy/runtime/supervisor.py):
  *       client -> us: A attach, X exec, I stdin, C close stdin, R resize, S stop (no more restarts),
  *                     O reopen the CRI log (kubelet rotated it)
@@ -816,6 +819,236 @@ cri_log (int stream, const char *data, size_t n, int final)
   free (out.p);
 }
 
+/* ---- the per-stream log (docker's json-file driver), for `ctrpy logs` --------------------------------- */
+
+#define STREAM_LOG "container.log"                    /* ctrpy.runtime.supervisor.STREAM_LOG */
+#define LOG_MAX_SIZE_ANNOTATION "ctrpy.io/log.max-size" /* ctrpy.runtime.supervisor.LOG_MAX_SIZE_ANNOTATION */
+#define LOG_MAX_FILE_ANNOTATION "ctrpy.io/log.max-file" /* ctrpy.runtime.supervisor.LOG_MAX_FILE_ANNOTATION */
+#define STREAM_MAX_LINE 16384 /* a longer line is split into records without "\n", as docker's driver does */
+
+/* The init's output as docker's json-file driver keeps it (read by ctrpy/runtime/logs.py): one JSON line
+   per line of output, {"log": ..., "stream": ..., "time": ...}, rotated at max_size bytes into
+   STREAM_LOG.1 .. STREAM_LOG.<max_file - 1>.  Only without a CRI log: kubelet reads that one instead.  */
+static struct
+{
+  int fd;
+  long long size, max_size;
+  int max_file;
+  char path[PATH_MAX];
+  buf_t rest[2]; /* the unfinished last line of stdout, stderr */
+} SL = { .fd = -1, .max_file = 1 };
+
+/* An annotation's integer value in the bundle's config.json (a string, as OCI annotations are), or dflt.  */
+static long long
+annotation_int (const char *json, size_t len, const char *key, long long dflt)
+{
+  const char *ann = json_find (json, len, "annotations");
+  char text[32];
+  if (ann == NULL || *ann != '{'
+      || json_string (ann, (size_t) (json + len - ann), key, text, sizeof text) < 0 || !text[0])
+    return dflt;
+  char *endp;
+  errno = 0;
+  long long v = strtoll (text, &endp, 10);
+  return errno || *endp ? dflt : v;
+}
+
+static void
+stream_log_open (void)
+{
+  char path[PATH_MAX];
+  struct stat st;
+  snprintf (path, sizeof path, "%s/config.json", S.dir);
+  int fd = open (path, O_RDONLY | O_CLOEXEC);
+  if (fd >= 0 && fstat (fd, &st) == 0 && st.st_size > 0 && st.st_size < MAX_FRAME)
+    {
+      char *json = malloc ((size_t) st.st_size);
+      ssize_t n = json ? read (fd, json, (size_t) st.st_size) : -1;
+      if (n > 0)
+        {
+          SL.max_size = annotation_int (json, (size_t) n, LOG_MAX_SIZE_ANNOTATION, 0);
+          SL.max_file = (int) annotation_int (json, (size_t) n, LOG_MAX_FILE_ANNOTATION, 1);
+        }
+      free (json);
+    }
+  if (fd >= 0)
+    close (fd);
+  if (SL.max_size < 0)
+    SL.max_size = 0;
+  if (SL.max_file < 1)
+    SL.max_file = 1;
+  snprintf (SL.path, sizeof SL.path, "%s/" STREAM_LOG, S.dir);
+  SL.fd = open (SL.path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
+  SL.size = (SL.fd >= 0 && fstat (SL.fd, &st) == 0) ? st.st_size : 0;
+  if (SL.fd < 0)
+    logmsg ("cannot open %s: %s", SL.path, strerror (errno));
+}
+
+static void
+stream_log_rotate (void)
+{
+  char src[PATH_MAX + 16], dst[PATH_MAX + 16];
+  struct stat st;
+  close (SL.fd);
+  for (int i = SL.max_file - 1; i >= 1; i--)
+    {
+      if (i == 1)
+        snprintf (src, sizeof src, "%s", SL.path);
+      else
+        snprintf (src, sizeof src, "%s.%d", SL.path, i - 1);
+      snprintf (dst, sizeof dst, "%s.%d", SL.path, i);
+      rename (src, dst);
+    }
+  if (SL.max_file == 1 && truncate (SL.path, 0) < 0)
+    logmsg ("cannot truncate %s: %s", SL.path, strerror (errno));
+  SL.fd = open (SL.path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
+  SL.size = (SL.fd >= 0 && fstat (SL.fd, &st) == 0) ? st.st_size : 0;
+}
+
+/* Length of the well-formed UTF-8 sequence at `s` (RFC 3629: no overlongs, surrogates or code points past
+   U+10FFFF, as Python's decoder), with its code point, or 0.  */
+static size_t
+utf8_char (const unsigned char *s, size_t n, uint32_t *cp)
+{
+  unsigned char c = s[0], lo = 0x80, hi = 0xbf;
+  size_t len;
+  if (c >= 0xc2 && c <= 0xdf)
+    len = 2, *cp = c & 0x1f;
+  else if (c >= 0xe0 && c <= 0xef)
+    {
+      len = 3, *cp = c & 0x0f;
+      if (c == 0xe0)
+        lo = 0xa0;
+      else if (c == 0xed)
+        hi = 0x9f;
+    }
+  else if (c >= 0xf0 && c <= 0xf4)
+    {
+      len = 4, *cp = c & 0x07;
+      if (c == 0xf0)
+        lo = 0x90;
+      else if (c == 0xf4)
+        hi = 0x8f;
+    }
+  else
+    return 0;
+  if (n < len || s[1] < lo || s[1] > hi)
+    return 0;
+  for (size_t i = 1; i < len; i++)
+    {
+      if ((s[i] & 0xc0) != 0x80)
+        return 0;
+      *cp = (*cp << 6) | (s[i] & 0x3f);
+    }
+  return len;
+}
+
+/* `s` as an ASCII JSON string, as Python's json.dumps(s.decode("utf-8", "surrogateescape")) writes it:
+   non-ASCII as \u escapes (surrogate pairs past the BMP), each byte of invalid UTF-8 as the lone surrogate
+   \udcXX, which the reader's encode("utf-8", "surrogateescape") turns back into that byte.  */
+static void
+json_bytes (buf_t *b, const char *data, size_t n)
+{
+  const unsigned char *s = (const unsigned char *) data;
+  size_t i = 0, plain = 0;
+  buf_add (b, "\"", 1);
+  while (i < n)
+    {
+      unsigned char c = s[i];
+      if (c >= 0x20 && c < 0x7f && c != '"' && c != '\\')
+        {
+          i++;
+          continue;
+        }
+      buf_add (b, data + plain, i - plain);
+      const char *e = NULL;
+      switch (c)
+        {
+        case '"': e = "\\\""; break;
+        case '\\': e = "\\\\"; break;
+        case '\n': e = "\\n"; break;
+        case '\r': e = "\\r"; break;
+        case '\t': e = "\\t"; break;
+        case '\b': e = "\\b"; break;
+        case '\f': e = "\\f"; break;
+        }
+      uint32_t cp;
+      size_t len;
+      if (e)
+        buf_add (b, e, 2), i++;
+      else if (c < 0x80)
+        buf_printf (b, "\\u%04x", c), i++;
+      else if ((len = utf8_char (s + i, n - i, &cp)) == 0)
+        buf_printf (b, "\\u%04x", 0xdc00 + c), i++;
+      else
+        {
+          if (cp >= 0x10000)
+            buf_printf (b, "\\u%04x\\u%04x", 0xd800 + ((cp - 0x10000) >> 10), 0xdc00 + ((cp - 0x10000) & 0x3ff));
+          else
+            buf_printf (b, "\\u%04x", cp);
+          i += len;
+        }
+      plain = i;
+    }
+  buf_add (b, data + plain, i - plain);
+  buf_add (b, "\"", 1);
+}
+
+/* One record into `out` (the records of this read, written together), rotating first when the record
+   would take a non-empty file past max_size: the records before it are written to the old file.  */
+static void
+stream_record (buf_t *out, const char *stamp, int stream, const char *line, size_t len)
+{
+  size_t start = out->len;
+  buf_add (out, "{\"log\": ", 8);
+  json_bytes (out, line, len);
+  buf_printf (out, ", \"stream\": \"%s\", \"time\": \"%s\"}\n", stream ? "stderr" : "stdout", stamp);
+  size_t rec = out->len - start;
+  if (SL.max_size > 0 && SL.size > 0 && SL.size + (long long) rec > SL.max_size)
+    {
+      if (start && write_all (SL.fd, out->p, start) < 0)
+        logmsg ("cannot write %s: %s", SL.path, strerror (errno));
+      stream_log_rotate ();
+      memmove (out->p, out->p + start, rec);
+      out->len = rec;
+    }
+  SL.size += (long long) rec;
+}
+
+static void
+stream_log (int stream, const char *data, size_t n, int final)
+{
+  buf_t *rest = &SL.rest[stream], out = { 0 };
+  char stamp[48];
+  size_t off = 0;
+  if (SL.fd < 0)
+    return;
+  buf_add (rest, data, n);
+  rfc3339_now (stamp, sizeof stamp);
+  while (off < rest->len)
+    {
+      const char *line = rest->p + off;
+      const char *nl = memchr (line, '\n', rest->len - off);
+      size_t len = nl ? (size_t) (nl - line) + 1 : rest->len - off;
+      if (len > STREAM_MAX_LINE)
+        {
+          /* Cut before a UTF-8 sequence, so both records stay readable text.  */
+          len = STREAM_MAX_LINE;
+          while (len > STREAM_MAX_LINE - 3 && ((unsigned char) line[len] & 0xc0) == 0x80)
+            len--;
+        }
+      else if (!nl && !final)
+        break;
+      stream_record (&out, stamp, stream, line, len);
+      off += len;
+    }
+  memmove (rest->p, rest->p + off, rest->len - off);
+  rest->len -= off;
+  if (out.len && SL.fd >= 0 && write_all (SL.fd, out.p, out.len) < 0)
+    logmsg ("cannot write %s: %s", SL.path, strerror (errno));
+  free (out.p);
+}
+
 static void
 log_output (int stream, const char *data, size_t n)
 {
@@ -824,7 +1057,10 @@ log_output (int stream, const char *data, size_t n)
   if (S.log_path)
     cri_log (stream, data, n, 0);
   else
-    write_all (S.log_fd, data, n);
+    {
+      write_all (S.log_fd, data, n);
+      stream_log (stream, data, n, 0);
+    }
 }
 
 /* End of a stream: its unterminated last line is written as a full record.  */
@@ -833,6 +1069,8 @@ log_end (int stream)
 {
   if (S.log_fd >= 0 && S.log_path && cri_rest[stream].len)
     cri_log (stream, "", 0, 1);
+  if (SL.rest[stream].len)
+    stream_log (stream, "", 0, 1);
 }
 
 /* ---- clients --------------------------------------------------------------------------------------- */
@@ -1927,6 +2165,8 @@ main (int argc, char **argv)
 
   char path[PATH_MAX], error[PATH_MAX + 64] = "";
   S.log_fd = open_log ();
+  if (!S.log_path)
+    stream_log_open ();
   /* kubelet reads the CRI log: without it the container must not start.  output.log is best effort.  */
   if (S.log_fd < 0 && S.log_path)
     snprintf (error, sizeof error, "supervisor: cannot open the log %s: %s", S.log_path, strerror (errno));
@@ -1972,6 +2212,8 @@ main (int argc, char **argv)
   close (S.listen_fd);
   if (S.log_fd >= 0)
     close (S.log_fd);
+  if (SL.fd >= 0)
+    close (SL.fd);
   (void) status;
   return 0;
 }

@@ -12,6 +12,8 @@ import os
 import re
 import shutil
 import socket
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -328,6 +330,48 @@ def test_log_rotation(ctrpy: Any, day: Any) -> None:
     lines = day.ok("logs", "chatty").stdout.splitlines()
     assert lines[-1] == "line199"
     assert 10 < len(lines) < 200  # the oldest lines were rotated away
+
+
+def _stream_logs(dirs: Any) -> dict[str, Path]:
+    """The per-stream log files (container.log, .1, ...) of the test's one container, by name."""
+    return {p.name: p for base in (dirs.root, dirs.state) for p in Path(base).rglob("container.log*")}
+
+
+def test_logs_keep_bytes_and_streams_apart(ctrpy: Any, day: Any, dirs: Any) -> None:
+    # Quotes, a backslash, control bytes, UTF-8 (2 and 4 bytes), invalid UTF-8 (stray bytes, an encoded
+    # surrogate, an overlong), a line longer than docker's 16 KiB records, and on stderr an unfinished last line.
+    script = (r"""printf 'out "q" \\ \t\001\177\303\251 \360\237\231\202 \377\376 \355\240\200 \300\257\n'; """
+              r"""printf 'line2\n'; head -c 40000 /dev/zero | tr '\0' x; echo; printf 'err1\nhalf' >&2""")
+    day.ok("run", "-d", "--runtime", "runc", "--network", "none", "--name", "bytes", day.image, "sh", "-c", script)
+    assert day.ok("wait", "bytes").stdout == "0\n"
+    out = (b'out "q" \\ \t\x01\x7f\xc3\xa9 \xf0\x9f\x99\x82 \xff\xfe \xed\xa0\x80 \xc0\xaf\nline2\n'
+           + b"x" * 40000 + b"\n")
+    r = subprocess.run([sys.executable, "-m", "ctrpy", "--root", str(dirs.root), "--state", str(dirs.state),
+                        "logs", "bytes"], capture_output=True, timeout=60)
+    assert r.returncode == 0 and r.stdout == out and r.stderr == b"err1\nhalf"
+    text = _stream_logs(dirs)["container.log"].read_bytes().decode("ascii")  # non-ASCII is escaped
+    records = [json.loads(line) for line in text.splitlines()]
+    assert [e["log"] for e in records if e["stream"] == "stderr"] == ["err1\n", "half"]
+    stdout = [e["log"].encode("utf-8", "surrogateescape") for e in records if e["stream"] == "stdout"]
+    assert stdout[:2] == out.splitlines(keepends=True)[:2] and b"".join(stdout) == out
+    assert len(stdout) == 5 and all(len(e) <= 16384 for e in stdout)  # the long line in 3 records
+    assert all(re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{9}Z", e["time"]) for e in records)
+
+
+@pytest.mark.parametrize("max_file", [3, 1])
+def test_log_rotation_keeps_max_file_files_under_max_size(ctrpy: Any, day: Any, dirs: Any, max_file: int) -> None:
+    # Still running when looked at: the files of a finished task are merged into the container's saved log.
+    day.ok("run", "-d", "--runtime", "runc", "--network", "none", "--name", "rot", "--log-opt", "max-size=1k",
+           "--log-opt", f"max-file={max_file}", day.image, "sh", "-c",
+           "i=0; while [ $i -lt 100 ]; do echo line$i; i=$((i+1)); done; exec sleep 60")
+    wait_for(lambda: day.ok("logs", "--tail", "1", "rot").stdout == "line99\n", what="the last line")
+    files = _stream_logs(dirs)
+    names = ["container.log"] + [f"container.log.{i}" for i in range(1, max_file)]
+    assert sorted(files) == sorted(names)
+    assert all(0 < files[n].stat().st_size <= 1024 for n in names)
+    kept = [json.loads(line)["log"] for n in reversed(names) for line in files[n].read_text().splitlines()]
+    assert kept == [f"line{i}\n" for i in range(100 - len(kept), 100)]  # the newest, in order, none lost
+    assert day.ok("logs", "rot").stdout == "".join(kept)
 
 
 def _pty_session(argv: list[str], env: dict[str, str]) -> int:

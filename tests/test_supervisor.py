@@ -225,3 +225,12 @@ def test_malformed_and_deeply_nested_requests_are_bad_requests(ctrpy: Any, rootf
     assert sup_pid(dirs, "fr1") == pid and Path(f"/proc/{pid}").exists()
     r = ctrpy("exec", "--exec-id", "e1", "fr1", "echo", "still-serving")
     assert r.returncode == 0 and r.stdout == "still-serving\n", r.stderr
+
+
+def test_c_supervisor_spells_the_stream_log_names_as_python_does() -> None:
+    # The names live in ctrpy.runtime.supervisor; C cannot import them, so its copies are held to them.
+    from ctrpy.runtime import supervisor
+
+    source = (Path(__file__).parent.parent / "csrc" / "supervisor.c").read_text()
+    for name in ("STREAM_LOG", "LOG_MAX_SIZE_ANNOTATION", "LOG_MAX_FILE_ANNOTATION"):
+        assert f'#define {name} "{getattr(supervisor, name)}"' in source, name
