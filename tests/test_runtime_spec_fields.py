@@ -87,10 +87,27 @@ def test_v1_resources_are_written_like_runc(tmp_path: Path) -> None:
     assert seen["ctrpy"] == seen["runc"]
 
 
+def _child_cgroup_has(controller: str, *names: str) -> bool:
+    """Whether a new cgroup of the v1 `controller` has one of `names` (BFQ shows blkio.bfq.weight only below
+    the root), probed with a throwaway cgroup."""
+    base = V1 / controller
+    if not base.is_dir():
+        return False
+    probe = base / f"ctrpy-probe-{os.getpid()}"
+    try:
+        probe.mkdir()
+    except OSError:
+        return any((base / n).exists() for n in names)
+    try:
+        return any((probe / n).exists() for n in names)
+    finally:
+        probe.rmdir()
+
+
 def refused_resources() -> list[tuple[str, Any, str]]:
     """(field, value, name in the error) for resources this host lacks a controller or file for."""
     cases = []
-    if not (V1 / "blkio/blkio.weight").exists():
+    if not _child_cgroup_has("blkio", "blkio.weight", "blkio.bfq.weight"):
         cases.append(("linux.resources.blockIO", {"weight": 500}, "blockIO.weight"))
     if not (V1 / "hugetlb").is_dir():
         cases.append(("linux.resources.hugepageLimits", [{"pageSize": "2MB", "limit": 4 << 20}], "hugepageLimits"))

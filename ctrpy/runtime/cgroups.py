@@ -372,6 +372,12 @@ class Cgroup:
             if value is not None and value != "":
                 add(field, controller, name, value)
         block = resources.get("blockIO") or {}
+        blkio = self._v1_dir("blkio")
+        if block.get("weight") and blkio and not any(os.path.exists(os.path.join(blkio, name))
+                                                     for name in ("blkio.weight", "blkio.bfq.weight")):
+            # CFQ's blkio.weight or BFQ's blkio.bfq.weight (_apply_blkio_v1 writes whichever exists)
+            raise errors.NotImplemented_("linux.resources.blockIO.weight: this kernel has no blkio.weight "
+                                         "(nor BFQ's blkio.bfq.weight)")
         for entry in block.get("weightDevice") or []:  # weight and throttles: _apply_blkio_v1
             dev = f"{entry['major']}:{entry['minor']}"
             if entry.get("leafWeight") is not None:
