@@ -9,7 +9,6 @@ propagation; oom_score_adj is clamped to what the server may set when CAP_SYS_RE
 
 from __future__ import annotations
 
-import json
 import os
 import stat as _stat
 from pathlib import Path
@@ -20,56 +19,28 @@ from ctrpy.runtime import errors, oci
 
 PROPAGATION = {0: "rprivate", 1: "rslave", 2: "rshared"}
 
-# The runtime's default seccomp profile (RuntimeDefault): deny what Docker's default profile denies to a
-# container without extra capabilities. Stand-in until the shared default profile of runtime/oci.py exists.
-_DENIED_SYSCALLS = [
-    "acct", "add_key", "bpf", "clock_adjtime", "clock_settime", "create_module", "delete_module", "finit_module",
-    "get_kernel_syms", "get_mempolicy", "init_module", "ioperm", "iopl", "kcmp", "kexec_file_load", "kexec_load",
-    "keyctl", "lookup_dcookie", "mbind", "move_pages", "nfsservctl", "open_by_handle_at", "perf_event_open",
-    "process_vm_readv", "process_vm_writev", "ptrace", "query_module", "quotactl", "reboot", "request_key",
-    "set_mempolicy", "settimeofday", "stime", "swapoff", "swapon", "sysfs", "_sysctl", "uselib", "userfaultfd",
-    "ustat", "vm86", "vm86old",
-]
-
-
-def default_seccomp_profile() -> dict[str, Any]:
-    return {"defaultAction": "SCMP_ACT_ALLOW",
-            "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"],
-            "syscalls": [{"names": list(_DENIED_SYSCALLS), "action": "SCMP_ACT_ERRNO", "errnoRet": 1}]}
-
-
-def seccomp_for(sc: Any) -> dict[str, Any] | None:
-    """The profile the security context asks for; None is unconfined (also for privileged containers)."""
+def seccomp_opts(sc: Any) -> list[Any]:
+    """The profile the security context asks for, as spec options. RuntimeDefault keeps the spec's default
+    (containerd's/moby's profile, ctrpy.runtime.seccomp, made for the container's final capabilities);
+    unconfined and privileged containers get none."""
     if sc.privileged:
-        return None
+        return [oci.with_seccomp(None)]
     if sc.HasField("seccomp"):
         kind = sc.seccomp.profile_type
         if kind == 1:  # Unconfined
-            return None
+            return [oci.with_seccomp(None)]
         if kind == 2:  # Localhost
-            return _load_profile(sc.seccomp.localhost_ref)
-        return default_seccomp_profile()
+            return [oci.with_seccomp_file(sc.seccomp.localhost_ref)]
+        return []
     path = sc.seccomp_profile_path
     if not path or path == "unconfined":
-        return None
+        return [oci.with_seccomp(None)]
     if path in ("runtime/default", "docker/default"):
-        return default_seccomp_profile()
+        return []
     if path.startswith("localhost/"):
-        return _load_profile(path[len("localhost/"):])
+        return [oci.with_seccomp_file(path[len("localhost/"):])]
     raise errors.InvalidArgument(f"unsupported seccomp profile {path!r}: use runtime/default, unconfined or "
                                  "localhost/<path>")
-
-
-def _load_profile(path: str) -> dict[str, Any]:
-    try:
-        profile = json.loads(Path(path).read_text())
-    except OSError as exc:
-        raise errors.from_oserror(exc, "cannot read seccomp profile") from None
-    except ValueError as exc:
-        raise errors.InvalidArgument(f"invalid seccomp profile {path}: {exc}") from None
-    if not isinstance(profile, dict):
-        raise errors.InvalidArgument(f"invalid seccomp profile {path}: not a JSON object")
-    return profile
 
 
 def clamp_oom_score_adj(value: int, restrict: bool) -> int:
@@ -211,7 +182,7 @@ def build_spec(svc: Any, cid: str, config: Any, sandbox_config: Any, sandbox_ext
         if caps.add_capabilities or caps.drop_capabilities:
             opts.append(oci.with_capabilities(list(caps.add_capabilities), list(caps.drop_capabilities)))
     opts.append(oci.with_no_new_privileges(bool(sc.no_new_privs)))
-    opts.append(oci.with_seccomp(seccomp_for(sc)))
+    opts.extend(seccomp_opts(sc))
     mounts, rootfs_propagation = _mounts(config)
     if mounts:
         opts.append(oci.with_mounts(mounts))
