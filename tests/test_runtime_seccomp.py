@@ -205,6 +205,23 @@ def test_security_opt_profile_files(ctrpy: Any, rootfs: Path, tmp_path: Path) ->
     assert ctrpy("containers", "ls", "-q").stdout == ""
 
 
+@pytest.mark.usefixtures("cleanup")
+def test_security_opt_systempaths_and_confinement(ctrpy: Any, rootfs: Path) -> None:
+    script = "grep -c -E ' /proc/(sys|keys) ' /proc/self/mountinfo"
+    r = ctrpy("run", "--rm", "--rootfs", str(rootfs), "sp0", "sh", "-c", script)
+    assert r.stdout == "2\n", r.stderr  # /proc/sys read-only, /proc/keys masked
+    r = ctrpy("run", "--rm", "--security-opt", "systempaths=unconfined", "--rootfs", str(rootfs), "sp1",
+              "sh", "-c", script)
+    assert r.stdout == "0\n", r.stderr
+    r = ctrpy("run", "--rm", "--security-opt", "apparmor=unconfined", "--security-opt", "label=disable",
+              "--rootfs", str(rootfs), "sp2", "true")
+    assert r.returncode == 0, r.stderr
+    for value in ("apparmor=strict", "label=type:svirt_t", "systempaths=strict"):
+        r = ctrpy("run", "--rm", "--security-opt", value, "--rootfs", str(rootfs), "sp3", "true")
+        assert r.returncode == 3 and f"invalid --security-opt '{value}'" in r.stderr, (value, r.stderr)
+    assert ctrpy("containers", "ls", "-q").stdout == ""
+
+
 def test_default_profile_follows_capabilities() -> None:
     plain = oci.generate_spec()["linux"]["seccomp"]
     admin = oci.generate_spec(oci.with_capabilities(add=["CAP_SYS_ADMIN"]))["linux"]["seccomp"]

@@ -54,7 +54,7 @@ _DOCKER_OPTIONS = [
     click.option("--cap-drop", multiple=True, help="Drop a capability (or ALL)"),
     click.option("--privileged", is_flag=True, help="All capabilities, no masked paths, all devices"),
     click.option("--security-opt", multiple=True, metavar="OPT",
-                 help="no-new-privileges[=false], seccomp=unconfined|FILE"),
+                 help="no-new-privileges[=false], seccomp=unconfined|FILE, systempaths=unconfined"),
     click.option("--userns-remap", default="", metavar="USER[:GROUP]|HOSTID:SIZE",
                  help="Run in a user namespace: ids from /etc/subuid and /etc/subgid, or a host range"),
     click.option("--read-only", is_flag=True, help="Mount the rootfs read-only"),

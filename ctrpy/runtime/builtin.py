@@ -719,8 +719,11 @@ class BuiltinRuntime:
     # -- exec -------------------------------------------------------------------------------------------
 
     def exec(self, container_id: str, process: dict[str, Any], *, pid_file: Path | None = None,
-             console_socket: Path | None = None, stdio: tuple[int, int, int] | None = None) -> int:
-        """Run `process` in the container's namespaces and cgroup; returns its host pid once it runs."""
+             console_socket: Path | None = None, stdio: tuple[int, int, int] | None = None,
+             privileged: bool = False) -> int:
+        """Run `process` in the container's namespaces and cgroup; returns its host pid once it runs.
+        `privileged` (exec --privileged): without the container's seccomp filter, as a privileged container
+        has none; the full capabilities come in `process`."""
         st = self._load(container_id)
         status = self._status(container_id, st)
         if status not in ("running", "created"):
@@ -740,10 +743,12 @@ class BuiltinRuntime:
                 continue
         spec.cgroup_procs = self._cgroup(st).procs_files()
         try:
-            spec.seccomp = (self._dir(container_id) / "seccomp.bpf").read_bytes()
-            spec.seccomp_flags = int(st.get("seccomp_flags") or 0)
+            filter_ = None if privileged else (self._dir(container_id) / "seccomp.bpf").read_bytes()
         except FileNotFoundError:
-            pass
+            filter_ = None
+        if filter_ is not None:
+            spec.seccomp = filter_
+            spec.seccomp_flags = int(st.get("seccomp_flags") or 0)
         spec.stdio = stdio
         spec.console_socket = str(console_socket) if console_socket else None
         child, helper_warnings = _h.spawn(spec)

@@ -317,6 +317,14 @@ def with_no_new_privileges(enabled: bool = True) -> SpecOpt:
     return opt
 
 
+def with_systempaths_unconfined() -> SpecOpt:
+    """No masked or read-only /proc and /sys paths (docker's --security-opt systempaths=unconfined)."""
+    def opt(spec: Spec) -> None:
+        spec["linux"]["maskedPaths"] = []
+        spec["linux"]["readonlyPaths"] = []
+    return opt
+
+
 def with_seccomp(profile: dict[str, Any] | None) -> SpecOpt:
     """A seccomp profile (OCI linux.seccomp); None leaves the container unconfined."""
     def opt(spec: Spec) -> None:
@@ -346,11 +354,18 @@ def with_security_opts(values: Sequence[str]) -> list[SpecOpt]:
             opts.append(with_no_new_privileges(arg not in ("false", "0")))
         elif key in ("apparmor", "label") and arg in ("unconfined", "disable"):
             continue  # this host has neither AppArmor nor SELinux: nothing is confined to begin with
-        elif key in ("apparmor", "label", "systempaths"):
-            raise errors.NotImplemented_(f"--security-opt {value}: {key} is not supported on this host")
+        elif key == "systempaths" and arg == "unconfined":
+            opts.append(with_systempaths_unconfined())
+        elif key in ("apparmor", "label") and sep and arg:
+            # A bad flag value (exit 3, as the other run flags; docker fails such a run with its usage-ish 125):
+            # the profile/label names something this host cannot load.
+            raise errors.InvalidArgument(f"invalid --security-opt {value!r}: this host has no "
+                                         f"{'AppArmor' if key == 'apparmor' else 'SELinux'}; "
+                                         f"only {key}=unconfined is accepted")
         else:
             raise errors.InvalidArgument(
-                f"invalid --security-opt {value!r} (seccomp=unconfined|PROFILE.json, no-new-privileges)")
+                f"invalid --security-opt {value!r} (seccomp=unconfined|PROFILE.json, no-new-privileges, "
+                f"systempaths=unconfined)")
     return opts
 
 

@@ -105,8 +105,11 @@ class OCIRuntime(Protocol):
         ...
 
     def exec(self, container_id: str, process: dict[str, Any], *, pid_file: Path,
-             console_socket: Path | None = None, stdio: tuple[int, int, int] | None = None) -> None:
-        """Start `process` (an OCI process object) inside the running container; returns once it runs."""
+             console_socket: Path | None = None, stdio: tuple[int, int, int] | None = None,
+             privileged: bool = False) -> None:
+        """Start `process` (an OCI process object) inside the running container; returns once it runs.
+        `privileged` (exec --privileged): the process is also spared the container's seccomp filter where
+        the runtime can do that (the built-in one); its capabilities come in `process`."""
         ...
 
     def pause(self, container_id: str) -> None:
@@ -184,7 +187,11 @@ class OCICliRuntime:
         self._run("delete", *(["--force"] if force else []), container_id)
 
     def exec(self, container_id: str, process: dict[str, Any], *, pid_file: Path,
-             console_socket: Path | None = None, stdio: tuple[int, int, int] | None = None) -> None:
+             console_socket: Path | None = None, stdio: tuple[int, int, int] | None = None,
+             privileged: bool = False) -> None:
+        # `privileged` changes nothing more here: runc/crun apply the container's seccomp filter to every
+        # exec'd process and have no flag against it (docker's exec --privileged has the same limit,
+        # moby/moby#21984); the full capabilities are in `process`.
         self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
         process_path = str(self.root / f".process-{os.getpid()}-{next(_counter)}.json")
         with open(process_path, "w") as f:

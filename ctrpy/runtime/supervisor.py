@@ -245,6 +245,8 @@ def start_process(op: str, task_dir: str, task: dict, request: dict) -> tuple:
             except Exception:  # noqa: BLE001 - already gone is fine; create reports real trouble
                 pass
         if op == "exec":
+            if request.get("privileged"):
+                kwargs["privileged"] = True  # only when set: a plugin runtime may predate the keyword
             runtime.exec(cid, process, **kwargs)
         else:
             runtime.create(cid, task_dir, **kwargs)

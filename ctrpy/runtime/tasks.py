@@ -1256,7 +1256,8 @@ class TaskManager:
             process["user"] = {"uid": uid, "gid": gid, **({"additionalGids": extra} if extra else {})}
         att = Attachment.connect(td.socket_address(), sup.F_EXEC,
                                  {"exec_id": exec_id, "process": process, "stdin": stdin,
-                                  "console_size": list(size or ()) or None},
+                                  "console_size": list(size or ()) or None,
+                                  **({"privileged": True} if privileged else {})},
                                  timeout=120)
         att.exec_id = exec_id
         self._publish("/tasks/exec-started", {"container_id": container_id, "exec_id": exec_id, "pid": att.pid})
