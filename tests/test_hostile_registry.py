@@ -306,14 +306,14 @@ def test_a_platform_missing_locally_is_not_listed_as_available(hostile: HostileR
     ref = hostile.add_manifest("multi", index, media_type="application/vnd.oci.image.index.v1+json")
     r = ctrpy("pull", "-q", "--plain-http", "--no-unpack", "--platform", "linux/arm64", ref)
     assert r.returncode == 0, r.stderr
-    r = ctrpy("images", "inspect", "--platform", "linux/amd64", ref)
+    r = ctrpy("images", "inspect", "--mode", "native", "--platform", "linux/amd64", ref)
     assert "available locally: linux/arm64)" in json.loads(r.stdout)["manifest_error"]
-    r = ctrpy("run", "--rm", ref, "c1", "true")  # this host is linux/amd64
+    r = ctrpy("run", "--rm", ref, "true")  # this host is linux/amd64
     assert r.returncode == 4, r.stderr
     line = one_error_line(r)
     assert "no manifest for platform linux/amd64" in line and "available locally: linux/arm64)" in line, line
     assert "pull with --platform linux/amd64" in line
-    for argv in (("images", "inspect", "--platform", "linux//", ref),
+    for argv in (("images", "inspect", "--mode", "native", "--platform", "linux//", ref),
                  ("pull", "--platform", "linux//", ref)):
         r = ctrpy(*argv)
         assert r.returncode == 3 and "invalid platform" in one_error_line(r), (argv, r.stderr)

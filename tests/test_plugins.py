@@ -223,7 +223,7 @@ def test_out_of_tree_snapshotter(installed_plugin: None, ctrpy: Any, dirs: Any, 
     assert r.returncode == 0, r.stderr
     marks = sorted((dirs.root / "snapshots" / "testsnap" / "created").iterdir())
     assert marks and all(m.read_text() == "from-config" for m in marks)
-    r = ctrpy("run", "--rm", "--snapshotter", "testsnap", "--runtime", "runc", ref, "p1", "sh", "-c",
+    r = ctrpy("run", "--rm", "--snapshotter", "testsnap", "--runtime", "runc", ref, "sh", "-c",
               "echo hello > /tmp/f; cat /tmp/f")
     assert r.returncode == 0, r.stderr
     assert r.stdout == "hello\n"

@@ -149,7 +149,7 @@ def test_hostile_image_from_a_registry(ctrpy: Any, registry: Any, tmp_path: Path
     assert ctrpy("pull", ref).returncode == 0
     src = tmp_path / "src"
     src.mkdir()
-    r = ctrpy("run", "--rm", "--mount", f"type=bind,src={src},dst=/link/pwn", ref, "hostile",
+    r = ctrpy("containers", "run", "--rm", "--mount", f"type=bind,src={src},dst=/link/pwn", ref, "hostile",
               "sh", "-c", "cat /etc/hostname; ls -d /link/pwn")
     assert snapshot(host_link) == [] and snapshot(host_etc) == []
     assert r.returncode == 0, r.stderr

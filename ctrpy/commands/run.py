@@ -168,6 +168,10 @@ def _create(obj: Any, positional: tuple[str, ...], flags: dict[str, Any], remove
 
     from ctrpy.runtime import dockerrun
 
+    if remove and flags["restart"] not in ("", "no"):
+        # Two flags that contradict each other: a usage error (2), as `containers run --rm -d`; the runtime's
+        # own check (dockerrun.parse_restart, InvalidArgument) stays for callers that bypass the CLI.
+        raise click.UsageError("--rm and --restart cannot be used together")
     req = build_request(positional, flags, remove)
     cidfile = flags["cidfile"]
     if cidfile and os.path.exists(cidfile):

@@ -666,11 +666,12 @@ class TaskManager:
             if not self.repair(container_id):
                 raise errors.AlreadyExists(f"task {container_id!r} is being created") from None
             td.path.mkdir(parents=True)
-        # Who is creating it: a create whose process is gone is a leftover that any later command repairs.
-        (td.path / CREATING_FILE).write_text(_proc_id(os.getpid()))
-        test_hook("create-after-mkdir")
         mounted = False
         try:
+            # Who is creating it: a create whose process is gone is a leftover that any later command repairs.
+            # Inside the try: a full state directory fails here first, and must be reported and cleared as one.
+            (td.path / CREATING_FILE).write_text(_proc_id(os.getpid()))
+            test_hook("create-after-mkdir")
             if container.snapshot_key:
                 from ctrpy.runtime.mount import mount_all
 
