@@ -465,6 +465,28 @@ wait_for_runtime_hooks (const ctrpy_spec_t *s)
     _exit (126); /* a hook failed: the creator reports it and kills us */
 }
 
+/* The nearest mount point at or above `path` becomes private (in our namespace only): MS_PRIVATE fails
+   with EINVAL on a directory that is not a mount point, so walk up until it succeeds.  */
+static void
+make_parent_mount_private (const char *path)
+{
+  char dir[PATH_MAX];
+  if (snprintf (dir, sizeof (dir), "%s", path) >= (int) sizeof (dir))
+    child_fail (ENAMETOOLONG, "rootfs path %s", path);
+  for (;;)
+    {
+      if (mount (NULL, dir, NULL, MS_PRIVATE, NULL) == 0)
+        return;
+      if (errno != EINVAL || strcmp (dir, "/") == 0)
+        child_fail (errno, "make the mount holding %s private", path);
+      char *slash = strrchr (dir, '/');
+      if (slash == dir)
+        dir[1] = '\0';
+      else
+        *slash = '\0';
+    }
+}
+
 static void
 setup_rootfs (const ctrpy_spec_t *s)
 {
@@ -472,11 +494,14 @@ setup_rootfs (const ctrpy_spec_t *s)
   unsigned long prop = s->rootfs_propagation;
   cleanup_close int rootfd = -1;
 
-  /* Nothing we mount may leak back to the host: start from a slave (or private) copy of the tree.  */
-  if (prop == 0 || (prop & MS_SHARED))
+  /* Nothing we mount may leak back to the host: start from a slave (or private) copy of the tree, unless
+     the spec asks for rshared (as runc: host and container then share mounts made below shared volumes).  */
+  if (prop == 0)
     prop = MS_SLAVE | MS_REC;
   if (mount (NULL, "/", NULL, prop, NULL) < 0)
-    child_fail (errno, "make / %s", (prop & MS_PRIVATE) ? "rprivate" : "rslave");
+    child_fail (errno, "make / %s", (prop & MS_SHARED)    ? "rshared"
+                                    : (prop & MS_PRIVATE) ? "rprivate"
+                                                          : "rslave");
   if (child_rootfs_tree >= 0)
     {
       char path[64];
@@ -491,6 +516,10 @@ setup_rootfs (const ctrpy_spec_t *s)
     }
   else
     {
+      /* With a shared tree the mount holding the rootfs goes private first (runc's
+         rootfsParentMountPrivate): the bind below, and all mounted inside it, must not reach the host.  */
+      if (prop & MS_SHARED)
+        make_parent_mount_private (rootfs);
       if (mount (rootfs, rootfs, NULL, MS_BIND | MS_REC, NULL) < 0)
         child_fail (errno, "bind rootfs %s", rootfs);
       /* pivot_root refuses a shared new root.  */
