@@ -21,32 +21,15 @@ import uuid
 from pathlib import Path
 
 from bench.cleanup import Cleanup, log
-from bench.services import Containerd, Registry
+from bench.services import CONTAINERD_CONFIG, Containerd, Registry
 from bench.stats import Comparison, Side, Unavailable, interleave, render
 
 REPO = Path(__file__).resolve().parents[1]
 BUSYBOX = "registry.k8s.io/e2e-test-images/busybox:1.29-2"
 PAUSE = "registry.k8s.io/pause:3.6"
 
-CRI_CONTAINERD_CONFIG = """version = 2
-root = "{root}"
-state = "{state}"
-disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapshotter.v1.zfs",
-  "io.containerd.snapshotter.v1.devmapper", "io.containerd.snapshotter.v1.aufs",
-  "io.containerd.tracing.processor.v1.otlp"]
-[grpc]
-  address = "{sock}"
-[ttrpc]
-  address = "{sock}.ttrpc"
-[debug]
-  address = "{debug}"
-  level = "warn"
-[metrics]
-  address = ""
-[plugins."io.containerd.internal.v1.opt"]
-  path = "{opt}"
-[plugins."io.containerd.monitor.v1.cgroups"]
-  no_prometheus = true
+# The benchmarks' containerd configuration (bench/services.py) with the CRI plugin enabled and set up.
+CRI_CONTAINERD_CONFIG = CONTAINERD_CONFIG.replace('"io.containerd.grpc.v1.cri", ', "") + """\
 [plugins."io.containerd.grpc.v1.cri"]
   sandbox_image = "{pause}"
   restrict_oom_score_adj = true

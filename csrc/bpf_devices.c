@@ -23,17 +23,6 @@
 #define MAX_PROGS 64
 
 static int
-bpf_error (ctrpy_err_t *err, int errno_, const char *fmt, ...)
-{
-  va_list ap;
-  err->errno_ = errno_;
-  va_start (ap, fmt);
-  vsnprintf (err->msg, sizeof (err->msg), fmt, ap);
-  va_end (ap);
-  return -1;
-}
-
-static int
 sys_bpf (int cmd, union bpf_attr *attr)
 {
   return (int) syscall (__NR_bpf, cmd, attr, sizeof (*attr));
@@ -152,7 +141,7 @@ load_program (const struct bpf_insn *prog, int len, ctrpy_err_t *err)
   while (l > 0 && log[l - 1] == '\n')
     log[--l] = '\0';
   const char *last = strrchr (log, '\n');
-  return bpf_error (err, saved, "bpf: load the device program (%d instructions): %s%s%s", len, strerror (saved),
+  return ctrpy_make_error (err, saved, "bpf: load the device program (%d instructions): %s%s%s", len, strerror (saved),
                     l ? ": " : "", last ? last + 1 : log);
 }
 
@@ -175,12 +164,12 @@ ctrpy_bpf_devices_query (const char *cgroup_dir, uint32_t *ids, int max, ctrpy_e
 {
   int cgfd = open (cgroup_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (cgfd < 0)
-    return bpf_error (err, errno, "bpf: open cgroup %s: %s", cgroup_dir, strerror (errno));
+    return ctrpy_make_error (err, errno, "bpf: open cgroup %s: %s", cgroup_dir, strerror (errno));
   int n = query (cgfd, ids, max < 0 ? 0 : (uint32_t) max);
   int saved = errno;
   close (cgfd);
   if (n < 0)
-    return bpf_error (err, saved, "bpf: query the device programs of %s: %s", cgroup_dir, strerror (saved));
+    return ctrpy_make_error (err, saved, "bpf: query the device programs of %s: %s", cgroup_dir, strerror (saved));
   return n;
 }
 
@@ -189,11 +178,11 @@ ctrpy_bpf_devices_set (const char *cgroup_dir, const ctrpy_dev_rule_t *rules, in
 {
   for (int k = 0; k < n_rules; k++)
     if (rules[k].type != 'a' && rules[k].type != 'b' && rules[k].type != 'c')
-      return bpf_error (err, EINVAL, "bpf: device rule %d: type %c is not a, b or c", k, rules[k].type);
+      return ctrpy_make_error (err, EINVAL, "bpf: device rule %d: type %c is not a, b or c", k, rules[k].type);
   int len = 0;
   struct bpf_insn *prog = build_program (rules, n_rules, &len);
   if (prog == NULL)
-    return bpf_error (err, errno, "bpf: %s", strerror (errno));
+    return ctrpy_make_error (err, errno, "bpf: %s", strerror (errno));
   int progfd = load_program (prog, len, err);
   free (prog);
   if (progfd < 0)
@@ -201,14 +190,14 @@ ctrpy_bpf_devices_set (const char *cgroup_dir, const ctrpy_dev_rule_t *rules, in
   int ret = -1, cgfd = open (cgroup_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (cgfd < 0)
     {
-      bpf_error (err, errno, "bpf: open cgroup %s: %s", cgroup_dir, strerror (errno));
+      ctrpy_make_error (err, errno, "bpf: open cgroup %s: %s", cgroup_dir, strerror (errno));
       goto out;
     }
   uint32_t old[MAX_PROGS];
   int n_old = query (cgfd, old, MAX_PROGS);
   if (n_old < 0)
     {
-      bpf_error (err, errno, "bpf: query the device programs of %s: %s", cgroup_dir, strerror (errno));
+      ctrpy_make_error (err, errno, "bpf: query the device programs of %s: %s", cgroup_dir, strerror (errno));
       goto out;
     }
   union bpf_attr attr;
@@ -219,7 +208,7 @@ ctrpy_bpf_devices_set (const char *cgroup_dir, const ctrpy_dev_rule_t *rules, in
   attr.attach_flags = BPF_F_ALLOW_MULTI;
   if (sys_bpf (BPF_PROG_ATTACH, &attr) < 0)
     {
-      bpf_error (err, errno, "bpf: attach the device program to %s: %s", cgroup_dir, strerror (errno));
+      ctrpy_make_error (err, errno, "bpf: attach the device program to %s: %s", cgroup_dir, strerror (errno));
       goto out;
     }
   /* Only now the old ones go: in between both apply, and a device is allowed only if both allow it.  */
@@ -240,7 +229,7 @@ ctrpy_bpf_devices_set (const char *cgroup_dir, const ctrpy_dev_rule_t *rules, in
       close (oldfd);
       if (r < 0 && saved != ENOENT)
         {
-          ret = bpf_error (err, saved, "bpf: detach the old device program %u from %s: %s", old[k], cgroup_dir,
+          ret = ctrpy_make_error (err, saved, "bpf: detach the old device program %u from %s: %s", old[k], cgroup_dir,
                            strerror (saved));
           break;
         }

@@ -147,7 +147,8 @@ ffibuilder.set_source(
     '#define _GNU_SOURCE\n#include <sched.h>\n#include <linux/seccomp.h>\n#include "helper.h"\n'
     '#include "hooks.h"\n#include "inroot.h"\n#include "seccomp_profile.h"\n#include "bpf_devices.h"\n',
     sources=[os.path.relpath(os.path.join(HERE, name))
-             for name in ("helper.c", "hooks.c", "inroot.c", "seccomp.c", "userns.c", "pause.c", "bpf_devices.c")],
+             for name in ("helper.c", "error.c", "hooks.c", "inroot.c", "seccomp.c", "userns.c", "pause.c",
+                         "bpf_devices.c")],
     libraries=["seccomp"],
     include_dirs=[os.path.relpath(HERE)],
     extra_compile_args=["-O2", "-Wall", "-fvisibility=hidden", "-std=gnu11"],

@@ -80,17 +80,6 @@ struct sync_msg
   char text[256];
 };
 
-static int
-make_error (ctrpy_err_t *err, int errno_, const char *fmt, ...)
-{
-  va_list ap;
-  err->errno_ = errno_;
-  va_start (ap, fmt);
-  vsnprintf (err->msg, sizeof (err->msg), fmt, ap);
-  va_end (ap);
-  return -1;
-}
-
 const char *
 ctrpy_helper_version (void)
 {
@@ -1094,16 +1083,16 @@ connect_console (const char *path, ctrpy_err_t *err)
   struct sockaddr_un addr = { .sun_family = AF_UNIX };
   int fd;
   if (strlen (path) >= sizeof (addr.sun_path))
-    return make_error (err, ENAMETOOLONG, "console socket %s", path);
+    return ctrpy_make_error (err, ENAMETOOLONG, "console socket %s", path);
   strcpy (addr.sun_path, path);
   fd = socket (AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (fd < 0)
-    return make_error (err, errno, "console socket");
+    return ctrpy_make_error (err, errno, "console socket");
   if (connect (fd, (struct sockaddr *) &addr, sizeof (addr)) < 0)
     {
       int e = errno;
       close (fd);
-      return make_error (err, e, "connect to console socket %s", path);
+      return ctrpy_make_error (err, e, "connect to console socket %s", path);
     }
   return fd;
 }
@@ -1129,7 +1118,7 @@ release_userns (const ctrpy_spec_t *spec, int pid, int sock, ctrpy_err_t *err)
         return -1;
     }
   if (tree >= 0 ? send_fd (sock, tree) < 0 : write (sock, "", 1) != 1)
-    return make_error (err, errno, "release the container process");
+    return ctrpy_make_error (err, errno, "release the container process");
   return 0;
 }
 
@@ -1153,7 +1142,7 @@ ctrpy_spawn (const ctrpy_spec_t *spec, ctrpy_result_t *res, ctrpy_err_t *err)
 
   memset (res, 0, sizeof (*res));
   if (spec->argv == NULL || spec->argv[0] == NULL)
-    return make_error (err, EINVAL, "process args must not be empty");
+    return ctrpy_make_error (err, EINVAL, "process args must not be empty");
   if (spec->terminal && spec->console_socket)
     {
       console_fd = connect_console (spec->console_socket, err);
@@ -1164,10 +1153,10 @@ ctrpy_spawn (const ctrpy_spec_t *spec, ctrpy_result_t *res, ctrpy_err_t *err)
     {
       fifo_fd = open (spec->exec_fifo, O_PATH | O_CLOEXEC);
       if (fifo_fd < 0)
-        return make_error (err, errno, "open exec fifo %s", spec->exec_fifo);
+        return ctrpy_make_error (err, errno, "open exec fifo %s", spec->exec_fifo);
     }
   if (pipe2 (fds, O_CLOEXEC) < 0)
-    return make_error (err, errno, "pipe");
+    return ctrpy_make_error (err, errno, "pipe");
   rfd = fds[0];
   ctx.sync_fd = fds[1];
   if (spec->n_runtime_hooks > 0)
@@ -1176,7 +1165,7 @@ ctrpy_spawn (const ctrpy_spec_t *spec, ctrpy_result_t *res, ctrpy_err_t *err)
       if (pipe2 (hfds, O_CLOEXEC) < 0)
         {
           close (fds[1]);
-          return make_error (err, errno, "pipe");
+          return ctrpy_make_error (err, errno, "pipe");
         }
       hooks_rfd = hfds[0];
       hooks_wfd = hfds[1];
@@ -1188,7 +1177,7 @@ ctrpy_spawn (const ctrpy_spec_t *spec, ctrpy_result_t *res, ctrpy_err_t *err)
       if (socketpair (AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sp) < 0)
         {
           close (fds[1]);
-          return make_error (err, errno, "socketpair");
+          return ctrpy_make_error (err, errno, "socketpair");
         }
       userns_parent = sp[0];
       userns_child = sp[1];
@@ -1201,7 +1190,7 @@ ctrpy_spawn (const ctrpy_spec_t *spec, ctrpy_result_t *res, ctrpy_err_t *err)
   if (stack == MAP_FAILED)
     {
       close (fds[1]);
-      return make_error (err, errno, "mmap clone stack");
+      return ctrpy_make_error (err, errno, "mmap clone stack");
     }
   /* A new cgroup namespace is made by the child after it joined its cgroup (see child_main).  */
   pid = clone (child_main, (char *) stack + stack_size, (spec->clone_flags & ~CLONE_NEWCGROUP) | SIGCHLD, &ctx);
@@ -1212,7 +1201,7 @@ ctrpy_spawn (const ctrpy_spec_t *spec, ctrpy_result_t *res, ctrpy_err_t *err)
     errno = e;
   }
   if (pid < 0)
-    return make_error (err, errno, "clone");
+    return ctrpy_make_error (err, errno, "clone");
   if (userns_parent >= 0 && release_userns (spec, pid, userns_parent, err) < 0)
     {
       kill (pid, SIGKILL);
@@ -1235,7 +1224,7 @@ ctrpy_spawn (const ctrpy_spec_t *spec, ctrpy_result_t *res, ctrpy_err_t *err)
         break;
       if (n != sizeof (m))
         {
-          make_error (err, EIO, "short message from the container process");
+          ctrpy_make_error (err, EIO, "short message from the container process");
           failed = 1;
           break;
         }
@@ -1255,7 +1244,7 @@ ctrpy_spawn (const ctrpy_spec_t *spec, ctrpy_result_t *res, ctrpy_err_t *err)
             break;
           if (write (hooks_wfd, "", 1) != 1)
             {
-              make_error (err, errno, "resume the container process after its hooks");
+              ctrpy_make_error (err, errno, "resume the container process after its hooks");
               failed = 1;
               break;
             }
@@ -1267,7 +1256,7 @@ ctrpy_spawn (const ctrpy_spec_t *spec, ctrpy_result_t *res, ctrpy_err_t *err)
         }
       else if (m.type == MSG_ERROR)
         {
-          make_error (err, m.errno_, "%s", m.text);
+          ctrpy_make_error (err, m.errno_, "%s", m.text);
           failed = 1;
           break;
         }
@@ -1277,7 +1266,7 @@ ctrpy_spawn (const ctrpy_spec_t *spec, ctrpy_result_t *res, ctrpy_err_t *err)
       ;
   if (!failed && spec->exec_fifo && !ready)
     {
-      make_error (err, ECHILD, "container process exited during setup");
+      ctrpy_make_error (err, ECHILD, "container process exited during setup");
       failed = 1;
     }
   if (failed)
@@ -1293,7 +1282,7 @@ ctrpy_spawn (const ctrpy_spec_t *spec, ctrpy_result_t *res, ctrpy_err_t *err)
       return -1;
     }
   if (reported <= 0)
-    return make_error (err, ECHILD, "container process exited before reporting its pid");
+    return ctrpy_make_error (err, ECHILD, "container process exited before reporting its pid");
   res->pid = reported;
   return 0;
 }
@@ -1325,7 +1314,7 @@ ctrpy_start (const char *fifo, int pid, ctrpy_err_t *err)
   cleanup_close int fd = open (fifo, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
   int got_ready = 0;
   if (fd < 0)
-    return make_error (err, errno, "open exec fifo %s", fifo);
+    return ctrpy_make_error (err, errno, "open exec fifo %s", fifo);
   for (;;)
     {
       struct sync_msg m;
@@ -1337,11 +1326,11 @@ ctrpy_start (const char *fifo, int pid, ctrpy_err_t *err)
           if (r < 0 && errno == EINTR)
             continue;
           if (r < 0)
-            return make_error (err, errno, "poll exec fifo");
+            return ctrpy_make_error (err, errno, "poll exec fifo");
           if (r == 0 || !(p.revents & POLLIN))
             {
               if (!pid_alive (pid))
-                return make_error (err, ESRCH, "container process exited before start");
+                return ctrpy_make_error (err, ESRCH, "container process exited before start");
               continue;
             }
         }
@@ -1349,25 +1338,25 @@ ctrpy_start (const char *fifo, int pid, ctrpy_err_t *err)
       if (n < 0 && (errno == EINTR || errno == EAGAIN))
         continue;
       if (n < 0)
-        return make_error (err, errno, "read exec fifo");
+        return ctrpy_make_error (err, errno, "read exec fifo");
       if (n == 0)
         {
           if (got_ready)
             return 0;
           if (!pid_alive (pid))
-            return make_error (err, ESRCH, "container process exited before start");
+            return ctrpy_make_error (err, ESRCH, "container process exited before start");
           continue;
         }
       if (n != sizeof (m))
-        return make_error (err, EIO, "short message from the container process");
+        return ctrpy_make_error (err, EIO, "short message from the container process");
       m.text[sizeof (m.text) - 1] = '\0';
       if (m.type == MSG_ERROR)
-        return make_error (err, m.errno_, "%s", m.text);
+        return ctrpy_make_error (err, m.errno_, "%s", m.text);
       if (m.type == MSG_READY && !got_ready)
         {
           got_ready = 1;
           if (fcntl (fd, F_SETFL, 0) < 0)
-            return make_error (err, errno, "fcntl exec fifo");
+            return ctrpy_make_error (err, errno, "fcntl exec fifo");
         }
     }
 }
@@ -1376,6 +1365,6 @@ int
 ctrpy_set_subreaper (ctrpy_err_t *err)
 {
   if (prctl (PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) < 0)
-    return make_error (err, errno, "prctl PR_SET_CHILD_SUBREAPER");
+    return ctrpy_make_error (err, errno, "prctl PR_SET_CHILD_SUBREAPER");
   return 0;
 }

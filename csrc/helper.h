@@ -20,6 +20,10 @@ typedef struct
   char msg[256];
 } ctrpy_err_t;
 
+/* Fill *err (errno and a formatted message) and return -1 (csrc/error.c).  */
+int ctrpy_make_error (ctrpy_err_t *err, int errno_, const char *fmt, ...)
+  __attribute__ ((format (printf, 3, 4)));
+
 /* One mount of the OCI spec, already translated: `flags` are MS_* without propagation bits,
    `propagation` is MS_SHARED/MS_SLAVE/MS_PRIVATE/MS_UNBINDABLE (+MS_REC) applied after mounting.  */
 typedef struct

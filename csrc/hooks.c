@@ -18,17 +18,6 @@
 #include <unistd.h>
 
 static int
-hook_error (ctrpy_err_t *err, int errno_, const char *fmt, ...)
-{
-  va_list ap;
-  err->errno_ = errno_;
-  va_start (ap, fmt);
-  vsnprintf (err->msg, sizeof (err->msg), fmt, ap);
-  va_end (ap);
-  return -1;
-}
-
-static int
 state_fd (const char *state_fmt, int pid)
 {
   int fd = memfd_create ("ctrpy-hook-state", MFD_CLOEXEC);
@@ -71,13 +60,13 @@ ctrpy_run_hook (const ctrpy_hook_t *hook, const char *state_fmt, int pid, const 
   pid_t child;
 
   if (in < 0)
-    return hook_error (err, errno, "%s hook %s: state", kind, hook->path);
+    return ctrpy_make_error (err, errno, "%s hook %s: state", kind, hook->path);
   /* Raw clone, as elsewhere in the helper: we may be running inside a clone of a threaded process.  */
   child = syscall (SYS_clone, SIGCHLD, 0, 0, 0, 0);
   if (child < 0)
     {
       close (in);
-      return hook_error (err, errno, "%s hook %s: fork", kind, hook->path);
+      return ctrpy_make_error (err, errno, "%s hook %s: fork", kind, hook->path);
     }
   if (child == 0)
     {
@@ -99,7 +88,7 @@ ctrpy_run_hook (const ctrpy_hook_t *hook, const char *state_fmt, int pid, const 
       if (r < 0 && errno == EINTR)
         continue;
       if (r < 0)
-        return hook_error (err, errno, "%s hook %s: wait", kind, hook->path);
+        return ctrpy_make_error (err, errno, "%s hook %s: wait", kind, hook->path);
       if (r == child)
         break;
       if (now_ms () >= deadline)
@@ -107,7 +96,7 @@ ctrpy_run_hook (const ctrpy_hook_t *hook, const char *state_fmt, int pid, const 
           kill (child, SIGKILL);
           while (waitpid (child, &status, 0) < 0 && errno == EINTR)
             ;
-          return hook_error (err, ETIMEDOUT, "%s hook %s timed out after %d s", kind, hook->path, hook->timeout);
+          return ctrpy_make_error (err, ETIMEDOUT, "%s hook %s timed out after %d s", kind, hook->path, hook->timeout);
         }
       {
         struct timespec ts = { 0, delay * 1000000L };
@@ -118,8 +107,8 @@ ctrpy_run_hook (const ctrpy_hook_t *hook, const char *state_fmt, int pid, const 
   if (WIFEXITED (status) && WEXITSTATUS (status) == 0)
     return 0;
   if (WIFEXITED (status) && WEXITSTATUS (status) == 127)
-    return hook_error (err, ENOENT, "%s hook %s: cannot execute it (exit status 127)", kind, hook->path);
+    return ctrpy_make_error (err, ENOENT, "%s hook %s: cannot execute it (exit status 127)", kind, hook->path);
   if (WIFSIGNALED (status))
-    return hook_error (err, ECANCELED, "%s hook %s killed by signal %d", kind, hook->path, WTERMSIG (status));
-  return hook_error (err, ECANCELED, "%s hook %s exited with status %d", kind, hook->path, WEXITSTATUS (status));
+    return ctrpy_make_error (err, ECANCELED, "%s hook %s killed by signal %d", kind, hook->path, WTERMSIG (status));
+  return ctrpy_make_error (err, ECANCELED, "%s hook %s exited with status %d", kind, hook->path, WEXITSTATUS (status));
 }

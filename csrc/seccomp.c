@@ -26,17 +26,6 @@ release_ctx (scmp_filter_ctx *ctx)
 }
 
 static int
-fail (ctrpy_err_t *err, int errno_, const char *fmt, ...)
-{
-  va_list ap;
-  err->errno_ = errno_;
-  va_start (ap, fmt);
-  vsnprintf (err->msg, sizeof (err->msg), fmt, ap);
-  va_end (ap);
-  return -1;
-}
-
-static int
 to_action (int kind, uint32_t value, uint32_t *out)
 {
   switch (kind)
@@ -74,20 +63,20 @@ add_rule (scmp_filter_ctx ctx, uint32_t default_action, const ctrpy_seccomp_rule
   int nr, ret;
 
   if (to_action (r->action, r->value, &action) < 0)
-    return fail (err, EINVAL, "seccomp: syscall %s: unknown action %d", r->name, r->action);
+    return ctrpy_make_error (err, EINVAL, "seccomp: syscall %s: unknown action %d", r->name, r->action);
   if (action == default_action)
     return 0;
   nr = seccomp_syscall_resolve_name (r->name);
   if (nr == __NR_SCMP_ERROR)
     return 0; /* unknown to this libseccomp (a newer syscall): nothing to filter */
   if (r->n_args > 6)
-    return fail (err, EINVAL, "seccomp: syscall %s: more than 6 argument conditions", r->name);
+    return ctrpy_make_error (err, EINVAL, "seccomp: syscall %s: more than 6 argument conditions", r->name);
   for (int i = 0; i < r->n_args; i++)
     {
       if (r->args[i].index > 5)
-        return fail (err, EINVAL, "seccomp: syscall %s: argument index %u out of range", r->name, r->args[i].index);
+        return ctrpy_make_error (err, EINVAL, "seccomp: syscall %s: argument index %u out of range", r->name, r->args[i].index);
       if (r->args[i].op < CTRPY_SCMP_CMP_NE || r->args[i].op > CTRPY_SCMP_CMP_MASKED_EQ)
-        return fail (err, EINVAL, "seccomp: syscall %s: unknown operator %d", r->name, r->args[i].op);
+        return ctrpy_make_error (err, EINVAL, "seccomp: syscall %s: unknown operator %d", r->name, r->args[i].op);
       cmps[i].arg = r->args[i].index;
       cmps[i].op = (enum scmp_compare) r->args[i].op;
       cmps[i].datum_a = r->args[i].value;
@@ -95,7 +84,7 @@ add_rule (scmp_filter_ctx ctx, uint32_t default_action, const ctrpy_seccomp_rule
     }
   ret = seccomp_rule_add_array (ctx, action, nr, r->n_args, cmps);
   if (ret < 0)
-    return fail (err, -ret, "seccomp: add rule for syscall %s", r->name);
+    return ctrpy_make_error (err, -ret, "seccomp: add rule for syscall %s", r->name);
   return 0;
 }
 
@@ -109,21 +98,21 @@ ctrpy_seccomp_compile (const ctrpy_seccomp_t *p, unsigned char *buf, size_t size
   ssize_t n;
 
   if (to_action (p->default_action, p->default_value, &default_action) < 0)
-    return fail (err, EINVAL, "seccomp: unknown default action %d", p->default_action);
+    return ctrpy_make_error (err, EINVAL, "seccomp: unknown default action %d", p->default_action);
   ctx = seccomp_init (default_action);
   if (ctx == NULL)
-    return fail (err, ENOMEM, "seccomp: init");
+    return ctrpy_make_error (err, ENOMEM, "seccomp: init");
   /* The program is loaded by us with seccomp(2), which decides about no_new_privs itself.  */
   if ((ret = seccomp_attr_set (ctx, SCMP_FLTATR_CTL_NNP, 0)) < 0)
-    return fail (err, -ret, "seccomp: attributes");
+    return ctrpy_make_error (err, -ret, "seccomp: attributes");
   for (int i = 0; i < p->n_arches; i++)
     {
       uint32_t arch = seccomp_arch_resolve_name (p->arches[i]);
       if (arch == 0)
-        return fail (err, EINVAL, "seccomp: unknown architecture %s", p->arches[i]);
+        return ctrpy_make_error (err, EINVAL, "seccomp: unknown architecture %s", p->arches[i]);
       ret = seccomp_arch_add (ctx, arch);
       if (ret < 0 && ret != -EEXIST)
-        return fail (err, -ret, "seccomp: add architecture %s", p->arches[i]);
+        return ctrpy_make_error (err, -ret, "seccomp: add architecture %s", p->arches[i]);
     }
   for (int i = 0; i < p->n_rules; i++)
     if (add_rule (ctx, default_action, &p->rules[i], err) < 0)
@@ -131,12 +120,12 @@ ctrpy_seccomp_compile (const ctrpy_seccomp_t *p, unsigned char *buf, size_t size
 
   fd = memfd_create ("ctrpy-seccomp", MFD_CLOEXEC);
   if (fd < 0)
-    return fail (err, errno, "seccomp: memfd_create");
+    return ctrpy_make_error (err, errno, "seccomp: memfd_create");
   ret = seccomp_export_bpf (ctx, fd);
   if (ret < 0)
     {
       close (fd);
-      return fail (err, -ret, "seccomp: export the BPF program");
+      return ctrpy_make_error (err, -ret, "seccomp: export the BPF program");
     }
   n = pread (fd, buf, size, 0);
   if (n >= 0 && (size_t) n == size)
@@ -147,9 +136,9 @@ ctrpy_seccomp_compile (const ctrpy_seccomp_t *p, unsigned char *buf, size_t size
     }
   close (fd);
   if (n == -2)
-    return fail (err, E2BIG, "seccomp: the profile compiles to more than %zu bytes of BPF", size);
+    return ctrpy_make_error (err, E2BIG, "seccomp: the profile compiles to more than %zu bytes of BPF", size);
   if (n < 0)
-    return fail (err, errno, "seccomp: read the BPF program");
+    return ctrpy_make_error (err, errno, "seccomp: read the BPF program");
   *len = n;
   return 0;
 }

@@ -31,17 +31,6 @@ struct ctrpy_mount_attr
 };
 
 static int
-userns_error (ctrpy_err_t *err, int errno_, const char *fmt, ...)
-{
-  va_list ap;
-  err->errno_ = errno_;
-  va_start (ap, fmt);
-  vsnprintf (err->msg, sizeof (err->msg), fmt, ap);
-  va_end (ap);
-  return -1;
-}
-
-static int
 write_map (int pid, const char *name, int n, const ctrpy_idmap_t *maps, ctrpy_err_t *err)
 {
   char path[64], text[4096];
@@ -52,18 +41,18 @@ write_map (int pid, const char *name, int n, const ctrpy_idmap_t *maps, ctrpy_er
       int w = snprintf (text + used, sizeof (text) - used, "%u %u %u\n", maps[i].container_id, maps[i].host_id,
                         maps[i].size);
       if (w < 0 || (size_t) w >= sizeof (text) - used)
-        return userns_error (err, E2BIG, "%s: too many mappings", name);
+        return ctrpy_make_error (err, E2BIG, "%s: too many mappings", name);
       used += w;
     }
   snprintf (path, sizeof (path), "/proc/%d/%s", pid, name);
   fd = open (path, O_WRONLY | O_CLOEXEC);
   if (fd < 0)
-    return userns_error (err, errno, "open %s", path);
+    return ctrpy_make_error (err, errno, "open %s", path);
   if (write (fd, text, used) != (ssize_t) used)
     {
       int e = errno;
       close (fd);
-      return userns_error (err, e, "write %s (linux.%s)", path, strcmp (name, "uid_map") == 0 ? "uidMappings"
+      return ctrpy_make_error (err, e, "write %s (linux.%s)", path, strcmp (name, "uid_map") == 0 ? "uidMappings"
                                                                                        : "gidMappings");
     }
   close (fd);
@@ -87,7 +76,7 @@ userns_rootfs_tree (const char *rootfs, const char *userns_path, ctrpy_err_t *er
 
   tree = syscall (SYS_open_tree, AT_FDCWD, rootfs, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE);
   if (tree < 0)
-    return userns_error (err, errno, "rootfs: open_tree %s", rootfs);
+    return ctrpy_make_error (err, errno, "rootfs: open_tree %s", rootfs);
   if (path == NULL)
     return tree;
   userns = open (path, O_RDONLY | O_CLOEXEC);
@@ -95,7 +84,7 @@ userns_rootfs_tree (const char *rootfs, const char *userns_path, ctrpy_err_t *er
     {
       int e = errno;
       close (tree);
-      return userns_error (err, e, "open %s", path);
+      return ctrpy_make_error (err, e, "open %s", path);
     }
   attr.userns_fd = userns;
   if (syscall (SYS_mount_setattr, tree, "", AT_EMPTY_PATH | AT_RECURSIVE, &attr, sizeof (attr)) < 0)
@@ -103,7 +92,7 @@ userns_rootfs_tree (const char *rootfs, const char *userns_path, ctrpy_err_t *er
       int e = errno;
       close (userns);
       close (tree);
-      return userns_error (err, e, "idmapped rootfs: mount_setattr %s", rootfs);
+      return ctrpy_make_error (err, e, "idmapped rootfs: mount_setattr %s", rootfs);
     }
   close (userns);
   return tree;
