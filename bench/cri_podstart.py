@@ -54,12 +54,27 @@ def _tools() -> Path:
     raise Unavailable("the cri-tools kit (shared/cri-tools) is not there")
 
 
+NETNS_DIR = "/run/netns"
+
+
+def _remove_new_netns(before: set[str]) -> None:
+    if not os.path.isdir(NETNS_DIR):
+        return
+    for name in sorted(set(os.listdir(NETNS_DIR)) - before):
+        if name.startswith("cni-"):
+            subprocess.run(["ip", "netns", "delete", name], capture_output=True)
+
+
 class CRIContainerd(Containerd):
     """A private containerd with its CRI plugin on, CNI from a private conf dir."""
 
     def __init__(self, cleanup: Cleanup, workdir: Path, certs: Path) -> None:
         import bench.services as services
 
+        # containerd's CRI makes each pod's network namespace as /run/netns/cni-<uuid>; a run stopped half way
+        # (or a pod it failed to finish) leaves them: remove the ones that appeared while we ran, once it is gone.
+        before = set(os.listdir(NETNS_DIR)) if os.path.isdir(NETNS_DIR) else set()
+        cleanup.push("remove containerd's leftover pod network namespaces", lambda: _remove_new_netns(before))
         cni = workdir / "cni"
         cni.mkdir()
         (cni / "10-bench.conflist").write_text(CNI_CONFLIST)

@@ -1,7 +1,7 @@
 """A throwaway pure cgroup v2 guest: qemu (TCG) + a Debian 6.1 kernel + an initramfs, sharing the host's /usr.
 
 The host is hybrid (v1 controllers, a cgroup2 mount holding only hugetlb), so ctrpy's v2 paths can only run
-for real in a guest. Measured on these machines (see /work/shared/MACHINE.md): KVM runs no ordinary guest,
+for real in a guest. Measured on these machines (see MACHINE.md in the shared folder beside the project): KVM runs no ordinary guest,
 qemu's TCG boots the *uncompressed* vmlinux to /init in 3-5 s (the bzImage takes 9-11 s), and a long kernel
 command line panics, so the command to run comes in over a read-only 9p share, not the command line.
 
