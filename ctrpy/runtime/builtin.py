@@ -583,7 +583,7 @@ class BuiltinRuntime:
         from ctrpy.runtime import seccomp
 
         flat = seccomp.flatten(profile)  # checks the profile every time
-        key = hashlib.sha256((_h.version() + json.dumps(profile, sort_keys=True)).encode()).hexdigest()[:32]
+        key = hashlib.sha256((_h.build_id() + json.dumps(profile, sort_keys=True)).encode()).hexdigest()[:32]
         cached = self.root / f".seccomp-{key}.bpf"
         try:
             return cached.read_bytes(), flat.flags
