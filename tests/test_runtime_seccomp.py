@@ -235,6 +235,25 @@ def test_default_profile_follows_capabilities() -> None:
     assert os.uname().machine != "x86_64" or "SCMP_ARCH_X86_64" in plain["architectures"]
 
 
+def test_compiled_programs_are_cached_per_profile_and_helper_build(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    from ctrpy.runtime import helper
+    from ctrpy.runtime.builtin import BuiltinRuntime
+
+    rt = BuiltinRuntime(tmp_path)
+    mkdir, rmdir = deny(["mkdir"]), deny(["rmdir"])
+    program, _ = rt._seccomp_program(mkdir)
+    assert [p.read_bytes() for p in tmp_path.glob(".seccomp-*.bpf")] == [program]
+    assert rt._seccomp_program(copy.deepcopy(mkdir))[0] == program  # the same profile: the same file
+    assert len(list(tmp_path.glob(".seccomp-*.bpf"))) == 1
+    assert rt._seccomp_program(rmdir)[0] != program
+    assert len(list(tmp_path.glob(".seccomp-*.bpf"))) == 2
+    monkeypatch.setattr(helper, "build_id", lambda: "another build")  # a rebuilt helper compiles again
+    assert rt._seccomp_program(mkdir)[0] == program
+    assert len(list(tmp_path.glob(".seccomp-*.bpf"))) == 3
+    assert not list(tmp_path.glob("*.tmp"))
+
+
 @pytest.mark.parametrize("runtime", ["ctrpy", "runc"])
 def test_exec_gets_the_containers_filter(tmp_path: Path, runtime: str) -> None:
     cid = "e" + uuid.uuid4().hex[:8]

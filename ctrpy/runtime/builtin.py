@@ -169,6 +169,8 @@ def joined_id_maps(path: str) -> tuple[list[tuple[int, int, int]], list[tuple[in
 def shift_ownership(rootfs: str, uid_maps: list[tuple[int, int, int]], gid_maps: list[tuple[int, int, int]]) -> None:
     """The fallback where no idmapped mount can be made: chown every file of `rootfs` to the host ids the
     maps give its owners (once: a rootfs whose top directory is already owned by the mapped root is left)."""
+    import stat
+
     def shift(value: int, maps: list[tuple[int, int, int]]) -> int:
         for cid, hid, size in maps:
             if cid <= value < cid + size:
@@ -179,16 +181,14 @@ def shift_ownership(rootfs: str, uid_maps: list[tuple[int, int, int]], gid_maps:
     if (top.st_uid, top.st_gid) == (shift(0, uid_maps), shift(0, gid_maps)) and (top.st_uid, top.st_gid) != (0, 0):
         return
     for directory, dirs, files in os.walk(rootfs):
-        for name in [directory] if directory == rootfs else []:
-            st = os.lstat(name)
-            os.lchown(name, shift(st.st_uid, uid_maps), shift(st.st_gid, gid_maps))
         for name in dirs + files:
             path = os.path.join(directory, name)
             st = os.lstat(path)
-            mode = st.st_mode
             os.lchown(path, shift(st.st_uid, uid_maps), shift(st.st_gid, gid_maps))
-            if not os.path.islink(path) and mode & 0o6000:
-                os.chmod(path, mode & 0o7777)  # chown clears setuid/setgid bits
+            if not stat.S_ISLNK(st.st_mode) and st.st_mode & 0o6000:
+                os.chmod(path, st.st_mode & 0o7777)  # chown clears setuid/setgid bits
+    # The top last: it marks the rootfs done, so an interrupted shift is redone rather than left half made.
+    os.lchown(rootfs, shift(top.st_uid, uid_maps), shift(top.st_gid, gid_maps))
 
 
 def refuse_unsupported(config: dict[str, Any]) -> None:
@@ -583,7 +583,7 @@ class BuiltinRuntime:
         from ctrpy.runtime import seccomp
 
         flat = seccomp.flatten(profile)  # checks the profile every time
-        key = hashlib.sha256((_h.version() + json.dumps(profile, sort_keys=True)).encode()).hexdigest()[:32]
+        key = hashlib.sha256((_h.build_id() + json.dumps(profile, sort_keys=True)).encode()).hexdigest()[:32]
         cached = self.root / f".seccomp-{key}.bpf"
         try:
             return cached.read_bytes(), flat.flags

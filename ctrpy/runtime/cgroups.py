@@ -67,13 +67,6 @@ def device_rule(rule: dict[str, Any]) -> Any:
     return helper.DeviceRule(bool(rule.get("allow")), kind, major, minor, access)
 
 
-def parse_device_entry(entry: str) -> Any:
-    """A devices.allow-style entry ("c 1:3 rwm", "c 136:* rwm") as an allowing helper.DeviceRule."""
-    kind, numbers, access = entry.split()
-    major, minor = (None if x == "*" else int(x) for x in numbers.split(":"))
-    return device_rule({"allow": True, "type": kind, "major": major, "minor": minor, "access": access})
-
-
 # Mount options of a v1 hierarchy that are not controller names.
 _V1_FLAGS = frozenset({"rw", "ro", "xattr", "noprefix", "clone_children", "cpuset_v2_mode", "favordynmods"})
 

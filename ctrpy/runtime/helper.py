@@ -46,6 +46,16 @@ def version() -> str:
     return str(ffi.string(_lib().ctrpy_helper_version()).decode())
 
 
+def build_id() -> str:
+    """The helper's version and the identity of its compiled file: changes with every rebuild, so that what
+    is cached from its output (compiled seccomp programs) is not reused by a different build."""
+    import sys
+
+    _lib()
+    st = os.stat(sys.modules["ctrpy._helper"].__file__ or "")
+    return f"{version()}:{st.st_size}:{st.st_mtime_ns}"
+
+
 def _raise(err: Any) -> None:
     message = ffi.string(err.msg).decode(errors="replace")
     raise errors.from_errno(int(err.errno_), message)
