@@ -17,7 +17,7 @@ import os
 import socket
 import tarfile
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator, TypeVar
 
 import pytest
 from hypothesis import HealthCheck, assume, given, settings
@@ -38,6 +38,7 @@ FAST = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCh
 SLOW = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow,
                                                                        HealthCheck.function_scoped_fixture])
 DOCUMENTED = {c for code in errors.EXIT_CODES for c in (code if isinstance(code, tuple) else (code,))}
+T = TypeVar("T")
 
 
 # ---------------------------------------------------------------------------------------------- helpers
@@ -95,6 +96,16 @@ def one_line_error(exc: BaseException) -> None:
     assert "\n" not in str(exc) and str(exc).strip(), repr(str(exc))
 
 
+def parsed_or_rejected(parse: Callable[[Any], T], value: Any) -> T | None:
+    """parse(value), or None when it refused the value with a one-line InvalidArgument."""
+    try:
+        return parse(value)
+    except errors.CtrpyError as exc:
+        one_line_error(exc)
+        assert isinstance(exc, errors.InvalidArgument)
+        return None
+
+
 # ---------------------------------------------------------------------------------------------- references
 
 HEX = "0123456789abcdef"
@@ -112,11 +123,8 @@ any_refs = st.one_of(structured_refs, st.text(max_size=80))
 @FAST
 @given(any_refs)
 def test_reference_parse_is_total_and_round_trips(text: str) -> None:
-    try:
-        ref = reference.parse(text)
-    except errors.CtrpyError as exc:
-        one_line_error(exc)
-        assert isinstance(exc, errors.InvalidArgument)
+    ref = parsed_or_rejected(reference.parse, text)
+    if ref is None:
         return
     assert reference.parse(str(ref)) == ref
     if ref.digest:
@@ -141,11 +149,8 @@ platform_specs = st.one_of(st.lists(platform_words, min_size=1, max_size=4).map(
 @FAST
 @given(platform_specs)
 def test_platform_parse_is_total_and_round_trips(spec: str) -> None:
-    try:
-        p = platforms.parse(spec)
-    except errors.CtrpyError as exc:
-        one_line_error(exc)
-        assert isinstance(exc, errors.InvalidArgument)
+    p = parsed_or_rejected(platforms.parse, spec)
+    if p is None:
         return
     assert platforms.parse(platforms.format_platform(p)) == p
     assert platforms.Matcher(p).match(p)
@@ -272,11 +277,8 @@ def test_config_files_are_total(tmp_path_factory: Any, changes: dict[tuple[str, 
         assume(False)
     path = tmp_path_factory.mktemp("cfg") / "config.toml"
     path.write_text(text)
-    try:
-        config = load_config(str(path), required=True)
-    except errors.CtrpyError as exc:
-        one_line_error(exc)
-        assert isinstance(exc, errors.InvalidArgument)
+    config = parsed_or_rejected(lambda p: load_config(p, required=True), str(path))
+    if config is None:
         return
     # What loads is usable: the numbers the pull path turns into floats and ints are in range.
     assert int(config.get("registry.max_concurrent_downloads")) >= 1

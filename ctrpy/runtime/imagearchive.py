@@ -54,8 +54,6 @@ MAX_METADATA = 16 << 20
 BLOCK = 512
 CHUNK = 1 << 20
 # Magic numbers of the compressions an archive (or a layer) may use.
-GZIP_MAGIC = b"\x1f\x8b"
-ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 XZ_MAGIC = b"\xfd7zXZ\x00"
 
 
@@ -400,34 +398,23 @@ def peek(stream: BinaryIO, n: int) -> tuple[bytes, BinaryIO]:
 
 
 def compression_of(head: bytes) -> str:
-    if head.startswith(GZIP_MAGIC):
-        return "gzip"
-    if head.startswith(ZSTD_MAGIC):
-        return "zstd"
-    if head.startswith(XZ_MAGIC):
-        return "xz"
-    return "none"
+    """The layers' compressions (the unpack path's sniffing), and xz, which a whole archive may also be in."""
+    from ctrpy.runtime.archive import detect_compression
+
+    return "xz" if head.startswith(XZ_MAGIC) else detect_compression(head)
 
 
 def decompressed(stream: BinaryIO) -> BinaryIO:
     """`stream` decompressed according to its magic number (gzip, zstd, xz) or as it is."""
     head, stream = peek(stream, 6)
     kind = compression_of(head)
-    if kind == "gzip":
-        try:
-            from isal import igzip as gzip_mod  # the C implementation the unpack path uses too
-        except ImportError:  # pragma: no cover - isal is a dependency
-            import gzip as gzip_mod
-        return gzip_mod.GzipFile(fileobj=stream, mode="rb")  # type: ignore[return-value]
-    if kind == "zstd":
-        import zstandard
-
-        return zstandard.ZstdDecompressor().stream_reader(stream, read_size=CHUNK)  # type: ignore[return-value]
     if kind == "xz":
         import lzma
 
         return lzma.LZMAFile(stream)  # type: ignore[return-value]
-    return stream
+    from ctrpy.runtime.archive import decompressor
+
+    return decompressor(stream, kind)  # type: ignore[return-value]
 
 
 @dataclass

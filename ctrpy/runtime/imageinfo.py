@@ -35,30 +35,38 @@ def is_dangling(name: str) -> bool:
     return split_name(name)[1] == "<none>"
 
 
-def _resolved(client: Any, image: Any) -> _images.ImageManifest | None:
+def resolved(client: Any, image: Any) -> _images.ImageManifest | None:
+    """The image's manifest and config for this host, or None when they are missing or unreadable."""
     try:
         return _images.resolve(client.content, image)
     except errors.CtrpyError:
         return None
 
 
-def unpacked_size(client: Any, im: _images.ImageManifest | None, snapshotter: str | None = None,
-                  cache: dict[str, int] | None = None) -> int:
-    """Bytes the image's chain snapshots use on disk in `snapshotter` (0 for the layers not unpacked).
-    `cache` (chain ID -> bytes) spares measuring a layer shared by several images twice."""
+def unpacked_chain(client: Any, im: _images.ImageManifest | None, snapshotter: str | None = None,
+                   cache: dict[str, int] | None = None) -> list[str]:
+    """The image's chain IDs unpacked in `snapshotter`, bottom up to the first one that is not; fills `cache`
+    (chain ID -> bytes on disk), which spares measuring a layer shared by several images twice."""
     if im is None or not im.diff_ids:
-        return 0
+        return []
     sn = client.snapshotter(snapshotter)
     cache = {} if cache is None else cache
-    total = 0
+    chain = []
     for chain_id in _images.chain_ids(im.diff_ids):
         if chain_id not in cache:
             try:
                 cache[chain_id] = sn.usage(chain_id).size
             except errors.NotFound:
                 break
-        total += cache[chain_id]
-    return total
+        chain.append(chain_id)
+    return chain
+
+
+def unpacked_size(client: Any, im: _images.ImageManifest | None, snapshotter: str | None = None,
+                  cache: dict[str, int] | None = None) -> int:
+    """Bytes the image's chain snapshots use on disk in `snapshotter` (0 for the layers not unpacked)."""
+    cache = {} if cache is None else cache
+    return sum(cache[chain_id] for chain_id in unpacked_chain(client, im, snapshotter, cache))
 
 
 @dataclass
@@ -81,7 +89,7 @@ def image_rows(client: Any, filters: list[str] | None = None) -> list[ImageRow]:
     rows = []
     measured: dict[str, int] = {}
     for image in client.images.list(filters):
-        im = _resolved(client, image)
+        im = resolved(client, image)
         repo, tag, _ = split_name(image.name)
         rows.append(ImageRow(
             name=image.name, repository=repo, tag=tag,
@@ -189,5 +197,5 @@ def history(client: Any, ref: str) -> list[HistoryRow]:
     return rows
 
 
-__all__ = ["HistoryRow", "ImageRow", "history", "image_inspect", "image_rows", "is_dangling", "split_name",
-           "unpacked_size"]
+__all__ = ["HistoryRow", "ImageRow", "history", "image_inspect", "image_rows", "is_dangling", "resolved",
+           "split_name", "unpacked_chain", "unpacked_size"]

@@ -512,7 +512,9 @@ class _Puller:
                 if feed.state == "streaming":
                     fd = os.dup(feed.fd)
         if fd < 0:
-            return _stored_layer(self.client, desc)
+            from ctrpy.runtime.unpack import _store_opener
+
+            return _store_opener(self.client, desc)
         return _streamed_layer(_FeedReader(feed, fd, self._check_time))  # type: ignore[arg-type]
 
     def _fetch_and_unpack(self, image: Any, blobs: list[Descriptor]) -> None:
@@ -625,14 +627,6 @@ def pull(client: Any, ref: str, opts: PullOptions | None = None, progress: Progr
         puller.lease_id = lease_id
         image = puller.run()
     return image
-
-
-@contextlib.contextmanager
-def _stored_layer(client: Any, desc: Descriptor) -> Any:
-    from ctrpy.runtime.unpack import _store_opener
-
-    with _store_opener(client, desc) as blob:
-        yield blob
 
 
 @contextlib.contextmanager

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ctrpy.runtime import errors, images as _images
-from ctrpy.runtime.imageinfo import is_dangling, split_name
+from ctrpy.runtime.imageinfo import is_dangling, resolved, split_name, unpacked_chain
 
 
 @dataclass
@@ -216,9 +216,10 @@ class DiskUsage:
                 "Volumes": self.volumes, "BuildCache": []}
 
 
-def _image_parts(client: Any, image: Any, sizes: dict[tuple[str, str], int]) -> set[tuple[str, str]]:
-    """The blobs (every platform present) and chain snapshots (the unpacked platform) an image holds;
-    fills `sizes` (blob size from the store, snapshot size measured on disk)."""
+def _image_parts(client: Any, image: Any, im: _images.ImageManifest | None, sizes: dict[tuple[str, str], int],
+                 measured: dict[str, int]) -> set[tuple[str, str]]:
+    """The blobs (every platform present) and chain snapshots (`im`, the unpacked platform) an image holds;
+    fills `sizes` (blob size from the store, snapshot size measured on disk, once per chain ID in `measured`)."""
     store = client.content
     parts: set[tuple[str, str]] = set()
     seen: set[str] = set()
@@ -234,19 +235,9 @@ def _image_parts(client: Any, image: Any, sizes: dict[tuple[str, str], int]) -> 
                 walk(child, depth + 1)
 
     walk(image.target)
-    try:
-        im = _images.resolve(store, image)
-    except errors.CtrpyError:
-        return parts
-    sn = client.snapshotter()
-    for chain_id in _images.chain_ids(im.diff_ids):
-        key = ("snapshot", chain_id)
-        if key not in sizes:
-            try:
-                sizes[key] = sn.usage(chain_id).size
-            except errors.NotFound:
-                break
-        parts.add(key)
+    for chain_id in unpacked_chain(client, im, cache=measured):
+        sizes[("snapshot", chain_id)] = measured[chain_id]
+        parts.add(("snapshot", chain_id))
     return parts
 
 
@@ -256,13 +247,14 @@ def disk_usage(client: Any) -> DiskUsage:
     used = images_in_use(client)
     containers = client.containers.list()
     holders: dict[tuple[str, str], int] = {}
+    measured: dict[str, int] = {}
     per_image = []
     for image in client.images.list():
-        parts = _image_parts(client, image, sizes)
-        per_image.append((image, parts))
+        im = resolved(client, image)
+        per_image.append((image, im, _image_parts(client, image, im, sizes, measured)))
     # Names pointing at the same target are one image to docker: count their parts once for sharing.
     by_target: dict[str, set[tuple[str, str]]] = {}
-    for image, parts in per_image:
+    for image, _, parts in per_image:
         by_target.setdefault(image.target.digest, parts)
     for parts in by_target.values():
         for part in parts:
@@ -270,7 +262,7 @@ def disk_usage(client: Any) -> DiskUsage:
     rows = []
     used_parts: set[tuple[str, str]] = set()
     all_parts: set[tuple[str, str]] = set()
-    for image, parts in per_image:
+    for image, im, parts in per_image:
         size = sum(sizes[p] for p in parts)
         shared = sum(sizes[p] for p in parts if holders.get(p, 0) > 1)
         repo, tag, _ = split_name(image.name)
@@ -278,10 +270,9 @@ def disk_usage(client: Any) -> DiskUsage:
         all_parts |= parts
         if image.name in used:
             used_parts |= parts
-        try:
-            im = _images.resolve(client.content, image)
+        if im is not None:
             image_id, created = im.config_desc.digest, str(im.config.get("created", ""))
-        except errors.CtrpyError:
+        else:
             image_id, created = image.target.digest, ""
         rows.append(ImageUsage(image.name, repo, tag, image_id, created, size, shared, size - shared, n))
     total = sum(sizes[p] for p in all_parts)

@@ -168,6 +168,8 @@ def _store_opener(client: Any, layer: Any) -> Any:
     if not client.content.exists(layer.digest):
         raise errors.NotFound(f"layer {layer.digest} of image is not in the content store (pull it first)")
     return client.content.open(layer.digest)
+
+
 def _freeing_on_full_disk(mounts: list[Mount], fn: Callable[[str], Any]) -> Callable[[str], Any]:
     """fn(dir), but when the disk fills up, first delete what the layer wrote so far: the metadata database
     lives on the same disk and needs room to forget the half-applied snapshot (i15: a full disk must not

@@ -39,7 +39,6 @@ CHUNK = 1 << 20
 # second never trips a read timeout).
 MAX_TOKEN_BODY = 1 << 20
 MAX_ERROR_BODY = 64 << 10
-MAX_REDIRECTS = 10
 
 
 class BodyTooLarge(errors.InvalidArgument):

@@ -63,14 +63,6 @@ def find_hosts_dir(domain: str, dirs: list[str]) -> Path | None:
     return None
 
 
-def find_hosts_file(domain: str, dirs: list[str]) -> Path | None:
-    """The hosts.toml of the host directory, if it has one."""
-    d = find_hosts_dir(domain, dirs)
-    if d is not None and (d / "hosts.toml").is_file():
-        return d / "hosts.toml"
-    return None
-
-
 def _cert_files(directory: Path) -> tuple[list[str], list[tuple[str, str | None]]]:
     """docker's certs.d layout: *.crt are CAs, *.cert client certificates (key in *.key beside, if any)."""
     cas: list[str] = []
