@@ -66,7 +66,6 @@ class RuntimeService(api_pb2_grpc.RuntimeServiceServicer):
         net["cni_bin_dir"] = self.cri_config.get("cni_bin_dir", "/usr/lib/cni")
         self.runtime = self.cri_config.get("runtime") or client.config["default_runtime"]
         self.lock = threading.RLock()
-        self.pod_cidr = ""
         self._children: set[int] = set()
         from ctrpy.cri.streaming import StreamingServer
 
@@ -151,7 +150,8 @@ class RuntimeService(api_pb2_grpc.RuntimeServiceServicer):
         return api.StatusResponse(status=api.RuntimeStatus(conditions=conditions), info=info)
 
     def UpdateRuntimeConfig(self, request: Any, context: Any) -> Any:
-        self.pod_cidr = request.runtime_config.network_config.pod_cidr
+        # The pod CIDR kubelet sends is not kept: pod addresses come from the node's CNI conflist (its IPAM),
+        # and nothing here templates a conflist from the CIDR as containerd's cni conf template can.
         return api.UpdateRuntimeConfigResponse()
 
     # ---- pod sandboxes -------------------------------------------------------------------------------------
