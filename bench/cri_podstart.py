@@ -47,13 +47,6 @@ CNI_CONFLIST = """{"cniVersion": "0.4.0", "name": "ctrpybench-cri", "plugins": [
 """
 
 
-def _tools() -> Path:
-    for base in (REPO.parent, REPO.parent.parent):
-        if (base / "shared" / "cri-tools" / "images" / "critest-images.tar").exists():
-            return base / "shared" / "cri-tools"
-    raise Unavailable("the cri-tools kit (shared/cri-tools) is not there")
-
-
 NETNS_DIR = "/run/netns"
 
 
@@ -136,12 +129,10 @@ def pod_start(cleanup: Cleanup, reps: int, ctrpy_runtime: str = "") -> list[Comp
     from support import crienv
 
     work = cleanup.tempdir("ctrpy-bench-cri-")
-    tools = _tools()
+    if not crienv.ARCHIVE.exists():
+        raise Unavailable(f"the cri-tools kit (shared/cri-tools) is not there: no {crienv.ARCHIVE}")
     registry = Registry(cleanup, work)
-    for ref in (BUSYBOX, PAUSE):
-        subprocess.run(["skopeo", "copy", "--quiet", "--dest-tls-verify=false",
-                        f"oci-archive:{tools / 'images' / 'critest-images.tar'}:{ref}",
-                        f"docker://{registry.host}/{ref.split('/', 1)[1]}"], check=True, capture_output=True)
+    crienv.push_images(registry.host, [BUSYBOX, PAUSE])
     config = crienv.write_config(work, registry.host, runtime=ctrpy_runtime)
     for name in ("root", "state"):
         (work / name).mkdir()

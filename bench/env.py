@@ -94,6 +94,12 @@ class Env:
     def ctr_pull(self, ref: str, ns: str = PULL_NAMESPACE) -> list[str]:
         return self.ctr("images", "pull", "--plain-http", ref, ns=ns)
 
+    def ctr_rm_image_if_present(self, ref: str, ns: str = PULL_NAMESPACE) -> None:
+        """A measure's prepare step: start from a containerd namespace without `ref`."""
+        have = subprocess.run(self.ctr("images", "ls", "-q", ns=ns), capture_output=True, text=True).stdout.split()
+        if ref in have:
+            self.ctr_rm_image(ref, ns=ns)
+
     def ctr_rm_image(self, ref: str, ns: str = PULL_NAMESPACE) -> None:
         """Remove an image and let containerd's GC drop its content and snapshots before returning (checked:
         the pull namespace holds nothing else)."""

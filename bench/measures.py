@@ -17,7 +17,7 @@ from typing import Any
 
 from bench.cleanup import log, stop_pid
 from bench.env import REPO, Env, hugetlb_on_v1
-from bench.services import NAMESPACE, PULL_NAMESPACE, cmdline, descendants
+from bench.services import NAMESPACE, cmdline, descendants
 from bench.stats import Comparison, Side, Unavailable, interleave, one_line, rounds_note, run_checked, timed
 
 
@@ -166,10 +166,7 @@ def pull(env: Env, reps: int) -> list[Comparison]:
             holder["root"], holder["state"] = env.new_root("pull")
 
         def ctr_prepare(ref: str = ref) -> None:
-            have = subprocess.run(env.ctr("images", "ls", "-q", ns=PULL_NAMESPACE), capture_output=True,
-                                  text=True).stdout.split()
-            if ref in have:
-                env.ctr_rm_image(ref)
+            env.ctr_rm_image_if_present(ref)
 
         tar_dir = env.work / "tar-floor"
 
@@ -591,10 +588,7 @@ def _parallel_pulls(env: Env, reps: int, pulls: int) -> list[Comparison]:
         holder["root"], holder["state"] = env.new_root("ppull")
 
     def ctr_prepare() -> None:
-        have = subprocess.run(env.ctr("images", "ls", "-q", ns=PULL_NAMESPACE), capture_output=True,
-                              text=True).stdout.split()
-        if ref in have:
-            env.ctr_rm_image(ref)
+        env.ctr_rm_image_if_present(ref)
 
     psides = [
         Side("ctrpy pull", lambda i: _parallel([env.ctrpy_pull(holder["root"], holder["state"], ref)] * pulls,
@@ -663,10 +657,7 @@ def save_load(env: Env, reps: int) -> list[Comparison]:
         fresh["root"], fresh["state"] = env.new_root("load")
 
     def ctr_clean() -> None:
-        have = subprocess.run(env.ctr("images", "ls", "-q", ns=LOAD_NAMESPACE), capture_output=True,
-                              text=True).stdout.split()
-        if ref in have:
-            env.ctr_rm_image(ref, ns=LOAD_NAMESPACE)
+        env.ctr_rm_image_if_present(ref, ns=LOAD_NAMESPACE)
 
     load_sides = [
         Side("ctrpy load", lambda i: timed(env.ctrpy(fresh["root"], fresh["state"], "load", "-q", "-i", str(archive)),

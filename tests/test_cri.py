@@ -228,6 +228,20 @@ def test_exit_codes_exec_timeout_and_security_context(cri: CRI) -> None:
         listed = cri.rt.ListContainers(api.ListContainersRequest(filter=api.ContainerFilter(
             state=api.ContainerStateValue(state=api.CONTAINER_EXITED)))).containers
         assert sorted(c.id for c in listed) == sorted([ok, bad, hog])
+        # The id and pod-id filters take prefixes, as crictl passes them; the stats listing filters alike.
+        by_pod = cri.rt.ListContainers(api.ListContainersRequest(filter=api.ContainerFilter(
+            pod_sandbox_id=pod[:8]))).containers
+        assert sorted(c.id for c in by_pod) == sorted([ok, bad, hog, user])
+        assert [c.id for c in cri.rt.ListContainers(api.ListContainersRequest(filter=api.ContainerFilter(
+            id=user[:10]))).containers] == [user]
+        assert not cri.rt.ListContainers(api.ListContainersRequest(filter=api.ContainerFilter(
+            pod_sandbox_id="0" * 64))).containers
+        assert [s.attributes.id for s in cri.rt.ListContainerStats(api.ListContainerStatsRequest(
+            filter=api.ContainerStatsFilter(id=user[:10], pod_sandbox_id=pod))).stats] == [user]
+        assert [s.attributes.id for s in cri.rt.ListPodSandboxStats(api.ListPodSandboxStatsRequest(
+            filter=api.PodSandboxStatsFilter(id=pod[:10]))).stats] == [pod]
+        assert [p.id for p in cri.rt.ListPodSandbox(api.ListPodSandboxRequest(filter=api.PodSandboxFilter(
+            id=pod[:10]))).items] == [pod]
         stats = cri.rt.ContainerStats(api.ContainerStatsRequest(container_id=user)).stats
         assert stats.attributes.id == user and stats.memory.usage_bytes.value > 0
         cri.rt.UpdateContainerResources(api.UpdateContainerResourcesRequest(

@@ -58,9 +58,11 @@ class AliasGroup(click.Group):
         return command
 
 
-def remove_each(ctx: click.Context, names: Iterable[str], remove: Callable[[str], str | None]) -> None:
+def remove_each(ctx: click.Context, names: Iterable[str], remove: Callable[[str], str | None], *,
+                echo: bool = True) -> None:
     """Remove several objects like ctr does: print each one removed, report each failure on one line, go on,
-    and exit with the first failure's code. `remove` returns the name to print (None: the name as given)."""
+    and exit with the first failure's code. `remove` returns the name to print (None: the name as given);
+    `echo=False` prints nothing for the successes."""
     from ctrpy.runtime import errors
 
     failed: errors.CtrpyError | None = None
@@ -71,6 +73,7 @@ def remove_each(ctx: click.Context, names: Iterable[str], remove: Callable[[str]
             click.echo(f"ctrpy: {exc}", err=True)
             failed = failed or exc
             continue
-        click.echo(shown or name)
+        if echo:
+            click.echo(shown or name)
     if failed:
         ctx.exit(failed.exit_code)

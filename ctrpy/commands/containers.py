@@ -130,7 +130,7 @@ def run(obj: Any, remove: bool, detach: bool, positional: tuple[str, ...], **fla
       ctrpy containers run --rm docker.io/library/busybox:latest demo echo hello
       ctrpy c run -d --memory-limit 64m busybox web sleep 3600
     """
-    from ctrpy.commands.tasks import run_attached
+    from ctrpy.commands.tasks import run_attached, run_failed
     from ctrpy.runtime import errors
     from ctrpy.runtime.tasks import create_container, delete_container
 
@@ -151,12 +151,7 @@ def run(obj: Any, remove: bool, detach: bool, positional: tuple[str, ...], **fla
         finally:
             client.tasks.delete(container_id, force=True)
     except errors.CtrpyError as exc:
-        # A runtime or exec failure is reported with run's reserved codes (125/126/127).
-        exc.exit_code = getattr(exc, "run_exit_code", errors.EXIT_RUNTIME_FAILURE)
-        if client.tasks.exists(container_id):
-            client.tasks.delete(container_id, force=True)
-        if remove:
-            delete_container(client, container_id, force=True)
+        run_failed(client, container_id, exc, remove=remove)
         raise
     if remove:
         delete_container(client, container_id, force=True)

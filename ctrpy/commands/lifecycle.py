@@ -13,7 +13,7 @@ from typing import Any
 import click
 
 from ctrpy.commands._dockerfmt import emit, template_format_option
-from ctrpy.commands._output import quiet_option
+from ctrpy.commands._output import quiet_option, remove_each
 
 PS_HEADERS = {"ID": "CONTAINER ID", "Image": "IMAGE", "Command": "COMMAND", "RunningFor": "CREATED",
               "CreatedAt": "CREATED AT", "Status": "STATUS", "Ports": "PORTS", "Names": "NAMES", "Size": "SIZE",
@@ -21,21 +21,13 @@ PS_HEADERS = {"ID": "CONTAINER ID", "Image": "IMAGE", "Command": "COMMAND", "Run
 
 
 def _each(ctx: click.Context, refs: tuple[str, ...], action: Any, echo: bool = True) -> None:
-    """Apply `action` to each container like docker: print each name done, report each failure, go on."""
-    from ctrpy.runtime import errors
+    """Apply `action` to each container like docker: print each name as given when done, report each failure,
+    go on (what `action` returns is not printed)."""
 
-    failed: errors.CtrpyError | None = None
-    for ref in refs:
-        try:
-            action(ref)
-        except errors.CtrpyError as exc:
-            click.echo(f"ctrpy: {exc}", err=True)
-            failed = failed or exc
-            continue
-        if echo:
-            click.echo(ref)
-    if failed:
-        ctx.exit(failed.exit_code)
+    def act(ref: str) -> None:
+        action(ref)
+
+    remove_each(ctx, refs, act, echo=echo)
 
 
 @click.command("ps")

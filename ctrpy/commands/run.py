@@ -204,11 +204,10 @@ def run(obj: Any, remove: bool, detach: bool, detach_keys: str, positional: tupl
       ctrpy run -it --rm -v /srv/data:/data busybox sh
       ctrpy run --rm --rootfs /srv/rootfs demo sh -c 'echo hi'
     """
-    from ctrpy.commands.tasks import run_attached
+    from ctrpy.commands.tasks import run_attached, run_failed
     from ctrpy.runtime import errors
     from ctrpy.runtime import lifecycle, peers
     from ctrpy.runtime.peers import wants_peers
-    from ctrpy.runtime.tasks import delete_container
 
     container, req = _create(obj, positional, flags, remove)
     container_id = container.id
@@ -241,13 +240,7 @@ def run(obj: Any, remove: bool, detach: bool, detach_keys: str, positional: tupl
             if wants_peers(req.network):
                 peers.refresh(client)
     except errors.CtrpyError as exc:
-        # A runtime or exec failure is reported with run's reserved codes (125/126/127).
-        if not isinstance(exc, errors.NoSpace):  # a full disk keeps its own class (i15)
-            exc.exit_code = getattr(exc, "run_exit_code", errors.EXIT_RUNTIME_FAILURE)
-        if client.tasks.exists(container_id):
-            client.tasks.delete(container_id, force=True)
-        if remove:
-            delete_container(client, container_id, force=True)
+        run_failed(client, container_id, exc, remove=remove)
         raise
     if oom:
         click.echo(f"ctrpy: container {container_id[:12]} was killed: out of memory (OOM)", err=True)

@@ -38,6 +38,20 @@ def exit_code(record: dict[str, Any] | None, fallback: Any = None) -> int:
     return 255 if status is None else int(status)
 
 
+def run_failed(client: Any, container_id: str, exc: Any, *, remove: bool) -> None:
+    """After a `run` failed: give `exc` run's reserved codes (125/126/127) and drop its task (and with --rm
+    the container). A full disk keeps its own class (i15)."""
+    from ctrpy.runtime import errors
+    from ctrpy.runtime.tasks import delete_container
+
+    if not isinstance(exc, errors.NoSpace):
+        exc.exit_code = getattr(exc, "run_exit_code", errors.EXIT_RUNTIME_FAILURE)
+    if client.tasks.exists(container_id):
+        client.tasks.delete(container_id, force=True)
+    if remove:
+        delete_container(client, container_id, force=True)
+
+
 def run_attached(client: Any, container_id: str, attachment: Any, *, start: bool = False,
                  owner: bool = True, stdin: bool = True) -> int:
     """Start (optionally) and stream the task's stdio until it exits; returns its exit code."""

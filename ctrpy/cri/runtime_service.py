@@ -19,6 +19,7 @@ import os
 import signal as _signal
 import threading
 import time
+from collections.abc import Iterator
 from typing import Any
 
 from ctrpy import __version__
@@ -65,7 +66,6 @@ class RuntimeService(api_pb2_grpc.RuntimeServiceServicer):
         net["cni_bin_dir"] = self.cri_config.get("cni_bin_dir", "/usr/lib/cni")
         self.runtime = self.cri_config.get("runtime") or client.config["default_runtime"]
         self.lock = threading.RLock()
-        self.pod_cidr = ""
         self._children: set[int] = set()
         from ctrpy.cri.streaming import StreamingServer
 
@@ -102,8 +102,7 @@ class RuntimeService(api_pb2_grpc.RuntimeServiceServicer):
             record = None
         if record is None or record.labels.get(LABEL_KIND) != kind:
             # A unique prefix of an id is accepted too, as crictl users expect.
-            matches = [c for c in self.client.containers.list()
-                       if c.labels.get(LABEL_KIND) == kind and c.id.startswith(rid)]
+            matches = list(self._listed(kind, rid))
             if len(matches) != 1:
                 what = "pod sandbox" if kind == KIND_SANDBOX else "container"
                 raise errors.NotFound(f"{what} {rid!r} not found")
@@ -116,9 +115,17 @@ class RuntimeService(api_pb2_grpc.RuntimeServiceServicer):
     def _container(self, cid: str) -> Any:
         return self._record(cid, KIND_CONTAINER)
 
+    def _listed(self, kind: str, id_prefix: str = "", sandbox_prefix: str = "") -> Iterator[Any]:
+        """The records of one kind, narrowed by the id and sandbox-id prefixes of a CRI list filter."""
+        for record in self.client.containers.list():
+            if record.labels.get(LABEL_KIND) != kind or not record.id.startswith(id_prefix):
+                continue
+            if sandbox_prefix and not record.labels.get(LABEL_SANDBOX, "").startswith(sandbox_prefix):
+                continue
+            yield record
+
     def _containers_of(self, sid: str) -> list[Any]:
-        return [c for c in self.client.containers.list()
-                if c.labels.get(LABEL_KIND) == KIND_CONTAINER and c.labels.get(LABEL_SANDBOX) == sid]
+        return [c for c in self._listed(KIND_CONTAINER) if c.labels.get(LABEL_SANDBOX) == sid]
 
     def _save_ext(self, record: Any, ext: dict[str, Any]) -> None:
         record.extensions = {**record.extensions, EXTENSION: ext}
@@ -143,7 +150,8 @@ class RuntimeService(api_pb2_grpc.RuntimeServiceServicer):
         return api.StatusResponse(status=api.RuntimeStatus(conditions=conditions), info=info)
 
     def UpdateRuntimeConfig(self, request: Any, context: Any) -> Any:
-        self.pod_cidr = request.runtime_config.network_config.pod_cidr
+        # The pod CIDR kubelet sends is not kept: pod addresses come from the node's CNI conflist (its IPAM),
+        # and nothing here templates a conflist from the CIDR as containerd's cni conf template can.
         return api.UpdateRuntimeConfigResponse()
 
     # ---- pod sandboxes -------------------------------------------------------------------------------------
@@ -203,11 +211,7 @@ class RuntimeService(api_pb2_grpc.RuntimeServiceServicer):
     def ListPodSandbox(self, request: Any, context: Any) -> Any:
         f = request.filter
         items = []
-        for record in self.client.containers.list():
-            if record.labels.get(LABEL_KIND) != KIND_SANDBOX:
-                continue
-            if f.id and not record.id.startswith(f.id):
-                continue
+        for record in self._listed(KIND_SANDBOX, f.id):
             ext = record.extensions.get(EXTENSION) or {}
             config, meta = self._sandbox_meta(ext)
             state = self._sandbox_state(ext)
@@ -441,13 +445,7 @@ class RuntimeService(api_pb2_grpc.RuntimeServiceServicer):
     def ListContainers(self, request: Any, context: Any) -> Any:
         f = request.filter
         out = []
-        for record in self.client.containers.list():
-            if record.labels.get(LABEL_KIND) != KIND_CONTAINER:
-                continue
-            if f.id and not record.id.startswith(f.id):
-                continue
-            if f.pod_sandbox_id and not record.labels.get(LABEL_SANDBOX, "").startswith(f.pod_sandbox_id):
-                continue
+        for record in self._listed(KIND_CONTAINER, f.id, f.pod_sandbox_id):
             st = self._status(record)
             if f.HasField("state") and f.state.state != st.state:
                 continue
@@ -598,12 +596,11 @@ class RuntimeService(api_pb2_grpc.RuntimeServiceServicer):
         last: dict[str, int] | None = None
         while context.is_active():
             current: dict[str, Any] = {}
-            for record in self.client.containers.list():
-                if record.labels.get(LABEL_KIND) == KIND_CONTAINER:
-                    try:
-                        current[record.id] = (record, self._status(record))
-                    except errors.CtrpyError:
-                        continue
+            for record in self._listed(KIND_CONTAINER):
+                try:
+                    current[record.id] = (record, self._status(record))
+                except errors.CtrpyError:
+                    continue
             if last is not None:
                 now = time.time_ns()
                 for cid, (_record, st) in current.items():
@@ -665,13 +662,7 @@ class RuntimeService(api_pb2_grpc.RuntimeServiceServicer):
     def ListContainerStats(self, request: Any, context: Any) -> Any:
         f = request.filter
         out = []
-        for record in self.client.containers.list():
-            if record.labels.get(LABEL_KIND) != KIND_CONTAINER:
-                continue
-            if f.id and not record.id.startswith(f.id):
-                continue
-            if f.pod_sandbox_id and not record.labels.get(LABEL_SANDBOX, "").startswith(f.pod_sandbox_id):
-                continue
+        for record in self._listed(KIND_CONTAINER, f.id, f.pod_sandbox_id):
             stats = self._stats(record)
             if not _labels_match(f.label_selector, dict(stats.attributes.labels)):
                 continue
@@ -700,9 +691,7 @@ class RuntimeService(api_pb2_grpc.RuntimeServiceServicer):
     def ListPodSandboxStats(self, request: Any, context: Any) -> Any:
         f = request.filter
         out = []
-        for record in self.client.containers.list():
-            if record.labels.get(LABEL_KIND) != KIND_SANDBOX or (f.id and not record.id.startswith(f.id)):
-                continue
+        for record in self._listed(KIND_SANDBOX, f.id):
             stats = self._pod_stats(record)
             if _labels_match(f.label_selector, dict(stats.attributes.labels)):
                 out.append(stats)

@@ -204,9 +204,6 @@ class SpdyConnection:
     def close_stream(self, sid: int) -> None:
         self.send(sid, b"", fin=True)
 
-    def goaway(self) -> None:
-        self._control(GOAWAY, 0, struct.pack(">II", 0, 0))
-
     def close(self) -> None:
         with self.wlock:
             self.closed = True

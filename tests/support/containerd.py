@@ -1,7 +1,7 @@
 """A private containerd for interoperability tests (`ctr images import/export` against ctrpy's archives).
 
-It runs with its own root, state, sockets and opt dir under a temp dir, the CRI plugin off (as bench/services.py
-starts it), and is stopped by its PID when the session ends. Only image and content commands are used, so no
+It runs with its own root, state, sockets and opt dir under a temp dir, the CRI plugin off (bench/services.py's
+config), and is stopped by its PID when the session ends. Only image and content commands are used, so no
 shim is ever started.
 """
 
@@ -17,27 +17,8 @@ from pathlib import Path
 
 import pytest
 
-CONFIG = """version = 2
-root = "{root}"
-state = "{state}"
-disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.snapshotter.v1.btrfs",
-  "io.containerd.snapshotter.v1.zfs", "io.containerd.snapshotter.v1.devmapper",
-  "io.containerd.snapshotter.v1.aufs", "io.containerd.tracing.processor.v1.otlp"]
-
-[grpc]
-  address = "{sock}"
-[ttrpc]
-  address = "{sock}.ttrpc"
-[debug]
-  address = "{debug}"
-  level = "warn"
-[metrics]
-  address = ""
-[plugins."io.containerd.internal.v1.opt"]
-  path = "{opt}"
-[plugins."io.containerd.monitor.v1.cgroups"]
-  no_prometheus = true
-"""
+# The benchmarks start the same private containerd: one config for both.
+from bench.services import CONTAINERD_CONFIG as CONFIG
 
 
 class Containerd:
