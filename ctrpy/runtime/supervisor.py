@@ -100,12 +100,6 @@ def jframe(kind: bytes, obj: object) -> bytes:
     return frame(kind, json_dumps(obj).encode())
 
 
-def now() -> str:
-    ns = time.time_ns()
-    secs, frac = divmod(ns, 1_000_000_000)
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(secs)) + ".%09dZ" % frac
-
-
 def write_durably(path: str, data: dict) -> None:
     """Write JSON so that a crash leaves either the old file or the whole new one."""
     tmp = path + ".tmp"
@@ -140,11 +134,6 @@ def _reset_signals() -> None:
     for sig in (signal.SIGCHLD, signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGPIPE, signal.SIGXFSZ):
         signal.signal(sig, signal.SIG_DFL)
     signal.pthread_sigmask(signal.SIG_SETMASK, [])
-
-
-def _start_time(pid: int) -> int:
-    with open("/proc/%d/stat" % pid) as f:
-        return int(f.read().rsplit(")", 1)[1].split()[19])
 
 
 def _set_subreaper() -> None:
@@ -301,8 +290,10 @@ def launch(task_dir: str, task: dict, ready_w: int, log_fd: int, program: str) -
     try:
         # Our identity first (the CLI writes it too): if the CLI is killed right after the fork, a repair still
         # finds and stops us.
+        from ctrpy.runtime.tasks import _proc_id  # already imported: we are the forked CLI
+
         with open(os.path.join(task_dir, LAUNCHER_FILE), "w") as f:
-            f.write("%d %s" % (os.getpid(), _start_time(os.getpid())))
+            f.write(_proc_id(os.getpid()))
         os.setsid()
         _set_subreaper()
         _reset_signals()
