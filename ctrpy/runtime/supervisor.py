@@ -62,15 +62,6 @@ SUPERVISOR_BINARY = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath
 PACKAGE_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
-def json_loads(data: object) -> object:
-    try:
-        return json.loads(data)  # type: ignore[arg-type]
-    except RecursionError:  # a frame of "[[[[..." is a bad request, never a crash
-        raise ValueError("JSON nested too deeply") from None
-    except UnicodeDecodeError as exc:
-        raise ValueError(f"frame is not UTF-8: {exc}") from None
-
-
 def json_dumps(obj: object) -> str:
     return json.dumps(obj)
 
