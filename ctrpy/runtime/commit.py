@@ -20,9 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from ctrpy.runtime import errors
-
-WHITEOUT_PREFIX = ".wh."
-WHITEOUT_OPAQUE = ".wh..wh..opq"
+from ctrpy.runtime.archive import WHITEOUT_OPAQUE, WHITEOUT_PREFIX
 # Bind-mounted by every task: never part of a container's changes.
 _MOUNTED = {"/etc/hosts", "/etc/resolv.conf", "/etc/hostname", "/sbin/docker-init"}
 

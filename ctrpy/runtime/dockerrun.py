@@ -418,28 +418,30 @@ def create(client: Any, req: RunRequest) -> Any:
 
         labels[_restart.LABEL] = restart
     log_opts: dict[str, str] = {}
+    max_size = 0
     for item in req.log_opts:
         key, sep, value = item.partition("=")
         if not sep or key not in ("max-size", "max-file"):
             raise errors.InvalidArgument(f"invalid --log-opt {item!r}: use max-size=SIZE or max-file=N")
         if key == "max-size":
-            parse_bytes(value, "--log-opt max-size")
+            max_size = parse_bytes(value, "--log-opt max-size")
         elif not value.isdigit() or int(value) < 1:
             raise errors.InvalidArgument(f"invalid --log-opt {item!r}: max-file must be a positive integer")
         log_opts[key] = value
     if log_opts:
         from ctrpy.runtime.supervisor import LOG_MAX_FILE_ANNOTATION, LOG_MAX_SIZE_ANNOTATION
 
-        annotations = {LOG_MAX_SIZE_ANNOTATION: str(parse_bytes(log_opts.get("max-size", "0"), "max-size"))}
+        annotations = {LOG_MAX_SIZE_ANNOTATION: str(max_size)}
         if "max-file" in log_opts:
             annotations[LOG_MAX_FILE_ANNOTATION] = log_opts["max-file"]
     stop_signal = req.stop_signal or ""
     if stop_signal:
-        import signal as _signal
+        from ctrpy.runtime.lifecycle import parse_signal
 
-        sig = stop_signal.upper()
-        if not sig.isdigit() and (sig if sig.startswith("SIG") else "SIG" + sig) not in _signal.Signals.__members__:
-            raise errors.InvalidArgument(f"invalid --stop-signal {stop_signal!r}")
+        try:
+            parse_signal(stop_signal)
+        except errors.InvalidArgument:
+            raise errors.InvalidArgument(f"invalid --stop-signal {stop_signal!r}") from None
 
     spec_opts: list[oci.SpecOpt] = []
     cfg: dict[str, Any] = {}
@@ -466,11 +468,12 @@ def create(client: Any, req: RunRequest) -> Any:
                 raise errors.InvalidArgument(f"invalid --group-add {g!r}: give a numeric group ID")
             gids.append(int(g))
         spec_opts.append(with_additional_gids(gids))
+    memory = parse_bytes(req.memory, "--memory") if req.memory is not None else None
     if req.memory_swap is not None:
-        if req.memory is None:
+        if memory is None:
             raise errors.InvalidArgument("--memory-swap needs --memory (it is memory plus swap)")
         swap = -1 if req.memory_swap == "-1" else parse_bytes(req.memory_swap, "--memory-swap")
-        if swap != -1 and swap < parse_bytes(req.memory, "--memory"):
+        if swap != -1 and swap < memory:
             raise errors.InvalidArgument("--memory-swap must be at least --memory (it is memory plus swap)")
         spec_opts.append(with_memory_swap(swap))
     if req.cpus is not None:
@@ -536,7 +539,6 @@ def create(client: Any, req: RunRequest) -> Any:
         spec_opts.insert(0, with_args(args))  # before --init, which wraps the arguments
 
     env = [e for f in req.env_files for e in read_env_file(f)] + parse_env(req.env)
-    memory = parse_bytes(req.memory, "--memory") if req.memory is not None else None
     hostname = req.hostname or (container_id if req.ctr_id else container_id[:12])
     docker = {
         "name": name, "image": req.image, "cmd": list(req.command), "entrypoint": req.entrypoint,

@@ -144,10 +144,11 @@ def _expired(labels: dict[str, str], at: float) -> bool:
 
 def _creator_gone(labels: dict[str, str]) -> bool:
     """A container rootfs snapshot whose creating command (ctrpy.io/creator: pid and start time) is gone."""
-    creator = labels.get("ctrpy.io/creator")
+    from ctrpy.runtime.tasks import CREATOR_LABEL, _proc_alive
+
+    creator = labels.get(CREATOR_LABEL)
     if not creator:
         return False
-    from ctrpy.runtime.tasks import _proc_alive
 
     return not _proc_alive(creator)
 

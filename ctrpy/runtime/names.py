@@ -18,8 +18,8 @@ from typing import Any
 from ctrpy.runtime import errors
 
 NAME_LABEL = "ctrpy.io/name"
-# docker's rule for names: [a-zA-Z0-9][a-zA-Z0-9_.-]*
-_NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")
+# docker's rule for names (containers and volumes): [a-zA-Z0-9][a-zA-Z0-9_.-]*
+NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")
 
 # A short version of docker's namesgenerator lists (moby/pkg/namesgenerator).
 _LEFT = ("admiring", "brave", "clever", "dazzling", "eager", "festive", "gallant", "happy", "inspiring",
@@ -36,7 +36,7 @@ def generate_id() -> str:
 
 
 def validate_name(name: str) -> str:
-    if not _NAME_RE.match(name) or len(name) > 128:
+    if not NAME_RE.match(name) or len(name) > 128:
         raise errors.InvalidArgument(
             f"invalid container name {name!r}: only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed")
     return name

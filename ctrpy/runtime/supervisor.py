@@ -62,15 +62,6 @@ SUPERVISOR_BINARY = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath
 PACKAGE_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
-def json_loads(data: object) -> object:
-    try:
-        return json.loads(data)  # type: ignore[arg-type]
-    except RecursionError:  # a frame of "[[[[..." is a bad request, never a crash
-        raise ValueError("JSON nested too deeply") from None
-    except UnicodeDecodeError as exc:
-        raise ValueError(f"frame is not UTF-8: {exc}") from None
-
-
 def json_dumps(obj: object) -> str:
     return json.dumps(obj)
 
@@ -98,12 +89,6 @@ def frame(kind: bytes, payload: bytes = b"") -> bytes:
 
 def jframe(kind: bytes, obj: object) -> bytes:
     return frame(kind, json_dumps(obj).encode())
-
-
-def now() -> str:
-    ns = time.time_ns()
-    secs, frac = divmod(ns, 1_000_000_000)
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(secs)) + ".%09dZ" % frac
 
 
 def write_durably(path: str, data: dict) -> None:
@@ -140,11 +125,6 @@ def _reset_signals() -> None:
     for sig in (signal.SIGCHLD, signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGPIPE, signal.SIGXFSZ):
         signal.signal(sig, signal.SIG_DFL)
     signal.pthread_sigmask(signal.SIG_SETMASK, [])
-
-
-def _start_time(pid: int) -> int:
-    with open("/proc/%d/stat" % pid) as f:
-        return int(f.read().rsplit(")", 1)[1].split()[19])
 
 
 def _set_subreaper() -> None:
@@ -301,8 +281,10 @@ def launch(task_dir: str, task: dict, ready_w: int, log_fd: int, program: str) -
     try:
         # Our identity first (the CLI writes it too): if the CLI is killed right after the fork, a repair still
         # finds and stops us.
+        from ctrpy.runtime.tasks import _proc_id  # already imported: we are the forked CLI
+
         with open(os.path.join(task_dir, LAUNCHER_FILE), "w") as f:
-            f.write("%d %s" % (os.getpid(), _start_time(os.getpid())))
+            f.write(_proc_id(os.getpid()))
         os.setsid()
         _set_subreaper()
         _reset_signals()

@@ -13,21 +13,19 @@ from __future__ import annotations
 import builtins
 import json
 import os
-import re
 import shutil
 from pathlib import Path
 from typing import Any
 
 from ctrpy.runtime import errors
 from ctrpy.runtime.metadata import now
-
-_NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")
+from ctrpy.runtime.names import NAME_RE
 # The extension of a container record that lists its named volumes (written by ctrpy.runtime.dockerrun).
 VOLUMES_KEY = "volumes"
 
 
 def is_volume_name(text: str) -> bool:
-    return bool(_NAME_RE.match(text)) and len(text) <= 255
+    return bool(NAME_RE.match(text)) and len(text) <= 255
 
 
 class VolumeStore:
