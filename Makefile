@@ -3,7 +3,7 @@ SHELL := /bin/bash
 PYTHON_SYS ?= /usr/bin/python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
-APT_PACKAGES := gcc make python3-dev python3-venv busybox-static tini docker-registry skopeo umoci runc crun \
+APT_PACKAGES := gcc make python3-dev python3-venv busybox-static libc6-dev docker-registry skopeo umoci runc crun \
 	containerd containernetworking-plugins iptables nftables iproute2 apache2-utils openssl curl \
 	libnl-route-3-dev libmnl-dev libseccomp-dev pkg-config strace zsh fish procps psmisc debootstrap faketime
 # Only the cgroup v2 guest tier needs these; `make test-cgroup2` installs them, and skips if it cannot.
@@ -75,4 +75,4 @@ bench: deps
 	$(PY) bench/run.py $(BENCH_ARGS)
 
 clean:
-	rm -rf $(VENV) build *.egg-info ctrpy/_helper*.so ctrpy/ctrpy-supervisor
+	rm -rf $(VENV) build *.egg-info ctrpy/_helper*.so ctrpy/ctrpy-supervisor ctrpy/ctrpy-init

@@ -21,7 +21,8 @@ from ctrpy.runtime import errors, oci
 from ctrpy.runtime.names import NAME_LABEL
 
 DOCKER_EXT = "ctrpy.io/docker"
-INIT_BINARY = "/usr/bin/tini-static"  # docker's --init is tini too (docker-init)
+# `--init`: ctrpy's static init (csrc/init.c, installed next to the supervisor), bound where docker binds tini.
+INIT_BINARY = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "ctrpy-init")
 INIT_PATH = "/sbin/docker-init"
 DEFAULT_STOP_TIMEOUT = 10
 
@@ -319,13 +320,6 @@ def with_domainname(name: str) -> oci.SpecOpt:
     return opt
 
 
-def with_additional_gids(gids: list[int]) -> oci.SpecOpt:
-    def opt(spec: oci.Spec) -> None:
-        user = spec["process"]["user"]
-        user["additionalGids"] = sorted(set(user.get("additionalGids", [])) | set(gids))
-    return opt
-
-
 def with_memory_swap(limit: int) -> oci.SpecOpt:
     def opt(spec: oci.Spec) -> None:
         spec["linux"]["resources"].setdefault("memory", {})["swap"] = limit
@@ -353,9 +347,9 @@ def with_args(args: list[str]) -> oci.SpecOpt:
 
 
 def with_init(binary: str = INIT_BINARY) -> oci.SpecOpt:
-    """docker's --init: tini (bind-mounted read-only) as PID 1, reaping zombies and forwarding signals."""
-    if not os.path.exists(binary):
-        raise errors.Unavailable(f"--init needs {binary} (Debian package tini)")
+    """docker's --init: ctrpy-init (bind-mounted read-only) as PID 1, reaping zombies and forwarding signals."""
+    if not os.access(binary, os.X_OK):
+        raise errors.Unavailable(f"--init needs {binary}, built with ctrpy (reinstall it: pip install .)")
 
     def opt(spec: oci.Spec) -> None:
         spec["mounts"].append({"destination": INIT_PATH, "type": "bind", "source": binary,
@@ -461,13 +455,6 @@ def create(client: Any, req: RunRequest) -> Any:
         spec_opts.append(with_init())
     if req.domainname:
         spec_opts.append(with_domainname(req.domainname))
-    if req.group_add:
-        gids = []
-        for g in req.group_add:
-            if not g.isdigit():
-                raise errors.InvalidArgument(f"invalid --group-add {g!r}: give a numeric group ID")
-            gids.append(int(g))
-        spec_opts.append(with_additional_gids(gids))
     memory = parse_bytes(req.memory, "--memory") if req.memory is not None else None
     if req.memory_swap is not None:
         if memory is None:
@@ -560,7 +547,8 @@ def create(client: Any, req: RunRequest) -> Any:
     }
     opts = ContainerOptions(
         id=container_id, image=req.image, rootfs=req.rootfs, args=[], env=env, labels=labels,
-        cwd=req.workdir, user=req.user, tty=req.tty, snapshotter=req.snapshotter, runtime=req.runtime,
+        cwd=req.workdir, user=req.user, group_add=list(req.group_add), tty=req.tty, snapshotter=req.snapshotter,
+        runtime=req.runtime,
         hostname=hostname, read_only=req.read_only, privileged=req.privileged, cap_add=list(req.cap_add),
         cap_drop=list(req.cap_drop), memory_limit=memory, cpus=req.cpus, cpu_shares=req.cpu_shares,
         pids_limit=req.pids_limit, network=net_request, spec_opts=spec_opts, extensions={DOCKER_EXT: docker},

@@ -14,8 +14,10 @@ task's state directory and bind-mounted (`with_etc_files()`).
 from __future__ import annotations
 
 import copy
+import errno
 import os
 import re
+import stat as statmod
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -547,21 +549,77 @@ def with_annotations(annotations: dict[str, str]) -> SpecOpt:
 # --- image config, users ---------------------------------------------------------------------------------
 
 FileReader = Callable[[str], "bytes | None"]
+_O_PATH = getattr(os, "O_PATH", 0o10000000)
+
+
+def _open_in_root(rootfd: int, name: str) -> int:
+    """An O_RDONLY fd of regular file `name`, resolved as if `rootfd` were "/" (what openat2's RESOLVE_IN_ROOT
+    does, walked in userspace as archive.py's fallback does, without its ctypes/tarfile imports on `run`'s
+    path): an image's symlinks, absolute or relative, and `..` never lead out of the root."""
+    todo = [p for p in name.split("/") if p not in ("", ".")]
+    todo.reverse()
+    cur: list[str] = []
+    fd = os.dup(rootfd)
+    hops = 0
+    try:
+        while todo:
+            part = todo.pop()
+            if part == "..":
+                cur = cur[:-1]
+                os.close(fd)
+                fd = os.dup(rootfd)
+                for step in cur:  # re-walk the canonical path: `..` never climbs above the root
+                    nfd = os.open(step, _O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=fd)
+                    os.close(fd)
+                    fd = nfd
+                continue
+            st = os.stat(part, dir_fd=fd, follow_symlinks=False)
+            if statmod.S_ISLNK(st.st_mode):
+                hops += 1
+                if hops > 40:
+                    raise OSError(errno.ELOOP, os.strerror(errno.ELOOP), name)
+                target = os.readlink(part, dir_fd=fd)
+                if target.startswith("/"):
+                    cur = []
+                    os.close(fd)
+                    fd = os.dup(rootfd)
+                todo.extend(reversed([p for p in target.split("/") if p not in ("", ".")]))
+                continue
+            if not todo:  # the file itself: O_NOFOLLOW in case it became a link, O_NONBLOCK for a FIFO
+                nfd = os.open(part, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=fd)
+                if not statmod.S_ISREG(os.fstat(nfd).st_mode):
+                    os.close(nfd)
+                    raise OSError(errno.EINVAL, "not a regular file", name)
+            else:
+                nfd = os.open(part, _O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=fd)
+                cur.append(part)
+            os.close(fd)
+            fd = nfd
+        if not statmod.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(errno.EISDIR, os.strerror(errno.EISDIR), name)
+        return fd
+    except BaseException:
+        os.close(fd)
+        raise
 
 
 def rootfs_reader(path: str | os.PathLike[str]) -> FileReader:
-    """Read files of a plain rootfs directory (None when absent); never follows links outside it."""
-    root = Path(path)
+    """Read regular files of a plain rootfs directory (None when absent), each path resolved inside it."""
+    root = os.fspath(path)
 
     def read(name: str) -> bytes | None:
-        target = root / name.lstrip("/")
         try:
-            resolved = target.resolve()
-            if root.resolve() not in resolved.parents:
-                return None
-            return resolved.read_bytes()
+            rootfd = os.open(root, _O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
         except OSError:
             return None
+        try:
+            fd = _open_in_root(rootfd, name)
+        except OSError:
+            return None
+        finally:
+            os.close(rootfd)
+        with os.fdopen(fd, "rb") as f:
+            return f.read()
     return read
 
 
@@ -642,6 +700,39 @@ def resolve_user(user: str, read: FileReader) -> tuple[int, int, list[int]]:
         if not 0 <= value < 0xFFFFFFFF:  # (uid_t)-1 means "no change" to the kernel
             raise errors.InvalidArgument(f"invalid {what} ID {value} in {user!r}: must be 0 to 4294967294")
     return uid, gid, extra
+
+
+def resolve_groups(names: Sequence[str], read: FileReader) -> list[int]:
+    """`--group-add` values as GIDs: a number as given (docker takes it even when /etc/group lacks it), a name
+    through the rootfs's /etc/group."""
+    groups: list[list[str]] | None = None
+    gids: list[int] = []
+    for name in names:
+        name = name.strip()
+        if name.isdigit():
+            gid = int(name)
+        else:
+            if groups is None:
+                groups = _parse_colon_file(read("/etc/group"))
+            found = [e[2] for e in groups if len(e) >= 3 and e[0] == name and e[2].isdigit()]
+            if not name or not found:
+                err = errors.NotFound(f"group {name!r} (--group-add) not found in the container's /etc/group")
+                # docker fails such a run/create with its runtime-failure code, the container never made.
+                err.exit_code = errors.EXIT_RUNTIME_FAILURE
+                raise err
+            gid = int(found[0])
+        if not gid < 0xFFFFFFFF:
+            raise errors.InvalidArgument(f"invalid --group-add {name!r}: must be 0 to 4294967294")
+        gids.append(gid)
+    return gids
+
+
+def with_additional_gids(gids: Sequence[int]) -> SpecOpt:
+    """Add supplementary groups to the process's user (on top of what its /etc/group membership gave)."""
+    def opt(spec: Spec) -> None:
+        user = spec["process"]["user"]
+        user["additionalGids"] = sorted(set(user.get("additionalGids", [])) | set(gids))
+    return opt
 
 
 def with_image_config(image_config: dict[str, Any], read: FileReader | None = None) -> SpecOpt:

@@ -90,6 +90,7 @@ class ContainerOptions:
     labels: dict[str, str] = field(default_factory=dict)
     cwd: str = ""
     user: str = ""
+    group_add: list[str] = field(default_factory=list)  # GIDs or /etc/group names of the rootfs
     mounts: list[str] = field(default_factory=list)
     tty: bool = False
     snapshotter: str = ""
@@ -195,6 +196,8 @@ def create_container(client: Any, opts: ContainerOptions) -> Any:
         if opts.user:
             uid, gid, extra = oci.resolve_user(opts.user, reader)
             spec_opts.append(oci.with_user(uid, gid, extra))
+        if opts.group_add:
+            spec_opts.append(oci.with_additional_gids(oci.resolve_groups(opts.group_add, reader)))
         if opts.tty:
             spec_opts.append(oci.with_tty(True))
         spec_opts.append(oci.with_hostname(opts.hostname or _default_hostname(opts.id)))
