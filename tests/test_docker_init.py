@@ -115,6 +115,23 @@ def test_stop_signal_reaches_the_program_and_exit_codes_pass_through(ctrpy: Any,
     assert box.ok("wait", "usr1").stdout.strip() == "9"
     assert ctrpy("run", "--rm", "--init", "bb", "sh", "-c", "exit 3").returncode == 3
     assert ctrpy("run", "--rm", "--init", "bb", "sh", "-c", "kill -USR1 $$").returncode == 128 + 10
+    # With CTRPY_INIT_KILL_PROCESS_GROUP=1 (tini's -g) the whole group gets it: the shell traps SIGTERM (and runs
+    # the trap only once its foreground `sleep` ends), the `sleep` of its group dies of it, so the shell goes on
+    # at once; without it, only the shell gets SIGTERM and still waits for its `sleep`.
+    ignoring = "trap 'echo trapped' TERM; echo ready; sleep 60; echo sleep-ended"
+    box.ok("run", "-d", "--init", "-e", "CTRPY_INIT_KILL_PROCESS_GROUP=1", "--name", "group", "bb", "sh", "-c",
+           ignoring)
+    box.ok("run", "-d", "--init", "--name", "single", "bb", "sh", "-c", ignoring)
+    for name in ("group", "single"):
+        wait_for(lambda: "ready" in ctrpy("logs", name).stdout, what=name)
+        box.ok("kill", "-s", "TERM", name)
+    started = time.monotonic()
+    assert box.ok("wait", "group").stdout.strip() == "0"
+    assert time.monotonic() - started < 30  # not the 60 s of a `sleep` that missed the signal
+    assert box.ok("logs", "group").stdout == "ready\ntrapped\nsleep-ended\n"
+    time.sleep(0.5)
+    assert box.ok("inspect", "--format", "{{.State.Running}}", "single").stdout.strip() == "true"
+    box.ok("rm", "-f", "group", "single")
     # --rm: those two are gone once their exit status came back.
     assert set(box.ok("ps", "-a", "--format", "{{.Names}}").stdout.split()) == {"trap", "usr1"}
 
@@ -167,3 +184,28 @@ def test_group_add_resolves_names_in_the_image(ctrpy: Any, box: Any) -> None:
                                              "/etc/group"]
     assert ctrpy("create", "--group-add", "nosuch", "bb").returncode == 125
     assert box.ok("ps", "-aq").stdout == ""  # nothing half-made
+
+
+def test_rootfs_reader_resolves_links_inside_the_root(tmp_path: Path) -> None:
+    from ctrpy.runtime.oci import resolve_groups, rootfs_reader
+
+    root = tmp_path / "rootfs"
+    (root / "etc/real").mkdir(parents=True)
+    (root / "etc/real/group").write_text(GROUPS)
+    (root / "etc/group").symlink_to("/etc/real/group")  # absolute: the rootfs's, not the host's
+    (root / "etc/rel").symlink_to("../etc/./real/../real/group")
+    (root / "etc/up").symlink_to("../../../../../../etc/real/group")  # `..` stops at the root
+    (root / "etc/passwd").symlink_to("/etc/passwd")  # a link to itself in the root: a loop, not the host's
+    os.mkfifo(root / "etc/fifo")
+    read = rootfs_reader(root)
+    assert read("/etc/group") == read("etc/rel") == read("/etc/up") == GROUPS.encode()
+    assert read("/etc/passwd") is None and read("/etc/fifo") is None and read("/etc") is None
+    assert read("/etc/missing") is None and rootfs_reader(tmp_path / "none")("/etc/group") is None
+    assert resolve_groups(["audio", "7", "builders"], read) == [29, 7, 4242]
+
+
+def test_init_missing_from_the_install_is_a_clear_error(tmp_path: Path) -> None:
+    from ctrpy.runtime import dockerrun, errors
+
+    with pytest.raises(errors.Unavailable, match=r"--init needs .*/ctrpy-init, built with ctrpy"):
+        dockerrun.with_init(str(tmp_path / "ctrpy-init"))
