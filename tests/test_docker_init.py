@@ -95,6 +95,10 @@ def test_init_reaps_orphans_and_is_pid_1(ctrpy: Any, box: Any, runtime: str) -> 
     lines = box.ok("top", "reaped").stdout.splitlines()
     assert lines[1].split(None, 2)[2].startswith("/sbin/docker-init -- sh -c"), lines
     assert any(line.split(None, 2)[2] == "sleep 60" for line in lines[2:]), lines
+    # `ps` and `inspect` show the command as given, as docker's do (the init is only in the OCI spec).
+    assert box.ok("ps", "--format", "{{.Command}}", "--filter", "name=reaped").stdout.strip() == f"sh -c {orphans}"
+    assert box.ok("inspect", "--format", "{{.Path}} {{json .Args}}", "reaped").stdout.strip() == \
+        f'sh ["-c","{orphans}"]'
     box.ok("rm", "-f", "plain", "reaped")
 
 

@@ -609,3 +609,12 @@ def docker_config(container: Any) -> dict[str, Any]:
     """The DOCKER_EXT extension of a container (empty for ctr-shaped containers)."""
     ext: dict[str, Any] = container.extensions.get(DOCKER_EXT) or {}
     return ext
+
+
+def command_of(container: Any) -> list[str]:
+    """The container's command as docker's `ps` and `inspect` (Path, Args) show it: without --init's prefix,
+    which docker too puts only into the OCI spec."""
+    args: list[str] = list((container.spec.get("process") or {}).get("args") or [])
+    if docker_config(container).get("init") and args[:2] == [INIT_PATH, "--"]:
+        return args[2:]
+    return args

@@ -21,7 +21,7 @@ import time
 from typing import Any
 
 from ctrpy.runtime import errors
-from ctrpy.runtime.dockerrun import DEFAULT_STOP_TIMEOUT, DOCKER_EXT, docker_config
+from ctrpy.runtime.dockerrun import DEFAULT_STOP_TIMEOUT, DOCKER_EXT, command_of, docker_config
 from ctrpy.runtime.names import NAME_LABEL, name_of, resolve
 from ctrpy.runtime.tasks import TaskStatus
 
@@ -352,8 +352,8 @@ def inspect(client: Any, ref: str) -> dict[str, Any]:
         "Id": container.id,
         "Name": "/" + name_of(container),
         "Created": container.created_at,
-        "Path": (process.get("args") or [""])[0],
-        "Args": (process.get("args") or [])[1:],
+        "Path": (command_of(container) or [""])[0],
+        "Args": command_of(container)[1:],
         "State": st,
         "Image": container.image,
         "Platform": "linux",
@@ -362,7 +362,7 @@ def inspect(client: Any, ref: str) -> dict[str, Any]:
         "Config": {
             "Hostname": spec.get("hostname", ""), "Domainname": spec.get("domainname", ""),
             "User": _user(process), "Tty": bool(process.get("terminal")), "OpenStdin": bool(cfg.get("open_stdin")),
-            "Env": list(process.get("env") or []), "Cmd": cfg.get("cmd") or (process.get("args") or []),
+            "Env": list(process.get("env") or []), "Cmd": cfg.get("cmd") or command_of(container),
             "Entrypoint": [cfg["entrypoint"]] if cfg.get("entrypoint") else None,
             "Image": cfg.get("image") or container.image, "WorkingDir": process.get("cwd", ""),
             "Labels": {k: v for k, v in container.labels.items()},
@@ -390,8 +390,7 @@ def _restart_policy(container: Any) -> dict[str, Any]:
 
 
 def _short_command(container: Any) -> str:
-    args = (container.spec.get("process") or {}).get("args") or []
-    return " ".join(args)
+    return " ".join(command_of(container))
 
 
 def _human_duration(seconds: float) -> str:
