@@ -10,7 +10,7 @@
 An ingest is owned by whoever holds flock(LOCK_EX) on its directory; the lock dies with the process, so a
 SIGKILLed writer leaves a resumable ingest and no stale lock. Commit is fsync, size and digest check, then an
 atomic rename into blobs/: nothing is readable at the blob path before it is complete.
-This module knows nothing about namespaces or the database; ContentStore (the package) adds those.
+This module knows nothing about namespaces or the database; ctrpy.runtime.metadata.content adds those.
 """
 
 from __future__ import annotations
