@@ -18,8 +18,8 @@ PACKAGE = Path(__file__).resolve().parent.parent / "ctrpy"
 
 RUNTIME_FORBIDDEN = ("click", "rich", "ctrpy.commands")
 COMMANDS_FORBIDDEN = ("sqlite3",)
-# Known exceptions, to be removed (issue 16 section 3 moves the completion path's SQL into metadata/).
-ALLOWED = {("ctrpy.commands._complete", "sqlite3")}
+# Known exceptions (none left: the completion fast path asks ctrpy.runtime.metadata.lookup).
+ALLOWED: set[tuple[str, str]] = set()
 
 
 def module_name(path: Path, top: Path = PACKAGE) -> str:

@@ -37,7 +37,8 @@ except ImportError:  # pragma: no cover - other interpreters
     from hashlib import sha256
 
 if TYPE_CHECKING:
-    from ctrpy.runtime.network.store import Attachment, Network, NetworkStore
+    from ctrpy.runtime.metadata.networks import NetworkStore
+    from ctrpy.runtime.network.store import Attachment, Network
 
 EXTENSION_KEY = "ctrpy.io/network"
 IFNAME = "eth0"
@@ -200,7 +201,7 @@ def request_from_options(*, network: str | None = None, ip: str | None = None, p
 
 
 def network_store(client: Any) -> NetworkStore:
-    from ctrpy.runtime.network.store import NetworkStore
+    from ctrpy.runtime.metadata.networks import NetworkStore
 
     cached = client.__dict__.get("_network_store")
     if cached is None:

@@ -15,7 +15,8 @@ from ctrpy.runtime.plugins import InitContext, PluginType, Registration, SkipPlu
 
 if TYPE_CHECKING:
     from ctrpy.runtime.network import NetworkRequest, NetworkResult
-    from ctrpy.runtime.network.store import Attachment, NetworkStore
+    from ctrpy.runtime.metadata.networks import NetworkStore
+    from ctrpy.runtime.network.store import Attachment
 
 
 class Driver(Protocol):

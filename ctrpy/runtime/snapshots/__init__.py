@@ -25,7 +25,7 @@ Removing a snapshot that still has children, or that a container uses as its roo
 Two layers make a snapshotter here, as in containerd:
 - the backend (overlay.py, native.py) only manages directories ROOT/snapshots/<name>/snapshots/<id>/ and
   knows nothing about namespaces, keys or labels;
-- metadata.py keeps keys, parents, kinds and labels per namespace in the `snapshots` table and maps them
+- ctrpy.runtime.metadata.snapshots keeps keys, parents, kinds and labels per namespace in the `snapshots` table and maps them
   to backend ids (`backend_snapshots`). A committed snapshot with the same name and parent in several
   namespaces shares one backend directory, which is removed when its last namespace lets go of it.
 """
@@ -121,6 +121,6 @@ def open_backend(name: str, root: Any, state: Any = "", config: Any = None, clie
 def open_snapshotter(client: Any, name: str) -> Snapshotter:
     """The snapshotter `name` for the client's namespace (metadata wrapper over the backend)."""
     backend = open_backend(name, client.root, client.state, client.config, client)
-    from ctrpy.runtime.snapshots.metadata import MetadataSnapshotter
+    from ctrpy.runtime.metadata.snapshots import MetadataSnapshotter
 
     return MetadataSnapshotter(client.db, client.namespace, name, backend)
