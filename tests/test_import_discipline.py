@@ -1,7 +1,8 @@
 """The layering rules, checked on the source of every module, imports inside functions included.
 
 - `ctrpy.runtime` (all logic) never imports click, rich or ctrpy.commands;
-- `ctrpy.commands` (thin CLI) never imports sqlite3.
+- `ctrpy.commands` (thin CLI) never imports sqlite3;
+- only the metadata layer (`ctrpy.runtime.metadata`) imports sqlite3: it is the one owner of SQL.
 
 Parsing the AST catches what importing a module cannot: an import inside a function body that only runs
 on some path. A module added later is covered because the package directories are walked.
@@ -87,3 +88,15 @@ def test_the_check_can_fail(tmp_path: Path) -> None:
     assert found == ["ctrpy/runtime/_discipline_probe.py:2: imports rich.console",
                      "ctrpy/runtime/_discipline_probe.py:2: imports rich.console.Console",
                      "ctrpy/runtime/_discipline_probe.py:3: imports click"]
+
+
+def test_sql_only_in_the_metadata_layer() -> None:
+    # containerd's model: core/metadata owns the buckets, stores and the collector call its methods.
+    found = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        name = module_name(path)
+        if name == "ctrpy.runtime.metadata" or name.startswith("ctrpy.runtime.metadata."):
+            continue
+        found.extend(f"{path.relative_to(PACKAGE.parent)}:{line}: imports {imported}"
+                     for line, imported in imports(path) if imported == "sqlite3" or imported.startswith("sqlite3."))
+    assert found == []
