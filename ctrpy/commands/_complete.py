@@ -114,7 +114,7 @@ def _frozen(pid: int) -> bool:
         return False
     for line in lines:
         _, controllers, path = line.split(":", 2)
-        candidates = []
+        candidates: list[tuple[str, tuple[str, ...]]] = []
         if "freezer" in controllers.split(","):
             candidates.append((f"/sys/fs/cgroup/freezer{path}/freezer.state", ("FROZEN", "FREEZING")))
         elif controllers == "":

@@ -69,7 +69,7 @@ def _last_exit(client: Client, container_id: str) -> int | None:
 
 def wants_boot(client: Client, container: Any) -> str:
     """Why the container is to be started at boot, or "" if it is not."""
-    policy = container.labels.get(LABEL, "no")
+    policy: str = container.labels.get(LABEL, "no")
     stopped = container.labels.get(STOPPED_LABEL) == "true"
     if policy == "always":
         return "always"

@@ -23,7 +23,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from ctrpy.runtime import errors
 
@@ -309,24 +309,25 @@ class LocalWriter:
         if total is not None:
             _write_small(path / "total", str(total))
         self.total = total if total is not None else (int(saved_total) if saved_total else None)
-        self._file = open(self.data_path, "ab+")
+        f: BinaryIO = open(self.data_path, "ab+")
+        self._file: BinaryIO | None = f
         import hashlib
 
         self._hash = hashlib.new(algorithm)
         self.offset = 0
         if restart:
             # The ref now names a blob of another size: what was received before is for something else.
-            self._file.truncate(0)
-        self._rehash()
+            f.truncate(0)
+        self._rehash(f)
 
-    def _rehash(self) -> None:
+    def _rehash(self, f: BinaryIO) -> None:
         # Resuming: the digest covers the whole blob, so the bytes already on disk are hashed again.
-        self._file.seek(0)
+        f.seek(0)
         import hashlib
 
         self._hash = hashlib.new(self.algorithm)
         self.offset = 0
-        while chunk := self._file.read(_CHUNK):
+        while chunk := f.read(_CHUNK):
             self._hash.update(chunk)
             self.offset += len(chunk)
 
@@ -355,7 +356,7 @@ class LocalWriter:
             self._hash = hashlib.new(self.algorithm)
             self.offset = 0
         else:
-            self._rehash()
+            self._rehash(self._file)
 
     def digest(self) -> str:
         return f"{self.algorithm}:{self._hash.hexdigest()}"

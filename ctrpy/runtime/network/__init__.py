@@ -246,11 +246,13 @@ def resolve(client: Client, name: str) -> tuple[str, Any]:
 def host_ifname(client: Client, namespace: str, container_id: str) -> str:
     """The host end of a task's veth: `vc` + 4 hex of the root + 8 of the container, so prune on one root
     can tell its own veths from another root's on a shared bridge."""
-    return "vc" + root_tag(client) + sha256(f"{namespace}/{container_id}".encode()).hexdigest()[:8]
+    digest: str = sha256(f"{namespace}/{container_id}".encode()).hexdigest()
+    return "vc" + root_tag(client) + digest[:8]
 
 
 def root_tag(client: Client) -> str:
-    return sha256(str(Path(client.root).resolve()).encode()).hexdigest()[:4]
+    digest: str = sha256(str(Path(client.root).resolve()).encode()).hexdigest()
+    return digest[:4]
 
 
 def _table(client: Client) -> str:
@@ -284,7 +286,8 @@ def _check_host_ports(ports: tuple[PortMapping, ...]) -> tuple[PortMapping, ...]
                 s.bind((p.host_ip, p.host_port))
             except OSError as exc:
                 raise errors.AlreadyExists(
-                    f"cannot publish {p.host_ip}:{p.host_port}/{p.protocol}: {exc.strerror.lower()} on the host"
+                    f"cannot publish {p.host_ip}:{p.host_port}/{p.protocol}: {(exc.strerror or str(exc)).lower()} "
+                    "on the host"
                 ) from None
             port = s.getsockname()[1]
         out.append(PortMapping(port, p.container_port, p.protocol, p.host_ip))
@@ -632,7 +635,7 @@ def _host_routes() -> list[Any]:
     """IPv4 destinations routed on this host (from /proc/net/route), to refuse overlapping subnets."""
     import ipaddress
 
-    out = []
+    out: list[Any] = []
     try:
         lines = Path("/proc/net/route").read_text().splitlines()[1:]
     except OSError:
