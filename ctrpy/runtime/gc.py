@@ -20,6 +20,10 @@ ingests) is reclaimed here, across ALL namespaces at once:
            stale mounts below ROOT/tmpmounts left by killed unpacks, and files that no row names at all
            (left by a crash between a file operation and its transaction).
 
+The collector holds no SQL and knows no directory layout: it reads the tables and deletes rows through
+ctrpy.runtime.metadata.gc, and sweeps files through the stores' own methods (the content store's walk_blobs,
+trash_blob, walk_ingests; each snapshot backend's walk, remove, and ids_in_mount for the mounts that show it).
+
 Marking and every metadata delete happen in one write transaction, so nothing can gain a reference to an
 object while it is being judged. Files go after that transaction commits (containerd's order: a crash leaves
 an unreferenced file, never a row without its file). A blob leaves blobs/ under a second write lock, after
