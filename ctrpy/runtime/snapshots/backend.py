@@ -76,9 +76,7 @@ class Backend:
             names = os.listdir(self.base)
         except (FileNotFoundError, NotADirectoryError):
             return
-        for name in sorted(names):
-            if name.isdigit():
-                yield int(name)
+        yield from sorted(int(name) for name in names if name.isdigit())
 
     def disk_usage(self, sid: int) -> int:
         """Allocated bytes of everything of snapshot `sid` (what removing it frees), each inode once."""
