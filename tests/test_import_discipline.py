@@ -100,3 +100,10 @@ def test_sql_only_in_the_metadata_layer() -> None:
         found.extend(f"{path.relative_to(PACKAGE.parent)}:{line}: imports {imported}"
                      for line, imported in imports(path) if imported == "sqlite3" or imported.startswith("sqlite3."))
     assert found == []
+
+
+def test_gc_sweeps_through_the_stores() -> None:
+    # No SQL, no recursive deletes, no ingest locks of its own: rows go through ctrpy.runtime.metadata.gc,
+    # files through the content store's and the snapshot backends' walk/delete methods.
+    found = [m for _, m in imports(PACKAGE / "runtime" / "gc.py") if m.split(".")[0] in ("sqlite3", "shutil", "fcntl")]
+    assert found == []
