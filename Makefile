@@ -10,7 +10,7 @@ APT_PACKAGES := gcc make python3-dev python3-venv busybox-static libc6-dev docke
 GUEST_APT_PACKAGES := qemu-system-x86
 PYTEST_ARGS ?=
 
-.PHONY: deps apt venv install test test-cgroup2 lint demo bench clean generate critest
+.PHONY: deps apt venv install test test-unit test-cgroup2 lint demo bench clean generate critest
 
 # Install Debian packages only when one is missing (dpkg-query is fast; apt-get update is not).
 apt:
@@ -45,6 +45,12 @@ lint: deps
 
 test: deps
 	$(PY) -m pytest $(PYTEST_ARGS); rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: that is a failure"; exit 1; fi; exit $$rc
+
+# The unit tier only (no root, no registry, no CLI subprocess; seconds): tests/conftest.py marks the rest
+# `integration` (by the fixtures they use, or by module) and property tests `slow`. `make test` runs everything.
+test-unit: venv
+	$(PY) -m pytest -m "not integration and not slow" $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: that is a failure"; exit 1; fi; exit $$rc
 
 # The pure cgroup v2 tier (issue 18): boots a qemu (TCG) guest with a Debian 6.1 kernel downloaded into

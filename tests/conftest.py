@@ -9,9 +9,13 @@ from __future__ import annotations
 import os
 import subprocess
 from pathlib import Path
-from typing import Any, Callable
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any, Callable
 
 import pytest
+
+if TYPE_CHECKING:
+    from ctrpy.runtime.client import Client
 
 # Session fixtures for real registries and test images (tests/support/registry.py).
 pytest_plugins = ["support.registry"]
@@ -71,6 +75,46 @@ def ctrpy(script_runner: Any, dirs: Any) -> Callable[..., Any]:
 def pytest_configure(config: pytest.Config) -> None:
     # Tests run the console script as a real subprocess: what a user runs is what is tested.
     config.option.script_launch_mode = "subprocess"
+
+
+# Two tiers (`make test` runs both, `make test-unit` only the first): unit tests need neither root nor a
+# registry and finish in seconds; a test is an integration test when it uses one of these fixtures (the CLI,
+# a client on a store, a registry, the built test images), or says so with `pytest.mark.integration`.
+INTEGRATION_FIXTURES = frozenset({
+    "ctrpy", "script_runner", "client", "registry", "registry_tls", "registry_token", "seeded_registry",
+    "token_issuer", "test_images", "fault_proxy",
+})
+
+
+# Modules whose every test needs root or a real runtime (namespaces, mounts, cgroups, the C helper, runc),
+# whatever fixtures they use; and pure modules too slow for the unit tier (property tests).
+INTEGRATION_MODULES = frozenset({
+    "test_archive", "test_builtin_runtime", "test_cgroup2_guest", "test_cgroups", "test_full_disk", "test_helper",
+    "test_imagearchive", "test_network", "test_network_cni", "test_pull", "test_runtime_devices",
+    "test_runtime_hooks", "test_runtime_lifecycle", "test_runtime_namespaces", "test_runtime_parity",
+    "test_runtime_process", "test_runtime_propagation", "test_runtime_seccomp", "test_runtime_spec_fields",
+    "test_runtime_userns", "test_snapshots", "test_startup", "test_supervisor_peer", "test_unpack",
+})
+SLOW_MODULES = frozenset({"test_fuzz"})
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        module = item.module.__name__.rpartition(".")[2] if item.module is not None else ""
+        if module in INTEGRATION_MODULES or INTEGRATION_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.integration)
+        if module in SLOW_MODULES:
+            item.add_marker(pytest.mark.slow)
+
+
+@pytest.fixture
+def client(dirs: Any) -> Iterator[Client]:
+    """A Client on the test's own root and state (closed afterwards)."""
+    from ctrpy.runtime.client import Client
+
+    c = Client(dirs.root, dirs.state)
+    yield c
+    c.db.close()
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -157,6 +157,7 @@ def _nobody_can_run_ctrpy() -> bool:
 
 # As the user `nobody` (setpriv), and, for checkouts `nobody` cannot read (a clone under /root), in a user
 # namespace without a uid mapping, where the process is nobody but still reaches root-owned files.
+@pytest.mark.integration
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root to switch to nobody")
 @pytest.mark.parametrize("switch", ["setpriv", "unshare"])
 def test_not_root_is_a_one_line_error(dirs: Any, switch: str) -> None:

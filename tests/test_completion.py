@@ -199,8 +199,12 @@ def test_complete_fast_path_does_not_load_click(dirs: Any, ctrpy: Any) -> None:
     assert "alpha" in r.stdout.split()
     imported = {line.split("|")[-1].strip() for line in r.stderr.splitlines() if line.startswith("import time:")}
     assert "sqlite3" in imported
-    for heavy in ("click", "rich", "httpx", "pyroute2", "ctrpy.runtime"):
+    for heavy in ("click", "rich", "httpx", "pyroute2", "pathlib", "typing", "ctrpy.runtime.metadata.db"):
         assert heavy not in imported, f"`ctrpy __complete` imported {heavy}"
+    # Of the runtime only the read-only lookups of the metadata layer (the one owner of SQL), and its
+    # package modules, which import nothing themselves.
+    runtime = {name for name in imported if name.startswith("ctrpy.runtime")}
+    assert runtime == {"ctrpy.runtime", "ctrpy.runtime.metadata", "ctrpy.runtime.metadata.lookup"}
 
 
 def test_complete_reads_without_writing(dirs: Any) -> None:
@@ -381,3 +385,11 @@ def test_task_ids_by_state(ctrpy: Any, dirs: Any, rootfs: Path, cleanup: Any) ->
         for line, want in expected.items():
             assert sorted(got[line]) == want, (shell, line)
     assert ctrpy("tasks", "resume", "frozen").returncode == 0
+
+
+def test_complete_lookup_shares_the_name_label() -> None:
+    # lookup.py cannot import ctrpy.runtime.names (pathlib, typing) on the fast path: it keeps a copy.
+    from ctrpy.runtime.metadata import lookup
+    from ctrpy.runtime.names import NAME_LABEL
+
+    assert lookup.NAME_LABEL == NAME_LABEL

@@ -53,15 +53,6 @@ def ctrpy(ctrpy: Any, dirs: Any) -> Any:
     return ctrpy
 
 
-@pytest.fixture
-def client(dirs: Any) -> Any:
-    from ctrpy.runtime.client import Client
-
-    c = Client(dirs.root, dirs.state)
-    yield c
-    c.db.close()
-
-
 def test_ingest_ls_get_roundtrip(ctrpy: Any, dirs: Any) -> None:
     data = os.urandom(300_000)
     r = ingest(ctrpy, data)

@@ -18,7 +18,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -32,13 +31,6 @@ from ctrpy.runtime.mount import mount_all, mount_points_under, unmount_all
 from ctrpy.runtime.unpack import unpack_image
 
 TESTS = Path(__file__).resolve().parent
-
-
-@pytest.fixture
-def client(dirs: Any) -> Iterator[Client]:
-    c = Client(dirs.root, dirs.state)
-    yield c
-    c.db.close()
 
 
 @pytest.fixture(scope="module")

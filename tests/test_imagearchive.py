@@ -14,7 +14,7 @@ import os
 import subprocess
 import sys
 import tarfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -28,11 +28,6 @@ from ctrpy.runtime.client import Client
 
 CTRPY = str(Path(sys.executable).parent / "ctrpy")
 SKOPEO_ENV = {k: v for k, v in os.environ.items() if k.lower() not in ("http_proxy", "https_proxy", "all_proxy")}
-
-
-@pytest.fixture
-def client(dirs: Any) -> Iterator[Client]:
-    yield Client(dirs.root, dirs.state)
 
 
 @pytest.fixture

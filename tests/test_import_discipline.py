@@ -1,7 +1,8 @@
 """The layering rules, checked on the source of every module, imports inside functions included.
 
 - `ctrpy.runtime` (all logic) never imports click, rich or ctrpy.commands;
-- `ctrpy.commands` (thin CLI) never imports sqlite3.
+- `ctrpy.commands` (thin CLI) never imports sqlite3;
+- only the metadata layer (`ctrpy.runtime.metadata`) imports sqlite3: it is the one owner of SQL.
 
 Parsing the AST catches what importing a module cannot: an import inside a function body that only runs
 on some path. A module added later is covered because the package directories are walked.
@@ -18,8 +19,8 @@ PACKAGE = Path(__file__).resolve().parent.parent / "ctrpy"
 
 RUNTIME_FORBIDDEN = ("click", "rich", "ctrpy.commands")
 COMMANDS_FORBIDDEN = ("sqlite3",)
-# Known exceptions, to be removed (issue 16 section 3 moves the completion path's SQL into metadata/).
-ALLOWED = {("ctrpy.commands._complete", "sqlite3")}
+# Known exceptions (none left: the completion fast path asks ctrpy.runtime.metadata.lookup).
+ALLOWED: set[tuple[str, str]] = set()
 
 
 def module_name(path: Path, top: Path = PACKAGE) -> str:
@@ -87,3 +88,22 @@ def test_the_check_can_fail(tmp_path: Path) -> None:
     assert found == ["ctrpy/runtime/_discipline_probe.py:2: imports rich.console",
                      "ctrpy/runtime/_discipline_probe.py:2: imports rich.console.Console",
                      "ctrpy/runtime/_discipline_probe.py:3: imports click"]
+
+
+def test_sql_only_in_the_metadata_layer() -> None:
+    # containerd's model: core/metadata owns the buckets, stores and the collector call its methods.
+    found = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        name = module_name(path)
+        if name == "ctrpy.runtime.metadata" or name.startswith("ctrpy.runtime.metadata."):
+            continue
+        found.extend(f"{path.relative_to(PACKAGE.parent)}:{line}: imports {imported}"
+                     for line, imported in imports(path) if imported == "sqlite3" or imported.startswith("sqlite3."))
+    assert found == []
+
+
+def test_gc_sweeps_through_the_stores() -> None:
+    # No SQL, no recursive deletes, no ingest locks of its own: rows go through ctrpy.runtime.metadata.gc,
+    # files through the content store's and the snapshot backends' walk/delete methods.
+    found = [m for _, m in imports(PACKAGE / "runtime" / "gc.py") if m.split(".")[0] in ("sqlite3", "shutil", "fcntl")]
+    assert found == []

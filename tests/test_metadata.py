@@ -34,15 +34,6 @@ def _env(dirs: Any) -> dict[str, str]:
     return env
 
 
-@pytest.fixture
-def client(dirs: Any) -> Any:
-    from ctrpy.runtime.client import Client
-
-    c = Client(dirs.root, dirs.state)
-    yield c
-    c.db.close()
-
-
 def test_database_settings(client: Any) -> None:
     with client.db.view() as tx:
         assert tx.execute("PRAGMA journal_mode").fetchone()[0] == "wal"

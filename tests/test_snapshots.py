@@ -24,13 +24,6 @@ from ctrpy.runtime.snapshots import Kind
 SNAPSHOTTERS = ["overlayfs", "native"]
 
 
-@pytest.fixture
-def client(dirs: Any) -> Iterator[Client]:
-    c = Client(dirs.root, dirs.state)
-    yield c
-    c.db.close()
-
-
 @pytest.fixture(params=SNAPSHOTTERS)
 def sn(request: Any, client: Client) -> Any:
     return client.snapshotter(request.param)

@@ -30,13 +30,6 @@ from ctrpy.runtime.unpack import GC_REF_SNAPSHOT, is_unpacked, resolve_chain, un
 SNAPSHOTTERS = ["overlayfs", "native"]
 
 
-@pytest.fixture
-def client(dirs: Any) -> Iterator[Client]:
-    c = Client(dirs.root, dirs.state)
-    yield c
-    c.db.close()
-
-
 def special_layer() -> bytes:
     """Ownership, setuid/setgid/sticky, device nodes, a fifo, hard links across layers, symlink chains."""
     b = LayerBuilder()

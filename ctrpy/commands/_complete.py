@@ -21,7 +21,6 @@ from collections.abc import Callable
 DEFAULT_ROOT = "/var/lib/ctrpy"
 DEFAULT_STATE = "/run/ctrpy"
 DEFAULT_CONFIG = "/etc/ctrpy/config.toml"
-DB_FILENAME = "meta.db"
 
 # Mirrors ctrpy.runtime.supervisor's file names (not imported: that module is not free to import).
 TASK_FILE = "task.json"
@@ -75,51 +74,14 @@ def _expand(path: str) -> str:
     return os.path.expandvars(os.path.expanduser(path))
 
 
-def _query(where: Where, sql: str, params: tuple[object, ...]) -> list[str]:
-    import sqlite3
+def _names(kind: str) -> Callable[[Where], list[str]]:
+    def complete(where: Where) -> list[str]:
+        from ctrpy.runtime.metadata import lookup
 
-    path = os.path.join(where.root_dir(), DB_FILENAME)
-    if not os.path.exists(path):
-        return []
-    try:
-        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=0.5)
-        try:
-            return [str(row[0]) for row in conn.execute(sql, params)]
-        finally:
-            conn.close()
-    except sqlite3.Error:
-        return []
+        return lookup.names(where.root_dir(), kind, where.ns(), where.snapshotter)
 
-
-def images(where: Where) -> list[str]:
-    return _query(where, "SELECT name FROM images WHERE namespace = ? ORDER BY name", (where.ns(),))
-
-
-def containers(where: Where) -> list[str]:
-    return _query(where, "SELECT id FROM containers WHERE namespace = ? ORDER BY id", (where.ns(),))
-
-
-def snapshots(where: Where) -> list[str]:
-    if where.snapshotter:
-        return _query(where, "SELECT key FROM snapshots WHERE namespace = ? AND snapshotter = ? ORDER BY key",
-                      (where.ns(), where.snapshotter))
-    return _query(where, "SELECT DISTINCT key FROM snapshots WHERE namespace = ? ORDER BY key", (where.ns(),))
-
-
-def namespaces(where: Where) -> list[str]:
-    return _query(where, "SELECT name FROM namespaces ORDER BY name", ())
-
-
-def networks(where: Where) -> list[str]:
-    return _query(where, "SELECT name FROM networks ORDER BY name", ())
-
-
-def leases(where: Where) -> list[str]:
-    return _query(where, "SELECT id FROM leases WHERE namespace = ? ORDER BY id", (where.ns(),))
-
-
-def content(where: Where) -> list[str]:
-    return _query(where, "SELECT digest FROM content WHERE namespace = ? ORDER BY digest", (where.ns(),))
+    complete.__name__ = kind
+    return complete
 
 
 def _task_dirs(where: Where) -> list[tuple[str, str]]:
@@ -152,7 +114,7 @@ def _frozen(pid: int) -> bool:
         return False
     for line in lines:
         _, controllers, path = line.split(":", 2)
-        candidates = []
+        candidates: list[tuple[str, tuple[str, ...]]] = []
         if "freezer" in controllers.split(","):
             candidates.append((f"/sys/fs/cgroup/freezer{path}/freezer.state", ("FROZEN", "FREEZING")))
         elif controllers == "":
@@ -192,27 +154,9 @@ def paused_tasks(where: Where) -> list[str]:
 
 def _names_by_id(where: Where) -> dict[str, str]:
     """Container ID -> the name docker-shaped commands accept (the ctrpy.io/name label, else the ID)."""
-    import json
-    import sqlite3
+    from ctrpy.runtime.metadata import lookup
 
-    path = os.path.join(where.root_dir(), DB_FILENAME)
-    if not os.path.exists(path):
-        return {}
-    try:
-        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=0.5)
-        try:
-            rows = conn.execute("SELECT id, labels FROM containers WHERE namespace = ? ORDER BY id", (where.ns(),))
-            out = {}
-            for cid, labels in rows:
-                try:
-                    out[str(cid)] = str((json.loads(labels or "{}") or {}).get("ctrpy.io/name") or cid)
-                except ValueError:
-                    out[str(cid)] = str(cid)
-            return out
-        finally:
-            conn.close()
-    except sqlite3.Error:
-        return {}
+    return lookup.container_names(where.root_dir(), where.ns())
 
 
 def container_names(where: Where) -> list[str]:
@@ -229,16 +173,16 @@ def running_names(where: Where) -> list[str]:
 KINDS: dict[str, Callable[[Where], list[str]]] = {
     "name": container_names,
     "running-name": running_names,
-    "image": images,
-    "container": containers,
+    "image": _names("image"),
+    "container": _names("container"),
     "task": tasks,
     "running-task": running_tasks,
     "paused-task": paused_tasks,
-    "snapshot": snapshots,
-    "namespace": namespaces,
-    "network": networks,
-    "lease": leases,
-    "content": content,
+    "snapshot": _names("snapshot"),
+    "namespace": _names("namespace"),
+    "network": _names("network"),
+    "lease": _names("lease"),
+    "content": _names("content"),
 }
 
 _FLAGS = {"--root": "root", "--state": "state", "-n": "namespace", "--namespace": "namespace",

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from ctrpy.commands._dockerfmt import template_format_option
 from ctrpy.commands._output import emit_json, table
+
+if TYPE_CHECKING:
+    from ctrpy.runtime.client import Client
 
 
 @click.command("events")
@@ -42,7 +45,7 @@ def events(obj: Any, since_seq: int, topic: str | None, limit: int | None, all_n
           [(e.seq, e.timestamp, e.namespace, e.topic, json.dumps(e.payload, sort_keys=True)) for e in items])
 
 
-def _follow(client: Any, since_seq: int, topic: str | None, limit: int | None, all_namespaces: bool, follow: bool,
+def _follow(client: Client, since_seq: int, topic: str | None, limit: int | None, all_namespaces: bool, follow: bool,
             filters: list[str], fmt: str) -> None:
     """Print matching events (one line each: a table row, a JSON object or the template), then, with
     `follow`, poll the event log for new ones until interrupted."""

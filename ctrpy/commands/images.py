@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from ctrpy.commands._output import (
     emit_json, format_option, human_size, json_format_option, quiet_option, table,
 )
+
+if TYPE_CHECKING:
+    from ctrpy.runtime.client import Client
 
 
 def registry_options(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -62,7 +65,7 @@ def _silent_option(fn: Callable[..., Any]) -> Callable[..., Any]:
     return click.option("--quiet", "-q", is_flag=True, help="Print nothing (no progress, no result line)")(fn)
 
 
-def _find(client: Any, name: str) -> Any:
+def _find(client: Client, name: str) -> Any:
     from ctrpy.runtime.images import find_image
 
     return find_image(client, name)
@@ -221,7 +224,7 @@ def inspect(ctx: click.Context, refs: tuple[str, ...], mode: str, platform: str 
         emit_json(_native_inspect(client, ref, platform))
 
 
-def _native_inspect(client: Any, ref: str, platform: str | None) -> dict[str, Any]:
+def _native_inspect(client: Client, ref: str, platform: str | None) -> dict[str, Any]:
     from ctrpy.runtime import errors, images as rt, platforms as plat
 
     image = _find(client, ref)

@@ -8,11 +8,14 @@ import contextlib
 import os
 import sys
 from collections.abc import Iterator
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 import click
 
 from ctrpy.commands._output import emit_json, format_option, human_age, human_size, is_tty, quiet_option, table
+
+if TYPE_CHECKING:
+    from ctrpy.runtime.client import Client
 
 platform_option = click.option("--platform", "platforms", multiple=True, metavar="OS/ARCH[/VARIANT]",
                                help="Platform to include (repeatable)  [default: this host's]")
@@ -205,7 +208,7 @@ def export(obj: Any, container_id: str, output: str | None) -> None:
 
 # ---------------------------------------------------------------------------------------------- docker verbs
 
-def list_images(client: Any, quiet: bool, fmt: str, no_trunc: bool) -> None:
+def list_images(client: Client, quiet: bool, fmt: str, no_trunc: bool) -> None:
     """docker images / nerdctl images: one row per name."""
     from ctrpy.runtime.imageinfo import image_rows
 

@@ -8,12 +8,15 @@ ctr-shaped groups (`containers`, `tasks`) stay as they are.
 from __future__ import annotations
 
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from ctrpy.commands._dockerfmt import emit, template_format_option
 from ctrpy.commands._output import quiet_option, remove_each
+
+if TYPE_CHECKING:
+    from ctrpy.runtime.client import Client
 
 PS_HEADERS = {"ID": "CONTAINER ID", "Image": "IMAGE", "Command": "COMMAND", "RunningFor": "CREATED",
               "CreatedAt": "CREATED AT", "Status": "STATUS", "Ports": "PORTS", "Names": "NAMES", "Size": "SIZE",
@@ -104,7 +107,7 @@ def start(ctx: click.Context, containers: tuple[str, ...], attach: bool, interac
     _each(ctx, containers, lambda ref: lifecycle.start(client, ref))
 
 
-def _auto_remove(client: Any, cid: str) -> None:
+def _auto_remove(client: Client, cid: str) -> None:
     from ctrpy.runtime import lifecycle
     from ctrpy.runtime.dockerrun import docker_config
 
@@ -135,7 +138,7 @@ def stop(ctx: click.Context, containers: tuple[str, ...], timeout: int | None, s
     _each(ctx, containers, lambda ref: _stop_and_maybe_remove(client, ref, timeout, sig))
 
 
-def _stop_and_maybe_remove(client: Any, ref: str, timeout: int | None, sig: str | None) -> None:
+def _stop_and_maybe_remove(client: Client, ref: str, timeout: int | None, sig: str | None) -> None:
     from ctrpy.runtime import lifecycle
     from ctrpy.runtime.dockerrun import docker_config
 
@@ -301,7 +304,7 @@ def inspect(ctx: click.Context, objects: tuple[str, ...], kind: str | None, fmt:
     del lifecycle
 
 
-def _inspect_one(client: Any, ref: str, kind: str | None) -> Any:
+def _inspect_one(client: Client, ref: str, kind: str | None) -> Any:
     from ctrpy.runtime import errors, lifecycle
 
     if kind in (None, "container"):
@@ -324,7 +327,7 @@ def _inspect_one(client: Any, ref: str, kind: str | None) -> Any:
         raise errors.NotFound(f"no such object: {ref}") from None
 
 
-def _image_inspect(client: Any, ref: str) -> Any:
+def _image_inspect(client: Client, ref: str) -> Any:
     """An image's docker-shaped JSON (the same as `ctrpy image inspect`)."""
     from ctrpy.runtime.imageinfo import image_inspect
 

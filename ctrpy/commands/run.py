@@ -13,11 +13,14 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from ctrpy.commands._netopts import network_options
+
+if TYPE_CHECKING:
+    from ctrpy.runtime.client import Client
 
 PULL_POLICIES = ("missing", "always", "never")
 
@@ -251,7 +254,7 @@ def run(obj: Any, remove: bool, detach: bool, detach_keys: str, positional: tupl
     raise click.exceptions.Exit(code)
 
 
-def _run_tty(client: Any, container_id: str, attachment: Any, detach_keys: str) -> tuple[bool, int]:
+def _run_tty(client: Client, container_id: str, attachment: Any, detach_keys: str) -> tuple[bool, int]:
     """Start and attach through a terminal watching for the detach keys: (detached, exit code)."""
     from ctrpy.commands.tasks import exit_code
     from ctrpy.runtime.attach import parse_detach_keys, pump_with_detach

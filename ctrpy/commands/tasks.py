@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import signal as _signal
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from ctrpy.commands._output import AliasGroup, emit_json, format_option, human_size, quiet_option, table
+
+if TYPE_CHECKING:
+    from ctrpy.runtime.client import Client
 
 
 def parse_signal(text: str) -> int:
@@ -38,7 +41,7 @@ def exit_code(record: dict[str, Any] | None, fallback: Any = None) -> int:
     return 255 if status is None else int(status)
 
 
-def run_failed(client: Any, container_id: str, exc: Any, *, remove: bool) -> None:
+def run_failed(client: Client, container_id: str, exc: Any, *, remove: bool) -> None:
     """After a `run` failed: give `exc` run's reserved codes (125/126/127) and drop its task (and with --rm
     the container). A full disk keeps its own class (i15)."""
     from ctrpy.runtime import errors
@@ -52,7 +55,7 @@ def run_failed(client: Any, container_id: str, exc: Any, *, remove: bool) -> Non
         delete_container(client, container_id, force=True)
 
 
-def run_attached(client: Any, container_id: str, attachment: Any, *, start: bool = False,
+def run_attached(client: Client, container_id: str, attachment: Any, *, start: bool = False,
                  owner: bool = True, stdin: bool = True) -> int:
     """Start (optionally) and stream the task's stdio until it exits; returns its exit code."""
     tasks = client.tasks

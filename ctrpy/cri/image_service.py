@@ -14,12 +14,15 @@ import re
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ctrpy.cri.proto import api_pb2 as api
 from ctrpy.cri.proto import api_pb2_grpc
 from ctrpy.cri.server import guard_all
 from ctrpy.runtime import errors
+
+if TYPE_CHECKING:
+    from ctrpy.runtime.client import Client
 
 _ID_RE = re.compile(r"^(?:sha256:)?([0-9a-f]{64})$")
 
@@ -67,7 +70,7 @@ class CRIImage:
 
 @guard_all
 class ImageService(api_pb2_grpc.ImageServiceServicer):
-    def __init__(self, client: Any) -> None:
+    def __init__(self, client: Client) -> None:
         self.client = client
         self.lock = threading.Lock()
         # (name, target digest) -> (config digest, config, size, manifest digest)

@@ -20,7 +20,7 @@ import signal as _signal
 import threading
 import time
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ctrpy import __version__
 from ctrpy.cri import (CRI_API_VERSION, EXTENSION, KIND_CONTAINER, KIND_SANDBOX, LABEL_KIND, LABEL_NAME,
@@ -30,6 +30,9 @@ from ctrpy.cri.proto import api_pb2 as api
 from ctrpy.cri.proto import api_pb2_grpc
 from ctrpy.cri.server import guard_all
 from ctrpy.runtime import errors
+
+if TYPE_CHECKING:
+    from ctrpy.runtime.client import Client
 
 CREATED, RUNNING, EXITED, UNKNOWN = api.CONTAINER_CREATED, api.CONTAINER_RUNNING, api.CONTAINER_EXITED, \
     api.CONTAINER_UNKNOWN
@@ -56,7 +59,7 @@ def _labels_match(selector: Any, labels: dict[str, str]) -> bool:
 
 @guard_all
 class RuntimeService(api_pb2_grpc.RuntimeServiceServicer):
-    def __init__(self, client: Any, images: Any) -> None:
+    def __init__(self, client: Client, images: Any) -> None:
         self.client = client
         self.images = images
         self.cri_config = dict(client.config.get("cri") or {})

@@ -27,10 +27,13 @@ import signal
 import socket
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ctrpy.cri import EXTENSION, KIND_SANDBOX, LABEL_KIND, LABEL_NAME
 from ctrpy.runtime import errors
+
+if TYPE_CHECKING:
+    from ctrpy.runtime.client import Client
 
 POD, CONTAINER, NODE, TARGET = 0, 1, 2, 3  # runtime.v1 NamespaceMode
 
@@ -66,7 +69,7 @@ def sandbox_name(meta: Any) -> str:
     return f"{meta.name}_{meta.namespace}_{meta.uid}_{meta.attempt}"
 
 
-def _network_name(client: Any) -> str:
+def _network_name(client: Client) -> str:
     """The first CNI network of the conf dir (kubelet's and containerd's choice), else ctrpy's bridge."""
     from ctrpy.runtime.network import cni_conflists
 
@@ -76,7 +79,7 @@ def _network_name(client: Any) -> str:
     return "bridge"
 
 
-def network_status(client: Any) -> tuple[bool, str, str]:
+def network_status(client: Client) -> tuple[bool, str, str]:
     """(ready, reason, message) for the NetworkReady condition."""
     conf_dir = str(client.config.get("network.cni_conf_dir", "") or "")
     try:
@@ -238,7 +241,7 @@ def _kill_pause(ext: dict[str, Any]) -> None:
             time.sleep(0.01)
 
 
-def _detach(client: Any, sid: str) -> None:
+def _detach(client: Client, sid: str) -> None:
     from ctrpy.runtime import network as net
 
     try:

@@ -15,9 +15,12 @@ import threading
 import traceback
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ctrpy.runtime import errors
+
+if TYPE_CHECKING:
+    from ctrpy.runtime.client import Client
 
 UNIX_PREFIX = "unix://"
 
@@ -59,7 +62,7 @@ def guard_all(cls: type) -> type:
 class Server:
     """The running server: gRPC plus the services' shared state; `stop()` ends it."""
 
-    def __init__(self, client: Any, address: str, *, workers: int = 16) -> None:
+    def __init__(self, client: Client, address: str, *, workers: int = 16) -> None:
         # The server forks (pause processes, task supervisors, runtimes) from worker threads: grpc's fork
         # handlers would run in those children and may hang or kill them. Must be set before grpc loads.
         os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")
@@ -115,7 +118,7 @@ def _stale_socket(path: str) -> bool:
     return False
 
 
-def serve(client: Any, address: str, *, on_ready: Callable[[str], None] | None = None) -> None:
+def serve(client: Client, address: str, *, on_ready: Callable[[str], None] | None = None) -> None:
     """Serve until SIGTERM or SIGINT. `client` is a runtime Client (its namespace is replaced by k8s.io)."""
     from ctrpy.cri import NAMESPACE
 

@@ -511,7 +511,7 @@ def apply_layer(root: str | os.PathLike[str], stream: IO[bytes], *, layer: str =
     applier = _Applier(os.fspath(root), layer)
     try:
         try:
-            tf = tarfile.open(fileobj=_Forward(stream), mode="r:", errorlevel=2)
+            tf = tarfile.open(fileobj=_Forward(stream), mode="r:", errorlevel=2)  # type: ignore[call-overload]
         except tarfile.ReadError as exc:
             if "empty file" in str(exc):
                 return applier.stats
@@ -568,11 +568,11 @@ def decompressor(raw: IO[bytes], compression: str) -> IO[bytes]:
     if compression == "gzip":
         from isal import igzip
 
-        return igzip.IGzipFile(fileobj=raw, mode="rb")  # type: ignore[return-value]
+        return igzip.IGzipFile(fileobj=raw, mode="rb")  # type: ignore[no-untyped-call, return-value]
     if compression == "zstd":
         import zstandard
 
-        return zstandard.ZstdDecompressor().stream_reader(raw, read_size=_CHUNK, read_across_frames=True)  # type: ignore[return-value]
+        return zstandard.ZstdDecompressor().stream_reader(raw, read_size=_CHUNK, read_across_frames=True)
     if compression == "none":
         return raw
     raise errors.NotImplemented_(f"unsupported layer compression {compression!r}")
@@ -717,7 +717,7 @@ def open_layer(raw: IO[bytes], media_type: str = "", *, threaded: bool = True) -
     compression = detect_compression(head)
     if media_type.endswith("+zstd") and compression != "zstd" or media_type.endswith("gzip") and compression != "gzip":
         raise LayerError(f"layer has media type {media_type} but its data is {compression}")
-    source = decompressor(io.BufferedReader(_Peek(head, raw), _CHUNK), compression)  # type: ignore[arg-type]
+    source = decompressor(io.BufferedReader(_Peek(head, raw), _CHUNK), compression)
     return DigestingReader(source, threaded=threaded)
 
 
@@ -734,7 +734,7 @@ def apply_layer_blob(
     reader = open_layer(raw, media_type, threaded=threaded)
     try:
         buffered = io.BufferedReader(reader, _CHUNK)
-        stats = apply_layer(root, buffered, layer=layer)  # type: ignore[arg-type]
+        stats = apply_layer(root, buffered, layer=layer)
         while buffered.read(_CHUNK):
             pass
         if diff_id and reader.digest() != diff_id:

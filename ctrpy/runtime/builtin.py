@@ -16,6 +16,7 @@ and capabilities outside our own bounding set are clamped with a warning instead
 
 from __future__ import annotations
 
+import builtins
 import json
 import os
 import re
@@ -324,7 +325,7 @@ class BuiltinRuntime:
 
     def list(self) -> list[dict[str, Any]]:
         """The state of every container under this root."""
-        out = []
+        out: builtins.list[dict[str, Any]] = []
         if not self.root.is_dir():
             return out
         for entry in sorted(self.root.iterdir()):
@@ -479,7 +480,7 @@ class BuiltinRuntime:
         caps = process.get("capabilities")
         if caps is not None:
             own = _own_bounding_set()
-            wanted = set()
+            wanted: set[str] = set()
             for key in ("effective", "permitted", "inheritable", "bounding", "ambient"):
                 wanted.update(caps.get(key) or [])
             missing = sorted(n for n in wanted if n in CAP_NUMBERS and not own & (1 << CAP_NUMBERS[n]))
@@ -599,7 +600,7 @@ class BuiltinRuntime:
         return program, flat.flags
 
     @staticmethod
-    def _cgroup_mounts(dest: str, flags: int, cgroup: Any) -> list[_h.Mount]:
+    def _cgroup_mounts(dest: str, flags: int, cgroup: Any) -> builtins.list[_h.Mount]:
         """A "cgroup" mount: the container's own cgroup directories, read-only, under a tmpfs (as runc)."""
         base = flags & (MS_NOSUID | MS_NODEV | MS_NOEXEC)
         ro = MS_RDONLY if flags & MS_RDONLY else 0
@@ -705,9 +706,10 @@ class BuiltinRuntime:
             raise errors.FailedPrecondition(f"container {container_id} is not paused")
         self._cgroup(st).thaw()
 
-    def ps(self, container_id: str) -> list[int]:
+    def ps(self, container_id: str) -> builtins.list[int]:
         st = self._load(container_id)
-        return self._cgroup(st).procs()
+        pids: builtins.list[int] = self._cgroup(st).procs()
+        return pids
 
     def stats(self, container_id: str) -> dict[str, Any]:
         """Cgroup statistics (memory, cpu, pids) of the container."""

@@ -9,13 +9,21 @@ from __future__ import annotations
 import os
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from ctrpy.runtime import errors
 from ctrpy.runtime.config import Config, default_config
 
 if TYPE_CHECKING:
+    from ctrpy.runtime.content import Store as ContentStore
     from ctrpy.runtime.metadata import DB
+    from ctrpy.runtime.metadata.containers import ContainerStore
+    from ctrpy.runtime.metadata.events import EventStore
+    from ctrpy.runtime.metadata.images import ImageStore
+    from ctrpy.runtime.metadata.leases import LeaseManager
+    from ctrpy.runtime.metadata.namespaces import NamespaceStore
+    from ctrpy.runtime.snapshots import Snapshotter
+    from ctrpy.runtime.tasks import TaskManager
 
 
 def require_root(what: str = "this command") -> None:
@@ -56,48 +64,49 @@ class Client:
     # Stores are attached by their modules; see each property's import for the owning module.
 
     @cached_property
-    def namespaces(self) -> Any:
+    def namespaces(self) -> NamespaceStore:
         from ctrpy.runtime.metadata.namespaces import NamespaceStore
 
         return NamespaceStore(self.db)
 
     @cached_property
-    def content(self) -> Any:
+    def content(self) -> ContentStore:
         from ctrpy.runtime import plugins
 
-        return plugins.init(plugins.PluginType.CONTENT, "local", self.root, self.state, self.config, self)
+        store: ContentStore = plugins.init(plugins.PluginType.CONTENT, "local", self.root, self.state, self.config, self)
+        return store
 
     @cached_property
-    def images(self) -> Any:
+    def images(self) -> ImageStore:
         from ctrpy.runtime.metadata.images import ImageStore
 
         return ImageStore(self.db, self.namespace)
 
     @cached_property
-    def containers(self) -> Any:
+    def containers(self) -> ContainerStore:
         from ctrpy.runtime.metadata.containers import ContainerStore
 
         return ContainerStore(self.db, self.namespace)
 
     @cached_property
-    def leases(self) -> Any:
+    def leases(self) -> LeaseManager:
         from ctrpy.runtime.metadata.leases import LeaseManager
 
         return LeaseManager(self.db, self.namespace)
 
     @cached_property
-    def events(self) -> Any:
+    def events(self) -> EventStore:
         from ctrpy.runtime.metadata.events import EventStore
 
         return EventStore(self.db, self.namespace)
 
     @cached_property
-    def tasks(self) -> Any:
+    def tasks(self) -> TaskManager:
         from ctrpy.runtime.tasks import TaskManager
 
         return TaskManager(self)
 
-    def snapshotter(self, name: str | None = None) -> Any:
+    def snapshotter(self, name: str | None = None) -> Snapshotter:
         """The namespaced snapshotter `name` (default from config), a plugin from ctrpy.runtime.plugins."""
         from ctrpy.runtime.snapshots import open_snapshotter
 

@@ -17,15 +17,19 @@ import shlex
 import stat
 import tarfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ctrpy.runtime import errors
 from ctrpy.runtime.archive import WHITEOUT_OPAQUE, WHITEOUT_PREFIX
+
+if TYPE_CHECKING:
+    from ctrpy.runtime.client import Client
+
 # Bind-mounted by every task: never part of a container's changes.
 _MOUNTED = {"/etc/hosts", "/etc/resolv.conf", "/etc/hostname", "/sbin/docker-init"}
 
 
-def _layers(client: Any, container: Any) -> tuple[Path, list[Path]]:
+def _layers(client: Client, container: Any) -> tuple[Path, list[Path]]:
     """(upperdir, lowerdirs nearest first) of the container's overlay snapshot."""
     if not container.snapshot_key:
         raise errors.FailedPrecondition(f"container {container.id[:12]} has no image snapshot (it runs on --rootfs)")
@@ -63,7 +67,7 @@ def _walk(upper: Path) -> list[tuple[str, Path, os.stat_result]]:
     return sorted(out, key=lambda t: t[0])
 
 
-def diff(client: Any, container: Any) -> list[tuple[str, str]]:
+def diff(client: Client, container: Any) -> list[tuple[str, str]]:
     """docker's `diff`: (kind, path) with kind A (added), C (changed) or D (deleted), sorted by path."""
     upper, lowers = _layers(client, container)
 
@@ -79,7 +83,7 @@ def diff(client: Any, container: Any) -> list[tuple[str, str]]:
     return out
 
 
-def layer_tar(client: Any, container: Any) -> bytes:
+def layer_tar(client: Client, container: Any) -> bytes:
     """The container's changes as an uncompressed OCI layer tar."""
     upper, _ = _layers(client, container)
     buf = io.BytesIO()
@@ -147,7 +151,7 @@ def apply_changes(config: dict[str, Any], changes: list[str]) -> None:
                                          f"LABEL, EXPOSE, VOLUME or STOPSIGNAL")
 
 
-def commit(client: Any, container: Any, name: str, *, changes: list[str] | None = None, message: str = "",
+def commit(client: Client, container: Any, name: str, *, changes: list[str] | None = None, message: str = "",
            author: str = "") -> Any:
     """Store a new image `name` whose layers are the base image's plus the container's changes."""
     from ctrpy.runtime.content import Descriptor

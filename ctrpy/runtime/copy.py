@@ -12,15 +12,18 @@ import os
 import stat
 import subprocess
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from ctrpy.runtime import errors
 from ctrpy.runtime.archive import _O_PATH, _RESOLVE_IN_ROOT, _RESOLVE_NO_MAGICLINKS, _openat2
 
+if TYPE_CHECKING:
+    from ctrpy.runtime.client import Client
+
 T = TypeVar("T")
 
 
-def with_root(client: Any, container_id: str, fn: Callable[[int], T]) -> T:
+def with_root(client: Client, container_id: str, fn: Callable[[int], T]) -> T:
     """fn(an O_PATH descriptor of the container's root directory)."""
     tasks = client.tasks
     if tasks.exists(container_id):
@@ -62,7 +65,7 @@ def _cp(src: str, dst: str, fds: tuple[int, ...]) -> None:
         raise errors.Internal(f"copy failed: {r.stderr.strip().splitlines()[-1] if r.stderr.strip() else r.returncode}")
 
 
-def copy_out(client: Any, container_id: str, src: str, dest: str) -> None:
+def copy_out(client: Client, container_id: str, src: str, dest: str) -> None:
     """Container path `src` to host path `dest` (into it when it is a directory)."""
     def work(rootfd: int) -> None:
         fd = _resolve(rootfd, src)
@@ -81,7 +84,7 @@ def copy_out(client: Any, container_id: str, src: str, dest: str) -> None:
     with_root(client, container_id, work)
 
 
-def copy_in(client: Any, container_id: str, src: str, dest: str) -> None:
+def copy_in(client: Client, container_id: str, src: str, dest: str) -> None:
     """Host path `src` to container path `dest` (into it when it is a directory)."""
     if not os.path.lexists(src):
         raise errors.NotFound(f"{src}: no such file or directory")

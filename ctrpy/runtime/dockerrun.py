@@ -15,10 +15,13 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ctrpy.runtime import errors, oci
 from ctrpy.runtime.names import NAME_LABEL
+
+if TYPE_CHECKING:
+    from ctrpy.runtime.client import Client
 
 DOCKER_EXT = "ctrpy.io/docker"
 # `--init`: ctrpy's static init (csrc/init.c, installed next to the supervisor), bound where docker binds tini.
@@ -358,7 +361,7 @@ def with_init(binary: str = INIT_BINARY) -> oci.SpecOpt:
     return opt
 
 
-def _namespace_opt(kind: str, value: str, client: Any) -> oci.SpecOpt | None:
+def _namespace_opt(kind: str, value: str, client: Client) -> oci.SpecOpt | None:
     oci_kind = {"pid": "pid", "ipc": "ipc", "uts": "uts", "network": "network"}[kind]
     if not value or value == "private" or value == "shareable":
         return None
@@ -381,7 +384,7 @@ def _namespace_opt(kind: str, value: str, client: Any) -> oci.SpecOpt | None:
 
 # ------------------------------------------------------------------------------------------------ create
 
-def image_config(client: Any, image_ref: str) -> dict[str, Any]:
+def image_config(client: Client, image_ref: str) -> dict[str, Any]:
     from ctrpy.runtime.images import find_image
     from ctrpy.runtime.unpack import resolve_chain
 
@@ -389,7 +392,7 @@ def image_config(client: Any, image_ref: str) -> dict[str, Any]:
     return config
 
 
-def create(client: Any, req: RunRequest) -> Any:
+def create(client: Client, req: RunRequest) -> Any:
     """Validate `req`, store the container, fill new named volumes from the image; returns the record."""
     from ctrpy.runtime import names
     from ctrpy.runtime.network import request_from_options
@@ -569,7 +572,7 @@ def create(client: Any, req: RunRequest) -> Any:
     return container
 
 
-def _copy_up(client: Any, container: Any, named: list[tuple[str, dict[str, Any]]], created: list[str],
+def _copy_up(client: Client, container: Any, named: list[tuple[str, dict[str, Any]]], created: list[str],
              volumes: Any) -> None:
     """docker's copy-up: a new volume gets the image's content at its mount point (unless nocopy)."""
     todo = [(m["source"], m["destination"]) for vol, m in named

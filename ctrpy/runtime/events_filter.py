@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ctrpy.runtime import errors
+
+if TYPE_CHECKING:
+    from ctrpy.runtime.client import Client
 
 _TYPES = {"container": ("/containers/", "/tasks/"), "task": ("/tasks/",), "image": ("/images/",),
           "snapshot": ("/snapshot/", "/snapshots/"), "network": ("/networks/", "/network/"),
@@ -14,7 +17,7 @@ _TYPES = {"container": ("/containers/", "/tasks/"), "task": ("/tasks/",), "image
 class EventFilter:
     """type=, event=, container= (name, ID or prefix), namespace=; values of one key are OR-ed, keys AND-ed."""
 
-    def __init__(self, client: Any, filters: list[str]) -> None:
+    def __init__(self, client: Client, filters: list[str]) -> None:
         self.by_key: dict[str, list[str]] = {}
         for item in filters:
             key, sep, value = item.partition("=")

@@ -20,6 +20,10 @@ ingests) is reclaimed here, across ALL namespaces at once:
            stale mounts below ROOT/tmpmounts left by killed unpacks, and files that no row names at all
            (left by a crash between a file operation and its transaction).
 
+The collector holds no SQL and knows no directory layout: it reads the tables and deletes rows through
+ctrpy.runtime.metadata.gc, and sweeps files through the stores' own methods (the content store's walk_blobs,
+trash_blob, walk_ingests; each snapshot backend's walk, remove, and ids_in_mount for the mounts that show it).
+
 Marking and every metadata delete happen in one write transaction, so nothing can gain a reference to an
 object while it is being judged. Files go after that transaction commits (containerd's order: a crash leaves
 an unreferenced file, never a row without its file). A blob leaves blobs/ under a second write lock, after
@@ -33,19 +37,22 @@ ingests in a 24 h lease); a pull or an unpack that was killed is thus reclaimed 
 
 from __future__ import annotations
 
-import fcntl
-import json
 import os
-import shutil
-import sqlite3
 import time
 from collections import deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ctrpy.runtime import errors
+from ctrpy.runtime.metadata.gc import Row, Transaction, labels_of, transaction
+
+if TYPE_CHECKING:
+    from ctrpy.runtime.client import Client
+    from ctrpy.runtime.config import Config
+    from ctrpy.runtime.metadata.db import DB
+    from ctrpy.runtime.snapshots.backend import Backend
 
 GC_ROOT = "containerd.io/gc.root"
 GC_REF_CONTENT = "containerd.io/gc.ref.content"
@@ -128,14 +135,6 @@ def _epoch(stamp: str | None) -> float | None:
     return secs + (float("0." + digits) if digits else 0.0)
 
 
-def _labels(text: str | None) -> dict[str, str]:
-    try:
-        value = json.loads(text) if text else {}
-    except ValueError:
-        return {}
-    return value if isinstance(value, dict) else {}
-
-
 def _expired(labels: dict[str, str], at: float) -> bool:
     """True once containerd.io/gc.expire lies in the past; an unreadable stamp never expires (keep, don't guess)."""
     when = _epoch(labels.get(GC_EXPIRE))
@@ -166,44 +165,6 @@ def label_refs(namespace: str, labels: dict[str, str]) -> Iterator[Node]:
                 yield ("snapshot", namespace, snapshotter, value)
 
 
-def _locked(path: Path) -> bool:
-    """True while another process holds the flock of an ingest directory (it is being written)."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    except OSError:
-        return False
-    try:
-        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return True
-    finally:
-        os.close(fd)  # closing drops our shared lock at once
-    return False
-
-
-def _du(path: Path) -> int:
-    """Allocated bytes below `path`, each inode once (what removing it frees)."""
-    seen: set[tuple[int, int]] = set()
-    total = 0
-    stack = [str(path)]
-    while stack:
-        p = stack.pop()
-        try:
-            st = os.lstat(p)
-        except OSError:
-            continue
-        if (st.st_dev, st.st_ino) not in seen:
-            seen.add((st.st_dev, st.st_ino))
-            total += st.st_blocks * 512
-        if os.path.isdir(p) and not os.path.islink(p):
-            try:
-                with os.scandir(p) as it:
-                    stack.extend(e.path for e in it)
-            except OSError:
-                continue
-    return total
-
-
 # ---------------------------------------------------------------------------------------------- mounts
 
 @dataclass
@@ -225,12 +186,12 @@ def _unescape(text: str) -> str:
     return "".join(out)
 
 
-def _scan_mounts(bases: dict[str, Path]) -> list[_Mount]:
-    """Mounts (of this mount namespace) that show a snapshot directory of one of `bases`.
+def _scan_mounts(backends: dict[str, Backend]) -> list[_Mount]:
+    """Mounts (of this mount namespace) that show a snapshot directory of one of `backends`.
 
-    `bases` maps a snapshotter to its ROOT/snapshots/<sn>/snapshots directory. Overlay mounts name the
-    directories in their options (relative `<id>/fs` when ctrpy.runtime.mount shortened them); bind mounts
-    are recognised by device and by their root within that device, as /proc/self/mountinfo gives them.
+    Each backend reads the mounts that name its directories in their options (overlay's upperdir and
+    lowerdirs); bind mounts are recognised here by device and by their root within that device, as
+    /proc/self/mountinfo gives them.
     """
     try:
         with open("/proc/self/mountinfo") as f:
@@ -246,10 +207,10 @@ def _scan_mounts(bases: dict[str, Path]) -> list[_Mount]:
         parsed.append((fields[2], _unescape(fields[3]), _unescape(fields[4]), fields[sep + 1],
                        fields[sep + 3] if len(fields) > sep + 3 else ""))
 
-    # Where each base lives: (device, path of the base relative to that device's root).
+    # Where each backend's directory lives: (device, its path relative to that device's root).
     located: dict[str, tuple[str, str]] = {}
-    for sn, base in bases.items():
-        real = os.path.realpath(base)
+    for sn, backend in backends.items():
+        real = os.path.realpath(backend.base)
         best = None
         for dev, root, point, _fstype, _opts in parsed:
             if real == point or real.startswith(point.rstrip("/") + "/"):
@@ -258,41 +219,16 @@ def _scan_mounts(bases: dict[str, Path]) -> list[_Mount]:
         if best is not None:
             dev, root, point = best
             located[sn] = (dev, os.path.normpath(os.path.join(root, os.path.relpath(real, point))))
-    prefixes = {sn: {str(base).rstrip("/") + "/", os.path.realpath(base).rstrip("/") + "/"}
-                for sn, base in bases.items()}
-
-    def sid_of(path: str, sn: str) -> int | None:
-        for prefix in prefixes[sn]:
-            if path.startswith(prefix):
-                head = path[len(prefix):].split("/", 1)[0]
-                return int(head) if head.isdigit() else None
-        return None
 
     out = []
     for dev, root, point, fstype, opts in parsed:
         owned: set[tuple[str, int]] = set()
         referenced: set[tuple[str, int]] = set()
-        if fstype == "overlay":
-            for opt in opts.split(","):
-                key, _, value = opt.partition("=")
-                if key not in ("upperdir", "lowerdir", "workdir"):
-                    continue
-                for path in value.split(":"):
-                    if not path:
-                        continue
-                    for sn in bases:
-                        if os.path.isabs(path):
-                            sid = sid_of(path, sn)
-                        elif sn == "overlayfs":
-                            head = path.split("/", 1)[0]
-                            sid = int(head) if head.isdigit() else None
-                        else:
-                            sid = None
-                        if sid is not None:
-                            referenced.add((sn, sid))
-                            if key in ("upperdir", "workdir"):
-                                owned.add((sn, sid))
-        else:
+        for sn, backend in backends.items():
+            written, shown = backend.ids_in_mount(fstype, opts)
+            owned.update((sn, sid) for sid in written)
+            referenced.update((sn, sid) for sid in shown)
+        if not referenced:
             for sn, (base_dev, base_root) in located.items():
                 if dev == base_dev and root.startswith(base_root.rstrip("/") + "/"):
                     head = root[len(base_root.rstrip("/")) + 1:].split("/", 1)[0]
@@ -307,7 +243,7 @@ def _scan_mounts(bases: dict[str, Path]) -> list[_Mount]:
 # ---------------------------------------------------------------------------------------------- collector
 
 class _Collector:
-    def __init__(self, db: Any, root: Path, config: Any, at: float) -> None:
+    def __init__(self, db: DB, root: Path, config: Config | None, at: float) -> None:
         self.db = db
         self.root = Path(root).absolute()
         self.config = config
@@ -316,39 +252,43 @@ class _Collector:
         from ctrpy.runtime.content.local import LocalStore
 
         self.local = LocalStore(self.root / "content")
-        self.trash = self.root / "content" / ".gc-trash"
-        self._backends: dict[str, Any] = {}
+        self._backends: dict[str, Backend | None] = {}
 
-    def backend(self, name: str) -> Any | None:
+    def backend(self, name: str) -> Backend | None:
         """The backend of snapshotter `name` (directories only), or None for an unknown snapshotter."""
         if name in self._backends:
             return self._backends[name]
         from ctrpy.runtime import plugins
         from ctrpy.runtime.snapshots import open_backend
 
-        backend = None
+        backend: Backend | None = None
         if name in plugins.ids(plugins.PluginType.SNAPSHOTTER):
             backend = open_backend(name, self.root, "", self.config)
         self._backends[name] = backend
         return backend
 
+    def backends(self) -> dict[str, Backend]:
+        """Every snapshotter a row names or the registry knows, with its backend."""
+        from ctrpy.runtime import plugins
+
+        names = ({k[1] for k in self.snapshots} | {str(r["snapshotter"]) for r in self.backend_rows.values()}
+                 | set(plugins.ids(plugins.PluginType.SNAPSHOTTER)))
+        found = {sn: self.backend(sn) for sn in sorted(names)}
+        return {sn: b for sn, b in found.items() if b is not None}
+
     # -- loading -----------------------------------------------------------------------------------------
 
-    def load(self, tx: sqlite3.Connection) -> None:
-        self.content = {(r["namespace"], r["digest"]): _labels(r["labels"])
-                        for r in tx.execute("SELECT namespace, digest, labels FROM content")}
-        self.blobs = {r["digest"]: int(r["size"]) for r in tx.execute("SELECT digest, size FROM blobs")}
-        self.snapshots = {(r["namespace"], r["snapshotter"], r["key"]): r
-                          for r in tx.execute("SELECT * FROM snapshots")}
-        self.backend_rows = {int(r["id"]): r for r in tx.execute("SELECT * FROM backend_snapshots")}
-        self.images = list(tx.execute("SELECT namespace, name, target_digest, labels FROM images"))
-        self.containers = list(tx.execute("SELECT namespace, id, image, snapshotter, snapshot_key, labels "
-                                          "FROM containers"))
-        self.leases = list(tx.execute("SELECT namespace, id, labels FROM leases"))
-        self.resources: dict[tuple[str, str], list[tuple[str, str]]] = {}
-        for r in tx.execute("SELECT namespace, lease_id, type, resource FROM lease_resources"):
-            self.resources.setdefault((r["namespace"], r["lease_id"]), []).append((r["type"], r["resource"]))
-        self.ingests = {(r["namespace"], r["ref"]): r for r in tx.execute("SELECT * FROM ingests")}
+    def load(self, tx: Transaction) -> None:
+        t = tx.load()
+        self.content = t.content
+        self.blobs = t.blobs
+        self.snapshots = t.snapshots
+        self.backend_rows = t.backend_rows
+        self.images = t.images
+        self.containers = t.containers
+        self.leases = t.leases
+        self.resources = t.resources
+        self.ingests = t.ingests
 
     # -- marking -----------------------------------------------------------------------------------------
 
@@ -367,7 +307,7 @@ class _Collector:
             row = self.snapshots[(node[1], node[2], node[3])]
             if row["parent"]:
                 yield ("snapshot", node[1], node[2], row["parent"])
-            yield from label_refs(node[1], _labels(row["labels"]))
+            yield from label_refs(node[1], labels_of(row["labels"]))
 
     def mark(self, roots: Iterable[Node], flat: Iterable[Node] = ()) -> None:
         """Add roots to the live set and follow references from them (flat roots are kept, not followed)."""
@@ -399,7 +339,7 @@ class _Collector:
         flat: list[Node] = []
         image_targets = {}
         for r in self.images:
-            labels = _labels(r["labels"])
+            labels = labels_of(r["labels"])
             if _expired(labels, self.at):
                 continue
             image_targets[(r["namespace"], r["name"])] = r["target_digest"]
@@ -411,10 +351,10 @@ class _Collector:
                 roots.append(("snapshot", ns, r["snapshotter"], r["snapshot_key"]))
             if r["image"] and (ns, r["image"]) in image_targets:
                 roots.append(("content", ns, image_targets[(ns, r["image"])]))
-            roots.extend(label_refs(ns, _labels(r["labels"])))
+            roots.extend(label_refs(ns, labels_of(r["labels"])))
         self.expired_leases = []
         for r in self.leases:
-            labels = _labels(r["labels"])
+            labels = labels_of(r["labels"])
             if _expired(labels, self.at):
                 self.expired_leases.append((r["namespace"], r["id"]))
                 continue
@@ -430,11 +370,11 @@ class _Collector:
             if GC_ROOT in labels:
                 roots.append(("content", ns, digest))
         for (ns, sn, key), row in self.snapshots.items():
-            if GC_ROOT in _labels(row["labels"]):
+            if GC_ROOT in labels_of(row["labels"]):
                 roots.append(("snapshot", ns, sn, key))
             elif row["kind"] != "committed":
                 created = _epoch(row["created_at"])
-                if _creator_gone(_labels(row["labels"])):
+                if _creator_gone(labels_of(row["labels"])):
                     continue  # prepared by a `run`/`create` that was killed: no grace to wait for
                 if created is None or self.at - created < ACTIVE_GRACE:
                     roots.append(("snapshot", ns, sn, key))
@@ -443,9 +383,9 @@ class _Collector:
                 roots.append(("ingest", ns, ref))
         return roots, flat
 
-    def ingest_live(self, ns: str, ref: str, row: sqlite3.Row) -> bool:
+    def ingest_live(self, ns: str, ref: str, row: Row) -> bool:
         path = self.local.ingest_dir(f"{ns}/{ref}")
-        if _locked(path):
+        if self.local.ingest_locked(path):
             return True
         expires = _epoch(row["expires_at"])
         if expires is None:
@@ -461,17 +401,14 @@ class _Collector:
         self.explored: set[Node] = set()
         roots, flat = self.roots()
         self.mark(roots, flat)
-        names = ({k[1] for k in self.snapshots} | {str(r["snapshotter"]) for r in self.backend_rows.values()}
-                 | set(self._snapshot_dirs()))
-        bases = {sn: self.root / "snapshots" / sn / "snapshots" for sn in names}
-        mounts = _scan_mounts(bases)
+        mounts = _scan_mounts(self.backends())
         tmp_prefix = str(self.tmpmounts).rstrip("/") + "/"
         real_tmp_prefix = os.path.realpath(self.tmpmounts).rstrip("/") + "/"
         outside = [m for m in mounts if not (m.point.startswith(tmp_prefix) or m.point.startswith(real_tmp_prefix))]
         # Anything mounted outside ROOT/tmpmounts is in use (a user's `snapshots mount`, a rootfs). A view
         # of one layer is a bind of its parent's directory: a mounted parent keeps its views too.
         shown = {id_ for m in outside for id_ in m.referenced}
-        views = [("snapshot", ns, sn, key) for (ns, sn, key), row in self.snapshots.items()
+        views: list[Node] = [("snapshot", ns, sn, key) for (ns, sn, key), row in self.snapshots.items()
                  if row["kind"] == "view" and (sn, self._parent_id(int(row["backend_id"]))) in shown]
         self.mark(self.by_backend(shown) + views)
         # A mount below ROOT/tmpmounts belongs to a live unpack while the snapshot it writes is still held
@@ -491,24 +428,24 @@ class _Collector:
 
     # -- sweeping metadata ---------------------------------------------------------------------------------
 
-    def sweep(self, tx: sqlite3.Connection, report: GCReport, dry_run: bool) -> None:
+    def sweep(self, tx: Transaction, report: GCReport, dry_run: bool) -> None:
         removed = report.removed
         for ns, lease_id in self.expired_leases:
             removed.append(Removed("lease", ns, lease_id))
             if not dry_run:
-                tx.execute("DELETE FROM leases WHERE namespace = ? AND id = ?", (ns, lease_id))
+                tx.delete_lease(ns, lease_id)
 
         gone_content = sorted(k for k in self.content if ("content", *k) not in self.marked)
         held = {d for (ns, d) in self.content if ("content", ns, d) in self.marked}
         for ns, digest in gone_content:
             removed.append(Removed("content", ns, digest, self.blobs.get(digest, 0)))
             if not dry_run:
-                tx.execute("DELETE FROM content WHERE namespace = ? AND digest = ?", (ns, digest))
+                tx.delete_content(ns, digest)
         self.gone_blobs = {d for d in self.blobs if d not in held}
         for digest in sorted(self.gone_blobs):
             removed.append(Removed("blob", "", digest, self.blobs[digest]))
             if not dry_run:
-                tx.execute("DELETE FROM blobs WHERE digest = ?", (digest,))
+                tx.delete_blob(digest)
 
         gone_snaps = sorted(k for k in self.snapshots if ("snapshot", *k) not in self.marked)
         refcount: dict[int, int] = {}
@@ -518,8 +455,7 @@ class _Collector:
         for ns, sn, key in gone_snaps:
             removed.append(Removed("snapshot", ns, f"{sn}/{key}"))
             if not dry_run:
-                tx.execute("DELETE FROM snapshots WHERE namespace = ? AND snapshotter = ? AND key = ?",
-                           (ns, sn, key))
+                tx.delete_snapshot(ns, sn, key)
         # Backend directories go with their last row, children before parents (the parent_id foreign key).
         children: dict[int, int] = {}
         for row in self.backend_rows.values():
@@ -540,14 +476,14 @@ class _Collector:
                     children[int(parent)] -= 1
                 self.gone_dirs.append((str(self.backend_rows[sid]["snapshotter"]), sid))
                 if not dry_run:
-                    tx.execute("DELETE FROM backend_snapshots WHERE id = ?", (sid,))
+                    tx.delete_backend_snapshot(sid)
 
         self.gone_ingests = sorted(k for k in self.ingests if ("ingest", *k) not in self.marked)
         for ns, ref in self.gone_ingests:
             status = self.local.ingest_status(f"{ns}/{ref}")
             removed.append(Removed("ingest", ns, ref, int(status["offset"]) if status else 0))
             if not dry_run:
-                tx.execute("DELETE FROM ingests WHERE namespace = ? AND ref = ?", (ns, ref))
+                tx.delete_ingest(ns, ref)
 
     # -- sweeping files ------------------------------------------------------------------------------------
 
@@ -569,37 +505,33 @@ class _Collector:
 
     def remove_files(self, report: GCReport, dry_run: bool) -> None:
         """Blobs, ingest dirs and orphans, under the write lock (see the module docstring)."""
-        ctx = self.db.view() if dry_run else self.db.update()
-        with ctx as tx:
-            known_blobs = {r["digest"] for r in tx.execute("SELECT digest FROM blobs")}
+        with transaction(self.db, write=not dry_run) as tx:
+            known_blobs = tx.blob_digests()
             if not dry_run:
                 for digest in self.gone_blobs:
                     if digest not in known_blobs:
-                        self._trash(self.local.blob_path(digest))
-            for path in self._blob_files():
-                digest = f"{path.parent.name}:{path.name}"
-                if digest in known_blobs or digest in self.gone_blobs:
+                        self.local.trash_blob(digest)
+            for name, path, size in self.local.walk_blobs():
+                if name in known_blobs or name in self.gone_blobs:
                     continue
-                report.removed.append(Removed("orphan", "", str(path), _size(path)))
+                report.removed.append(Removed("orphan", "", str(path), size))
                 if not dry_run:
-                    self._trash(path)
-            rows = {(r["namespace"], r["ref"]) for r in tx.execute("SELECT namespace, ref FROM ingests")}
+                    self.local.trash_blob(name)
+            rows = tx.ingest_keys()
             for ns, ref in self.gone_ingests:
                 if not dry_run and (ns, ref) not in rows:
                     self._remove_ingest(f"{ns}/{ref}", report)
             self._orphan_ingests(rows, report, dry_run)
-            known_ids = {(str(r["snapshotter"]), int(r["id"]))
-                         for r in tx.execute("SELECT id, snapshotter FROM backend_snapshots")}
+            known_ids = tx.backend_ids()
             gone = set(self.gone_dirs)
-            for sn in sorted(self._snapshot_dirs()):
-                base = self.root / "snapshots" / sn / "snapshots"
-                for name in sorted(os.listdir(base)):
-                    if not name.isdigit() or (sn, int(name)) in known_ids or (sn, int(name)) in gone:
+            for sn, backend in self.backends().items():
+                for sid in backend.walk():
+                    if (sn, sid) in known_ids or (sn, sid) in gone:
                         continue
                     # Inside the write lock: an id whose creating transaction rolled back may be reused.
-                    report.removed.append(Removed("orphan", "", str(base / name), _du(base / name)))
+                    report.removed.append(Removed("orphan", "", str(backend.dir(sid)), backend.disk_usage(sid)))
                     if not dry_run:
-                        shutil.rmtree(base / name, ignore_errors=True)
+                        self._remove_dir(backend, sid, report)
         if self.tmpmounts.is_dir():
             stale = set(self.stale_mounts)
             for entry in sorted(os.listdir(self.tmpmounts)):
@@ -619,36 +551,16 @@ class _Collector:
                     except OSError as exc:
                         report.warnings.append(f"cannot remove {path}: {exc}")
 
-    def _trash(self, path: Path) -> None:
-        """Move a blob out of blobs/ (cheap, under the write lock); empty_trash() frees its blocks later."""
-        self.trash.mkdir(exist_ok=True, mode=0o700)
-        try:
-            os.replace(path, self.trash / f"{path.parent.name}-{path.name}")
-        except FileNotFoundError:
-            pass
-
     def empty_trash(self) -> None:
-        # Unlinking is what costs (block freeing; ~3 ms a file with online discard), so it runs unlocked.
-        # Also empties what a collector killed between its rename and here left behind.
-        if not self.trash.is_dir():
-            return
-        for name in os.listdir(self.trash):
-            _unlink(self.trash / name)
+        # Unlinking is what costs, so it runs unlocked, after the transaction.
+        self.local.empty_trash()
 
-    def _blob_files(self) -> Iterator[Path]:
-        blobs = self.local.blobs
-        if not blobs.is_dir():
-            return
-        for alg in sorted(os.listdir(blobs)):
-            if (blobs / alg).is_dir():
-                for name in sorted(os.listdir(blobs / alg)):
-                    yield blobs / alg / name
-
-    def _snapshot_dirs(self) -> list[str]:
-        base = self.root / "snapshots"
-        if not base.is_dir():
-            return []
-        return [sn for sn in os.listdir(base) if (base / sn / "snapshots").is_dir()]
+    @staticmethod
+    def _remove_dir(backend: Backend, sid: int, report: GCReport) -> None:
+        try:
+            backend.remove(sid)
+        except errors.CtrpyError as exc:
+            report.warnings.append(str(exc))
 
     def _remove_ingest(self, key: str, report: GCReport) -> bool:
         try:
@@ -661,58 +573,28 @@ class _Collector:
 
     def _orphan_ingests(self, rows: set[tuple[str, str]], report: GCReport, dry_run: bool) -> None:
         """Ingest directories that no row names (a writer killed before its first transaction)."""
-        base = self.local.ingest
-        if not base.is_dir():
-            return
         gone = {f"{ns}/{ref}" for ns, ref in self.gone_ingests}
-        for name in sorted(os.listdir(base)):
-            path = base / name
-            try:
-                key = (path / "ref").read_text().strip()
-            except OSError:
-                key = ""
-            if key in gone:
+        for entry in self.local.walk_ingests():
+            if entry.key in gone:
                 continue
-            ns, _, ref = key.partition("/")
-            if key and (ns, ref) in rows:
+            ns, _, ref = entry.key.partition("/")
+            if entry.key and (ns, ref) in rows:
                 continue
-            try:
-                mtime = path.stat().st_mtime
-            except FileNotFoundError:
+            if self.at - entry.mtime < ACTIVE_GRACE or self.local.ingest_locked(entry.path):
                 continue
-            if self.at - mtime < ACTIVE_GRACE or _locked(path):
-                continue
-            report.removed.append(Removed("orphan", ns, str(path), _du(path)))
+            report.removed.append(Removed("orphan", ns, str(entry.path), self.local.ingest_usage(entry.path)))
             if not dry_run:
-                shutil.rmtree(path, ignore_errors=True)
+                self.local.delete_ingest_dir(entry.path)
 
     def remove_snapshot_dirs(self, report: GCReport, dry_run: bool) -> None:
         # Children were listed first, and their rows are already gone: no one can reach these any more.
         for sn, sid in self.gone_dirs:
             backend = self.backend(sn)
-            path = self.root / "snapshots" / sn / "snapshots" / str(sid)
-            size = _du(path) if path.exists() else 0
+            size = backend.disk_usage(sid) if backend is not None else 0
             report.removed.append(Removed("snapshot-dir", "", f"{sn}/{sid}", size))
             if dry_run or backend is None:
                 continue
-            try:
-                backend.remove(sid)
-            except errors.CtrpyError as exc:
-                report.warnings.append(str(exc))
-
-
-def _size(path: Path) -> int:
-    try:
-        return path.stat().st_size
-    except OSError:
-        return 0
-
-
-def _unlink(path: Path) -> None:
-    try:
-        path.unlink()
-    except FileNotFoundError:
-        pass
+            self._remove_dir(backend, sid, report)
 
 
 def _is_mount_point(path: Path) -> bool:
@@ -721,7 +603,7 @@ def _is_mount_point(path: Path) -> bool:
     return is_mount_point(path)
 
 
-def collect(client_or_db: Any, *, dry_run: bool = False, at: float | None = None) -> GCReport:
+def collect(client_or_db: Client | DB, *, dry_run: bool = False, at: float | None = None) -> GCReport:
     """Mark and sweep every namespace of the root; returns what was removed (see the module docstring).
 
     `client_or_db` is a Client (its config supplies snapshotter options) or a metadata DB. With `dry_run`
@@ -729,14 +611,16 @@ def collect(client_or_db: Any, *, dry_run: bool = False, at: float | None = None
     judged against (default: now).
     """
     started = time.monotonic()
-    db = getattr(client_or_db, "db", client_or_db)
-    config = getattr(client_or_db, "config", None)
-    repaired = [] if dry_run else _repair_tasks(client_or_db)
+    from ctrpy.runtime.client import Client
+
+    client = client_or_db if isinstance(client_or_db, Client) else None
+    db = client_or_db.db if isinstance(client_or_db, Client) else client_or_db
+    config = client.config if client is not None else None
+    repaired = [] if dry_run or client is None else _repair_tasks(client)
     collector = _Collector(db, db.root, config, time.time() if at is None else at)
     report = GCReport(dry_run=dry_run)
     report.removed.extend(repaired)
-    ctx = db.view() if dry_run else db.update()
-    with ctx as tx:
+    with transaction(db, write=not dry_run) as tx:
         collector.load(tx)
         collector.mark_all()
         collector.sweep(tx, report, dry_run)
@@ -750,13 +634,10 @@ def collect(client_or_db: Any, *, dry_run: bool = False, at: float | None = None
     return report
 
 
-def _repair_tasks(client: Any) -> list[Removed]:
+def _repair_tasks(client: Client) -> list[Removed]:
     """Task directories left half-made by a killed command (with their processes, cgroups and rootfs mount)."""
-    state = getattr(client, "state", None)
-    if state is None or not hasattr(client, "with_namespace"):
-        return []
-    out = []
-    base = Path(state)
+    out: list[Removed] = []
+    base = Path(client.state)
     for ns_dir in sorted(base.iterdir()) if base.is_dir() else []:
         if ns_dir.is_dir() and ns_dir.name != "runtime":
             try:

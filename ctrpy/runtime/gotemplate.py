@@ -258,7 +258,7 @@ def _operand(tok: tuple[str, str], scope: _Scope) -> Any:
         return scope.vars[name]
     if kind == "chain":
         base, path = json.loads(text)
-        return _field(_operand(tuple(base), scope), path)  # type: ignore[arg-type]
+        return _field(_operand(tuple(base), scope), path)
     if kind in ("str", "num"):
         return _literal(kind, text)
     if kind == "ident":

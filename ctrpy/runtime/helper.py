@@ -8,6 +8,7 @@ becomes the matching `CtrpyError` through `errors.from_errno`, keeping the errno
 
 from __future__ import annotations
 
+import builtins
 import os
 from dataclasses import dataclass, field
 from typing import Any
@@ -15,7 +16,7 @@ from typing import Any
 from ctrpy.runtime import errors
 
 try:
-    from ctrpy._helper import ffi, lib
+    from ctrpy._helper import ffi, lib as lib  # re-exported: ctrpy.cri.sandbox reads its CLONE_* constants
 except ImportError as _exc:  # pragma: no cover - only on a broken install
     ffi = lib = None
     _IMPORT_ERROR: ImportError | None = _exc
@@ -230,13 +231,13 @@ class _Arena:
         self.keep.append(buf)
         return buf
 
-    def strv(self, values: list[str], terminate: bool = True) -> Any:
+    def strv(self, values: list[builtins.str], terminate: bool = True) -> Any:
         items = [self.str(v) for v in values] + ([ffi.NULL] if terminate else [])
         arr = ffi.new("const char *[]", items or [ffi.NULL])
         self.keep.append(arr)
         return arr
 
-    def new(self, ctype: str, init: Any = None) -> Any:
+    def new(self, ctype: builtins.str, init: Any = None) -> Any:
         obj = ffi.new(ctype, init)
         self.keep.append(obj)
         return obj

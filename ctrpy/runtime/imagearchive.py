@@ -39,10 +39,13 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from ctrpy.runtime import errors, images as _images, platforms as _platforms
 from ctrpy.runtime.content import Descriptor
+
+if TYPE_CHECKING:
+    from ctrpy.runtime.client import Client
 
 ANNOTATION_IMAGE_NAME = "io.containerd.image.name"       # containerd: the full image name
 ANNOTATION_REF_NAME = "org.opencontainers.image.ref.name"  # OCI: the tag (containerd writes only the tag)
@@ -112,7 +115,7 @@ def _require_blobs(store: Any, name: str, im: _images.ImageManifest) -> None:
                 f"store (pull it again{' with --all-platforms' if im.platform else ''})")
 
 
-def _plan_one(client: Any, ref: str, platforms: list[str], all_platforms: bool) -> _Export:
+def _plan_one(client: Client, ref: str, platforms: list[str], all_platforms: bool) -> _Export:
     store = client.content
     image = _images.find_image(client, ref)
     target = image.target
@@ -190,7 +193,7 @@ def _blob_path(digest: str) -> str:
     return f"blobs/{alg}/{hexd}"
 
 
-def plan_export(client: Any, refs: list[str], *, platforms: list[str] | None = None,
+def plan_export(client: Client, refs: list[str], *, platforms: list[str] | None = None,
                 all_platforms: bool = False) -> list[_Export]:
     """Resolve what `save` would write, failing before any byte is written."""
     if not refs:
@@ -299,7 +302,7 @@ class _TarWriter:
             self.out.flush()
 
 
-def export(client: Any, refs: list[str], out: BinaryIO, *, platforms: list[str] | None = None,
+def export(client: Client, refs: list[str], out: BinaryIO, *, platforms: list[str] | None = None,
            all_platforms: bool = False, plan: list[_Export] | None = None) -> ExportReport:
     """Write the images `refs` to `out` as one archive (see the module docstring); `plan` is plan_export's
     result when the caller resolved it already (to fail before opening the output)."""
@@ -477,7 +480,7 @@ class _OtherPlatform(Exception):
 
 
 class _Importer:
-    def __init__(self, client: Any, opts: ImportOptions) -> None:
+    def __init__(self, client: Client, opts: ImportOptions) -> None:
         self.client = client
         self.store = client.content
         self.opts = opts
@@ -914,7 +917,7 @@ def _json_like(head: bytes) -> bool:
     return head.lstrip()[:1] in (b"{", b"[")
 
 
-def import_archive(client: Any, source: BinaryIO | str | os.PathLike[str], opts: ImportOptions | None = None,
+def import_archive(client: Client, source: BinaryIO | str | os.PathLike[str], opts: ImportOptions | None = None,
                    ) -> list[Any]:
     """Import every image of an archive stream, an archive file or an OCI layout directory; returns the
     Images created (see the module docstring). Unpacks each into the default snapshotter unless

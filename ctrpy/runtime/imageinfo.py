@@ -12,10 +12,13 @@ compressed content in the store, as nerdctl shows them.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ctrpy.runtime import errors, images as _images
 from ctrpy.runtime.reference import parse
+
+if TYPE_CHECKING:
+    from ctrpy.runtime.client import Client
 
 
 def split_name(name: str) -> tuple[str, str, str]:
@@ -35,7 +38,7 @@ def is_dangling(name: str) -> bool:
     return split_name(name)[1] == "<none>"
 
 
-def resolved(client: Any, image: Any) -> _images.ImageManifest | None:
+def resolved(client: Client, image: Any) -> _images.ImageManifest | None:
     """The image's manifest and config for this host, or None when they are missing or unreadable."""
     try:
         return _images.resolve(client.content, image)
@@ -43,7 +46,7 @@ def resolved(client: Any, image: Any) -> _images.ImageManifest | None:
         return None
 
 
-def unpacked_chain(client: Any, im: _images.ImageManifest | None, snapshotter: str | None = None,
+def unpacked_chain(client: Client, im: _images.ImageManifest | None, snapshotter: str | None = None,
                    cache: dict[str, int] | None = None) -> list[str]:
     """The image's chain IDs unpacked in `snapshotter`, bottom up to the first one that is not; fills `cache`
     (chain ID -> bytes on disk), which spares measuring a layer shared by several images twice."""
@@ -62,7 +65,7 @@ def unpacked_chain(client: Any, im: _images.ImageManifest | None, snapshotter: s
     return chain
 
 
-def unpacked_size(client: Any, im: _images.ImageManifest | None, snapshotter: str | None = None,
+def unpacked_size(client: Client, im: _images.ImageManifest | None, snapshotter: str | None = None,
                   cache: dict[str, int] | None = None) -> int:
     """Bytes the image's chain snapshots use on disk in `snapshotter` (0 for the layers not unpacked)."""
     cache = {} if cache is None else cache
@@ -85,7 +88,7 @@ class ImageRow:
                 "CreatedAt": self.created, "Platform": self.platform, "Size": self.size, "BlobSize": self.blob_size}
 
 
-def image_rows(client: Any, filters: list[str] | None = None) -> list[ImageRow]:
+def image_rows(client: Client, filters: list[str] | None = None) -> list[ImageRow]:
     rows = []
     measured: dict[str, int] = {}
     for image in client.images.list(filters):
@@ -100,7 +103,7 @@ def image_rows(client: Any, filters: list[str] | None = None) -> list[ImageRow]:
     return rows
 
 
-def image_inspect(client: Any, ref: str) -> dict[str, Any]:
+def image_inspect(client: Client, ref: str) -> dict[str, Any]:
     """docker image inspect's object for `ref` (a name, short name or image ID)."""
     image = _images.find_image(client, ref)
     im = _images.resolve(client.content, image)
@@ -138,7 +141,7 @@ def image_inspect(client: Any, ref: str) -> dict[str, Any]:
     }
 
 
-def _top_unpacked(client: Any, im: _images.ImageManifest) -> bool:
+def _top_unpacked(client: Client, im: _images.ImageManifest) -> bool:
     if not im.diff_ids:
         return False
     try:
@@ -167,7 +170,7 @@ class HistoryRow:
                 "Comment": self.comment, "EmptyLayer": self.empty_layer}
 
 
-def history(client: Any, ref: str) -> list[HistoryRow]:
+def history(client: Client, ref: str) -> list[HistoryRow]:
     """The image's history, newest first; each non-empty entry gets its layer's size (unpacked on disk when
     the layer is unpacked, else compressed). Entries beyond the config's history are synthesised per layer."""
     image = _images.find_image(client, ref)

@@ -16,10 +16,13 @@ import hashlib
 import json
 import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ctrpy.runtime import errors, platforms
 from ctrpy.runtime.content import Descriptor
+
+if TYPE_CHECKING:
+    from ctrpy.runtime.client import Client
 
 # OCI image-spec media types
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
@@ -389,7 +392,7 @@ def image_id(store: Any, image: Any) -> str:
 _SHORT_ID = re.compile(r"^(sha256:)?[0-9a-f]{3,64}$")
 
 
-def find_image(client: Any, name: str) -> Any:
+def find_image(client: Client, name: str) -> Any:
     """A local image by exact name, else by its normalised reference (busybox -> docker.io/library/...),
     else by a (short) image ID: a prefix of the config digest or of the target digest, as docker resolves."""
     from ctrpy.runtime.reference import parse

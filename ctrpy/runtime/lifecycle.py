@@ -18,12 +18,15 @@ from __future__ import annotations
 import re
 import signal as _signal
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ctrpy.runtime import errors
 from ctrpy.runtime.dockerrun import DEFAULT_STOP_TIMEOUT, DOCKER_EXT, command_of, docker_config
 from ctrpy.runtime.names import NAME_LABEL, name_of, resolve
 from ctrpy.runtime.tasks import TaskStatus
+
+if TYPE_CHECKING:
+    from ctrpy.runtime.client import Client
 
 STATE_KEY = "state"
 ZERO_TIME = "0001-01-01T00:00:00Z"
@@ -43,7 +46,7 @@ def parse_signal(text: str | int) -> int:
 
 # ------------------------------------------------------------------------------------------------ state
 
-def state(client: Any, container: Any) -> dict[str, Any]:
+def state(client: Client, container: Any) -> dict[str, Any]:
     """docker's State object for a container record."""
     cid = container.id
     recorded = docker_config(container).get(STATE_KEY) or {}
@@ -76,7 +79,7 @@ def state(client: Any, container: Any) -> dict[str, Any]:
     return out
 
 
-def reap(client: Any, container_id: str, record: bool = True) -> None:
+def reap(client: Client, container_id: str, record: bool = True) -> None:
     """Record a stopped task's exit in the container record (unless not `record`), then delete the task."""
     tasks = client.tasks
     if not tasks.exists(container_id):
@@ -102,7 +105,7 @@ def reap(client: Any, container_id: str, record: bool = True) -> None:
     tasks.delete(container_id, force=True)
 
 
-def was_oom_killed(client: Any, container_id: str) -> bool:
+def was_oom_killed(client: Client, container_id: str) -> bool:
     try:
         container = client.containers.get(container_id)
     except errors.NotFound:
@@ -116,7 +119,7 @@ def _running(st: dict[str, Any]) -> bool:
 
 # ---------------------------------------------------------------------------------------------- actions
 
-def start(client: Any, ref: str, *, stdin: bool | None = None, begin: bool = True) -> tuple[str, bool]:
+def start(client: Client, ref: str, *, stdin: bool | None = None, begin: bool = True) -> tuple[str, bool]:
     """Create the container's task (anew after an exit) and, with `begin`, start it. Returns (ID, created):
     `created` is False when it was already running (docker's start is then a no-op)."""
     cid = resolve(client, ref)
@@ -139,7 +142,7 @@ def start(client: Any, ref: str, *, stdin: bool | None = None, begin: bool = Tru
     return cid, True
 
 
-def stop(client: Any, ref: str, timeout: int | None = None, signal: str | int | None = None) -> str:
+def stop(client: Client, ref: str, timeout: int | None = None, signal: str | int | None = None) -> str:
     """The stop signal, then SIGKILL after `timeout` seconds; the stopped task is reaped."""
     cid = resolve(client, ref)
     container = client.containers.get(cid)
@@ -174,7 +177,7 @@ def stop(client: Any, ref: str, timeout: int | None = None, signal: str | int | 
     return cid
 
 
-def _refresh_peers(client: Any, container: Any) -> None:
+def _refresh_peers(client: Client, container: Any) -> None:
     from ctrpy.runtime import peers
     from ctrpy.runtime.network import EXTENSION_KEY
 
@@ -182,7 +185,7 @@ def _refresh_peers(client: Any, container: Any) -> None:
         peers.refresh(client)
 
 
-def _wait_exit(client: Any, cid: str, seconds: float) -> bool:
+def _wait_exit(client: Client, cid: str, seconds: float) -> bool:
     td = client.tasks.dir(cid)
     deadline = time.monotonic() + seconds
     while True:
@@ -195,7 +198,7 @@ def _wait_exit(client: Any, cid: str, seconds: float) -> bool:
         time.sleep(0.05)
 
 
-def kill(client: Any, ref: str, signal: str | int = "SIGKILL") -> str:
+def kill(client: Client, ref: str, signal: str | int = "SIGKILL") -> str:
     cid = resolve(client, ref)
     sig = parse_signal(signal)
     st = state(client, client.containers.get(cid))
@@ -205,7 +208,7 @@ def kill(client: Any, ref: str, signal: str | int = "SIGKILL") -> str:
     return cid
 
 
-def remove(client: Any, ref: str, *, force: bool = False, volumes: bool = False) -> str:
+def remove(client: Client, ref: str, *, force: bool = False, volumes: bool = False) -> str:
     from ctrpy.runtime.tasks import delete_container
 
     cid = resolve(client, ref)
@@ -232,7 +235,7 @@ def remove(client: Any, ref: str, *, force: bool = False, volumes: bool = False)
     return cid
 
 
-def auto_remove_due(client: Any, container: Any) -> bool:
+def auto_remove_due(client: Client, container: Any) -> bool:
     """`run -d --rm`: with no daemon to watch it, a container whose task exited is removed by the next
     command that looks at it (ps, wait, start). True when it was removed."""
     if not docker_config(container).get("auto_remove") or not client.tasks.exists(container.id):
@@ -246,7 +249,7 @@ def auto_remove_due(client: Any, container: Any) -> bool:
     return True
 
 
-def wait(client: Any, ref: str) -> int:
+def wait(client: Client, ref: str) -> int:
     cid = resolve(client, ref)
     if client.tasks.exists(cid):
         record = client.tasks.wait(cid)
@@ -257,7 +260,7 @@ def wait(client: Any, ref: str) -> int:
     return int(st["ExitCode"])
 
 
-def pause(client: Any, ref: str) -> str:
+def pause(client: Client, ref: str) -> str:
     cid = resolve(client, ref)
     if not client.tasks.exists(cid):
         raise errors.FailedPrecondition(f"container {ref} is not running (start it: `ctrpy start {ref}`)")
@@ -265,7 +268,7 @@ def pause(client: Any, ref: str) -> str:
     return cid
 
 
-def unpause(client: Any, ref: str) -> str:
+def unpause(client: Client, ref: str) -> str:
     cid = resolve(client, ref)
     if not client.tasks.exists(cid):
         raise errors.FailedPrecondition(f"container {ref} is not paused")
@@ -275,7 +278,7 @@ def unpause(client: Any, ref: str) -> str:
 
 # ------------------------------------------------------------------------------------------- inspection
 
-def _ports(client: Any, container: Any) -> dict[str, list[dict[str, str]] | None]:
+def _ports(client: Client, container: Any) -> dict[str, list[dict[str, str]] | None]:
     """docker's NetworkSettings.Ports: {"80/tcp": [{"HostIp", "HostPort"}]} (None for unpublished)."""
     from ctrpy.runtime.network import EXTENSION_KEY
 
@@ -294,7 +297,7 @@ def _ports(client: Any, container: Any) -> dict[str, list[dict[str, str]] | None
     return out
 
 
-def _networks(client: Any, container: Any) -> dict[str, dict[str, Any]]:
+def _networks(client: Client, container: Any) -> dict[str, dict[str, Any]]:
     from ctrpy.runtime.network import EXTENSION_KEY
 
     request = container.extensions.get(EXTENSION_KEY)
@@ -322,7 +325,7 @@ def port_strings(ports: dict[str, list[dict[str, str]] | None]) -> list[str]:
     return out
 
 
-def inspect(client: Any, ref: str) -> dict[str, Any]:
+def inspect(client: Client, ref: str) -> dict[str, Any]:
     """docker-shaped JSON of a container."""
     container = client.containers.get(resolve(client, ref))
     cfg = docker_config(container)
@@ -440,7 +443,7 @@ def status_text(st: dict[str, Any]) -> str:
     return "Created"
 
 
-def summary(client: Any, container: Any, *, size: bool = False) -> dict[str, Any]:
+def summary(client: Client, container: Any, *, size: bool = False) -> dict[str, Any]:
     """One `ps` row (docker's field names, for --format templates too)."""
     st = state(client, container)
     ports = port_strings(_ports(client, container)) if st["Running"] else []
@@ -458,7 +461,7 @@ def summary(client: Any, container: Any, *, size: bool = False) -> dict[str, Any
     return row
 
 
-def _upper_size(client: Any, container: Any) -> str:
+def _upper_size(client: Client, container: Any) -> str:
     """The container's writable layer size (docker's SIZE column)."""
     if not container.snapshot_key:
         return "0B"
@@ -469,7 +472,7 @@ def _upper_size(client: Any, container: Any) -> str:
         return "-"
 
 
-def _match(client: Any, container: Any, flt: dict[str, list[str]], st: dict[str, Any]) -> bool:
+def _match(client: Client, container: Any, flt: dict[str, list[str]], st: dict[str, Any]) -> bool:
     for key, values in flt.items():
         ok = False
         for value in values:
@@ -509,7 +512,7 @@ def parse_filters(filters: list[str]) -> dict[str, list[str]]:
     return out
 
 
-def list_containers(client: Any, *, all: bool = False, filters: list[str] | None = None, last: int = 0,
+def list_containers(client: Client, *, all: bool = False, filters: list[str] | None = None, last: int = 0,
                     size: bool = False) -> list[dict[str, Any]]:
     """`ps` rows, newest first: running ones only unless `all` (or a filter, or -n/-l, as docker)."""
     flt = parse_filters(filters or [])
@@ -530,7 +533,7 @@ def list_containers(client: Any, *, all: bool = False, filters: list[str] | None
     return rows
 
 
-def top(client: Any, ref: str) -> list[dict[str, Any]]:
+def top(client: Client, ref: str) -> list[dict[str, Any]]:
     cid = resolve(client, ref)
     if not client.tasks.exists(cid):
         raise errors.FailedPrecondition(f"container {ref} is not running (start it: `ctrpy start {ref}`)")
@@ -538,7 +541,7 @@ def top(client: Any, ref: str) -> list[dict[str, Any]]:
     return procs
 
 
-def stats(client: Any, ref: str) -> dict[str, Any]:
+def stats(client: Client, ref: str) -> dict[str, Any]:
     cid = resolve(client, ref)
     container = client.containers.get(cid)
     out: dict[str, Any] = {"ID": cid, "Name": name_of(container), "memory": {}, "cpu": {}, "pids": {}}
@@ -548,6 +551,6 @@ def stats(client: Any, ref: str) -> dict[str, Any]:
     return out
 
 
-def container_names(client: Any) -> list[tuple[str, str]]:
+def container_names(client: Client) -> list[tuple[str, str]]:
     """(ID, name) of every container, for completion."""
     return [(c.id, c.labels.get(NAME_LABEL, "")) for c in client.containers.list()]

@@ -15,20 +15,23 @@ import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ctrpy.runtime import errors
 from ctrpy.runtime.supervisor import STREAM_LOG
 
+if TYPE_CHECKING:
+    from ctrpy.runtime.client import Client
+
 _REL = re.compile(r"^(\d+(?:\.\d+)?)([smhd])$")
 
 
-def saved_dir(client: Any, container_id: str) -> Path:
+def saved_dir(client: Client, container_id: str) -> Path:
     """Where the output of a container's finished tasks is kept until `rm` (docker keeps it too)."""
     return Path(client.root) / "logs" / client.namespace / container_id
 
 
-def save(client: Any, container_id: str) -> None:
+def save(client: Client, container_id: str) -> None:
     """Append a stopped task's logs to the container's saved logs (before the task is deleted)."""
     from ctrpy.runtime.supervisor import LOG_FILE
 
@@ -49,7 +52,7 @@ def save(client: Any, container_id: str) -> None:
                     continue
 
 
-def discard(client: Any, container_id: str) -> None:
+def discard(client: Client, container_id: str) -> None:
     import shutil
 
     shutil.rmtree(saved_dir(client, container_id), ignore_errors=True)
@@ -105,7 +108,7 @@ def _render(entry: dict[str, Any], timestamps: bool) -> tuple[int, bytes]:
     return (2 if entry.get("stream") == "stderr" else 1), data
 
 
-def read(client: Any, container_id: str, *, tail: int | None = None, follow: bool = False,
+def read(client: Client, container_id: str, *, tail: int | None = None, follow: bool = False,
          timestamps: bool = False, since: str | None = None, until: str | None = None,
          combined: bool = False) -> Iterator[tuple[int, bytes]]:
     """(stream fd, bytes) of the container's output, as `logs` prints it; `combined` (ctr-shaped containers,

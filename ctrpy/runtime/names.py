@@ -13,9 +13,12 @@ import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ctrpy.runtime import errors
+
+if TYPE_CHECKING:
+    from ctrpy.runtime.client import Client
 
 NAME_LABEL = "ctrpy.io/name"
 # docker's rule for names (containers and volumes): [a-zA-Z0-9][a-zA-Z0-9_.-]*
@@ -47,11 +50,11 @@ def name_of(container: Any) -> str:
     return str(container.labels.get(NAME_LABEL) or container.id)
 
 
-def _names_in_use(client: Any) -> dict[str, str]:
+def _names_in_use(client: Client) -> dict[str, str]:
     return {name_of(c): c.id for c in client.containers.list()}
 
 
-def generate_name(client: Any) -> str:
+def generate_name(client: Client) -> str:
     """A free docker-like name (`brave_turing`), with a number appended once the pairs run short."""
     used = _names_in_use(client)
     for attempt in range(100):
@@ -63,7 +66,7 @@ def generate_name(client: Any) -> str:
     raise errors.Internal("could not generate a free container name")
 
 
-def check_name_free(client: Any, name: str) -> None:
+def check_name_free(client: Client, name: str) -> None:
     used = _names_in_use(client)
     if name in used:
         raise errors.AlreadyExists(
@@ -72,7 +75,7 @@ def check_name_free(client: Any, name: str) -> None:
 
 
 @contextlib.contextmanager
-def name_lock(client: Any) -> Iterator[None]:
+def name_lock(client: Client) -> Iterator[None]:
     """Serialise name checks with the creates that follow them (one flock per root and namespace)."""
     import fcntl
 
@@ -86,7 +89,7 @@ def name_lock(client: Any) -> Iterator[None]:
         os.close(fd)
 
 
-def resolve(client: Any, ref: str) -> str:
+def resolve(client: Client, ref: str) -> str:
     """The ID of the container `ref` names: its full ID, its name, or a unique prefix of its ID."""
     try:
         return str(client.containers.get(ref).id)
@@ -108,12 +111,12 @@ def resolve(client: Any, ref: str) -> str:
     raise errors.NotFound(f"no such container: {ref}")
 
 
-def resolve_container(client: Any, ref: str) -> Any:
+def resolve_container(client: Client, ref: str) -> Any:
     """The container record `ref` names (see `resolve`)."""
     return client.containers.get(resolve(client, ref))
 
 
-def rename(client: Any, ref: str, new_name: str) -> None:
+def rename(client: Client, ref: str, new_name: str) -> None:
     validate_name(new_name)
     container = resolve_container(client, ref)
     if name_of(container) == new_name:

@@ -7,9 +7,12 @@ The default `bridge` network gets no peer entries, as with docker.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ctrpy.runtime import errors
+
+if TYPE_CHECKING:
+    from ctrpy.runtime.client import Client
 
 MARK = "# ctrpy: peers on user-defined networks (rewritten on attach and detach)\n"
 
@@ -19,7 +22,7 @@ def wants_peers(network: str | None) -> bool:
     return bool(network) and network not in ("bridge", "host", "none") and not str(network).startswith("container:")
 
 
-def refresh(client: Any) -> None:
+def refresh(client: Client) -> None:
     """Rewrite the peer section of /etc/hosts in every running container of this namespace that is attached
     to a user-defined network."""
     from ctrpy.runtime.names import NAME_LABEL

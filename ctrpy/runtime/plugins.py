@@ -30,9 +30,12 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from enum import Enum
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ctrpy.runtime import errors
+
+if TYPE_CHECKING:
+    from ctrpy.runtime.client import Client
 
 __all__ = [
     "ENTRY_POINT_GROUP",
@@ -77,7 +80,7 @@ class InitContext:
     root: Path  # the plugin's own directory under the ctrpy root (see DIRECTORIES); created only when used
     state: Path  # the ctrpy state directory (tmpfs)
     config: dict[str, Any] = field(default_factory=dict)
-    client: Any = None  # the Client, for plugins that wrap other stores (None when only probing)
+    client: Client | None = None  # the Client, for plugins that wrap other stores (None when only probing)
     name: str = ""  # the configured instance, where one plugin serves several ([runtimes.<name>])
     probe: bool = False  # only listing (`plugins ls`): check the host, build nothing that lasts
 
@@ -235,7 +238,7 @@ def get(kind: PluginType, plugin_id: str) -> Registration:
 
 
 def context(registration: Registration, root: str | os.PathLike[str], state: str | os.PathLike[str],
-            config: Any = None, client: Any = None, section: dict[str, Any] | None = None,
+            config: Any = None, client: Client | None = None, section: dict[str, Any] | None = None,
             name: str = "", probe: bool = False) -> InitContext:
     """The InitContext of a registration under a ctrpy root, with its config section read from `config`."""
     if section is None:
@@ -250,7 +253,7 @@ def context(registration: Registration, root: str | os.PathLike[str], state: str
 
 
 def init(kind: PluginType, plugin_id: str, root: str | os.PathLike[str], state: str | os.PathLike[str],
-         config: Any = None, client: Any = None, section: dict[str, Any] | None = None, name: str = "") -> Any:
+         config: Any = None, client: Client | None = None, section: dict[str, Any] | None = None, name: str = "") -> Any:
     """Look up and initialise a plugin. SkipPlugin becomes FailedPrecondition for a caller that asked for it."""
     registration = get(kind, plugin_id)
     try:

@@ -35,12 +35,15 @@ import time
 from collections.abc import Callable
 import queue
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ctrpy.runtime import errors, images as _images, platforms as _platforms
 from ctrpy.runtime.content import Descriptor
 from ctrpy.runtime.reference import Reference, parse
 from ctrpy.runtime.remotes import RegistryOptions
+
+if TYPE_CHECKING:
+    from ctrpy.runtime.client import Client
 
 
 # Bytes per second below which a layer download counts as stalled (measured over progress_timeout).
@@ -251,7 +254,7 @@ class _FeedReader(io.RawIOBase):
 
 
 class _Puller:
-    def __init__(self, client: Any, ref: Reference, opts: PullOptions, progress: ProgressFn | None) -> None:
+    def __init__(self, client: Client, ref: Reference, opts: PullOptions, progress: ProgressFn | None) -> None:
         self.client = client
         self.store = client.content
         self.ref = ref
@@ -607,7 +610,7 @@ class _Puller:
         return out
 
 
-def pull(client: Any, ref: str, opts: PullOptions | None = None, progress: ProgressFn | None = None) -> Any:
+def pull(client: Client, ref: str, opts: PullOptions | None = None, progress: ProgressFn | None = None) -> Any:
     """Pull `ref` into the client's namespace; returns the Image. Unpacks unless opts.unpack is False."""
     opts = opts or options_from_config(client.config)
     parsed = parse(ref)
@@ -662,13 +665,13 @@ def _abandon_on_failure(puller: _Puller) -> Any:
 
 
 @contextlib.contextmanager
-def _lease(client: Any) -> Any:
+def _lease(client: Client) -> Any:
     """A 24 h lease protecting the pull's content from GC until the image record holds it."""
     with client.leases.lease(expire=86400) as lease_id:
         yield lease_id
 
 
-def _unpack(client: Any, image: Any, opts: PullOptions, progress: ProgressFn, opener: Any = None,
+def _unpack(client: Client, image: Any, opts: PullOptions, progress: ProgressFn, opener: Any = None,
             check: Callable[[], None] | None = None) -> str | None:
     from ctrpy.runtime.unpack import unpack_image
 

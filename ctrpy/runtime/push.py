@@ -13,13 +13,16 @@ from __future__ import annotations
 import contextlib
 import threading
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ctrpy.runtime import errors, images as _images, platforms as _platforms
 from ctrpy.runtime.content import Descriptor
 from ctrpy.runtime.pull import Progress, ProgressFn, run_bounded
 from ctrpy.runtime.reference import parse
 from ctrpy.runtime.remotes import RegistryOptions
+
+if TYPE_CHECKING:
+    from ctrpy.runtime.client import Client
 
 
 @dataclass
@@ -46,7 +49,7 @@ def _sources(labels: dict[str, str], domain: str) -> list[str]:
     return [v for v in value.split(",") if v]
 
 
-def push(client: Any, ref: str, local: str | None = None, opts: PushOptions | None = None,
+def push(client: Client, ref: str, local: str | None = None, opts: PushOptions | None = None,
          progress: ProgressFn | None = None) -> Descriptor:
     """Push the local image `local` (default: `ref` itself) to `ref`; returns the pushed root descriptor."""
     opts = opts or options_from_config(client.config)

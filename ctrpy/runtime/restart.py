@@ -24,9 +24,12 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ctrpy.runtime import errors
+
+if TYPE_CHECKING:
+    from ctrpy.runtime.client import Client
 
 LABEL = "containerd.io/restart.policy"
 STOPPED_LABEL = "ctrpy.io/restart.stopped"
@@ -41,7 +44,7 @@ def validate_policy(policy: str) -> str:
     return policy
 
 
-def mark_stopped(client: Any, container_id: str, stopped: bool) -> None:
+def mark_stopped(client: Client, container_id: str, stopped: bool) -> None:
     """Remember (in the container record, which survives a reboot) that the user stopped it."""
     from ctrpy.runtime.metadata.containers import Container
 
@@ -56,7 +59,7 @@ def mark_stopped(client: Any, container_id: str, stopped: bool) -> None:
     client.containers.update(update, [f"labels.{STOPPED_LABEL}"])
 
 
-def _last_exit(client: Any, container_id: str) -> int | None:
+def _last_exit(client: Client, container_id: str) -> int | None:
     for event in reversed(client.events.list(topic_prefix="/tasks/exit")):
         if event.payload.get("container_id") == container_id:
             status = event.payload.get("exit_status")
@@ -64,9 +67,9 @@ def _last_exit(client: Any, container_id: str) -> int | None:
     return None
 
 
-def wants_boot(client: Any, container: Any) -> str:
+def wants_boot(client: Client, container: Any) -> str:
     """Why the container is to be started at boot, or "" if it is not."""
-    policy = container.labels.get(LABEL, "no")
+    policy: str = container.labels.get(LABEL, "no")
     stopped = container.labels.get(STOPPED_LABEL) == "true"
     if policy == "always":
         return "always"
@@ -90,7 +93,7 @@ class BootResult:
                 **({"error": self.error} if self.error else {})}
 
 
-def boot(client: Any) -> list[BootResult]:
+def boot(client: Client) -> list[BootResult]:
     """Start, in every namespace, the containers whose restart policy asks for it and that have no live task
     (a stale task left by the reboot is deleted first). One container's failure does not stop the others."""
     from ctrpy.runtime.tasks import TaskStatus

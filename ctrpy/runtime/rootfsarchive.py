@@ -10,11 +10,14 @@ import json
 import secrets
 import tarfile
 import time
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from ctrpy.runtime import errors, images as _images, platforms as _platforms
 from ctrpy.runtime.content import Descriptor
 from ctrpy.runtime.imagearchive import BLOCK, CHUNK, peek, sha256_digest, is_stream_error, decompressed
+
+if TYPE_CHECKING:
+    from ctrpy.runtime.client import Client
 
 
 CHANGE_INSTRUCTIONS = ("CMD", "ENTRYPOINT", "ENV", "EXPOSE", "LABEL", "USER", "WORKDIR", "VOLUME", "STOPSIGNAL")
@@ -83,7 +86,7 @@ def apply_changes(config: dict[str, Any], changes: list[str]) -> dict[str, Any]:
     return out
 
 
-def import_rootfs(client: Any, source: BinaryIO, ref: str | None = None, *, changes: list[str] | None = None,
+def import_rootfs(client: Client, source: BinaryIO, ref: str | None = None, *, changes: list[str] | None = None,
                   message: str = "", platform: str | None = None, unpack: bool = True) -> Any:
     """docker import: a root file system tarball (plain or gzip/zstd/xz) becomes a new one-layer image.
 
@@ -176,7 +179,7 @@ def _read_only(mounts: list[Any]) -> list[Any]:
     return out
 
 
-def export_container(client: Any, container_id: str, out: BinaryIO) -> None:
+def export_container(client: Client, container_id: str, out: BinaryIO) -> None:
     """docker export: a tar of the container's root file system view (image layers plus its changes)."""
     import subprocess
 

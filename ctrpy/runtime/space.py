@@ -16,10 +16,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ctrpy.runtime import errors, images as _images
 from ctrpy.runtime.imageinfo import is_dangling, resolved, split_name, unpacked_chain
+
+if TYPE_CHECKING:
+    from ctrpy.runtime.client import Client
 
 
 @dataclass
@@ -38,14 +41,14 @@ class PruneReport:
                 "bytes_freed": self.bytes_freed, "notes": self.notes, "failures": self.failures}
 
 
-def collect(client: Any) -> int:
+def collect(client: Client) -> int:
     """One synchronous collection; returns the bytes it freed (warnings are not errors here)."""
     from ctrpy.runtime.gc import collect as gc_collect
 
     return int(gc_collect(client).bytes_freed)
 
 
-def remove_images(client: Any, refs: list[str], *, sync: bool = True,
+def remove_images(client: Client, refs: list[str], *, sync: bool = True,
                   on_result: Callable[[str, errors.CtrpyError | None], None] | None = None) -> int:
     """Remove image names (each resolved like docker: short names and IDs), then collect once unless
     `sync` is False. `on_result(name, error)` is told about each; returns the bytes freed."""
@@ -64,12 +67,12 @@ def remove_images(client: Any, refs: list[str], *, sync: bool = True,
     return collect(client) if sync and removed else 0
 
 
-def images_in_use(client: Any) -> set[str]:
+def images_in_use(client: Client) -> set[str]:
     """Names of the images some container of the namespace was created from."""
     return {c.image for c in client.containers.list() if c.image}
 
 
-def prune_images(client: Any, *, all: bool = False) -> PruneReport:
+def prune_images(client: Client, *, all: bool = False) -> PruneReport:
     """Remove dangling images (names without a tag), or with `all` every image no container uses; then
     collect."""
     used = images_in_use(client)
@@ -87,7 +90,7 @@ def prune_images(client: Any, *, all: bool = False) -> PruneReport:
     return report
 
 
-def _stopped(client: Any, container_id: str) -> bool:
+def _stopped(client: Client, container_id: str) -> bool:
     from ctrpy.runtime.tasks import TaskStatus
 
     tasks = client.tasks
@@ -99,7 +102,7 @@ def _stopped(client: Any, container_id: str) -> bool:
         return True
 
 
-def prune_containers(client: Any, *, collect_after: bool = True) -> PruneReport:
+def prune_containers(client: Client, *, collect_after: bool = True) -> PruneReport:
     """Remove every container of the namespace whose task is stopped or absent (docker's container prune);
     then collect."""
     from ctrpy.runtime.lifecycle import remove
@@ -121,7 +124,7 @@ def prune_containers(client: Any, *, collect_after: bool = True) -> PruneReport:
     return report
 
 
-def _container_size(client: Any, container: Any) -> int:
+def _container_size(client: Client, container: Any) -> int:
     """Bytes of the container's own writable layer, measured on disk (0 when it has none)."""
     if not container.snapshot_key:
         return 0
@@ -131,7 +134,7 @@ def _container_size(client: Any, container: Any) -> int:
         return 0
 
 
-def system_prune(client: Any, *, all: bool = False, volumes: bool = False) -> PruneReport:
+def system_prune(client: Client, *, all: bool = False, volumes: bool = False) -> PruneReport:
     """docker system prune: stopped containers, dangling (with `all`: unused) images, with `volumes` unused
     volumes; then one collection (which also takes expired leases, stale ingests and leftovers)."""
     report = prune_containers(client, collect_after=False)
@@ -216,7 +219,7 @@ class DiskUsage:
                 "Volumes": self.volumes, "BuildCache": []}
 
 
-def _image_parts(client: Any, image: Any, im: _images.ImageManifest | None, sizes: dict[tuple[str, str], int],
+def _image_parts(client: Client, image: Any, im: _images.ImageManifest | None, sizes: dict[tuple[str, str], int],
                  measured: dict[str, int]) -> set[tuple[str, str]]:
     """The blobs (every platform present) and chain snapshots (`im`, the unpacked platform) an image holds;
     fills `sizes` (blob size from the store, snapshot size measured on disk, once per chain ID in `measured`)."""
@@ -241,7 +244,7 @@ def _image_parts(client: Any, image: Any, im: _images.ImageManifest | None, size
     return parts
 
 
-def disk_usage(client: Any) -> DiskUsage:
+def disk_usage(client: Client) -> DiskUsage:
     """Images, containers and volumes of the namespace with honest sizes (see the module docstring)."""
     sizes: dict[tuple[str, str], int] = {}
     used = images_in_use(client)

@@ -45,10 +45,11 @@ def cgroup_mode(mountinfo: str = "/proc/self/mountinfo") -> str:
 def helper_version() -> str | None:
     """The C helper's version string, or None when the compiled helper is missing."""
     try:
-        from ctrpy._helper import ffi, lib  # type: ignore[import-not-found]
+        from ctrpy._helper import ffi, lib
     except ImportError:
         return None
-    return ffi.string(lib.ctrpy_helper_version()).decode()
+    version: bytes = ffi.string(lib.ctrpy_helper_version())
+    return version.decode()
 
 
 def _filesystem_supported(name: str) -> bool:

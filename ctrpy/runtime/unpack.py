@@ -29,10 +29,13 @@ import shutil
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ctrpy.runtime import errors
 from ctrpy.runtime.mount import Mount, mount_all, unmount_all
+
+if TYPE_CHECKING:
+    from ctrpy.runtime.client import Client
 
 GC_REF_SNAPSHOT = "containerd.io/gc.ref.snapshot."
 SNAPSHOT_REF_LABEL = "containerd.io/snapshot.ref"
@@ -65,11 +68,11 @@ def _matcher(platform: Any) -> Any:
     return platforms.Matcher(platforms.parse(platform))
 
 
-def _image(client: Any, image: Any) -> Any:
+def _image(client: Client, image: Any) -> Any:
     return client.images.get(image) if isinstance(image, str) else image
 
 
-def resolve_chain(client: Any, image: Any, platform: Any = None) -> tuple[Any, list[str]]:
+def resolve_chain(client: Client, image: Any, platform: Any = None) -> tuple[Any, list[str]]:
     """(ImageManifest, chain IDs) of the image for `platform` (host by default)."""
     from ctrpy.runtime import images
 
@@ -77,7 +80,7 @@ def resolve_chain(client: Any, image: Any, platform: Any = None) -> tuple[Any, l
     return im, images.chain_ids(im.diff_ids)
 
 
-def is_unpacked(client: Any, image: Any, *, snapshotter: str | None = None, platform: Any = None) -> bool:
+def is_unpacked(client: Client, image: Any, *, snapshotter: str | None = None, platform: Any = None) -> bool:
     """True when the image's top chain ID is committed in the snapshotter (this namespace)."""
     name = snapshotter or client.config["default_snapshotter"]
     try:
@@ -100,7 +103,7 @@ def _apply_dir(mounts: list[Mount]) -> str | None:
     return None
 
 
-def apply_to_mounts(client: Any, mounts: list[Mount], fn: Callable[[str], Any]) -> Any:
+def apply_to_mounts(client: Client, mounts: list[Mount], fn: Callable[[str], Any]) -> Any:
     """Run fn(dir) with `mounts` mounted on a fresh directory under the root, unmounting afterwards."""
     direct = _apply_dir(mounts)
     if direct is not None:
@@ -124,7 +127,7 @@ def apply_to_mounts(client: Any, mounts: list[Mount], fn: Callable[[str], Any]) 
 
 
 @contextlib.contextmanager
-def chain_lock(client: Any, snapshotter: str, chain_id: str,
+def chain_lock(client: Client, snapshotter: str, chain_id: str,
                check: Callable[[], None] | None = None) -> Iterator[None]:
     """Hold the cross-process unpack lock of one chain ID (flock: a killed holder releases it).
 
@@ -164,7 +167,7 @@ def chain_lock(client: Any, snapshotter: str, chain_id: str,
         os.close(fd)
 
 
-def _store_opener(client: Any, layer: Any) -> Any:
+def _store_opener(client: Client, layer: Any) -> Any:
     if not client.content.exists(layer.digest):
         raise errors.NotFound(f"layer {layer.digest} of image is not in the content store (pull it first)")
     return client.content.open(layer.digest)
@@ -192,7 +195,7 @@ def _freeing_on_full_disk(mounts: list[Mount], fn: Callable[[str], Any]) -> Call
 
 
 def unpack_image(
-    client: Any,
+    client: Client,
     image: Any,
     snapshotter: str | None = None,
     *,
@@ -247,7 +250,7 @@ def unpack_image(
     return top
 
 
-def _unpack_layer(client: Any, sn: Any, name: str, lease_id: str, event: LayerEvent, layer: Any, diff_id: str,
+def _unpack_layer(client: Client, sn: Any, name: str, lease_id: str, event: LayerEvent, layer: Any, diff_id: str,
                   parent: str, progress: Callable[[LayerEvent], None] | None, threaded: bool,
                   opener: Callable[[Any], Any]) -> None:
     """Under the chain's lock: find it committed meanwhile, share it, or apply the layer and commit it."""

@@ -15,11 +15,14 @@ import json
 import os
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ctrpy.runtime import errors
 from ctrpy.runtime.metadata import now
 from ctrpy.runtime.names import NAME_RE
+
+if TYPE_CHECKING:
+    from ctrpy.runtime.client import Client
 # The extension of a container record that lists its named volumes (written by ctrpy.runtime.dockerrun).
 VOLUMES_KEY = "volumes"
 
@@ -31,7 +34,7 @@ def is_volume_name(text: str) -> bool:
 class VolumeStore:
     """One namespace's named volumes."""
 
-    def __init__(self, client: Any) -> None:
+    def __init__(self, client: Client) -> None:
         self.client = client
         self.base = Path(client.root) / "volumes" / client.namespace
 
@@ -136,12 +139,12 @@ class VolumeStore:
         os.replace(tmp, self.path(name) / "volume.json")
 
 
-def prune(client: Any) -> list[str]:
+def prune(client: Client) -> list[str]:
     """Remove the namespace's volumes that no container names; returns their names (system prune --volumes)."""
     return VolumeStore(client).prune()
 
 
-def usage(client: Any) -> list[dict[str, Any]]:
+def usage(client: Client) -> list[dict[str, Any]]:
     """[{Name, Size, Links}] of the namespace's volumes: bytes on disk and how many containers name each."""
     store = VolumeStore(client)
     out = []

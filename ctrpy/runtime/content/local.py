@@ -10,7 +10,7 @@
 An ingest is owned by whoever holds flock(LOCK_EX) on its directory; the lock dies with the process, so a
 SIGKILLed writer leaves a resumable ingest and no stale lock. Commit is fsync, size and digest check, then an
 atomic rename into blobs/: nothing is readable at the blob path before it is complete.
-This module knows nothing about namespaces or the database; ContentStore (the package) adds those.
+This module knows nothing about namespaces or the database; ctrpy.runtime.metadata.content adds those.
 """
 
 from __future__ import annotations
@@ -20,8 +20,10 @@ import fcntl
 import os
 import re
 import time
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from ctrpy.runtime import errors
 
@@ -172,6 +174,106 @@ class LocalStore:
         except FileNotFoundError:
             pass
 
+    # -- for the garbage collector (ctrpy.runtime.gc): walk what is on disk, delete in two steps ------------
+
+    @property
+    def trash(self) -> Path:
+        return self.root / ".gc-trash"
+
+    def walk_blobs(self) -> Iterator[tuple[str, Path, int]]:
+        """(name, path, size) of every blob file on disk, named "<algorithm>:<hex>" like a digest; a crash between
+        a file operation and its transaction may leave one that no row names (or whose name is no digest)."""
+        if not self.blobs.is_dir():
+            return
+        for alg in sorted(os.listdir(self.blobs)):
+            if (self.blobs / alg).is_dir():
+                for name in sorted(os.listdir(self.blobs / alg)):
+                    try:
+                        size = (self.blobs / alg / name).stat().st_size
+                    except OSError:
+                        size = 0
+                    yield f"{alg}:{name}", self.blobs / alg / name, size
+
+    def trash_blob(self, name: str) -> None:
+        """Move blob `name` (as walk_blobs names it) out of blobs/: a cheap rename, made while the metadata
+        write lock is held; empty_trash() frees its blocks later, unlocked."""
+        alg, _, hexd = name.partition(":")
+        if not alg or not hexd or "/" in name or alg.startswith("."):
+            raise errors.InvalidArgument(f"invalid blob name {name!r}")
+        self.trash.mkdir(exist_ok=True, mode=0o700)
+        try:
+            os.replace(self.blobs / alg / hexd, self.trash / f"{alg}-{hexd}")
+        except FileNotFoundError:
+            pass
+
+    def empty_trash(self) -> None:
+        """Unlink the trashed blobs (block freeing costs ~3 ms a file with online discard, hence unlocked);
+        also what a collector killed between its rename and here left behind."""
+        if not self.trash.is_dir():
+            return
+        for name in os.listdir(self.trash):
+            try:
+                (self.trash / name).unlink()
+            except FileNotFoundError:
+                pass
+
+    def walk_ingests(self) -> Iterator[IngestDir]:
+        """Every ingest directory on disk, with the key it was opened for ("" when unreadable)."""
+        if not self.ingest.is_dir():
+            return
+        for name in sorted(os.listdir(self.ingest)):
+            path = self.ingest / name
+            try:
+                mtime = path.stat().st_mtime
+            except FileNotFoundError:
+                continue
+            yield IngestDir(path, (_read(path / "ref") or "").strip(), mtime)
+
+    def ingest_locked(self, path: Path) -> bool:
+        """True while another process holds the flock of an ingest directory (it is being written)."""
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        except OSError:
+            return False
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        finally:
+            os.close(fd)  # closing drops our shared lock at once
+        return False
+
+    def ingest_usage(self, path: Path) -> int:
+        """Allocated bytes of one ingest directory (its files are flat)."""
+        total = 0
+        try:
+            with os.scandir(path) as it:
+                for entry in it:
+                    try:
+                        total += entry.stat(follow_symlinks=False).st_blocks * 512
+                    except OSError:
+                        continue
+        except OSError:
+            return 0
+        return total
+
+    def delete_ingest_dir(self, path: Path) -> None:
+        """Remove an ingest directory no row names (left by a writer killed before its first transaction)."""
+        if path.parent != self.ingest:
+            raise errors.InvalidArgument(f"{path} is not an ingest directory of {self.root}")
+        import shutil
+
+        shutil.rmtree(path, ignore_errors=True)
+
+
+@dataclass(frozen=True)
+class IngestDir:
+    """One ingest directory on disk, as walk_ingests finds it."""
+
+    path: Path
+    key: str  # "<namespace>/<ref>"
+    mtime: float
+
 
 def _read(path: Path) -> str | None:
     try:
@@ -207,24 +309,25 @@ class LocalWriter:
         if total is not None:
             _write_small(path / "total", str(total))
         self.total = total if total is not None else (int(saved_total) if saved_total else None)
-        self._file = open(self.data_path, "ab+")
+        f: BinaryIO = open(self.data_path, "ab+")
+        self._file: BinaryIO | None = f
         import hashlib
 
         self._hash = hashlib.new(algorithm)
         self.offset = 0
         if restart:
             # The ref now names a blob of another size: what was received before is for something else.
-            self._file.truncate(0)
-        self._rehash()
+            f.truncate(0)
+        self._rehash(f)
 
-    def _rehash(self) -> None:
+    def _rehash(self, f: BinaryIO) -> None:
         # Resuming: the digest covers the whole blob, so the bytes already on disk are hashed again.
-        self._file.seek(0)
+        f.seek(0)
         import hashlib
 
         self._hash = hashlib.new(self.algorithm)
         self.offset = 0
-        while chunk := self._file.read(_CHUNK):
+        while chunk := f.read(_CHUNK):
             self._hash.update(chunk)
             self.offset += len(chunk)
 
@@ -253,7 +356,7 @@ class LocalWriter:
             self._hash = hashlib.new(self.algorithm)
             self.offset = 0
         else:
-            self._rehash()
+            self._rehash(self._file)
 
     def digest(self) -> str:
         return f"{self.algorithm}:{self._hash.hexdigest()}"

@@ -12,9 +12,11 @@ from ctrpy.runtime.plugins import InitContext, PluginType, Registration, registe
 
 def _init_local(ic: InitContext) -> Any:
     if ic.client is not None:
-        from ctrpy.runtime.content import ContentStore
+        from ctrpy.runtime.content import Store
+        from ctrpy.runtime.metadata.content import ContentStore
 
-        return ContentStore(ic.client.db, ic.root, ic.client.namespace)
+        store: Store = ContentStore(ic.client.db, ic.root, ic.client.namespace)
+        return store
     from ctrpy.runtime.content.local import LocalStore
 
     return LocalStore(ic.root)

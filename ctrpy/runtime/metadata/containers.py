@@ -6,6 +6,7 @@ the same transaction. As in containerd, snapshotter and runtime name are immutab
 
 from __future__ import annotations
 
+import builtins
 import json
 import re
 import sqlite3
@@ -127,7 +128,7 @@ class ContainerStore:
             rows = tx.execute("SELECT * FROM containers WHERE namespace = ? ORDER BY id", (self.namespace,)).fetchall()
         return [c for c in map(_from_row, rows) if flt.match(_adaptor(c))]
 
-    def summaries(self, filters: list[str] | None = None) -> list[ContainerSummary]:
+    def summaries(self, filters: builtins.list[str] | None = None) -> builtins.list[ContainerSummary]:
         """What listings print (`containers ls`, `ps`), sorted by id, with the same filters as list();
         only the listed columns are read, so the cost is linear in the rows and independent of spec size."""
         flt = _filters.parse(filters)
@@ -171,7 +172,7 @@ class ContainerStore:
         assert created is not None
         return created
 
-    def update(self, container: Container, fieldpaths: list[str] | None = None) -> Container:
+    def update(self, container: Container, fieldpaths: builtins.list[str] | None = None) -> Container:
         """Full replace of the mutable fields, or only `fieldpaths`: labels, labels.<k>, spec, extensions,
         extensions.<k>, image, snapshotkey, runtime.options."""
         stamp = now()
@@ -188,7 +189,7 @@ class ContainerStore:
         return result
 
     @staticmethod
-    def _apply(cur: Container, new: Container, fieldpaths: list[str] | None) -> Container:
+    def _apply(cur: Container, new: Container, fieldpaths: builtins.list[str] | None) -> Container:
         out = Container(**{k: v for k, v in cur.__dict__.items()})
         if not fieldpaths:
             if new.snapshotter != cur.snapshotter:

@@ -6,6 +6,7 @@ its event (/images/create|update|delete) in the same transaction.
 
 from __future__ import annotations
 
+import builtins
 import sqlite3
 from dataclasses import dataclass, field
 from typing import Any
@@ -112,7 +113,7 @@ class ImageStore:
         assert created is not None
         return created
 
-    def update(self, image: Image, fieldpaths: list[str] | None = None) -> Image:
+    def update(self, image: Image, fieldpaths: builtins.list[str] | None = None) -> Image:
         """Replace target and labels, or only the named fields: "labels", "labels.<key>", "target"."""
         stamp = now()
         with self.db.update() as tx:
@@ -128,7 +129,7 @@ class ImageStore:
         return result
 
     @staticmethod
-    def _apply(current: Image, new: Image, fieldpaths: list[str] | None) -> Image:
+    def _apply(current: Image, new: Image, fieldpaths: builtins.list[str] | None) -> Image:
         if not fieldpaths:
             return Image(current.name, new.target, dict(new.labels))
         target, labels = current.target, dict(current.labels)

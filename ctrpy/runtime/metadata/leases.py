@@ -8,6 +8,7 @@ lease. Resource types follow containerd: "content" (a digest), "snapshots/<snaps
 
 from __future__ import annotations
 
+import builtins
 import os
 import re
 import time
@@ -154,7 +155,7 @@ class LeaseManager:
                 (self.namespace, id, type, resource),
             )
 
-    def list_resources(self, id: str) -> list[Resource]:
+    def list_resources(self, id: str) -> builtins.list[Resource]:
         with self.db.view() as tx:
             if not tx.execute("SELECT 1 FROM leases WHERE namespace = ? AND id = ?", (self.namespace, id)).fetchone():
                 raise errors.NotFound(f"lease {id!r} not found in namespace {self.namespace!r}")

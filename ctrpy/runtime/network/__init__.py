@@ -37,7 +37,9 @@ except ImportError:  # pragma: no cover - other interpreters
     from hashlib import sha256
 
 if TYPE_CHECKING:
-    from ctrpy.runtime.network.store import Attachment, Network, NetworkStore
+    from ctrpy.runtime.client import Client
+    from ctrpy.runtime.metadata.networks import NetworkStore
+    from ctrpy.runtime.network.store import Attachment, Network
 
 EXTENSION_KEY = "ctrpy.io/network"
 IFNAME = "eth0"
@@ -199,8 +201,8 @@ def request_from_options(*, network: str | None = None, ip: str | None = None, p
 # -- resolution ---------------------------------------------------------------------------------------------
 
 
-def network_store(client: Any) -> NetworkStore:
-    from ctrpy.runtime.network.store import NetworkStore
+def network_store(client: Client) -> NetworkStore:
+    from ctrpy.runtime.metadata.networks import NetworkStore
 
     cached = client.__dict__.get("_network_store")
     if cached is None:
@@ -208,7 +210,7 @@ def network_store(client: Any) -> NetworkStore:
     return cached
 
 
-def default_network(client: Any) -> Network:
+def default_network(client: Client) -> Network:
     """The record of the default "bridge" network from config.toml (not yet stored)."""
     from ctrpy.runtime.network.store import Network, parse_subnet
 
@@ -218,13 +220,13 @@ def default_network(client: Any) -> Network:
                    {"mtu": int(cfg.get("mtu", 1500))})
 
 
-def cni_conflists(client: Any) -> dict[str, Any]:
+def cni_conflists(client: Client) -> dict[str, Any]:
     from ctrpy.runtime.network import cni
 
     return cni.load_conflists(str(client.config.get("network.cni_conf_dir", "") or ""))
 
 
-def resolve(client: Any, name: str) -> tuple[str, Any]:
+def resolve(client: Client, name: str) -> tuple[str, Any]:
     """("host"|"none", None), ("bridge", Network) or ("cni", ConfList) for a --network value."""
     name = name or str(client.config.get("network.default", "bridge") or "bridge")
     if name in ("host", "none"):
@@ -241,17 +243,19 @@ def resolve(client: Any, name: str) -> tuple[str, Any]:
     raise errors.NotFound(f"network {name!r} not found")
 
 
-def host_ifname(client: Any, namespace: str, container_id: str) -> str:
+def host_ifname(client: Client, namespace: str, container_id: str) -> str:
     """The host end of a task's veth: `vc` + 4 hex of the root + 8 of the container, so prune on one root
     can tell its own veths from another root's on a shared bridge."""
-    return "vc" + root_tag(client) + sha256(f"{namespace}/{container_id}".encode()).hexdigest()[:8]
+    digest: str = sha256(f"{namespace}/{container_id}".encode()).hexdigest()
+    return "vc" + root_tag(client) + digest[:8]
 
 
-def root_tag(client: Any) -> str:
-    return sha256(str(Path(client.root).resolve()).encode()).hexdigest()[:4]
+def root_tag(client: Client) -> str:
+    digest: str = sha256(str(Path(client.root).resolve()).encode()).hexdigest()
+    return digest[:4]
 
 
-def _table(client: Any) -> str:
+def _table(client: Client) -> str:
     from ctrpy.runtime.network import nft
 
     return nft.table_name(str(Path(client.root).resolve()))
@@ -282,7 +286,8 @@ def _check_host_ports(ports: tuple[PortMapping, ...]) -> tuple[PortMapping, ...]
                 s.bind((p.host_ip, p.host_port))
             except OSError as exc:
                 raise errors.AlreadyExists(
-                    f"cannot publish {p.host_ip}:{p.host_port}/{p.protocol}: {exc.strerror.lower()} on the host"
+                    f"cannot publish {p.host_ip}:{p.host_port}/{p.protocol}: {(exc.strerror or str(exc)).lower()} "
+                    "on the host"
                 ) from None
             port = s.getsockname()[1]
         out.append(PortMapping(port, p.container_port, p.protocol, p.host_ip))
@@ -302,7 +307,7 @@ def _ports_of(netstore: NetworkStore, namespace: str, container_id: str, network
 # -- the task lifecycle ---------------------------------------------------------------------------------
 
 
-def reserve(client: Any, container_id: str, spec: NetworkRequest) -> NetworkResult:
+def reserve(client: Client, container_id: str, spec: NetworkRequest) -> NetworkResult:
     """Claim the address and host ports of a built-in bridge attachment without touching the kernel.
 
     attach() completes a reservation; detach() releases it. For host/none/CNI nothing is reserved (a CNI
@@ -313,7 +318,7 @@ def reserve(client: Any, container_id: str, spec: NetworkRequest) -> NetworkResu
     return result
 
 
-def _reserve_bridge(client: Any, container_id: str, spec: NetworkRequest, target: Any) -> NetworkResult:
+def _reserve_bridge(client: Client, container_id: str, spec: NetworkRequest, target: Any) -> NetworkResult:
     netstore = network_store(client)
     existing = [a for a in netstore.attachments(client.namespace, container_id) if a.network == target.name]
     if existing and (existing[0].netns == "" or _alive(existing[0])):
@@ -329,21 +334,21 @@ def _reserve_bridge(client: Any, container_id: str, spec: NetworkRequest, target
                          att.host_ifname, _ports_of(netstore, client.namespace, container_id, target.name))
 
 
-def attach(client: Any, container_id: str, netns_path: str, spec: NetworkRequest) -> NetworkResult:
+def attach(client: Client, container_id: str, netns_path: str, spec: NetworkRequest) -> NetworkResult:
     """Connect the task whose network namespace is `netns_path` as `spec` asks (see the module doc)."""
     mode, target = resolve(client, spec.network)
     result: NetworkResult = driver(client, mode).attach(client, container_id, netns_path, spec, target)
     return result
 
 
-def driver(client: Any, name: str) -> Any:
+def driver(client: Client, name: str) -> Any:
     """The network driver plugin `name` (ctrpy.runtime.network.plugin registers bridge, cni, host, none)."""
     from ctrpy.runtime import plugins
 
     return plugins.init(plugins.PluginType.NETWORK, name, client.root, client.state, client.config, client)
 
 
-def _attach_bridge(client: Any, container_id: str, netns_path: str, spec: NetworkRequest,
+def _attach_bridge(client: Client, container_id: str, netns_path: str, spec: NetworkRequest,
                    target: Any) -> NetworkResult:
     from ctrpy.runtime.network import bridge, netlink, nft
 
@@ -378,7 +383,7 @@ def _attach_bridge(client: Any, container_id: str, netns_path: str, spec: Networ
     return res
 
 
-def _attach_cni(client: Any, container_id: str, netns_path: str, spec: NetworkRequest, conflist: Any) -> NetworkResult:
+def _attach_cni(client: Client, container_id: str, netns_path: str, spec: NetworkRequest, conflist: Any) -> NetworkResult:
     from ctrpy.runtime.network import cni
 
     netstore = network_store(client)
@@ -426,7 +431,7 @@ def _cni_runtime_config(conflist: Any, spec: NetworkRequest) -> dict[str, Any]:
     return config
 
 
-def detach(client: Any, container_id: str) -> None:
+def detach(client: Client, container_id: str) -> None:
     """Undo attach (and any reservation) for every network of the container; safe to call twice.
 
     Kernel state goes first and the records last, so a failure leaves records that prune can retry.
@@ -447,7 +452,7 @@ def detach(client: Any, container_id: str) -> None:
         raise errors.Unavailable(f"cannot detach {container_id!r} from its networks: {'; '.join(problems)}")
 
 
-def _drop_table_if_unused(client: Any) -> None:
+def _drop_table_if_unused(client: Client) -> None:
     """Delete the root's nft table once no port of the root is published (checked under the lock that
     publishing holds, so a concurrent `-p` never loses its rules)."""
     from ctrpy.runtime.network import bridge, nft
@@ -457,7 +462,7 @@ def _drop_table_if_unused(client: Any) -> None:
             nft.delete_table(_table(client))
 
 
-def _detach_bridge(client: Any, netstore: NetworkStore, att: Attachment) -> bool:
+def _detach_bridge(client: Client, netstore: NetworkStore, att: Attachment) -> bool:
     """Undo the kernel side of a built-in attachment; True if it had published ports."""
     from ctrpy.runtime.network import netlink, nft
 
@@ -473,7 +478,7 @@ def _detach_bridge(client: Any, netstore: NetworkStore, att: Attachment) -> bool
     return bool(ports)
 
 
-def _detach_cni(client: Any, att: Attachment) -> None:
+def _detach_cni(client: Client, att: Attachment) -> None:
     from ctrpy.runtime.network import cni
 
     conflists = cni_conflists(client)
@@ -489,7 +494,7 @@ def _detach_cni(client: Any, att: Attachment) -> None:
     plugin.delete(att.container_id, netns, att.ifname, result, extra.get("runtime_config", {}))
 
 
-def check(client: Any, container_id: str) -> list[str]:
+def check(client: Client, container_id: str) -> list[str]:
     """Verify a container's networking is as attach left it: CNI CHECK, or the veth for the built-in driver."""
     netstore = network_store(client)
     atts = netstore.attachments(client.namespace, container_id)
@@ -504,7 +509,7 @@ def check(client: Any, container_id: str) -> list[str]:
     return checked
 
 
-def _check_cni(client: Any, att: Attachment) -> None:
+def _check_cni(client: Client, att: Attachment) -> None:
     from ctrpy.runtime.network import cni
 
     conflist = cni_conflists(client).get(att.network)
@@ -516,12 +521,12 @@ def _check_cni(client: Any, att: Attachment) -> None:
         att.container_id, att.netns, att.ifname, result, extra.get("runtime_config", {}))
 
 
-def _check_bridge(client: Any, att: Attachment) -> None:
+def _check_bridge(client: Client, att: Attachment) -> None:
     if att.host_ifname and not os.path.exists(f"/sys/class/net/{att.host_ifname}"):
         raise errors.FailedPrecondition(f"veth {att.host_ifname} of {att.container_id!r} is missing")
 
 
-def etc_files(client: Any, container_id: str, spec: NetworkRequest, hostname: str) -> dict[str, str]:
+def etc_files(client: Client, container_id: str, spec: NetworkRequest, hostname: str) -> dict[str, str]:
     """Contents of the container's /etc/hosts, /etc/resolv.conf and /etc/hostname.
 
     For the built-in driver this reserves the address first (see reserve()), so the hosts file maps the
@@ -576,7 +581,7 @@ class PruneReport:
         return asdict(self)
 
 
-def prune(client: Any) -> PruneReport:
+def prune(client: Client) -> PruneReport:
     """Release what belongs to no live task: attachments whose netns is gone, addresses and ports without
     an attachment, nft elements with no record, and this root's veths with no attachment."""
     import time
@@ -630,7 +635,7 @@ def _host_routes() -> list[Any]:
     """IPv4 destinations routed on this host (from /proc/net/route), to refuse overlapping subnets."""
     import ipaddress
 
-    out = []
+    out: list[Any] = []
     try:
         lines = Path("/proc/net/route").read_text().splitlines()[1:]
     except OSError:
@@ -647,7 +652,7 @@ def _host_routes() -> list[Any]:
     return out
 
 
-def create_network(client: Any, name: str, *, subnet: str | None = None, gateway: str | None = None,
+def create_network(client: Client, name: str, *, subnet: str | None = None, gateway: str | None = None,
                    bridge_name: str | None = None, mtu: int | None = None,
                    labels: dict[str, str] | None = None) -> Network:
     """`network create`: record a bridge network and set up its bridge now (like docker/nerdctl)."""
@@ -708,7 +713,7 @@ def create_network(client: Any, name: str, *, subnet: str | None = None, gateway
     return created
 
 
-def list_networks(client: Any) -> list[dict[str, Any]]:
+def list_networks(client: Client) -> list[dict[str, Any]]:
     """All networks: the default one (even before first use), created ones, CNI conflists."""
     netstore = network_store(client)
     stored = {n.name: n for n in netstore.list()}
@@ -724,7 +729,7 @@ def list_networks(client: Any) -> list[dict[str, Any]]:
     return out
 
 
-def inspect_network(client: Any, name: str) -> dict[str, Any]:
+def inspect_network(client: Client, name: str) -> dict[str, Any]:
     """One network with its live bridge state, attached containers and published ports."""
     mode, target = resolve_existing(client, name)
     netstore = network_store(client)
@@ -745,7 +750,7 @@ def inspect_network(client: Any, name: str) -> dict[str, Any]:
     return data
 
 
-def resolve_existing(client: Any, name: str) -> tuple[str, Any]:
+def resolve_existing(client: Client, name: str) -> tuple[str, Any]:
     """Like resolve() but without creating the default network's record."""
     if name in ("host", "none"):
         raise errors.InvalidArgument(f"{name!r} is a network mode, not a network")
@@ -760,7 +765,7 @@ def resolve_existing(client: Any, name: str) -> tuple[str, Any]:
     raise errors.NotFound(f"network {name!r} not found")
 
 
-def remove_network(client: Any, name: str) -> None:
+def remove_network(client: Client, name: str) -> None:
     """`network rm`: refused for the default network, for CNI conflists and while containers are attached."""
     from ctrpy.runtime.network import bridge
 

@@ -128,7 +128,8 @@ def setup(root: Path, network: Network) -> None:
 
 def _link_kind(ipr: Any, index: int) -> str | None:
     link = ipr.get_links(index)[0]
-    return link.get_nested("IFLA_LINKINFO", "IFLA_INFO_KIND")
+    kind: str | None = link.get_nested("IFLA_LINKINFO", "IFLA_INFO_KIND")
+    return kind
 
 
 def teardown(root: Path, state: Path, network: Network) -> None:

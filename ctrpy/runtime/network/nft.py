@@ -68,7 +68,8 @@ def table_name(root: str) -> str:
     root = str(root).rstrip("/") or "/"
     if root == DEFAULT_ROOT:
         return "ctrpy"
-    return "ctrpy_" + sha256(root.encode()).hexdigest()[:10]
+    digest: str = sha256(root.encode()).hexdigest()
+    return "ctrpy_" + digest[:10]
 
 
 def _nft(script: str, what: str, *, check: bool = True) -> subprocess.CompletedProcess[str]:

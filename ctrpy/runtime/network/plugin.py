@@ -14,31 +14,33 @@ from typing import TYPE_CHECKING, Any, Protocol
 from ctrpy.runtime.plugins import InitContext, PluginType, Registration, SkipPlugin, register
 
 if TYPE_CHECKING:
+    from ctrpy.runtime.client import Client
     from ctrpy.runtime.network import NetworkRequest, NetworkResult
-    from ctrpy.runtime.network.store import Attachment, NetworkStore
+    from ctrpy.runtime.metadata.networks import NetworkStore
+    from ctrpy.runtime.network.store import Attachment
 
 
 class Driver(Protocol):
     """What a network driver does for one task."""
 
-    def reserve(self, client: Any, container_id: str, spec: NetworkRequest, target: Any) -> NetworkResult:
+    def reserve(self, client: Client, container_id: str, spec: NetworkRequest, target: Any) -> NetworkResult:
         """Claim what must be known before the task exists (the bridge's address and host ports)."""
         ...
 
-    def attach(self, client: Any, container_id: str, netns_path: str, spec: NetworkRequest,
+    def attach(self, client: Client, container_id: str, netns_path: str, spec: NetworkRequest,
                target: Any) -> NetworkResult: ...
 
-    def detach(self, client: Any, netstore: NetworkStore, att: Attachment) -> bool:
+    def detach(self, client: Client, netstore: NetworkStore, att: Attachment) -> bool:
         """Undo the kernel side of `att`; True when it had published ports (the nft table may go)."""
         ...
 
-    def check(self, client: Any, att: Attachment) -> None: ...
+    def check(self, client: Client, att: Attachment) -> None: ...
 
 
 class _NoReservation:
     mode = ""
 
-    def reserve(self, client: Any, container_id: str, spec: NetworkRequest, target: Any) -> NetworkResult:
+    def reserve(self, client: Client, container_id: str, spec: NetworkRequest, target: Any) -> NetworkResult:
         from ctrpy.runtime.network import NetworkResult
 
         return NetworkResult(self.mode, getattr(target, "name", None))
@@ -49,16 +51,16 @@ class HostDriver(_NoReservation):
 
     mode = "host"
 
-    def attach(self, client: Any, container_id: str, netns_path: str, spec: NetworkRequest,
+    def attach(self, client: Client, container_id: str, netns_path: str, spec: NetworkRequest,
                target: Any) -> NetworkResult:
         from ctrpy.runtime.network import NetworkResult
 
         return NetworkResult("host")
 
-    def detach(self, client: Any, netstore: NetworkStore, att: Attachment) -> bool:
+    def detach(self, client: Client, netstore: NetworkStore, att: Attachment) -> bool:
         return False
 
-    def check(self, client: Any, att: Attachment) -> None:
+    def check(self, client: Client, att: Attachment) -> None:
         pass
 
 
@@ -67,7 +69,7 @@ class NoneDriver(HostDriver):
 
     mode = "none"
 
-    def attach(self, client: Any, container_id: str, netns_path: str, spec: NetworkRequest,
+    def attach(self, client: Client, container_id: str, netns_path: str, spec: NetworkRequest,
                target: Any) -> NetworkResult:
         from ctrpy.runtime.network import NetworkResult, netlink
 
@@ -78,23 +80,23 @@ class NoneDriver(HostDriver):
 class BridgeDriver:
     """ctrpy's own bridge + veth + nftables port publishing."""
 
-    def reserve(self, client: Any, container_id: str, spec: NetworkRequest, target: Any) -> NetworkResult:
+    def reserve(self, client: Client, container_id: str, spec: NetworkRequest, target: Any) -> NetworkResult:
         from ctrpy.runtime.network import _reserve_bridge
 
         return _reserve_bridge(client, container_id, spec, target)
 
-    def attach(self, client: Any, container_id: str, netns_path: str, spec: NetworkRequest,
+    def attach(self, client: Client, container_id: str, netns_path: str, spec: NetworkRequest,
                target: Any) -> NetworkResult:
         from ctrpy.runtime.network import _attach_bridge
 
         return _attach_bridge(client, container_id, netns_path, spec, target)
 
-    def detach(self, client: Any, netstore: NetworkStore, att: Attachment) -> bool:
+    def detach(self, client: Client, netstore: NetworkStore, att: Attachment) -> bool:
         from ctrpy.runtime.network import _detach_bridge
 
         return _detach_bridge(client, netstore, att)
 
-    def check(self, client: Any, att: Attachment) -> None:
+    def check(self, client: Client, att: Attachment) -> None:
         from ctrpy.runtime.network import _check_bridge
 
         _check_bridge(client, att)
@@ -105,19 +107,19 @@ class CNIDriver(_NoReservation):
 
     mode = "cni"
 
-    def attach(self, client: Any, container_id: str, netns_path: str, spec: NetworkRequest,
+    def attach(self, client: Client, container_id: str, netns_path: str, spec: NetworkRequest,
                target: Any) -> NetworkResult:
         from ctrpy.runtime.network import _attach_cni
 
         return _attach_cni(client, container_id, netns_path, spec, target)
 
-    def detach(self, client: Any, netstore: NetworkStore, att: Attachment) -> bool:
+    def detach(self, client: Client, netstore: NetworkStore, att: Attachment) -> bool:
         from ctrpy.runtime.network import _detach_cni
 
         _detach_cni(client, att)
         return False
 
-    def check(self, client: Any, att: Attachment) -> None:
+    def check(self, client: Client, att: Attachment) -> None:
         from ctrpy.runtime.network import _check_cni
 
         _check_cni(client, att)

@@ -282,7 +282,7 @@ class Session:
                     form["service"] = service
                 resp = client.send(client.build_request("POST", realm, data=form), stream=True)
             else:
-                params: list[tuple[str, str]] = []
+                params: list[tuple[str, Any]] = []
                 if service:
                     params.append(("service", service))
                 params += [("scope", s) for s in wanted]
@@ -290,8 +290,8 @@ class Session:
                     params.append(("account", cred.username))
                 headers = {}
                 if cred is not None:
-                    token = base64.b64encode(f"{cred.username}:{cred.secret}".encode()).decode()
-                    headers["Authorization"] = f"Basic {token}"
+                    basic = base64.b64encode(f"{cred.username}:{cred.secret}".encode()).decode()
+                    headers["Authorization"] = f"Basic {basic}"
                 resp = client.send(client.build_request("GET", realm, params=params, headers=headers),
                                    stream=True)
         except httpx.HTTPError as exc:
@@ -535,7 +535,7 @@ class Session:
                             headers={"Content-Length": "0"}, ok=(201, 202))
         if resp.status_code == 201:
             return None
-        location = resp.headers.get("location")
+        location: str | None = resp.headers.get("location")
         if not location:
             raise errors.Unavailable(f"upload {desc.digest[:19]}: {host.host} sent no upload location")
         return urljoin(host.base_url + "/", location)
@@ -554,7 +554,8 @@ class Session:
         resp = self.request(host, "PUT", f"/{path}/manifests/{tag_or_digest}",
                             scopes=[f"repository:{path}:pull,push"], what=f"push manifest {tag_or_digest}",
                             headers={"Content-Type": desc.media_type}, content=lambda: data, ok=(201, 200, 202))
-        return resp.headers.get("docker-content-digest", desc.digest)
+        digest: str = resp.headers.get("docker-content-digest", desc.digest)
+        return digest
 
     def ping(self) -> RegistryHost:
         """GET /v2/ with authentication (login): raises PermissionDenied when the credentials are refused."""

@@ -25,19 +25,22 @@ Removing a snapshot that still has children, or that a container uses as its roo
 Two layers make a snapshotter here, as in containerd:
 - the backend (overlay.py, native.py) only manages directories ROOT/snapshots/<name>/snapshots/<id>/ and
   knows nothing about namespaces, keys or labels;
-- metadata.py keeps keys, parents, kinds and labels per namespace in the `snapshots` table and maps them
+- ctrpy.runtime.metadata.snapshots keeps keys, parents, kinds and labels per namespace in the `snapshots` table and maps them
   to backend ids (`backend_snapshots`). A committed snapshot with the same name and parent in several
   namespaces shares one backend directory, which is removed when its last namespace lets go of it.
 """
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
+    from ctrpy.runtime.client import Client
+    from ctrpy.runtime.snapshots.backend import Backend
     from ctrpy.runtime.mount import Mount
 
 __all__ = ["Info", "Kind", "Snapshotter", "Usage", "open_backend", "open_snapshotter"]
@@ -107,20 +110,29 @@ class Snapshotter(Protocol):
 
     def walk(self, fn: Callable[[Info], None], *filters: str) -> None: ...
 
+    def list(self, *filters: str) -> builtins.list[Info]: ...
+
+    def share(self, name: str, parent: str = "", labels: dict[str, str] | None = None) -> bool:
+        """Make committed snapshot `name` (on `parent`) that another namespace already unpacked visible in
+        this one, without unpacking it again; False when there is none to share."""
+        ...
+
     def close(self) -> None: ...
 
 
-def open_backend(name: str, root: Any, state: Any = "", config: Any = None, client: Any = None) -> Any:
+def open_backend(name: str, root: Any, state: Any = "", config: Any = None,
+                 client: Client | None = None) -> Backend:
     """The backend of snapshotter `name` (directories only), from the plugin registry
     (ctrpy.runtime.snapshots.plugin registers the built-in ones; packages add theirs by entry point)."""
     from ctrpy.runtime import plugins
 
-    return plugins.init(plugins.PluginType.SNAPSHOTTER, name, root, state, config, client)
+    backend: Backend = plugins.init(plugins.PluginType.SNAPSHOTTER, name, root, state, config, client)
+    return backend
 
 
-def open_snapshotter(client: Any, name: str) -> Snapshotter:
+def open_snapshotter(client: Client, name: str) -> Snapshotter:
     """The snapshotter `name` for the client's namespace (metadata wrapper over the backend)."""
     backend = open_backend(name, client.root, client.state, client.config, client)
-    from ctrpy.runtime.snapshots.metadata import MetadataSnapshotter
+    from ctrpy.runtime.metadata.snapshots import MetadataSnapshotter
 
     return MetadataSnapshotter(client.db, client.namespace, name, backend)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import shutil
 import stat
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -61,6 +62,31 @@ class Backend:
         except OSError as exc:
             raise errors.from_oserror(exc, f"cannot remove snapshot directory {path}") from exc
 
+    # -- for the garbage collector (ctrpy.runtime.gc) -------------------------------------------------------
+
+    @property
+    def base(self) -> Path:
+        """The directory holding one directory per snapshot id."""
+        return self.root / "snapshots"
+
+    def walk(self) -> Iterator[int]:
+        """The ids of the snapshot directories on disk, whether or not a row names them (a crash between
+        creating a directory and committing its row leaves one)."""
+        try:
+            names = os.listdir(self.base)
+        except (FileNotFoundError, NotADirectoryError):
+            return
+        yield from sorted(int(name) for name in names if name.isdigit())
+
+    def disk_usage(self, sid: int) -> int:
+        """Allocated bytes of everything of snapshot `sid` (what removing it frees), each inode once."""
+        return _allocated(self.dir(sid))
+
+    def ids_in_mount(self, fstype: str, options: str) -> tuple[set[int], set[int]]:
+        """The ids a mount names in its options, as /proc/self/mountinfo gives them: (written, shown).
+        A bind mount names none (the collector finds binds by device and root); overlay overrides this."""
+        return set(), set()
+
     def usage(self, sid: int) -> Usage:
         """Inodes and allocated bytes below the snapshot's fs dir, each hard-linked inode counted once."""
         seen: set[tuple[int, int]] = set()
@@ -86,3 +112,25 @@ class Backend:
 
     def close(self) -> None:
         pass
+
+
+def _allocated(path: Path) -> int:
+    seen: set[tuple[int, int]] = set()
+    total = 0
+    stack = [str(path)]
+    while stack:
+        p = stack.pop()
+        try:
+            st = os.lstat(p)
+        except OSError:
+            continue
+        if (st.st_dev, st.st_ino) not in seen:
+            seen.add((st.st_dev, st.st_ino))
+            total += st.st_blocks * 512
+        if stat.S_ISDIR(st.st_mode):
+            try:
+                with os.scandir(p) as it:
+                    stack.extend(e.path for e in it)
+            except OSError:
+                continue
+    return total

@@ -74,5 +74,31 @@ class OverlayBackend(Backend):
             )
         ]
 
+    def ids_in_mount(self, fstype: str, options: str) -> tuple[set[int], set[int]]:
+        """Snapshots an overlay mount writes (upperdir, workdir) and shows (those and its lowerdirs); paths are
+        absolute, or `<id>/fs` when ctrpy.runtime.mount shortened a long lowerdir list."""
+        written: set[int] = set()
+        shown: set[int] = set()
+        if fstype != "overlay":
+            return written, shown
+        prefixes = {str(self.base).rstrip("/") + "/", os.path.realpath(self.base).rstrip("/") + "/"}
+        for opt in options.split(","):
+            key, _, value = opt.partition("=")
+            if key not in ("upperdir", "lowerdir", "workdir"):
+                continue
+            for path in value.split(":"):
+                head = ""
+                if not os.path.isabs(path):
+                    head = path.split("/", 1)[0]
+                else:
+                    for prefix in prefixes:
+                        if path.startswith(prefix):
+                            head = path[len(prefix):].split("/", 1)[0]
+                if head.isdigit():
+                    shown.add(int(head))
+                    if key != "lowerdir":
+                        written.add(int(head))
+        return written, shown
+
     def upper(self, sid: int) -> str:
         return str(self.fs(sid))

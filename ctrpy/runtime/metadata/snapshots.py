@@ -16,6 +16,7 @@ leaves at worst an unreferenced directory, never a row without its directory).
 
 from __future__ import annotations
 
+import builtins
 import json
 import os
 import re
@@ -54,7 +55,7 @@ class MetadataSnapshotter:
     # ------------------------------------------------------------------------------------------ helpers
 
     def _row(self, tx: sqlite3.Connection, key: str) -> sqlite3.Row:
-        row = tx.execute(
+        row: sqlite3.Row | None = tx.execute(
             "SELECT * FROM snapshots WHERE namespace = ? AND snapshotter = ? AND key = ?",
             (self.namespace, self.name, key),
         ).fetchone()
@@ -145,7 +146,7 @@ class MetadataSnapshotter:
 
     # ------------------------------------------------------------------------------------------ writes
 
-    def _create(self, kind: Kind, key: str, parent: str, labels: dict[str, str] | None) -> list[Mount]:
+    def _create(self, kind: Kind, key: str, parent: str, labels: dict[str, str] | None) -> builtins.list[Mount]:
         _check_key(key)
         labels = validate_labels(dict(labels or {}))
         created_id: int | None = None
@@ -184,11 +185,11 @@ class MetadataSnapshotter:
                 self.backend.remove(created_id)
             raise
 
-    def prepare(self, key: str, parent: str = "", labels: dict[str, str] | None = None) -> list[Mount]:
+    def prepare(self, key: str, parent: str = "", labels: dict[str, str] | None = None) -> builtins.list[Mount]:
         """Create an active snapshot `key` on top of committed `parent` ("" for an empty one); its mounts."""
         return self._create(Kind.ACTIVE, key, parent, labels)
 
-    def view(self, key: str, parent: str = "", labels: dict[str, str] | None = None) -> list[Mount]:
+    def view(self, key: str, parent: str = "", labels: dict[str, str] | None = None) -> builtins.list[Mount]:
         """Create a read-only view `key` of committed `parent`; its mounts."""
         return self._create(Kind.VIEW, key, parent, labels)
 
@@ -344,7 +345,7 @@ class MetadataSnapshotter:
             )
             return self._info(self._row(tx, info.name))
 
-    def cleanup(self) -> list[int]:
+    def cleanup(self) -> builtins.list[int]:
         """Remove backend directories no row refers to (left by a crash); returns their ids.
 
         Like containerd's Cleanup: rows are written before directories are removed, so such a directory
