@@ -8,15 +8,46 @@ Backends are told ids and parent chains by the metadata layer and keep no state 
 
 from __future__ import annotations
 
+import fcntl
 import os
+import secrets
 import shutil
 import stat
+import struct
 from pathlib import Path
 from typing import Any
 
 from ctrpy.runtime import errors
 from ctrpy.runtime.mount import Mount
 from ctrpy.runtime.snapshots import Kind, Usage
+
+# <linux/fs.h>: chattr's flags ioctls and the Orlov allocator's "top of a directory hierarchy" flag (chattr +T).
+FS_IOC_GETFLAGS = 0x80086601
+FS_IOC_SETFLAGS = 0x40086602
+FS_TOPDIR_FL = 0x00020000
+
+
+def spread_children(path: Path) -> bool:
+    """Mark `path` as a top directory for ext4's Orlov allocator (chattr +T): a directory created in it is
+    placed in the least used block group, chosen from the hash of its name, instead of beside its parent.
+
+    Why: ext4 without a journal (this project's machines) skips, for every new inode, each free inode of the
+    group freed in the last 60-360 s, one buffer-cache lookup each. A layer of 6,700 files applied where a
+    removed image's snapshot was (the same group) costs 5-10 s of system time instead of 0.25 s (measured,
+    bench figure 6b). False where the file system has no such flag (tmpfs, xfs, btrfs): nothing to gain."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError:
+        return False
+    try:
+        flags = struct.unpack("i", fcntl.ioctl(fd, FS_IOC_GETFLAGS, b"\0" * 4))[0]
+        if not flags & FS_TOPDIR_FL:
+            fcntl.ioctl(fd, FS_IOC_SETFLAGS, struct.pack("i", flags | FS_TOPDIR_FL))
+        return True
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
 
 
 class Backend:
@@ -42,7 +73,17 @@ class Backend:
             shutil.rmtree(path)
         path.mkdir(mode=0o700)
         # The fs dir is the root directory of the container: 0755 like any root file system.
-        self.fs(sid).mkdir(mode=0o755)
+        fs = self.fs(sid)
+        if spread_children(path):
+            # Under a +T parent the group is chosen from the new directory's name: a random one, so that
+            # a snapshot of a fresh root (always id 1, always "fs") does not land in the group where the
+            # last one was just removed. A crash before the rename leaves it inside this snapshot's dir,
+            # which goes with the snapshot (or as an orphan).
+            tmp = path / f".fs-{secrets.token_hex(8)}"
+            tmp.mkdir(mode=0o755)
+            os.rename(tmp, fs)
+        else:
+            fs.mkdir(mode=0o755)
         return path
 
     def create(self, sid: int, parents: list[int], kind: Kind) -> None:
