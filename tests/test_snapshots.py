@@ -397,3 +397,29 @@ def test_new_snapshot_trees_are_spread_over_block_groups(sn: Any, tmp_path: Path
             assert flags & FS_TOPDIR_FL, f"{snap} is not +T"
             assert not (_dir_flags(fs) or 0) & FS_TOPDIR_FL, "the flag must not reach the layer's own tree"
     assert read_tree(Path(sn.backend_path("base"))) == {"a": "1"}
+
+
+def test_spread_tries_other_groups_when_file_creation_is_slow(client: Client, tmp_path: Path,
+                                                               monkeypatch: Any) -> None:
+    """A probe that says "slow group" makes the snapshot's tree under new names, at most three times, then
+    takes the fourth; nothing of the attempts is left and the tree is whole."""
+    from ctrpy.runtime.snapshots import backend
+
+    made: list[str] = []
+    real_mkdir = Path.mkdir
+
+    def mkdir(self: Path, *args: Any, **kwargs: Any) -> None:
+        made.append(self.name)
+        real_mkdir(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "mkdir", mkdir)
+    monkeypatch.setattr(backend, "SLOW_CREATE", -1.0)  # every probe is "slow"
+    sn = client.snapshotter("overlayfs")
+    commit_layer(sn, tmp_path, "base", "", {"a": "1"})
+    fs = Path(sn.backend_path("base"))
+    if _dir_flags(fs.parent) is None:
+        assert not [n for n in made if n.startswith(".fs-")]  # no flags here: a plain mkdir
+    else:
+        assert len([n for n in made if n.startswith(".fs-")]) == 4
+    assert sorted(os.listdir(fs.parent)) == ["fs", "work"]
+    assert read_tree(fs) == {"a": "1"} and stat.S_IMODE(fs.stat().st_mode) == 0o755

@@ -14,6 +14,7 @@ import secrets
 import shutil
 import stat
 import struct
+import time
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +51,33 @@ def spread_children(path: Path) -> bool:
         os.close(fd)
 
 
+# CPU time of creating one file in a block group without recently freed inodes is 10-20 us; one where a removed
+# tree's inodes are being skipped costs 100 us and more (each of the layer's files would pay it).
+SLOW_CREATE = 60e-6
+
+
+def _make_spread(parent: Path, final: Path) -> None:
+    """Make `final` (mode 0755) in a block group where creating files is cheap: under a +T parent the group
+    is the least used one after the hash of the new directory's name, so a random name, tried again (up to 3
+    times) when a probe file shows a group full of recently freed inodes (a group just emptied by a removal
+    is among the least used). A crash before the rename leaves the attempt inside this snapshot's own
+    directory, which goes with the snapshot (or as an orphan)."""
+    for attempt in range(4):
+        tmp = parent / f".fs-{secrets.token_hex(8)}"
+        tmp.mkdir(mode=0o755)
+        if attempt < 3:
+            probe = tmp / ".probe"
+            started = time.thread_time()  # CPU time: waiting for a CPU on a busy machine does not count
+            os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600))
+            slow = time.thread_time() - started > SLOW_CREATE
+            os.unlink(probe)
+            if slow:
+                tmp.rmdir()
+                continue
+        os.rename(tmp, final)
+        return
+
+
 class Backend:
     """Base class: directories under ROOT/snapshots/<name>/snapshots/<id>."""
 
@@ -75,13 +103,7 @@ class Backend:
         # The fs dir is the root directory of the container: 0755 like any root file system.
         fs = self.fs(sid)
         if spread_children(path):
-            # Under a +T parent the group is chosen from the new directory's name: a random one, so that
-            # a snapshot of a fresh root (always id 1, always "fs") does not land in the group where the
-            # last one was just removed. A crash before the rename leaves it inside this snapshot's dir,
-            # which goes with the snapshot (or as an orphan).
-            tmp = path / f".fs-{secrets.token_hex(8)}"
-            tmp.mkdir(mode=0o755)
-            os.rename(tmp, fs)
+            _make_spread(path, fs)
         else:
             fs.mkdir(mode=0o755)
         return path
