@@ -623,8 +623,10 @@ LOAD_WHERE_TIME_GOES = [
     "journal, and then ext4 skips each free inode of a block group freed in the last 60-360 s, one buffer "
     "lookup each, for every inode it allocates. The rounds before had just removed 6.7k inodes in that group "
     "(and the other engineers' tests churn /tmp). Each new snapshot tree now goes to the least used block group "
-    "(snapshots/backend.py: chattr +T on the snapshot's directory, `fs` made under a random name): same load "
-    "0.8-1.1 s, 0.25 s system. ctr still pays that scan: containerd puts each snapshot beside the removed ones.",
+    "(snapshots/backend.py: chattr +T on the snapshot's directory, `fs` made under a random name, another one "
+    "when a probe file costs > 60 us of CPU, as in a group a removal just emptied): same load 0.8-1.1 s, 0.25-0.3 s "
+    "system. ctr still pays that scan: containerd puts each snapshot beside the removed ones. This figure, "
+    "`--only 6 --reps 5` at load average 6-10: 0.84x / 0.68x before, 0.44x and 0.30x (per-round medians) after.",
     "not worth it, measured: skipping the lstat before each exclusive create (-2% of the apply's CPU); teeing "
     "the archive into the blob and the unpacker in one pass would overlap the 0.2-0.3 s spool with the apply "
     "on an idle machine, nothing when both cores are busy; one 1-layer image has nothing to apply in "
