@@ -625,7 +625,8 @@ LOAD_WHERE_TIME_GOES = [
     "(and the other engineers' tests churn /tmp). Each new snapshot tree now goes to the least used block group "
     "(snapshots/backend.py: chattr +T on the snapshot's directory, `fs` made under a random name, another one "
     "when a probe file costs > 60 us of CPU, as in a group a removal just emptied): same load 0.8-1.1 s, 0.25-0.3 s "
-    "system. ctr still pays that scan: containerd puts each snapshot beside the removed ones. This figure, "
+    "system; about 1 load in 10 still lands where a removal freed inodes (the probe sees only the group's first free "
+    "inodes) and takes 2-3 s. ctr still pays that scan: containerd puts each snapshot beside the removed ones. This figure, "
     "`--only 6 --reps 5` at load average 6-10: 0.84x / 0.68x before, 0.44x and 0.30x (per-round medians) after.",
     "not worth it, measured: skipping the lstat before each exclusive create (-2% of the apply's CPU); teeing "
     "the archive into the blob and the unpacker in one pass would overlap the 0.2-0.3 s spool with the apply "
