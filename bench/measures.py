@@ -609,7 +609,36 @@ def _parallel_pulls(env: Env, reps: int, pulls: int) -> list[Comparison]:
 # ------------------------------------------------------------------------------------------- 6. save / load
 
 SAVE_LOAD_BUDGET = 120
+# Where a load's time goes (measured for issue 13 on 2026-11-29 at load average 6-26 on 2 cores, perf, strace -c
+# -f, pyinstrument of `ctrpy load`, CPU of ctr + containerd from /proc): quoted under figure 6b.
+LOAD_WHERE_TIME_GOES = [
+    "where the time goes: `ctrpy load` uses ~1.0 s of CPU (0.5 s user, 0.25-0.3 s system), `ctr images import` "
+    "2.1-3.9 s (ctr + containerd, growing round after round): CPU ratio 0.29x. On a busy machine wall time follows "
+    "the CPU share each side gets, and containerd's many threads get more of it than ctrpy's two (wall 0.46x at "
+    "load average 20). In the load, spooling the archive into the content store (read, sha256, write, fsync of "
+    "the blob, like containerd's commit) is 0.2-0.3 s; applying the 6.7k-entry layer is the rest: Python's tar "
+    "header (pax) parsing ~1/3, creating and writing files ~1/2.",
+    "before (main at ad89150): 3.3 s of CPU, 5 s of system time in slow rounds; perf put 50-60% of the samples "
+    "in ext4's inode allocator (find_inode_bit, recently_deleted, find_get_block): this file system has no "
+    "journal, and then ext4 skips each free inode of a block group freed in the last 60-360 s, one buffer "
+    "lookup each, for every inode it allocates. The rounds before had just removed 6.7k inodes in that group "
+    "(and the other engineers' tests churn /tmp). Each new snapshot tree now goes to the least used block group "
+    "(snapshots/backend.py: chattr +T on the snapshot's directory, `fs` made under a random name, another one "
+    "when a probe file costs > 60 us of CPU, as in a group a removal just emptied): same load 0.8-1.1 s, 0.25-0.3 s "
+    "system; about 1 load in 10 still lands where a removal freed inodes (the probe sees only the group's first free "
+    "inodes) and takes 2-3 s. ctr still pays that scan: containerd puts each snapshot beside the removed ones. This figure, "
+    "`--only 6 --reps 5` at load average 6-10: 0.84x / 0.68x before, 0.44x and 0.30x (per-round medians) after.",
+    "not worth it, measured: skipping the lstat before each exclusive create (-2% of the apply's CPU); teeing "
+    "the archive into the blob and the unpacker in one pass would overlap the 0.2-0.3 s spool with the apply "
+    "on an idle machine, nothing when both cores are busy; one 1-layer image has nothing to apply in "
+    "parallel. What would go further: tar parsing and file creation out of Python (the C helper).",
+]
 LOAD_NAMESPACE = "ctrpybench-load"
+
+
+def load_archive(env: Env) -> Path:
+    """Where measure 6 saves the Debian archive that both loads read (and the `load` profile too)."""
+    return env.work / "archives" / "debian1.tar"
 
 
 def save_load(env: Env, reps: int) -> list[Comparison]:
@@ -621,7 +650,7 @@ def save_load(env: Env, reps: int) -> list[Comparison]:
     same archive (the one ctrpy saved; ctr reads it, which the test suite also checks)."""
     ref = env.images.debian1
     holder = CtrpyRoot(env, "save", ref)
-    files = env.work / "archives"
+    files = load_archive(env).parent
     files.mkdir(exist_ok=True)
 
     def ctrpy_save_prepare() -> None:
@@ -642,7 +671,7 @@ def save_load(env: Env, reps: int) -> list[Comparison]:
              prepare=ctr_save_prepare, between=lambda: [drop(p) for p in files.glob("ctr-*.tar")]),
     ]
     done_save = interleave(save_sides, reps, label="save debian1", budget=SAVE_LOAD_BUDGET)
-    archive = files / "debian1.tar"
+    archive = load_archive(env)
     size = 0
     try:
         run_checked(holder.cmd("save", "-o", str(archive), ref), env=env.env, what="ctrpy save")
@@ -682,6 +711,7 @@ def save_load(env: Env, reps: int) -> list[Comparison]:
                    load_sides, ratios=[("ctrpy load", "ctr images import", "<= 0.5x")],
                    notes=["cold: ctrpy gets a new empty --root each round; ctr's image is removed with "
                           "`ctr images rm --sync` after each round. Both read the archive ctrpy saved (in the page "
-                          "cache).", *rounds_note(done_load, reps)],
+                          "cache) and unpack it to overlayfs (`ctr images import` unpacks unless --no-unpack).",
+                          *rounds_note(done_load, reps), *LOAD_WHERE_TIME_GOES],
                    command="ctrpy load -q -i FILE | ctr images import FILE", key="load"),
     ]

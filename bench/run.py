@@ -34,7 +34,7 @@ END = "<!-- bench:results:end -->"
 
 # Which ctrpy command to profile when a comparison shows ctrpy behind (title prefix -> profile name).
 PROFILE_FOR = {"1.": "run", "3c": "run", "5a": "run", "2a": "pull", "2b": "pull", "5b": "pull",
-               "4a": "images-ls", "4b": "containers-ls", "4c": "help", "4d": "images-ls-empty"}
+               "4a": "images-ls", "4b": "containers-ls", "4c": "help", "4d": "images-ls-empty", "6b": "load"}
 
 
 def _version(argv: list[str]) -> str:
@@ -150,6 +150,10 @@ def run_profiles(env: Env, names: list[str]) -> dict[str, list[str]]:
                     # A pull must be cold for each tool: each gets its own new root.
                     fresh_root, fresh_state = env.new_root("prof-pull")
                     return env.ctrpy_pull(fresh_root, fresh_state, env.images.debian1)
+                if name == "load":
+                    # Cold like the figure's rounds: a new root each time, the archive measure 6 saved.
+                    fresh_root, fresh_state = env.new_root("prof-load")
+                    return env.ctrpy(fresh_root, fresh_state, "load", "-q", "-i", str(measures.load_archive(env)))
                 return {"images-ls": env.ctrpy(root, state, "images", "ls"),
                         "containers-ls": env.ctrpy(root, state, "containers", "ls"),
                         "help": [env.ctrpy_bin, "--help"],

@@ -354,3 +354,65 @@ def test_cleanup_removes_orphan_directories(sn: Any, tmp_path: Path) -> None:
     (orphan / "fs").mkdir(parents=True)
     assert sn.cleanup() == [999]
     assert not orphan.exists() and kept.is_dir() and sn.cleanup() == []
+
+
+def _dir_flags(path: Path) -> int | None:
+    """chattr flags of a directory, None where the file system has none (tmpfs)."""
+    import fcntl
+    import struct
+
+    from ctrpy.runtime.snapshots.backend import FS_IOC_GETFLAGS
+
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        return int(struct.unpack("i", fcntl.ioctl(fd, FS_IOC_GETFLAGS, b"\0" * 4))[0])
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+
+
+def test_new_snapshot_trees_are_spread_over_block_groups(sn: Any, tmp_path: Path) -> None:
+    """Each snapshot's dir is an Orlov top directory (chattr +T) on ext4, so its `fs` tree goes to the least
+    used block group rather than to the group where a removed snapshot's inodes were just freed; the tree
+    itself is an ordinary directory, and the temporary name it was made under is gone."""
+    from ctrpy.runtime.snapshots.backend import FS_TOPDIR_FL
+
+    commit_layer(sn, tmp_path, "base", "", {"a": "1"})
+    sn.prepare("work", "base")
+    for key in ("base", "work"):
+        fs = Path(sn.backend_path(key))
+        snap = fs.parent
+        assert fs.name == "fs" and stat.S_IMODE(fs.stat().st_mode) == 0o755
+        assert not [n for n in os.listdir(snap) if n.startswith(".fs-")]
+        flags = _dir_flags(snap)
+        if flags is not None:  # ext4 (this machine); tmpfs has no flags to set
+            assert flags & FS_TOPDIR_FL, f"{snap} is not +T"
+            assert not (_dir_flags(fs) or 0) & FS_TOPDIR_FL, "the flag must not reach the layer's own tree"
+    assert read_tree(Path(sn.backend_path("base"))) == {"a": "1"}
+
+
+def test_spread_tries_other_groups_when_file_creation_is_slow(client: Client, tmp_path: Path,
+                                                               monkeypatch: Any) -> None:
+    """A probe that says "slow group" makes the snapshot's tree under new names, at most three times, then
+    takes the fourth; nothing of the attempts is left and the tree is whole."""
+    from ctrpy.runtime.snapshots import backend
+
+    made: list[str] = []
+    real_mkdir = Path.mkdir
+
+    def mkdir(self: Path, *args: Any, **kwargs: Any) -> None:
+        made.append(self.name)
+        real_mkdir(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "mkdir", mkdir)
+    monkeypatch.setattr(backend, "SLOW_CREATE", -1.0)  # every probe is "slow"
+    sn = client.snapshotter("overlayfs")
+    commit_layer(sn, tmp_path, "base", "", {"a": "1"})
+    fs = Path(sn.backend_path("base"))
+    if _dir_flags(fs.parent) is None:
+        assert not [n for n in made if n.startswith(".fs-")]  # no flags here: a plain mkdir
+    else:
+        assert len([n for n in made if n.startswith(".fs-")]) == 4
+    assert sorted(os.listdir(fs.parent)) == ["fs", "work"]
+    assert read_tree(fs) == {"a": "1"} and stat.S_IMODE(fs.stat().st_mode) == 0o755

@@ -8,16 +8,76 @@ Backends are told ids and parent chains by the metadata layer and keep no state 
 
 from __future__ import annotations
 
+import fcntl
 import os
+import secrets
 import shutil
 import stat
 from collections.abc import Iterator
+import struct
+import time
 from pathlib import Path
 from typing import Any
 
 from ctrpy.runtime import errors
 from ctrpy.runtime.mount import Mount
 from ctrpy.runtime.snapshots import Kind, Usage
+
+# <linux/fs.h>: chattr's flags ioctls and the Orlov allocator's "top of a directory hierarchy" flag (chattr +T).
+FS_IOC_GETFLAGS = 0x80086601
+FS_IOC_SETFLAGS = 0x40086602
+FS_TOPDIR_FL = 0x00020000
+
+
+def spread_children(path: Path) -> bool:
+    """Mark `path` as a top directory for ext4's Orlov allocator (chattr +T): a directory created in it is
+    placed in the least used block group, chosen from the hash of its name, instead of beside its parent.
+
+    Why: ext4 without a journal (this project's machines) skips, for every new inode, each free inode of the
+    group freed in the last 60-360 s, one buffer-cache lookup each. A layer of 6,700 files applied where a
+    removed image's snapshot was (the same group) costs 5-10 s of system time instead of 0.25 s (measured,
+    bench figure 6b). False where the file system has no such flag (tmpfs, xfs, btrfs): nothing to gain."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError:
+        return False
+    try:
+        flags = struct.unpack("i", fcntl.ioctl(fd, FS_IOC_GETFLAGS, b"\0" * 4))[0]
+        if not flags & FS_TOPDIR_FL:
+            fcntl.ioctl(fd, FS_IOC_SETFLAGS, struct.pack("i", flags | FS_TOPDIR_FL))
+        return True
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
+
+
+# CPU time of creating one file in a block group without recently freed inodes is 10-20 us; one where a removed
+# tree's inodes are being skipped costs 100 us and more (each of the layer's files would pay it).
+SLOW_CREATE = 60e-6
+
+
+def _make_spread(parent: Path, final: Path) -> None:
+    """Make `final` (mode 0755) in a block group where creating files is cheap: under a +T parent the group
+    is the least used one after the hash of the new directory's name, so a random name, tried again (up to 3
+    times) when a probe file shows a group full of recently freed inodes (a group just emptied by a removal
+    is among the least used). The probe sees only the group's first free inodes: about 1 tree in 10 still
+    lands where a removal freed some further on (measured), never worse than without. A crash before the rename leaves the attempt inside this snapshot's own
+    directory, which goes with the snapshot (or as an orphan)."""
+    for attempt in range(4):
+        tmp = parent / f".fs-{secrets.token_hex(8)}"
+        tmp.mkdir(mode=0o755)
+        if attempt < 3:
+            probe = tmp / ".probe"
+            started = time.thread_time()  # CPU time: waiting for a CPU on a busy machine does not count
+            os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600))
+            slow = time.thread_time() - started > SLOW_CREATE
+            os.unlink(probe)
+            if slow:
+                tmp.rmdir()
+                continue
+        os.rename(tmp, final)
+        return
 
 
 class Backend:
@@ -43,7 +103,11 @@ class Backend:
             shutil.rmtree(path)
         path.mkdir(mode=0o700)
         # The fs dir is the root directory of the container: 0755 like any root file system.
-        self.fs(sid).mkdir(mode=0o755)
+        fs = self.fs(sid)
+        if spread_children(path):
+            _make_spread(path, fs)
+        else:
+            fs.mkdir(mode=0o755)
         return path
 
     def create(self, sid: int, parents: list[int], kind: Kind) -> None:
