@@ -83,6 +83,39 @@ def test_always_restarts_until_killed(ctrpy: Any, rootfs: Path, dirs: Any) -> No
     assert labels.get("ctrpy.io/restart.stopped") == "true"
 
 
+@pytest.mark.usefixtures("cleanup")
+def test_restarting_state_in_inspect_ps_and_stop(ctrpy: Any, rootfs: Path) -> None:
+    """docker's Restarting state: seen in inspect (Restarting, RestartCount), ps and --filter while the
+    supervisor is in its back-off; `stop` during the back-off ends it cleanly."""
+    r = ctrpy("run", "-d", "--restart", "always", "--runtime", RUNTIME, "--rootfs", str(rootfs), "--name", "rr",
+              "sh", "-c", "exit 3")
+    assert r.returncode == 0, r.stderr
+    fmt = "{{.State.Status}} {{.State.Restarting}} {{.State.Running}} {{.State.ExitCode}} {{.RestartCount}}"
+    seen: list[tuple[str, ...]] = []
+
+    def restarting_twice() -> bool:
+        seen.append(tuple(ctrpy("inspect", "--format", fmt, "rr").stdout.split()))
+        return any(s[:4] == ("restarting", "true", "true", "3") and int(s[4]) >= 2 for s in seen)
+
+    wait_for(restarting_twice, what=f"restarting with a growing RestartCount (seen {seen})")
+    counts = [int(s[4]) for s in seen if len(s) == 5]
+    assert counts == sorted(counts)  # it only grows
+    # The back-off doubles (0.8 s, 1.6 s, ...): ps catches it between two runs.
+    wait_for(lambda: ctrpy("ps", "--filter", "status=restarting", "-q").stdout.strip() != "",
+             what="ps --filter status=restarting")
+    row = ctrpy("ps", "--format", "{{.Names}}|{{.State}}|{{.Status}}").stdout.splitlines()
+    assert len(row) == 1 and row[0].startswith("rr|restarting|Restarting (3) ") and row[0].endswith(" ago"), row
+    r = ctrpy("rm", "rr")
+    assert r.returncode != 0 and "restarting" in r.stderr  # as a running one: stop it first
+    assert ctrpy("stop", "rr").returncode == 0
+    after = ctrpy("inspect", "--format", fmt, "rr").stdout.split()
+    assert after[:4] == ["exited", "false", "false", "3"], after
+    time.sleep(1.0)  # longer than the back-off was: nothing restarts it
+    assert ctrpy("inspect", "--format", fmt, "rr").stdout.split() == after
+    assert ctrpy("ps", "-q").stdout == ""
+    assert ctrpy("ps", "-a", "--format", "{{.Status}}").stdout.startswith("Exited (3) ")
+
+
 def test_bad_policies_are_refused(ctrpy: Any, rootfs: Path) -> None:
     r = ctrpy("run", "-d", "--restart", "sometimes", "--rootfs", str(rootfs), "bad", "true")
     assert r.returncode != 0 and "invalid restart policy" in r.stderr

@@ -109,6 +109,11 @@ class TaskDir:
         data = read_json(self.exit_file(exec_id))
         return data if isinstance(data, dict) else None
 
+    def restart(self) -> dict[str, Any]:
+        """The supervisor's restart-policy record (restart.json): {} when the task never exited under one."""
+        data = read_json(self.path / sup.RESTART_FILE)
+        return data if isinstance(data, dict) else {}
+
     def init_pid(self) -> int:
         try:
             return int(self.pid_file.read_text().strip())

@@ -62,7 +62,13 @@ def state(client: Any, container: Any) -> dict[str, Any]:
         return out
     started = (tasks.dir(cid).task() or {}).get("created_at") or ZERO_TIME
     out.update(StartedAt=started, FinishedAt=ZERO_TIME, ExitCode=0, OOMKilled=False, Pid=st.pid)
-    if st.status == TaskStatus.RUNNING:
+    if st.status == TaskStatus.RESTARTING:
+        # In the supervisor's back-off between two runs: docker counts it as running (no process though).
+        rs = tasks.dir(cid).restart()
+        out.update(Status="restarting", Running=True, Restarting=True, Pid=0,
+                   ExitCode=int(st.exit_status if st.exit_status is not None else rs.get("last_exit_status") or 0),
+                   FinishedAt=_backoff_began(rs))
+    elif st.status == TaskStatus.RUNNING:
         out.update(Status="running", Running=True)
     elif st.status == TaskStatus.PAUSED:
         out.update(Status="paused", Running=True, Paused=True)
@@ -74,6 +80,24 @@ def state(client: Any, container: Any) -> dict[str, Any]:
     else:
         out.update(Status="unknown", Error=st.reason)
     return out
+
+
+def _backoff_began(rs: dict[str, Any]) -> str:
+    """When the back-off began (the last exit): restart.json's next start minus its delay."""
+    nxt = str(rs.get("next_start_at") or "")
+    if not nxt:
+        return ZERO_TIME
+    began = _epoch(nxt) - int(rs.get("delay_ms") or 0) / 1000
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(began)) + f".{int(began % 1 * 1e9):09d}Z"
+
+
+def restart_count(client: Any, container: Any) -> int:
+    """docker's RestartCount: restarts by the policy since the container was last started by hand."""
+    tasks = client.tasks
+    if tasks.exists(container.id):
+        td = tasks.dir(container.id)
+        return int(td.restart().get("restart_count") or (td.exit() or {}).get("restart_count") or 0)
+    return int((docker_config(container).get(STATE_KEY) or {}).get("restart_count") or 0)
 
 
 def reap(client: Any, container_id: str, record: bool = True) -> None:
@@ -93,7 +117,8 @@ def reap(client: Any, container_id: str, record: bool = True) -> None:
             started = (tasks.dir(container_id).task() or {}).get("created_at") or ""
             ext = dict(docker_config(container))
             ext[STATE_KEY] = {"exit_code": st.exit_status if st.exit_status is not None else 255,
-                              "finished_at": st.exited_at, "started_at": started, "oom_killed": st.oom_killed}
+                              "finished_at": st.exited_at, "started_at": started, "oom_killed": st.oom_killed,
+                              "restart_count": restart_count(client, container)}
             container.extensions = {**container.extensions, DOCKER_EXT: ext}
             client.containers.update(container, [f"extensions.{DOCKER_EXT}"])
         from ctrpy.runtime import logs
@@ -111,7 +136,7 @@ def was_oom_killed(client: Any, container_id: str) -> bool:
 
 
 def _running(st: dict[str, Any]) -> bool:
-    return st["Status"] in ("running", "paused", "unknown")
+    return st["Status"] in ("running", "paused", "restarting", "unknown")
 
 
 # ---------------------------------------------------------------------------------------------- actions
@@ -155,7 +180,8 @@ def stop(client: Any, ref: str, timeout: int | None = None, signal: str | int | 
     if st.status == TaskStatus.CREATED:
         tasks.delete(cid, force=True)
         return cid
-    if st.status in (TaskStatus.RUNNING, TaskStatus.PAUSED, TaskStatus.UNKNOWN):
+    if st.status in (TaskStatus.RUNNING, TaskStatus.PAUSED, TaskStatus.UNKNOWN, TaskStatus.RESTARTING):
+        # RESTARTING: the kill ends the back-off (no further restart), and the supervisor records the exit.
         if st.status == TaskStatus.PAUSED:
             tasks.resume(cid)
         try:
@@ -356,6 +382,7 @@ def inspect(client: Any, ref: str) -> dict[str, Any]:
         "Args": (process.get("args") or [])[1:],
         "State": st,
         "Image": container.image,
+        "RestartCount": restart_count(client, container),
         "Platform": "linux",
         "Driver": container.snapshotter or "",
         "Mounts": mounts,
@@ -418,14 +445,18 @@ def _human_duration(seconds: float) -> str:
     return f"{hours // (24 * 7)} weeks"
 
 
-def _since(stamp: str) -> float:
+def _epoch(stamp: str) -> float:
     import calendar
 
-    if not stamp or stamp.startswith("0001"):
-        return 0.0
     main, _, frac = stamp.rstrip("Z").partition(".")
     seconds = calendar.timegm(time.strptime(main[:19], "%Y-%m-%dT%H:%M:%S"))
-    return max(0.0, time.time() - seconds - (float("0." + frac) if frac else 0.0))
+    return seconds + (float("0." + frac) if frac else 0.0)
+
+
+def _since(stamp: str) -> float:
+    if not stamp or stamp.startswith("0001"):
+        return 0.0
+    return max(0.0, time.time() - _epoch(stamp))
 
 
 def status_text(st: dict[str, Any]) -> str:
@@ -436,6 +467,8 @@ def status_text(st: dict[str, Any]) -> str:
         return "Up " + _human_duration(_since(st["StartedAt"])) + " (Paused)"
     if st["Status"] == "exited":
         return f"Exited ({st['ExitCode']}) {_human_duration(_since(st['FinishedAt']))} ago"
+    if st["Status"] == "restarting":
+        return f"Restarting ({st['ExitCode']}) {_human_duration(_since(st['FinishedAt']))} ago"
     if st["Status"] == "unknown":
         return "Unknown"
     return "Created"
@@ -505,7 +538,7 @@ def parse_filters(filters: list[str]) -> dict[str, list[str]]:
             raise errors.InvalidArgument(f"invalid filter {f!r}: expected KEY=VALUE")
         if key == "status" and value not in ("created", "running", "paused", "exited", "restarting", "removing",
                                              "dead", "unknown"):
-            raise errors.InvalidArgument(f"invalid filter status={value}: use created, running, paused or exited")
+            raise errors.InvalidArgument(f"invalid filter status={value}: use created, running, paused, restarting or exited")
         out.setdefault(key, []).append(value)
     return out
 

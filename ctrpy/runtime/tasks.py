@@ -930,6 +930,15 @@ class TaskManager:
             return self._stopped(container_id, runtime_name, record)
         mapping = {"created": TaskStatus.CREATED, "creating": TaskStatus.CREATED, "running": TaskStatus.RUNNING,
                    "paused": TaskStatus.PAUSED, "pausing": TaskStatus.RUNNING}
+        if status == "stopped" and sup_pid is not None and info.get("restart_policy", "") not in ("", "no"):
+            # Exited under a restart policy: the supervisor either schedules a restart (restart.json) or
+            # records the exit as final; wait for its decision rather than call it stopped.
+            deadline = time.monotonic() + 5.0
+            while td.exit() is None and not td.restart().get("restarting") and time.monotonic() < deadline \
+                    and td.supervisor_pid() is not None:
+                time.sleep(0.02)
+            if td.exit() is None and td.restart().get("restarting"):
+                return self.state(container_id)
         if status == "stopped":
             # Exited, and the supervisor is still draining output and writing the record.
             record = self._wait_record(td, 5.0)
