@@ -387,12 +387,22 @@ def _namespace_opt(kind: str, value: str, client: Any) -> oci.SpecOpt | None:
 
 # ------------------------------------------------------------------------------------------------ create
 
-def image_config(client: Any, image_ref: str) -> dict[str, Any]:
-    from ctrpy.runtime.images import find_image
+def image_manifest(client: Any, image_ref: str, platform: str = "") -> Any:
+    """The ImageManifest a container of `image_ref` runs: the --platform one (strictly: NotFound naming the
+    platforms the image provides), else the host's."""
+    from ctrpy.runtime.images import find_image, resolve_platform
     from ctrpy.runtime.unpack import resolve_chain
 
-    config: dict[str, Any] = resolve_chain(client, find_image(client, image_ref))[0].config
-    return config
+    image = find_image(client, image_ref)
+    if platform:
+        return resolve_platform(client.content, image, platform)
+    return resolve_chain(client, image)[0]
+
+
+def manifest_record(im: Any) -> dict[str, Any]:
+    """docker's ImageManifestDescriptor (API 1.48): the manifest the container was created from."""
+    return {"mediaType": im.desc.media_type, "digest": im.desc.digest, "size": im.desc.size,
+            **({"platform": dict(im.platform)} if im.platform else {})}
 
 
 def create(client: Any, req: RunRequest) -> Any:
@@ -445,9 +455,11 @@ def create(client: Any, req: RunRequest) -> Any:
 
     spec_opts: list[oci.SpecOpt] = []
     cfg: dict[str, Any] = {}
-    need_cfg = req.image and (req.command or req.entrypoint is not None or req.publish_all)
-    if need_cfg:
-        cfg = image_config(client, req.image).get("config") or {}
+    manifest: dict[str, Any] = {}
+    if req.image:
+        im = image_manifest(client, req.image, req.platform)
+        cfg = im.config.get("config") or {}
+        manifest = manifest_record(im)
     args: list[str] = []
     if req.entrypoint is not None:
         args = ([req.entrypoint] if req.entrypoint else []) + list(req.command)
@@ -545,7 +557,7 @@ def create(client: Any, req: RunRequest) -> Any:
         "tty": req.tty, "open_stdin": req.interactive, "auto_remove": req.auto_remove,
         "stop_signal": stop_signal, "stop_timeout": req.stop_timeout, "restart": restart, "log_opts": log_opts,
         "volumes": volume_names, "mounts": [{k: v for k, v in m.items() if k != "nocopy"} for m in mounts],
-        "init": req.init, "publish_all": req.publish_all, "platform": req.platform,
+        "init": req.init, "publish_all": req.publish_all, "platform": req.platform, "manifest": manifest,
         "host_config": {"Memory": memory or 0, "MemorySwap": req.memory_swap, "NanoCpus": int((req.cpus or 0) * 1e9),
                         "CpuShares": req.cpu_shares or 0, "CpusetCpus": req.cpuset_cpus,
                         "PidsLimit": req.pids_limit, "Privileged": req.privileged, "ReadonlyRootfs": req.read_only,
@@ -564,6 +576,7 @@ def create(client: Any, req: RunRequest) -> Any:
         hostname=hostname, read_only=req.read_only, privileged=req.privileged, cap_add=list(req.cap_add),
         cap_drop=list(req.cap_drop), memory_limit=memory, cpus=req.cpus, cpu_shares=req.cpu_shares,
         pids_limit=req.pids_limit, network=net_request, spec_opts=spec_opts, extensions={DOCKER_EXT: docker},
+        platform=req.platform,
     )
     try:
         with names.name_lock(client):

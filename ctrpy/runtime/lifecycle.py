@@ -383,7 +383,8 @@ def inspect(client: Any, ref: str) -> dict[str, Any]:
         "State": st,
         "Image": container.image,
         "RestartCount": restart_count(client, container),
-        "Platform": "linux",
+        "Platform": ((cfg.get("manifest") or {}).get("platform") or {}).get("os") or "linux",
+        "ImageManifestDescriptor": cfg.get("manifest") or None,
         "Driver": container.snapshotter or "",
         "Mounts": mounts,
         "Config": {

@@ -114,6 +114,8 @@ class ContainerOptions:
     # extensions stored with the container.
     spec_opts: list[Any] = field(default_factory=list)
     extensions: dict[str, Any] = field(default_factory=dict)
+    # The image's platform to run ("linux/arm64"): its manifest, layers and config; "" is this host's.
+    platform: str = ""
 
 
 def read_env_file(path: str) -> list[str]:
@@ -176,8 +178,8 @@ def create_container(client: Any, opts: ContainerOptions) -> Any:
             image = find_image(client, opts.image)
             image_name = image.name
             snapshotter_name = opts.snapshotter or client.config["default_snapshotter"]
-            chain_id = unpack_image(client, image, snapshotter_name)
-            image_config = resolve_chain(client, image)[0].config
+            chain_id = unpack_image(client, image, snapshotter_name, platform=opts.platform or None)
+            image_config = resolve_chain(client, image, opts.platform or None)[0].config
             snapshotter = client.snapshotter(snapshotter_name)
             mounts = _prepare_rootfs(client, snapshotter, opts.id, chain_id)
             prepared = True
