@@ -378,6 +378,14 @@ def top(obj: Any, container: str) -> None:
         click.echo(line)
 
 
+STATS_HEADERS = {"ID": "CONTAINER ID", "Name": "NAME", "CPUPerc": "CPU %", "MemUsage": "MEM USAGE / LIMIT",
+                 "MemPerc": "MEM %", "PIDs": "PIDS"}
+# A live view redraws in place: cursor home, each line cleared to its end, the rest of the screen cleared;
+# the cursor is hidden meanwhile and shown again however the view ends (Ctrl-C: exit 130, as every command).
+_HOME, _CLEAR_LINE, _CLEAR_BELOW, _CLEAR_SCREEN = "\x1b[H", "\x1b[K", "\x1b[J", "\x1b[2J"
+_HIDE_CURSOR, _SHOW_CURSOR = "\x1b[?25l", "\x1b[?25h"
+
+
 @click.command("stats")
 @click.argument("containers", nargs=-1)
 @click.option("--no-stream", is_flag=True, help="Print one sample and exit (the default when not on a terminal)")
@@ -386,47 +394,67 @@ def top(obj: Any, container: str) -> None:
 @template_format_option()
 @click.pass_obj
 def stats(obj: Any, containers: tuple[str, ...], no_stream: bool, all_: bool, no_trunc: bool, fmt: str) -> None:
-    """Show containers' memory, CPU and PID usage (live on a terminal; --no-stream for one sample).
+    """Show containers' memory, CPU and PID usage (live on a terminal until Ctrl-C, or --no-stream).
+
+    Without CONTAINER arguments: every running container (-a: every container), followed as they come and go.
 
     \b
     Examples:
+      ctrpy stats
       ctrpy stats --no-stream
-      ctrpy stats --format '{{.Name}} {{.MemUsage}}' web
+      ctrpy stats --format 'table {{.Name}}\t{{.CPUPerc}}\t{{.MemUsage}}' web
     """
     import time
 
+    from ctrpy.commands._dockerfmt import render
     from ctrpy.commands._output import human_size, is_tty
-    from ctrpy.runtime import lifecycle
+    from ctrpy.runtime import errors, lifecycle, names
 
     client = obj.client
-    refs = list(containers) or [r["ID"] for r in lifecycle.list_containers(client, all=all_)]
-    live = is_tty() and not no_stream and fmt == "table"
-    previous: dict[str, tuple[float, int]] = {}
-    while True:
-        rows = []
-        for ref in refs:
-            s = lifecycle.stats(client, ref)
-            mem, cpu, pids = s.get("memory") or {}, s.get("cpu") or {}, s.get("pids") or {}
-            now, usage = time.monotonic(), int(cpu.get("usage_ns") or 0)
-            before = previous.get(s["ID"])
-            percent = 0.0
-            if before and now > before[0]:
-                percent = 100.0 * (usage - before[1]) / ((now - before[0]) * 1e9)
-            previous[s["ID"]] = (now, usage)
-            usage_b, limit_b = mem.get("usage"), mem.get("limit")
-            rows.append({"ID": s["ID"] if no_trunc else s["ID"][:12], "Container": ref, "Name": s["Name"],
-                         "CPUPerc": f"{percent:.2f}%",
-                         "MemUsage": f"{human_size(usage_b)} / {human_size(limit_b) if limit_b else '-'}",
-                         "MemPerc": f"{100.0 * usage_b / limit_b:.2f}%" if usage_b and limit_b else "-",
-                         "PIDs": str(pids.get("current") if pids.get("current") is not None else 0)})
+    for ref in containers:
+        names.resolve(client, ref)  # an unknown name fails before anything is drawn
+    live = is_tty() and not no_stream
+    sampler = lifecycle.StatsSampler(client)
+    refs = list(containers)
+    out = sys.stdout
+    if live:
+        out.write(_HIDE_CURSOR + _CLEAR_SCREEN)
+    try:
+        while True:
+            if not containers:
+                refs = [r["ID"] for r in lifecycle.list_containers(client, all=all_)]
+            if not live and refs:  # CPU % needs two samples: a short first one (docker's takes a second or two)
+                for ref in refs:
+                    sampler.sample(ref)
+                time.sleep(0.25)
+            rows = []
+            for ref in list(refs):
+                try:
+                    s = sampler.sample(ref)
+                except errors.NotFound:
+                    if not live:
+                        raise
+                    refs.remove(ref)  # removed meanwhile
+                    continue
+                usage, limit = s["mem_usage"], s["mem_limit"]
+                rows.append({"ID": s["ID"] if no_trunc else s["ID"][:12], "Container": ref, "Name": s["Name"],
+                             "CPUPerc": f"{s['cpu_percent']:.2f}%",
+                             "MemUsage": f"{human_size(usage)} / {human_size(limit) if limit else '-'}",
+                             "MemPerc": f"{100.0 * usage / limit:.2f}%" if usage and limit else "-",
+                             "PIDs": str(s["pids"])})
+            lines = render(rows, fmt, STATS_HEADERS, ["ID", "Name", "CPUPerc", "MemUsage", "MemPerc", "PIDs"])
+            if not live:
+                for line in lines:
+                    click.echo(line)
+                return
+            text = "\n".join(lines).replace("\n", _CLEAR_LINE + "\n")
+            out.write(_HOME + text + _CLEAR_LINE + "\n" + _CLEAR_BELOW)
+            out.flush()
+            time.sleep(1)
+    finally:
         if live:
-            click.echo("\x1b[2J\x1b[H", nl=False)
-        emit(rows, fmt, {"ID": "CONTAINER ID", "Name": "NAME", "CPUPerc": "CPU %", "MemUsage": "MEM USAGE / LIMIT",
-                         "MemPerc": "MEM %", "PIDs": "PIDS"},
-             ["ID", "Name", "CPUPerc", "MemUsage", "MemPerc", "PIDs"])
-        if not live:
-            return
-        time.sleep(1)
+            out.write(_SHOW_CURSOR)
+            out.flush()
 
 
 @click.command("logs")

@@ -583,6 +583,40 @@ def stats(client: Any, ref: str) -> dict[str, Any]:
     return out
 
 
+class StatsSampler:
+    """docker stats' figures over time: a container's CPU % is the CPU time it used between two samples
+    (0 on the first), as a share of one CPU (so a busy container on 2 CPUs may show up to 200%)."""
+
+    def __init__(self, client: Any) -> None:
+        self.client = client
+        self.previous: dict[str, tuple[float, int]] = {}
+
+    def sample(self, ref: str) -> dict[str, Any]:
+        """{ID, Name, cpu_percent, mem_usage, mem_limit, pids} (usage and limit in bytes, None if unknown)."""
+        s = stats(self.client, ref)
+        mem, cpu, pids = s.get("memory") or {}, s.get("cpu") or {}, s.get("pids") or {}
+        now, usage = time.monotonic(), int(cpu.get("usage_ns") or 0)
+        before = self.previous.get(s["ID"])
+        percent = 0.0
+        if before and now > before[0] and usage >= before[1]:
+            percent = 100.0 * (usage - before[1]) / ((now - before[0]) * 1e9)
+        self.previous[s["ID"]] = (now, usage)
+        limit = mem.get("limit")
+        if not limit and mem.get("usage") is not None:
+            limit = _host_memory()  # unlimited: docker shows (and divides by) the host's memory
+        return {"ID": s["ID"], "Name": s["Name"], "cpu_percent": percent, "mem_usage": mem.get("usage"),
+                "mem_limit": limit, "pids": int(pids.get("current") or 0)}
+
+
+def _host_memory() -> int | None:
+    import os
+
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError):
+        return None
+
+
 def container_names(client: Any) -> list[tuple[str, str]]:
     """(ID, name) of every container, for completion."""
     return [(c.id, c.labels.get(NAME_LABEL, "")) for c in client.containers.list()]
