@@ -65,6 +65,15 @@ def test_platform_selects_the_manifest_and_its_config(ctrpy: Any, images: dict[s
     assert desc["digest"].startswith("sha256:") and info["Platform"] == "linux"
     assert info["Config"]["Env"][-1] == "FLAVOUR=arm64"
     assert ok(ctrpy, "start", "-a", "a64").stdout == "cmd-arm64\n"
+    # images inspect --platform: that platform's config.
+    info = json.loads(ok(ctrpy, "images", "inspect", "--platform", "linux/arm64", img).stdout)[0]
+    assert (info["Architecture"], info["Variant"], info["Config"]["Cmd"]) == ("arm64", "v8", ["sh", "-c", "echo cmd-arm64"])
+    assert json.loads(ok(ctrpy, "images", "inspect", img).stdout)[0]["Architecture"] == "amd64"
+    # ctr's shape takes it too (no pull there, as ctr).
+    r = ok(ctrpy, "containers", "run", "--rm", "--platform", "linux/arm64", img, "c64", "cat", "/marker")
+    assert r.stdout == "arm64\n"
+    r = ctrpy("containers", "create", "--platform", "linux/s390x", img, "cs390", "true")
+    assert r.returncode == 4 and "does not provide the requested platform linux/s390x" in r.stderr, r.stderr
 
 
 def test_platform_the_image_does_not_provide(ctrpy: Any, images: dict[str, str]) -> None:

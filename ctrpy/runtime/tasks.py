@@ -177,6 +177,10 @@ def create_container(client: Any, opts: ContainerOptions) -> Any:
 
             image = find_image(client, opts.image)
             image_name = image.name
+            if opts.platform:  # strictly: NotFound naming the platforms the image provides
+                from ctrpy.runtime.images import resolve_platform
+
+                resolve_platform(client.content, image, opts.platform)
             snapshotter_name = opts.snapshotter or client.config["default_snapshotter"]
             chain_id = unpack_image(client, image, snapshotter_name, platform=opts.platform or None)
             image_config = resolve_chain(client, image, opts.platform or None)[0].config
