@@ -100,13 +100,20 @@ def test_restarting_state_in_inspect_ps_and_stop(ctrpy: Any, rootfs: Path) -> No
     wait_for(restarting_twice, what=f"restarting with a growing RestartCount (seen {seen})")
     counts = [int(s[4]) for s in seen if len(s) == 5]
     assert counts == sorted(counts)  # it only grows
-    # The back-off doubles (0.8 s, 1.6 s, ...): ps catches it between two runs.
+    # The back-off doubles (0.8 s, 1.6 s, ...): ps catches it between two runs (ps without -a shows it).
     wait_for(lambda: ctrpy("ps", "--filter", "status=restarting", "-q").stdout.strip() != "",
              what="ps --filter status=restarting")
-    row = ctrpy("ps", "--format", "{{.Names}}|{{.State}}|{{.Status}}").stdout.splitlines()
-    assert len(row) == 1 and row[0].startswith("rr|restarting|Restarting (3) ") and row[0].endswith(" ago"), row
+    rows: list[list[str]] = []
+
+    def ps_restarting() -> bool:
+        rows.append(ctrpy("ps", "--format", "{{.Names}}|{{.State}}|{{.Status}}").stdout.splitlines())
+        return len(rows[-1]) == 1 and rows[-1][0].startswith("rr|restarting|Restarting (3) ") and \
+            rows[-1][0].endswith(" ago")
+
+    wait_for(ps_restarting, what=f"ps showing Restarting (3) (seen {rows})")
     r = ctrpy("rm", "rr")
-    assert r.returncode != 0 and "restarting" in r.stderr  # as a running one: stop it first
+    assert r.returncode == 6 and "stop it first" in r.stderr  # as a running one
+    assert ctrpy("start", "rr").returncode == 0  # a no-op, as for a running one
     assert ctrpy("stop", "rr").returncode == 0
     after = ctrpy("inspect", "--format", fmt, "rr").stdout.split()
     assert after[:4] == ["exited", "false", "false", "3"], after

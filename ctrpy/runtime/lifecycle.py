@@ -149,8 +149,8 @@ def start(client: Any, ref: str, *, stdin: bool | None = None, begin: bool = Tru
     tasks = client.tasks
     if tasks.exists(cid):
         st = tasks.state(cid)
-        if st.status in (TaskStatus.RUNNING, TaskStatus.PAUSED):
-            return cid, False
+        if st.status in (TaskStatus.RUNNING, TaskStatus.PAUSED, TaskStatus.RESTARTING):
+            return cid, False  # RESTARTING: its supervisor starts it again after the back-off
         if st.status == TaskStatus.CREATED:
             if begin:
                 tasks.start(cid)
