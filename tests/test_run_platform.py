@@ -78,6 +78,9 @@ def test_platform_selects_the_manifest_and_its_config(ctrpy: Any, images: dict[s
 
 def test_platform_the_image_does_not_provide(ctrpy: Any, images: dict[str, str]) -> None:
     img, single = images["multi"], images["single"]
+    r = ctrpy("run", "--rm", "--platform", "linux/s390x", img, "true")  # not here: the pull says so
+    assert r.returncode == 4 and "no manifest for platform linux/s390x (available: linux/amd64, linux/arm/v7, " \
+        "linux/arm64/v8)" in r.stderr, r.stderr
     ok(ctrpy, "pull", img)
     ok(ctrpy, "pull", single)
     r = ctrpy("run", "--rm", "--platform", "linux/s390x", img, "true")
