@@ -22,6 +22,13 @@ def task_dir(dirs: Any, cid: str) -> Path:
     return dirs.state / "default" / cid
 
 
+def _stamp(text: str) -> float:
+    import calendar
+
+    main, _, frac = text.rstrip("Z").partition(".")
+    return calendar.timegm(time.strptime(main, "%Y-%m-%dT%H:%M:%S")) + float("0." + (frac or "0"))
+
+
 def wait_for(predicate: Any, timeout: float = 20, what: str = "condition") -> None:
     deadline = time.monotonic() + timeout
     while not predicate():
@@ -100,6 +107,9 @@ def test_restarting_state_in_inspect_ps_and_stop(ctrpy: Any, rootfs: Path) -> No
     wait_for(restarting_twice, what=f"restarting with a growing RestartCount (seen {seen})")
     counts = [int(s[4]) for s in seen if len(s) == 5]
     assert counts == sorted(counts)  # it only grows
+    # StartedAt moves with each restart (the first run began at the container's creation, 0.3 s+ earlier).
+    created, started = ctrpy("inspect", "--format", "{{.Created}} {{.State.StartedAt}}", "rr").stdout.split()
+    assert _stamp(started) - _stamp(created) > 0.25, (created, started)
     # The back-off doubles (0.8 s, 1.6 s, ...): ps catches it between two runs (ps without -a shows it).
     wait_for(lambda: ctrpy("ps", "--filter", "status=restarting", "-q").stdout.strip() != "",
              what="ps --filter status=restarting")

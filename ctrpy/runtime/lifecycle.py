@@ -60,11 +60,13 @@ def state(client: Any, container: Any) -> dict[str, Any]:
         st = tasks.state(cid)
     except errors.NotFound:
         return out
-    started = (tasks.dir(cid).task() or {}).get("created_at") or ZERO_TIME
+    td = tasks.dir(cid)
+    rs = td.restart() if st.status != TaskStatus.CREATED else {}
+    # The last start: the supervisor's last restart, else the task's creation.
+    started = rs.get("started_at") or (td.task() or {}).get("created_at") or ZERO_TIME
     out.update(StartedAt=started, FinishedAt=ZERO_TIME, ExitCode=0, OOMKilled=False, Pid=st.pid)
     if st.status == TaskStatus.RESTARTING:
         # In the supervisor's back-off between two runs: docker counts it as running (no process though).
-        rs = tasks.dir(cid).restart()
         out.update(Status="restarting", Running=True, Restarting=True, Pid=0,
                    ExitCode=int(st.exit_status if st.exit_status is not None else rs.get("last_exit_status") or 0),
                    FinishedAt=_backoff_began(rs))
@@ -114,7 +116,8 @@ def reap(client: Any, container_id: str, record: bool = True) -> None:
         except errors.NotFound:
             container = None
         if container is not None:
-            started = (tasks.dir(container_id).task() or {}).get("created_at") or ""
+            td = tasks.dir(container_id)
+            started = td.restart().get("started_at") or (td.task() or {}).get("created_at") or ""
             ext = dict(docker_config(container))
             ext[STATE_KEY] = {"exit_code": st.exit_status if st.exit_status is not None else 255,
                               "finished_at": st.exited_at, "started_at": started, "oom_killed": st.oom_killed,
