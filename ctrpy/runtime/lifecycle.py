@@ -4,6 +4,7 @@ A container's docker state comes from its task when it has one, else from the la
 record when the task was reaped:
 
     task RUNNING / PAUSED / CREATED     -> running / paused / created (Up ...)
+    task RESTARTING (policy back-off)   -> restarting (Restarting (N) ... ago), Running and Restarting true
     task STOPPED (not reaped yet)       -> exited, with the task's exit status
     no task, an exit recorded           -> exited (the record's STATE_KEY in the DOCKER_EXT extension)
     no task, nothing recorded           -> created (never started)
