@@ -83,7 +83,7 @@ def test_live_on_a_terminal_until_ctrl_c(ctrpy: Any, rootfs: Path, dirs: Any) ->
     start(ctrpy, rootfs, "live1")
     start(ctrpy, rootfs, "live2")
     master, slave = pty.openpty()
-    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 30, 120, 0, 0))
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 30, 60, 0, 0))  # narrower than the table
     attrs = termios.tcgetattr(slave)
     # A session of its own with the pty as controlling terminal: Ctrl-C typed on it sends SIGINT, as for a user.
     proc = subprocess.Popen([CTRPY, "--root", str(dirs.root), "--state", str(dirs.state), "stats"],
@@ -94,8 +94,9 @@ def test_live_on_a_terminal_until_ctrl_c(ctrpy: Any, rootfs: Path, dirs: Any) ->
         _read_until(master, out, lambda t: len(_frames(t)) >= 2, 30)
         frames = _frames(out.decode(errors="replace"))
         for frame in frames[:2]:
-            names = [line.split()[1] for line in re.sub(r"\x1b\[[JK]", "", frame).splitlines()[1:] if line.strip()]
-            assert sorted(names) == ["live1", "live2"], frame
+            lines = [line for line in re.sub(r"\x1b\[[JK]", "", frame).splitlines() if line.strip()]
+            assert sorted(line.split()[1] for line in lines[1:]) == ["live1", "live2"], frame
+            assert max(len(line) for line in lines) <= 60  # cut to the terminal, never wrapped
         assert out.decode().startswith(HIDE)
         # Containers come and go: a stopped one leaves the view.
         ok(ctrpy, "stop", "-t", "0", "live2")

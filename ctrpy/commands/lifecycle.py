@@ -404,6 +404,8 @@ def stats(obj: Any, containers: tuple[str, ...], no_stream: bool, all_: bool, no
       ctrpy stats --no-stream
       ctrpy stats --format 'table {{.Name}}\t{{.CPUPerc}}\t{{.MemUsage}}' web
     """
+    import os
+    import shutil
     import time
 
     from ctrpy.commands._dockerfmt import render
@@ -447,7 +449,12 @@ def stats(obj: Any, containers: tuple[str, ...], no_stream: bool, all_: bool, no
                 for line in lines:
                     click.echo(line)
                 return
-            text = "\n".join(lines).replace("\n", _CLEAR_LINE + "\n")
+            # Cut to the terminal: a wrapped or scrolled line would break the redraw in place.
+            try:
+                cols, rows_ = os.get_terminal_size(out.fileno())  # the terminal's own, not $COLUMNS
+            except OSError:
+                cols, rows_ = shutil.get_terminal_size()
+            text = (_CLEAR_LINE + "\n").join(line[:cols] for line in "\n".join(lines).split("\n")[:rows_ - 1])
             out.write(_HOME + text + _CLEAR_LINE + "\n" + _CLEAR_BELOW)
             out.flush()
             time.sleep(1)
