@@ -72,6 +72,10 @@ def test_platform_selects_the_manifest_and_its_config(ctrpy: Any, images: dict[s
     # ctr's shape takes it too (no pull there, as ctr).
     r = ok(ctrpy, "containers", "run", "--rm", "--platform", "linux/arm64", img, "c64", "cat", "/marker")
     assert r.stdout == "arm64\n"
+    ok(ctrpy, "containers", "create", "--platform", "linux/arm64", img, "c64b", "true")
+    record = json.loads(ok(ctrpy, "containers", "info", "c64b").stdout)
+    assert record["extensions"]["ctrpy.io/image-manifest"] == desc  # the same manifest as `create` chose
+    assert json.loads(ok(ctrpy, "inspect", "c64b").stdout)[0]["ImageManifestDescriptor"] == desc
     r = ctrpy("containers", "create", "--platform", "linux/s390x", img, "cs390", "true")
     assert r.returncode == 4 and "does not provide the requested platform linux/s390x" in r.stderr, r.stderr
 

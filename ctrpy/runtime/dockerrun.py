@@ -399,12 +399,6 @@ def image_manifest(client: Any, image_ref: str, platform: str = "") -> Any:
     return resolve_chain(client, image)[0]
 
 
-def manifest_record(im: Any) -> dict[str, Any]:
-    """docker's ImageManifestDescriptor (API 1.48): the manifest the container was created from."""
-    return {"mediaType": im.desc.media_type, "digest": im.desc.digest, "size": im.desc.size,
-            **({"platform": dict(im.platform)} if im.platform else {})}
-
-
 def create(client: Any, req: RunRequest) -> Any:
     """Validate `req`, store the container, fill new named volumes from the image; returns the record."""
     from ctrpy.runtime import names
@@ -455,11 +449,8 @@ def create(client: Any, req: RunRequest) -> Any:
 
     spec_opts: list[oci.SpecOpt] = []
     cfg: dict[str, Any] = {}
-    manifest: dict[str, Any] = {}
     if req.image:
-        im = image_manifest(client, req.image, req.platform)
-        cfg = im.config.get("config") or {}
-        manifest = manifest_record(im)
+        cfg = image_manifest(client, req.image, req.platform).config.get("config") or {}
     args: list[str] = []
     if req.entrypoint is not None:
         args = ([req.entrypoint] if req.entrypoint else []) + list(req.command)
@@ -557,7 +548,7 @@ def create(client: Any, req: RunRequest) -> Any:
         "tty": req.tty, "open_stdin": req.interactive, "auto_remove": req.auto_remove,
         "stop_signal": stop_signal, "stop_timeout": req.stop_timeout, "restart": restart, "log_opts": log_opts,
         "volumes": volume_names, "mounts": [{k: v for k, v in m.items() if k != "nocopy"} for m in mounts],
-        "init": req.init, "publish_all": req.publish_all, "platform": req.platform, "manifest": manifest,
+        "init": req.init, "publish_all": req.publish_all, "platform": req.platform,
         "host_config": {"Memory": memory or 0, "MemorySwap": req.memory_swap, "NanoCpus": int((req.cpus or 0) * 1e9),
                         "CpuShares": req.cpu_shares or 0, "CpusetCpus": req.cpuset_cpus,
                         "PidsLimit": req.pids_limit, "Privileged": req.privileged, "ReadonlyRootfs": req.read_only,

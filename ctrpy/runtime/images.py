@@ -246,6 +246,11 @@ class ImageManifest:
     def chain_id(self) -> str:
         return chain_id(self.diff_ids)
 
+    def descriptor(self) -> dict[str, Any]:
+        """docker's ImageManifestDescriptor (API 1.48): this manifest, with its platform."""
+        return {"mediaType": self.desc.media_type, "digest": self.desc.digest, "size": self.desc.size,
+                **({"platform": dict(self.platform)} if self.platform else {})}
+
     @property
     def size(self) -> int:
         return self.desc.size + self.config_desc.size + sum(layer.size for layer in self.layers)

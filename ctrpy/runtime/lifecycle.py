@@ -24,7 +24,7 @@ from typing import Any
 from ctrpy.runtime import errors
 from ctrpy.runtime.dockerrun import DEFAULT_STOP_TIMEOUT, DOCKER_EXT, docker_config
 from ctrpy.runtime.names import NAME_LABEL, name_of, resolve
-from ctrpy.runtime.tasks import TaskStatus
+from ctrpy.runtime.tasks import MANIFEST_EXTENSION, TaskStatus
 
 STATE_KEY = "state"
 ZERO_TIME = "0001-01-01T00:00:00Z"
@@ -378,6 +378,7 @@ def inspect(client: Any, ref: str) -> dict[str, Any]:
     host_config["RestartPolicy"] = _restart_policy(container)
     host_config["LogConfig"] = {"Type": "json-file", "Config": cfg.get("log_opts") or {}}
     host_config["Runtime"] = container.runtime_name
+    manifest = container.extensions.get(MANIFEST_EXTENSION) or {}
     return {
         "Id": container.id,
         "Name": "/" + name_of(container),
@@ -387,8 +388,8 @@ def inspect(client: Any, ref: str) -> dict[str, Any]:
         "State": st,
         "Image": container.image,
         "RestartCount": restart_count(client, container),
-        "Platform": ((cfg.get("manifest") or {}).get("platform") or {}).get("os") or "linux",
-        "ImageManifestDescriptor": cfg.get("manifest") or None,
+        "Platform": (manifest.get("platform") or {}).get("os") or "linux",
+        "ImageManifestDescriptor": manifest or None,
         "Driver": container.snapshotter or "",
         "Mounts": mounts,
         "Config": {

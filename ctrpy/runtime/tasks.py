@@ -40,6 +40,8 @@ from ctrpy.runtime.metadata import now
 
 UNKNOWN_EXIT = sup.UNKNOWN_EXIT
 ETC_EXTENSION = "ctrpy.io/etc"
+# The image manifest (and so the platform) an image-based container was created from.
+MANIFEST_EXTENSION = "ctrpy.io/image-manifest"
 # {"path": P}: the init's output goes to P in the CRI log format instead of output.log (ctrpy.cri).
 LOG_EXTENSION = "ctrpy.io/log"
 
@@ -157,6 +159,7 @@ def create_container(client: Any, opts: ContainerOptions) -> Any:
     snapshot_key = ""
     prepared = False
     image_name = ""
+    manifest = None
     try:
         try:
             client.containers.get(opts.id)
@@ -183,7 +186,8 @@ def create_container(client: Any, opts: ContainerOptions) -> Any:
                 resolve_platform(client.content, image, opts.platform)
             snapshotter_name = opts.snapshotter or client.config["default_snapshotter"]
             chain_id = unpack_image(client, image, snapshotter_name, platform=opts.platform or None)
-            image_config = resolve_chain(client, image, opts.platform or None)[0].config
+            manifest = resolve_chain(client, image, opts.platform or None)[0]
+            image_config = manifest.config
             snapshotter = client.snapshotter(snapshotter_name)
             mounts = _prepare_rootfs(client, snapshotter, opts.id, chain_id)
             prepared = True
@@ -243,6 +247,8 @@ def create_container(client: Any, opts: ContainerOptions) -> Any:
             from ctrpy.runtime.network import EXTENSION_KEY
 
             extensions[EXTENSION_KEY] = net_extension
+        if manifest is not None:
+            extensions[MANIFEST_EXTENSION] = manifest.descriptor()
         container = Container(id=opts.id, runtime_name=runtime_name, image=image_name,
                               snapshotter=snapshotter_name, snapshot_key=snapshot_key, spec=spec,
                               extensions=extensions, labels=dict(opts.labels))
