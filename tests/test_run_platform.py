@@ -65,6 +65,11 @@ def test_platform_selects_the_manifest_and_its_config(ctrpy: Any, images: dict[s
     assert desc["digest"].startswith("sha256:") and info["Platform"] == "linux"
     assert info["Config"]["Env"][-1] == "FLAVOUR=arm64"
     assert ok(ctrpy, "start", "-a", "a64").stdout == "cmd-arm64\n"
+    # commit builds on the platform the container runs.
+    ok(ctrpy, "commit", "a64", "me/a64:v1")
+    info = json.loads(ok(ctrpy, "images", "inspect", "me/a64:v1").stdout)[0]
+    assert (info["Architecture"], info["Config"]["Cmd"], len(info["RootFS"]["Layers"])) == \
+        ("arm64", ["sh", "-c", "echo cmd-arm64"], 3)
     # images inspect --platform: that platform's config.
     info = json.loads(ok(ctrpy, "images", "inspect", "--platform", "linux/arm64", img).stdout)[0]
     assert (info["Architecture"], info["Variant"], info["Config"]["Cmd"]) == ("arm64", "v8", ["sh", "-c", "echo cmd-arm64"])
