@@ -380,6 +380,7 @@ def top(obj: Any, container: str) -> None:
 
 STATS_HEADERS = {"ID": "CONTAINER ID", "Name": "NAME", "CPUPerc": "CPU %", "MemUsage": "MEM USAGE / LIMIT",
                  "MemPerc": "MEM %", "PIDs": "PIDS"}
+STATS_COLUMNS = ["ID", "Name", "CPUPerc", "MemUsage", "MemPerc", "PIDs"]
 # A live view redraws in place: cursor home, each line cleared to its end, the rest of the screen cleared;
 # the cursor is hidden meanwhile and shown again however the view ends (Ctrl-C: exit 130, as every command).
 _HOME, _CLEAR_LINE, _CLEAR_BELOW, _CLEAR_SCREEN = "\x1b[H", "\x1b[K", "\x1b[J", "\x1b[2J"
@@ -404,64 +405,62 @@ def stats(obj: Any, containers: tuple[str, ...], no_stream: bool, all_: bool, no
       ctrpy stats --no-stream
       ctrpy stats --format 'table {{.Name}}\t{{.CPUPerc}}\t{{.MemUsage}}' web
     """
-    import os
-    import shutil
     import time
 
     from ctrpy.commands._dockerfmt import render
-    from ctrpy.commands._output import human_size, is_tty
-    from ctrpy.runtime import errors, lifecycle, names
+    from ctrpy.commands._output import is_tty
+    from ctrpy.runtime import lifecycle, names
 
     client = obj.client
     for ref in containers:
         names.resolve(client, ref)  # an unknown name fails before anything is drawn
     live = is_tty() and not no_stream
     sampler = lifecycle.StatsSampler(client)
-    refs = list(containers)
-    out = sys.stdout
     if live:
-        out.write(_HIDE_CURSOR + _CLEAR_SCREEN)
+        sys.stdout.write(_HIDE_CURSOR + _CLEAR_SCREEN)
     try:
         while True:
-            if not containers:
-                refs = [r["ID"] for r in lifecycle.list_containers(client, all=all_)]
-            if not live and refs:  # CPU % needs two samples: a short first one (docker's takes a second or two)
-                for ref in refs:
-                    sampler.sample(ref)
-                time.sleep(0.25)
-            rows = []
-            for ref in list(refs):
-                try:
-                    s = sampler.sample(ref)
-                except errors.NotFound:
-                    if not live:
-                        raise
-                    refs.remove(ref)  # removed meanwhile
-                    continue
-                usage, limit = s["mem_usage"], s["mem_limit"]
-                rows.append({"ID": s["ID"] if no_trunc else s["ID"][:12], "Container": ref, "Name": s["Name"],
-                             "CPUPerc": f"{s['cpu_percent']:.2f}%",
-                             "MemUsage": f"{human_size(usage)} / {human_size(limit) if limit else '-'}",
-                             "MemPerc": f"{100.0 * usage / limit:.2f}%" if usage and limit else "-",
-                             "PIDs": str(s["pids"])})
-            lines = render(rows, fmt, STATS_HEADERS, ["ID", "Name", "CPUPerc", "MemUsage", "MemPerc", "PIDs"])
+            refs = list(containers) or [r["ID"] for r in lifecycle.list_containers(client, all=all_)]
+            if not live:
+                sampler.prime(refs)  # CPU % needs two samples
+            rows = [_stats_row(s, no_trunc) for s in sampler.sample_all(refs, skip_missing=live)]
+            lines = render(rows, fmt, STATS_HEADERS, STATS_COLUMNS)
             if not live:
                 for line in lines:
                     click.echo(line)
                 return
-            # Cut to the terminal: a wrapped or scrolled line would break the redraw in place.
-            try:
-                cols, rows_ = os.get_terminal_size(out.fileno())  # the terminal's own, not $COLUMNS
-            except OSError:
-                cols, rows_ = shutil.get_terminal_size()
-            text = (_CLEAR_LINE + "\n").join(line[:cols] for line in "\n".join(lines).split("\n")[:rows_ - 1])
-            out.write(_HOME + text + _CLEAR_LINE + "\n" + _CLEAR_BELOW)
-            out.flush()
+            _redraw(lines)
             time.sleep(1)
     finally:
         if live:
-            out.write(_SHOW_CURSOR)
-            out.flush()
+            sys.stdout.write(_SHOW_CURSOR)
+            sys.stdout.flush()
+
+
+def _stats_row(s: dict[str, Any], no_trunc: bool) -> dict[str, Any]:
+    """docker's stats row (its --format field names) from a StatsSampler sample."""
+    from ctrpy.commands._output import human_size
+
+    usage, limit = s["mem_usage"], s["mem_limit"]
+    return {"ID": s["ID"] if no_trunc else s["ID"][:12], "Container": s["ref"], "Name": s["Name"],
+            "CPUPerc": f"{s['cpu_percent']:.2f}%",
+            "MemUsage": f"{human_size(usage)} / {human_size(limit) if limit else '-'}",
+            "MemPerc": f"{100.0 * usage / limit:.2f}%" if usage and limit else "-", "PIDs": str(s["pids"])}
+
+
+def _redraw(lines: list[str]) -> None:
+    """One frame of a live view, cut to the terminal (a wrapped or scrolled line would break the redraw)."""
+    import os
+    import shutil
+
+    out = sys.stdout
+    try:
+        cols, rows = os.get_terminal_size(out.fileno())  # the terminal's own, not $COLUMNS
+    except OSError:
+        cols, rows = shutil.get_terminal_size()
+    text = (_CLEAR_LINE + "\n").join(line[:cols] for line in "\n".join(lines).split("\n")[:rows - 1])
+    out.write(_HOME + text + _CLEAR_LINE + "\n" + _CLEAR_BELOW)
+    out.flush()
 
 
 @click.command("logs")

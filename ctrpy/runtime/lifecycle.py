@@ -596,8 +596,25 @@ class StatsSampler:
         self.client = client
         self.previous: dict[str, tuple[float, int]] = {}
 
+    def prime(self, refs: list[str], seconds: float = 0.25) -> None:
+        """A first sample of each, `seconds` before the one shown (docker's one-shot takes a second or two)."""
+        if refs:
+            self.sample_all(refs, skip_missing=True)
+            time.sleep(seconds)
+
+    def sample_all(self, refs: list[str], *, skip_missing: bool = False) -> list[dict[str, Any]]:
+        """A sample of each container; with `skip_missing`, one removed meanwhile is left out."""
+        out = []
+        for ref in refs:
+            try:
+                out.append(self.sample(ref))
+            except errors.NotFound:
+                if not skip_missing:
+                    raise
+        return out
+
     def sample(self, ref: str) -> dict[str, Any]:
-        """{ID, Name, cpu_percent, mem_usage, mem_limit, pids} (usage and limit in bytes, None if unknown)."""
+        """{ref, ID, Name, cpu_percent, mem_usage, mem_limit, pids} (bytes; None if unknown)."""
         s = stats(self.client, ref)
         mem, cpu, pids = s.get("memory") or {}, s.get("cpu") or {}, s.get("pids") or {}
         now, usage = time.monotonic(), int(cpu.get("usage_ns") or 0)
@@ -609,7 +626,7 @@ class StatsSampler:
         limit = mem.get("limit")
         if not limit and mem.get("usage") is not None:
             limit = _host_memory()  # unlimited: docker shows (and divides by) the host's memory
-        return {"ID": s["ID"], "Name": s["Name"], "cpu_percent": percent, "mem_usage": mem.get("usage"),
+        return {"ref": ref, "ID": s["ID"], "Name": s["Name"], "cpu_percent": percent, "mem_usage": mem.get("usage"),
                 "mem_limit": limit, "pids": int(pids.get("current") or 0)}
 
 
