@@ -582,8 +582,12 @@ def stats(client: Any, ref: str) -> dict[str, Any]:
     cid = resolve(client, ref)
     container = client.containers.get(cid)
     out: dict[str, Any] = {"ID": cid, "Name": name_of(container), "memory": {}, "cpu": {}, "pids": {}}
-    if client.tasks.exists(cid) and _running(state(client, container)):
-        out.update(client.tasks.metrics(cid))
+    # Not while restarting: between two runs there is no process (and its cgroup may be gone), as docker.
+    if client.tasks.exists(cid) and state(client, container)["Status"] in ("running", "paused", "unknown"):
+        try:
+            out.update(client.tasks.metrics(cid))
+        except (errors.NotFound, errors.FailedPrecondition):
+            pass  # it stopped meanwhile: nothing to show, as for a stopped one
         out["ID"] = cid
     return out
 
