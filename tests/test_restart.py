@@ -121,6 +121,8 @@ def test_restarting_state_in_inspect_ps_and_stop(ctrpy: Any, rootfs: Path) -> No
             rows[-1][0].endswith(" ago")
 
     wait_for(ps_restarting, what=f"ps showing Restarting (3) (seen {rows})")
+    r = ctrpy("stats", "--no-stream", "--format", "{{.Name}}", "rr")  # between runs too
+    assert (r.returncode, r.stdout) == (0, "rr\n"), r.stderr
     r = ctrpy("rm", "rr")
     assert r.returncode == 6 and "stop it first" in r.stderr  # as a running one
     assert ctrpy("start", "rr").returncode == 0  # a no-op, as for a running one
