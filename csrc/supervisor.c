@@ -105,6 +105,7 @@ static struct
   int restart_count, failures;
   int64_t delay_ms, restart_at, started_at;
   int last_status;
+  char last_start[48]; /* wall time of the last restart (docker's StartedAt moves with each one) */
 } S = { .log_fd = -1, .listen_fd = -1, .sig_fd = -1, .restart_at = -1 };
 
 static proc_t procs[MAX_PROCS];
@@ -600,6 +601,11 @@ record_restart (int restarting)
               "\"last_exit_status\": %d, \"next_start_at\": ",
               S.restart_count, S.failures, restarting ? "true" : "false", (long long) S.delay_ms, S.last_status);
   buf_str (&b, next);
+  if (S.last_start[0])
+    {
+      buf_printf (&b, ", \"started_at\": ");
+      buf_str (&b, S.last_start);
+    }
   buf_add (&b, "}", 1);
   snprintf (path, sizeof path, "%s/restart.json", S.dir);
   if (write_durably (path, b.p) < 0)
@@ -1872,6 +1878,7 @@ do_restart (void)
   init->finished = 0;
   init->exited_at[0] = 0;
   S.started_at = mono_ms ();
+  rfc3339_now (S.last_start, sizeof S.last_start);
   record_restart (0);
   claim (init);
 }

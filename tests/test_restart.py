@@ -22,6 +22,13 @@ def task_dir(dirs: Any, cid: str) -> Path:
     return dirs.state / "default" / cid
 
 
+def _stamp(text: str) -> float:
+    import calendar
+
+    main, _, frac = text.rstrip("Z").partition(".")
+    return calendar.timegm(time.strptime(main, "%Y-%m-%dT%H:%M:%S")) + float("0." + (frac or "0"))
+
+
 def wait_for(predicate: Any, timeout: float = 20, what: str = "condition") -> None:
     deadline = time.monotonic() + timeout
     while not predicate():
@@ -81,6 +88,51 @@ def test_always_restarts_until_killed(ctrpy: Any, rootfs: Path, dirs: Any) -> No
     assert json.loads(ctrpy("tasks", "ls", "--format", "json").stdout)[0]["status"] == "stopped"
     labels = json.loads(ctrpy("containers", "label", "al").stdout)
     assert labels.get("ctrpy.io/restart.stopped") == "true"
+
+
+@pytest.mark.usefixtures("cleanup")
+def test_restarting_state_in_inspect_ps_and_stop(ctrpy: Any, rootfs: Path) -> None:
+    """docker's Restarting state: seen in inspect (Restarting, RestartCount), ps and --filter while the
+    supervisor is in its back-off; `stop` during the back-off ends it cleanly."""
+    r = ctrpy("run", "-d", "--restart", "always", "--runtime", RUNTIME, "--rootfs", str(rootfs), "--name", "rr",
+              "sh", "-c", "exit 3")
+    assert r.returncode == 0, r.stderr
+    fmt = "{{.State.Status}} {{.State.Restarting}} {{.State.Running}} {{.State.ExitCode}} {{.RestartCount}}"
+    seen: list[tuple[str, ...]] = []
+
+    def restarting_twice() -> bool:
+        seen.append(tuple(ctrpy("inspect", "--format", fmt, "rr").stdout.split()))
+        return any(s[:4] == ("restarting", "true", "true", "3") and int(s[4]) >= 2 for s in seen)
+
+    wait_for(restarting_twice, what=f"restarting with a growing RestartCount (seen {seen})")
+    counts = [int(s[4]) for s in seen if len(s) == 5]
+    assert counts == sorted(counts)  # it only grows
+    # StartedAt moves with each restart (the first run began at the container's creation, 0.3 s+ earlier).
+    created, started = ctrpy("inspect", "--format", "{{.Created}} {{.State.StartedAt}}", "rr").stdout.split()
+    assert _stamp(started) - _stamp(created) > 0.25, (created, started)
+    # The back-off doubles (0.8 s, 1.6 s, ...): ps catches it between two runs (ps without -a shows it).
+    wait_for(lambda: ctrpy("ps", "--filter", "status=restarting", "-q").stdout.strip() != "",
+             what="ps --filter status=restarting")
+    rows: list[list[str]] = []
+
+    def ps_restarting() -> bool:
+        rows.append(ctrpy("ps", "--format", "{{.Names}}|{{.State}}|{{.Status}}").stdout.splitlines())
+        return len(rows[-1]) == 1 and rows[-1][0].startswith("rr|restarting|Restarting (3) ") and \
+            rows[-1][0].endswith(" ago")
+
+    wait_for(ps_restarting, what=f"ps showing Restarting (3) (seen {rows})")
+    r = ctrpy("stats", "--no-stream", "--format", "{{.Name}}", "rr")  # between runs too
+    assert (r.returncode, r.stdout) == (0, "rr\n"), r.stderr
+    r = ctrpy("rm", "rr")
+    assert r.returncode == 6 and "stop it first" in r.stderr  # as a running one
+    assert ctrpy("start", "rr").returncode == 0  # a no-op, as for a running one
+    assert ctrpy("stop", "rr").returncode == 0
+    after = ctrpy("inspect", "--format", fmt, "rr").stdout.split()
+    assert after[:4] == ["exited", "false", "false", "3"], after
+    time.sleep(1.0)  # longer than the back-off was: nothing restarts it
+    assert ctrpy("inspect", "--format", fmt, "rr").stdout.split() == after
+    assert ctrpy("ps", "-q").stdout == ""
+    assert ctrpy("ps", "-a", "--format", "{{.Status}}").stdout.startswith("Exited (3) ")
 
 
 def test_bad_policies_are_refused(ctrpy: Any, rootfs: Path) -> None:

@@ -37,17 +37,22 @@ def emit(rows: list[dict[str, Any]], fmt: str, headers: dict[str, str], columns:
          json_rows: list[Any] | None = None) -> None:
     """Print rows as a table of `columns`, as a JSON array (every ctrpy list command's contract), or through
     a Go template (one rendering per row, as docker)."""
+    for line in render(rows, fmt, headers, columns, json_rows):
+        click.echo(line)
+
+
+def render(rows: list[dict[str, Any]], fmt: str, headers: dict[str, str], columns: list[str],
+           json_rows: list[Any] | None = None) -> list[str]:
+    """The lines `emit` prints (a live view redraws them in place)."""
     from ctrpy.runtime.gotemplate import render_all, tabwrite
 
     if fmt == "json":
-        click.echo(json.dumps(json_rows if json_rows is not None else rows, indent=2, sort_keys=True, default=str))
-        return
+        return [json.dumps(json_rows if json_rows is not None else rows, indent=2, sort_keys=True, default=str)]
     if fmt == "table":
-        lines = tabwrite(["\t".join(headers.get(c, c.upper()) for c in columns)] +
-                         ["\t".join(str(row.get(c, "")) for c in columns) for row in rows])
+        lines: list[str] = tabwrite(["\t".join(headers.get(c, c.upper()) for c in columns)] +
+                                    ["\t".join(str(row.get(c, "")) for c in columns) for row in rows])
     else:
         lines = render_all(fmt, rows, headers)
         if lines and lines[-1] == "" and not fmt.startswith("table"):
             lines = lines[:-1]
-    for line in lines:
-        click.echo(line)
+    return lines

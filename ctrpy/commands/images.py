@@ -203,7 +203,7 @@ def ls(ctx: click.Context, filters: tuple[str, ...], quiet: bool, fmt: str) -> N
 @click.argument("refs", nargs=-1, required=True)
 @click.option("--mode", type=click.Choice(["dockercompat", "native"]), default="dockercompat", show_default=True,
               help="dockercompat: docker's image inspect JSON; native: the record, index, manifest and config")
-@click.option("--platform", metavar="OS/ARCH[/VARIANT]", help="native: platform whose manifest and config to show")
+@click.option("--platform", metavar="OS/ARCH[/VARIANT]", help="Platform whose manifest and config to show")
 @json_format_option
 @click.pass_context
 def inspect(ctx: click.Context, refs: tuple[str, ...], mode: str, platform: str | None, fmt: str) -> None:
@@ -218,7 +218,7 @@ def inspect(ctx: click.Context, refs: tuple[str, ...], mode: str, platform: str 
     if mode == "dockercompat":
         from ctrpy.runtime.imageinfo import image_inspect
 
-        emit_json([image_inspect(client, ref) for ref in refs])
+        emit_json([image_inspect(client, ref, platform or "") for ref in refs])
         return
     for ref in refs:
         emit_json(_native_inspect(client, ref, platform))

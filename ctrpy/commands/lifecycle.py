@@ -381,6 +381,15 @@ def top(obj: Any, container: str) -> None:
         click.echo(line)
 
 
+STATS_HEADERS = {"ID": "CONTAINER ID", "Name": "NAME", "CPUPerc": "CPU %", "MemUsage": "MEM USAGE / LIMIT",
+                 "MemPerc": "MEM %", "PIDs": "PIDS"}
+STATS_COLUMNS = ["ID", "Name", "CPUPerc", "MemUsage", "MemPerc", "PIDs"]
+# A live view redraws in place: cursor home, each line cleared to its end, the rest of the screen cleared;
+# the cursor is hidden meanwhile and shown again however the view ends (Ctrl-C: exit 130, as every command).
+_HOME, _CLEAR_LINE, _CLEAR_BELOW, _CLEAR_SCREEN = "\x1b[H", "\x1b[K", "\x1b[J", "\x1b[2J"
+_HIDE_CURSOR, _SHOW_CURSOR = "\x1b[?25l", "\x1b[?25h"
+
+
 @click.command("stats")
 @click.argument("containers", nargs=-1)
 @click.option("--no-stream", is_flag=True, help="Print one sample and exit (the default when not on a terminal)")
@@ -389,47 +398,72 @@ def top(obj: Any, container: str) -> None:
 @template_format_option()
 @click.pass_obj
 def stats(obj: Any, containers: tuple[str, ...], no_stream: bool, all_: bool, no_trunc: bool, fmt: str) -> None:
-    """Show containers' memory, CPU and PID usage (live on a terminal; --no-stream for one sample).
+    """Show containers' memory, CPU and PID usage (live on a terminal until Ctrl-C, or --no-stream).
+
+    Without CONTAINER arguments: every running container (-a: every container), followed as they come and go.
 
     \b
     Examples:
+      ctrpy stats
       ctrpy stats --no-stream
-      ctrpy stats --format '{{.Name}} {{.MemUsage}}' web
+      ctrpy stats --format 'table {{.Name}}\t{{.CPUPerc}}\t{{.MemUsage}}' web
     """
     import time
 
-    from ctrpy.commands._output import human_size, is_tty
-    from ctrpy.runtime import lifecycle
+    from ctrpy.commands._dockerfmt import render
+    from ctrpy.commands._output import is_tty
+    from ctrpy.runtime import lifecycle, names
 
     client = obj.client
-    refs = list(containers) or [r["ID"] for r in lifecycle.list_containers(client, all=all_)]
-    live = is_tty() and not no_stream and fmt == "table"
-    previous: dict[str, tuple[float, int]] = {}
-    while True:
-        rows = []
-        for ref in refs:
-            s = lifecycle.stats(client, ref)
-            mem, cpu, pids = s.get("memory") or {}, s.get("cpu") or {}, s.get("pids") or {}
-            now, usage = time.monotonic(), int(cpu.get("usage_ns") or 0)
-            before = previous.get(s["ID"])
-            percent = 0.0
-            if before and now > before[0]:
-                percent = 100.0 * (usage - before[1]) / ((now - before[0]) * 1e9)
-            previous[s["ID"]] = (now, usage)
-            usage_b, limit_b = mem.get("usage"), mem.get("limit")
-            rows.append({"ID": s["ID"] if no_trunc else s["ID"][:12], "Container": ref, "Name": s["Name"],
-                         "CPUPerc": f"{percent:.2f}%",
-                         "MemUsage": f"{human_size(usage_b)} / {human_size(limit_b) if limit_b else '-'}",
-                         "MemPerc": f"{100.0 * usage_b / limit_b:.2f}%" if usage_b and limit_b else "-",
-                         "PIDs": str(pids.get("current") if pids.get("current") is not None else 0)})
+    for ref in containers:
+        names.resolve(client, ref)  # an unknown name fails before anything is drawn
+    live = is_tty() and not no_stream
+    sampler = lifecycle.StatsSampler(client)
+    if live:
+        sys.stdout.write(_HIDE_CURSOR + _CLEAR_SCREEN)
+    try:
+        while True:
+            refs = list(containers) or [r["ID"] for r in lifecycle.list_containers(client, all=all_)]
+            if not live:
+                sampler.prime(refs)  # CPU % needs two samples
+            rows = [_stats_row(s, no_trunc) for s in sampler.sample_all(refs, skip_missing=live)]
+            lines = render(rows, fmt, STATS_HEADERS, STATS_COLUMNS)
+            if not live:
+                for line in lines:
+                    click.echo(line)
+                return
+            _redraw(lines)
+            time.sleep(1)
+    finally:
         if live:
-            click.echo("\x1b[2J\x1b[H", nl=False)
-        emit(rows, fmt, {"ID": "CONTAINER ID", "Name": "NAME", "CPUPerc": "CPU %", "MemUsage": "MEM USAGE / LIMIT",
-                         "MemPerc": "MEM %", "PIDs": "PIDS"},
-             ["ID", "Name", "CPUPerc", "MemUsage", "MemPerc", "PIDs"])
-        if not live:
-            return
-        time.sleep(1)
+            sys.stdout.write(_SHOW_CURSOR)
+            sys.stdout.flush()
+
+
+def _stats_row(s: dict[str, Any], no_trunc: bool) -> dict[str, Any]:
+    """docker's stats row (its --format field names) from a StatsSampler sample."""
+    from ctrpy.commands._output import human_size
+
+    usage, limit = s["mem_usage"], s["mem_limit"]
+    return {"ID": s["ID"] if no_trunc else s["ID"][:12], "Container": s["ref"], "Name": s["Name"],
+            "CPUPerc": f"{s['cpu_percent']:.2f}%",
+            "MemUsage": f"{human_size(usage)} / {human_size(limit) if limit else '-'}",
+            "MemPerc": f"{100.0 * usage / limit:.2f}%" if usage and limit else "-", "PIDs": str(s["pids"])}
+
+
+def _redraw(lines: list[str]) -> None:
+    """One frame of a live view, cut to the terminal (a wrapped or scrolled line would break the redraw)."""
+    import os
+    import shutil
+
+    out = sys.stdout
+    try:
+        cols, rows = os.get_terminal_size(out.fileno())  # the terminal's own, not $COLUMNS
+    except OSError:
+        cols, rows = shutil.get_terminal_size()
+    text = (_CLEAR_LINE + "\n").join(line[:cols] for line in "\n".join(lines).split("\n")[:rows - 1])
+    out.write(_HOME + text + _CLEAR_LINE + "\n" + _CLEAR_BELOW)
+    out.flush()
 
 
 @click.command("logs")

@@ -76,7 +76,7 @@ _DOCKER_OPTIONS = [
     click.option("--restart", default="no", metavar="POLICY", help="no, always, on-failure[:N], unless-stopped"),
     click.option("--pull", default="missing", type=click.Choice(PULL_POLICIES), show_default=True,
                  help="Pull the image before creating"),
-    click.option("--platform", default="", metavar="OS/ARCH", help="Platform of the image to pull"),
+    click.option("--platform", default="", metavar="OS/ARCH", help="Platform of the image to pull and run (default: this host's)"),
     click.option("--runtime", default="", help="Runtime: ctrpy, runc, crun or a configured name"),
     click.option("--snapshotter", default="", help="Snapshotter for the rootfs (default from config)"),
     click.option("--log-opt", "log_opts", multiple=True, metavar="max-size=SIZE|max-file=N",
@@ -140,16 +140,23 @@ def ensure_image(obj: Any, image: str, policy: str, platform: str) -> None:
     if not image:
         return
     from ctrpy.runtime import errors
-    from ctrpy.runtime.images import find_image
+    from ctrpy.runtime.images import PlatformNotPulled, find_image, resolve_platform
 
     if policy != "always":
         try:
-            find_image(obj.client, image)
-            return
+            found = find_image(obj.client, image)
         except errors.NotFound:
             if policy == "never":
                 raise errors.NotFound(f"image {image!r} not found locally (and --pull never): "
                                       f"`ctrpy pull {image}` first") from None
+        else:
+            try:
+                if platform:  # it must provide the platform; pulled only when its index lists it
+                    resolve_platform(obj.client.content, found, platform)
+                return
+            except PlatformNotPulled:
+                if policy == "never":
+                    raise
     from ctrpy.commands._progress import make_progress
     from ctrpy.runtime.pull import PullOptions, pull as do_pull
     from ctrpy.runtime.remotes import RegistryOptions

@@ -10,7 +10,7 @@
     output.log        everything the init wrote (for `ctrpy logs`)
     exit.json         the init's exit status and time, written durably by the supervisor when it reaps it
     execs/<exec-id>/  pid and exit.json of each exec process
-    restart.json      restart policy state (count, failures, back-off, next start); restart.log one line each
+    restart.json      restart policy state (count, failures, back-off, next and last start); restart.log one each
     stop-requested    marker of an explicit stop: the supervisor restarts no more
     creating          "<pid> <start time>" of the command creating the task; launcher: the forked launcher
                       (which becomes the supervisor). A dir without `created` whose creator is gone is a
@@ -108,6 +108,11 @@ class TaskDir:
     def exit(self, exec_id: str = "") -> dict[str, Any] | None:
         data = read_json(self.exit_file(exec_id))
         return data if isinstance(data, dict) else None
+
+    def restart(self) -> dict[str, Any]:
+        """The supervisor's restart-policy record (restart.json): {} when the task never exited under one."""
+        data = read_json(self.path / sup.RESTART_FILE)
+        return data if isinstance(data, dict) else {}
 
     def init_pid(self) -> int:
         try:

@@ -156,10 +156,11 @@ def commit(client: Client, container: Any, name: str, *, changes: list[str] | No
     """Store a new image `name` whose layers are the base image's plus the container's changes."""
     from ctrpy.runtime.content import Descriptor
     from ctrpy.runtime.dockerrun import docker_config
-    from ctrpy.runtime.images import find_image, gc_labels
+    from ctrpy.runtime.images import find_image, gc_labels, load_manifest
     from ctrpy.runtime.metadata import now
     from ctrpy.runtime.metadata.images import Image
     from ctrpy.runtime.reference import parse
+    from ctrpy.runtime.tasks import MANIFEST_EXTENSION
     from ctrpy.runtime.unpack import resolve_chain
 
     ref = str(parse(name))
@@ -167,7 +168,11 @@ def commit(client: Client, container: Any, name: str, *, changes: list[str] | No
     apply_changes({}, config_changes)  # reject bad instructions before any work
     if not container.image:
         raise errors.FailedPrecondition(f"container {container.id[:12]} was not made from an image")
-    base = resolve_chain(client, find_image(client, container.image))[0]
+    recorded = container.extensions.get(MANIFEST_EXTENSION)
+    if recorded and client.content.exists(recorded["digest"]):
+        base = load_manifest(client.content, Descriptor.from_dict(recorded))  # the platform it runs (--platform)
+    else:
+        base = resolve_chain(client, find_image(client, container.image))[0]
     raw = layer_tar(client, container)
     diff_id = "sha256:" + hashlib.sha256(raw).hexdigest()
     blob = gzip.compress(raw, compresslevel=6, mtime=0)

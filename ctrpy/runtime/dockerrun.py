@@ -384,12 +384,16 @@ def _namespace_opt(kind: str, value: str, client: Client) -> oci.SpecOpt | None:
 
 # ------------------------------------------------------------------------------------------------ create
 
-def image_config(client: Client, image_ref: str) -> dict[str, Any]:
-    from ctrpy.runtime.images import find_image
+def image_manifest(client: Client, image_ref: str, platform: str = "") -> Any:
+    """The ImageManifest a container of `image_ref` runs: the --platform one (strictly: NotFound naming the
+    platforms the image provides), else the host's."""
+    from ctrpy.runtime.images import find_image, resolve_platform
     from ctrpy.runtime.unpack import resolve_chain
 
-    config: dict[str, Any] = resolve_chain(client, find_image(client, image_ref))[0].config
-    return config
+    image = find_image(client, image_ref)
+    if platform:
+        return resolve_platform(client.content, image, platform)
+    return resolve_chain(client, image)[0]
 
 
 def create(client: Client, req: RunRequest) -> Any:
@@ -442,9 +446,8 @@ def create(client: Client, req: RunRequest) -> Any:
 
     spec_opts: list[oci.SpecOpt] = []
     cfg: dict[str, Any] = {}
-    need_cfg = req.image and (req.command or req.entrypoint is not None or req.publish_all)
-    if need_cfg:
-        cfg = image_config(client, req.image).get("config") or {}
+    if req.image:
+        cfg = image_manifest(client, req.image, req.platform).config.get("config") or {}
     args: list[str] = []
     if req.entrypoint is not None:
         args = ([req.entrypoint] if req.entrypoint else []) + list(req.command)
@@ -555,6 +558,7 @@ def create(client: Client, req: RunRequest) -> Any:
         hostname=hostname, read_only=req.read_only, privileged=req.privileged, cap_add=list(req.cap_add),
         cap_drop=list(req.cap_drop), memory_limit=memory, cpus=req.cpus, cpu_shares=req.cpu_shares,
         pids_limit=req.pids_limit, network=net_request, spec_opts=spec_opts, extensions={DOCKER_EXT: docker},
+        platform=req.platform,
     )
     try:
         with names.name_lock(client):

@@ -103,10 +103,12 @@ def image_rows(client: Client, filters: list[str] | None = None) -> list[ImageRo
     return rows
 
 
-def image_inspect(client: Client, ref: str) -> dict[str, Any]:
-    """docker image inspect's object for `ref` (a name, short name or image ID)."""
+def image_inspect(client: Client, ref: str, platform: str = "") -> dict[str, Any]:
+    """docker image inspect's object for `ref` (a name, short name or image ID), for this host's platform or
+    the one named (strictly, as `run --platform`)."""
     image = _images.find_image(client, ref)
-    im = _images.resolve(client.content, image)
+    im = _images.resolve_platform(client.content, image, platform) if platform else \
+        _images.resolve(client.content, image)
     config = im.config
     names = [i for i in client.images.list() if i.target.digest == image.target.digest]
     repo_tags, repo_digests = [], []

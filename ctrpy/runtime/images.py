@@ -6,6 +6,7 @@ a registry: pull.py fetches, this module reads what was fetched.
     children(desc, data)            descriptors a manifest or index points at
     manifest_for(store, target, m)  the manifest descriptor for the best platform under `target`
     resolve(store, image, m)        ImageManifest(manifest desc, manifest, config, platform)
+    resolve_platform(store, image, "linux/arm64")  the same for a platform asked for by name, strictly
     chain_ids(diff_ids)             snapshot chain: chain[0] = diff[0], chain[n] = sha256(chain[n-1] + " " + diff[n])
     check(store, image)             completeness per platform (ctr images check)
 """
@@ -248,6 +249,11 @@ class ImageManifest:
     def chain_id(self) -> str:
         return chain_id(self.diff_ids)
 
+    def descriptor(self) -> dict[str, Any]:
+        """docker's ImageManifestDescriptor (API 1.48): this manifest, with its platform."""
+        return {"mediaType": self.desc.media_type, "digest": self.desc.digest, "size": self.desc.size,
+                **({"platform": dict(self.platform)} if self.platform else {})}
+
     @property
     def size(self) -> int:
         return self.desc.size + self.config_desc.size + sum(layer.size for layer in self.layers)
@@ -295,6 +301,38 @@ def resolve(store: Any, image: Any, matcher: Any | None = None) -> ImageManifest
         return load_manifest(store, desc)
     except errors.NotFound as exc:
         raise errors.NotFound(f"image {image.name!r}: {exc}") from None
+
+
+class PlatformNotPulled(errors.NotFound):
+    """The image's index lists the platform, but its manifest was not pulled."""
+
+
+def resolve_platform(store: Any, image: Any, spec: str) -> ImageManifest:
+    """The manifest of the platform asked for by name (`run --platform`), strictly: a single-platform image
+    must be of that platform (containerd's images.Manifest checks the config too). NotFound, naming the
+    platforms the image provides, when it has none that matches; PlatformNotPulled when its index lists the
+    platform but the manifest is not in the store."""
+    want = platforms.parse(spec)
+    matcher = platforms.Matcher(want)
+    wanted = platforms.format_platform(want)
+    target = image.target
+    if is_manifest(target.media_type):
+        im = load_manifest(store, target)
+        if im.platform is None or matcher.match(im.platform):
+            return im
+        provides = [format_platform(im.platform)]
+    else:
+        listed = manifests(store, target)
+        chosen = select([d for d in listed if d.platform is not None], matcher)
+        for desc in chosen:
+            if store.exists(desc.digest):
+                return load_manifest(store, desc)
+        if chosen:
+            raise PlatformNotPulled(f"image {image.name!r}: platform {wanted} is not pulled "
+                                    f"(`ctrpy pull --platform {wanted} {image.name}`)")
+        provides = sorted({format_platform(d.platform) for d in listed if d.platform})
+    raise errors.NotFound(f"image {image.name!r} does not provide the requested platform {wanted} "
+                          f"(it provides {', '.join(provides) or 'no platform'})")
 
 
 @dataclass

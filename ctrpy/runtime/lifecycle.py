@@ -4,6 +4,7 @@ A container's docker state comes from its task when it has one, else from the la
 record when the task was reaped:
 
     task RUNNING / PAUSED / CREATED     -> running / paused / created (Up ...)
+    task RESTARTING (policy back-off)   -> restarting (Restarting (N) ... ago), Running and Restarting true
     task STOPPED (not reaped yet)       -> exited, with the task's exit status
     no task, an exit recorded           -> exited (the record's STATE_KEY in the DOCKER_EXT extension)
     no task, nothing recorded           -> created (never started)
@@ -23,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 from ctrpy.runtime import errors
 from ctrpy.runtime.dockerrun import DEFAULT_STOP_TIMEOUT, DOCKER_EXT, command_of, docker_config
 from ctrpy.runtime.names import NAME_LABEL, name_of, resolve
-from ctrpy.runtime.tasks import TaskStatus
+from ctrpy.runtime.tasks import MANIFEST_EXTENSION, TaskStatus
 
 if TYPE_CHECKING:
     from ctrpy.runtime.client import Client
@@ -63,9 +64,17 @@ def state(client: Client, container: Any) -> dict[str, Any]:
         st = tasks.state(cid)
     except errors.NotFound:
         return out
-    started = (tasks.dir(cid).task() or {}).get("created_at") or ZERO_TIME
+    td = tasks.dir(cid)
+    rs = td.restart() if st.status != TaskStatus.CREATED else {}
+    # The last start: the supervisor's last restart, else the task's creation.
+    started = rs.get("started_at") or (td.task() or {}).get("created_at") or ZERO_TIME
     out.update(StartedAt=started, FinishedAt=ZERO_TIME, ExitCode=0, OOMKilled=False, Pid=st.pid)
-    if st.status == TaskStatus.RUNNING:
+    if st.status == TaskStatus.RESTARTING:
+        # In the supervisor's back-off between two runs: docker counts it as running (no process though).
+        out.update(Status="restarting", Running=True, Restarting=True, Pid=0,
+                   ExitCode=int(st.exit_status if st.exit_status is not None else rs.get("last_exit_status") or 0),
+                   FinishedAt=_backoff_began(rs))
+    elif st.status == TaskStatus.RUNNING:
         out.update(Status="running", Running=True)
     elif st.status == TaskStatus.PAUSED:
         out.update(Status="paused", Running=True, Paused=True)
@@ -77,6 +86,24 @@ def state(client: Client, container: Any) -> dict[str, Any]:
     else:
         out.update(Status="unknown", Error=st.reason)
     return out
+
+
+def _backoff_began(rs: dict[str, Any]) -> str:
+    """When the back-off began (the last exit): restart.json's next start minus its delay."""
+    nxt = str(rs.get("next_start_at") or "")
+    if not nxt:
+        return ZERO_TIME
+    began = _epoch(nxt) - int(rs.get("delay_ms") or 0) / 1000
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(began)) + f".{int(began % 1 * 1e9):09d}Z"
+
+
+def restart_count(client: Client, container: Any) -> int:
+    """docker's RestartCount: restarts by the policy since the container was last started by hand."""
+    tasks = client.tasks
+    if tasks.exists(container.id):
+        td = tasks.dir(container.id)
+        return int(td.restart().get("restart_count") or (td.exit() or {}).get("restart_count") or 0)
+    return int((docker_config(container).get(STATE_KEY) or {}).get("restart_count") or 0)
 
 
 def reap(client: Client, container_id: str, record: bool = True) -> None:
@@ -93,10 +120,12 @@ def reap(client: Client, container_id: str, record: bool = True) -> None:
         except errors.NotFound:
             container = None
         if container is not None:
-            started = (tasks.dir(container_id).task() or {}).get("created_at") or ""
+            td = tasks.dir(container_id)
+            started = td.restart().get("started_at") or (td.task() or {}).get("created_at") or ""
             ext = dict(docker_config(container))
             ext[STATE_KEY] = {"exit_code": st.exit_status if st.exit_status is not None else 255,
-                              "finished_at": st.exited_at, "started_at": started, "oom_killed": st.oom_killed}
+                              "finished_at": st.exited_at, "started_at": started, "oom_killed": st.oom_killed,
+                              "restart_count": restart_count(client, container)}
             container.extensions = {**container.extensions, DOCKER_EXT: ext}
             client.containers.update(container, [f"extensions.{DOCKER_EXT}"])
         from ctrpy.runtime import logs
@@ -114,7 +143,7 @@ def was_oom_killed(client: Client, container_id: str) -> bool:
 
 
 def _running(st: dict[str, Any]) -> bool:
-    return st["Status"] in ("running", "paused", "unknown")
+    return st["Status"] in ("running", "paused", "restarting", "unknown")
 
 
 # ---------------------------------------------------------------------------------------------- actions
@@ -127,8 +156,8 @@ def start(client: Client, ref: str, *, stdin: bool | None = None, begin: bool = 
     tasks = client.tasks
     if tasks.exists(cid):
         st = tasks.state(cid)
-        if st.status in (TaskStatus.RUNNING, TaskStatus.PAUSED):
-            return cid, False
+        if st.status in (TaskStatus.RUNNING, TaskStatus.PAUSED, TaskStatus.RESTARTING):
+            return cid, False  # RESTARTING: its supervisor starts it again after the back-off
         if st.status == TaskStatus.CREATED:
             if begin:
                 tasks.start(cid)
@@ -158,7 +187,8 @@ def stop(client: Client, ref: str, timeout: int | None = None, signal: str | int
     if st.status == TaskStatus.CREATED:
         tasks.delete(cid, force=True)
         return cid
-    if st.status in (TaskStatus.RUNNING, TaskStatus.PAUSED, TaskStatus.UNKNOWN):
+    if st.status in (TaskStatus.RUNNING, TaskStatus.PAUSED, TaskStatus.UNKNOWN, TaskStatus.RESTARTING):
+        # RESTARTING: the kill ends the back-off (no further restart), and the supervisor records the exit.
         if st.status == TaskStatus.PAUSED:
             tasks.resume(cid)
         try:
@@ -351,6 +381,7 @@ def inspect(client: Client, ref: str) -> dict[str, Any]:
     host_config["RestartPolicy"] = _restart_policy(container)
     host_config["LogConfig"] = {"Type": "json-file", "Config": cfg.get("log_opts") or {}}
     host_config["Runtime"] = container.runtime_name
+    manifest = container.extensions.get(MANIFEST_EXTENSION) or {}
     return {
         "Id": container.id,
         "Name": "/" + name_of(container),
@@ -359,7 +390,9 @@ def inspect(client: Client, ref: str) -> dict[str, Any]:
         "Args": command_of(container)[1:],
         "State": st,
         "Image": container.image,
-        "Platform": "linux",
+        "RestartCount": restart_count(client, container),
+        "Platform": (manifest.get("platform") or {}).get("os") or "linux",
+        "ImageManifestDescriptor": manifest or None,
         "Driver": container.snapshotter or "",
         "Mounts": mounts,
         "Config": {
@@ -420,14 +453,18 @@ def _human_duration(seconds: float) -> str:
     return f"{hours // (24 * 7)} weeks"
 
 
-def _since(stamp: str) -> float:
+def _epoch(stamp: str) -> float:
     import calendar
 
-    if not stamp or stamp.startswith("0001"):
-        return 0.0
     main, _, frac = stamp.rstrip("Z").partition(".")
     seconds = calendar.timegm(time.strptime(main[:19], "%Y-%m-%dT%H:%M:%S"))
-    return max(0.0, time.time() - seconds - (float("0." + frac) if frac else 0.0))
+    return seconds + (float("0." + frac) if frac else 0.0)
+
+
+def _since(stamp: str) -> float:
+    if not stamp or stamp.startswith("0001"):
+        return 0.0
+    return max(0.0, time.time() - _epoch(stamp))
 
 
 def status_text(st: dict[str, Any]) -> str:
@@ -438,6 +475,8 @@ def status_text(st: dict[str, Any]) -> str:
         return "Up " + _human_duration(_since(st["StartedAt"])) + " (Paused)"
     if st["Status"] == "exited":
         return f"Exited ({st['ExitCode']}) {_human_duration(_since(st['FinishedAt']))} ago"
+    if st["Status"] == "restarting":
+        return f"Restarting ({st['ExitCode']}) {_human_duration(_since(st['FinishedAt']))} ago"
     if st["Status"] == "unknown":
         return "Unknown"
     return "Created"
@@ -507,7 +546,7 @@ def parse_filters(filters: list[str]) -> dict[str, list[str]]:
             raise errors.InvalidArgument(f"invalid filter {f!r}: expected KEY=VALUE")
         if key == "status" and value not in ("created", "running", "paused", "exited", "restarting", "removing",
                                              "dead", "unknown"):
-            raise errors.InvalidArgument(f"invalid filter status={value}: use created, running, paused or exited")
+            raise errors.InvalidArgument(f"invalid filter status={value}: use created, running, paused, restarting or exited")
         out.setdefault(key, []).append(value)
     return out
 
@@ -545,10 +584,65 @@ def stats(client: Client, ref: str) -> dict[str, Any]:
     cid = resolve(client, ref)
     container = client.containers.get(cid)
     out: dict[str, Any] = {"ID": cid, "Name": name_of(container), "memory": {}, "cpu": {}, "pids": {}}
-    if client.tasks.exists(cid) and _running(state(client, container)):
-        out.update(client.tasks.metrics(cid))
+    # Not while restarting: between two runs there is no process (and its cgroup may be gone), as docker.
+    if client.tasks.exists(cid) and state(client, container)["Status"] in ("running", "paused", "unknown"):
+        try:
+            out.update(client.tasks.metrics(cid))
+        except (errors.NotFound, errors.FailedPrecondition):
+            pass  # it stopped meanwhile: nothing to show, as for a stopped one
         out["ID"] = cid
     return out
+
+
+class StatsSampler:
+    """docker stats' figures over time: a container's CPU % is the CPU time it used between two samples
+    (0 on the first), as a share of one CPU (so a busy container on 2 CPUs may show up to 200%)."""
+
+    def __init__(self, client: Client) -> None:
+        self.client = client
+        self.previous: dict[str, tuple[float, int]] = {}
+
+    def prime(self, refs: list[str], seconds: float = 0.25) -> None:
+        """A first sample of each, `seconds` before the one shown (docker's one-shot takes a second or two)."""
+        if refs:
+            self.sample_all(refs, skip_missing=True)
+            time.sleep(seconds)
+
+    def sample_all(self, refs: list[str], *, skip_missing: bool = False) -> list[dict[str, Any]]:
+        """A sample of each container; with `skip_missing`, one removed meanwhile is left out."""
+        out = []
+        for ref in refs:
+            try:
+                out.append(self.sample(ref))
+            except errors.NotFound:
+                if not skip_missing:
+                    raise
+        return out
+
+    def sample(self, ref: str) -> dict[str, Any]:
+        """{ref, ID, Name, cpu_percent, mem_usage, mem_limit, pids} (bytes; None if unknown)."""
+        s = stats(self.client, ref)
+        mem, cpu, pids = s.get("memory") or {}, s.get("cpu") or {}, s.get("pids") or {}
+        now, usage = time.monotonic(), int(cpu.get("usage_ns") or 0)
+        before = self.previous.get(s["ID"])
+        percent = 0.0
+        if before and now > before[0] and usage >= before[1]:
+            percent = 100.0 * (usage - before[1]) / ((now - before[0]) * 1e9)
+        self.previous[s["ID"]] = (now, usage)
+        limit = mem.get("limit")
+        if not limit and mem.get("usage") is not None:
+            limit = _host_memory()  # unlimited: docker shows (and divides by) the host's memory
+        return {"ref": ref, "ID": s["ID"], "Name": s["Name"], "cpu_percent": percent, "mem_usage": mem.get("usage"),
+                "mem_limit": limit, "pids": int(pids.get("current") or 0)}
+
+
+def _host_memory() -> int | None:
+    import os
+
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError):
+        return None
 
 
 def container_names(client: Client) -> list[tuple[str, str]]:

@@ -5,8 +5,10 @@ The policy is the container label `containerd.io/restart.policy` (`run --restart
 supervisor acts on it (csrc/supervisor.c): when the init exits and the policy asks for it, the supervisor
 runs the runtime's delete/create/start again in place, after docker's back-off (100 ms, doubling on each
 restart, back to 100 ms once a run lasted 10 s; at most 1 min), and records the back-off in the task's
-`restart.json` (count, failures, delay, next start) and `restart.log` (one line per restart: number, exit
-status, delay in ms). `on-failure:N` stops after N restarts that followed a failure.
+`restart.json` (count, failures, delay, next start, last start) and `restart.log` (one line per restart: number, exit
+status, delay in ms). `on-failure:N` stops after N restarts that followed a failure. During the back-off
+the task is RESTARTING, which `ps`/`inspect` show as docker does (`Restarting (N) ...`, State.Restarting,
+RestartCount; ctrpy.runtime.lifecycle.state).
 
 An explicit stop (`tasks kill`, which `stop`/`kill` use) ends the restarts: the CLI leaves a marker in the
 task dir and tells the supervisor (frame S); the container gets the label `ctrpy.io/restart.stopped`, so a

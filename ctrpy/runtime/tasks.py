@@ -40,6 +40,8 @@ from ctrpy.runtime.metadata import now
 
 UNKNOWN_EXIT = sup.UNKNOWN_EXIT
 ETC_EXTENSION = "ctrpy.io/etc"
+# The image manifest (and so the platform) an image-based container was created from.
+MANIFEST_EXTENSION = "ctrpy.io/image-manifest"
 # {"path": P}: the init's output goes to P in the CRI log format instead of output.log (ctrpy.cri).
 LOG_EXTENSION = "ctrpy.io/log"
 
@@ -115,6 +117,8 @@ class ContainerOptions:
     # extensions stored with the container.
     spec_opts: list[Any] = field(default_factory=list)
     extensions: dict[str, Any] = field(default_factory=dict)
+    # The image's platform to run ("linux/arm64"): its manifest, layers and config; "" is this host's.
+    platform: str = ""
 
 
 def read_env_file(path: str) -> list[str]:
@@ -156,6 +160,7 @@ def create_container(client: Any, opts: ContainerOptions) -> Any:
     snapshot_key = ""
     prepared = False
     image_name = ""
+    manifest = None
     try:
         try:
             client.containers.get(opts.id)
@@ -176,9 +181,14 @@ def create_container(client: Any, opts: ContainerOptions) -> Any:
 
             image = find_image(client, opts.image)
             image_name = image.name
+            if opts.platform:  # strictly: NotFound naming the platforms the image provides
+                from ctrpy.runtime.images import resolve_platform
+
+                resolve_platform(client.content, image, opts.platform)
             snapshotter_name = opts.snapshotter or client.config["default_snapshotter"]
-            chain_id = unpack_image(client, image, snapshotter_name)
-            image_config = resolve_chain(client, image)[0].config
+            chain_id = unpack_image(client, image, snapshotter_name, platform=opts.platform or None)
+            manifest = resolve_chain(client, image, opts.platform or None)[0]
+            image_config = manifest.config
             snapshotter = client.snapshotter(snapshotter_name)
             mounts = _prepare_rootfs(client, snapshotter, opts.id, chain_id)
             prepared = True
@@ -240,6 +250,8 @@ def create_container(client: Any, opts: ContainerOptions) -> Any:
             from ctrpy.runtime.network import EXTENSION_KEY
 
             extensions[EXTENSION_KEY] = net_extension
+        if manifest is not None:
+            extensions[MANIFEST_EXTENSION] = manifest.descriptor()
         container = Container(id=opts.id, runtime_name=runtime_name, image=image_name,
                               snapshotter=snapshotter_name, snapshot_key=snapshot_key, spec=spec,
                               extensions=extensions, labels=dict(opts.labels))
@@ -933,6 +945,15 @@ class TaskManager:
             return self._stopped(container_id, runtime_name, record)
         mapping = {"created": TaskStatus.CREATED, "creating": TaskStatus.CREATED, "running": TaskStatus.RUNNING,
                    "paused": TaskStatus.PAUSED, "pausing": TaskStatus.RUNNING}
+        if status == "stopped" and sup_pid is not None and info.get("restart_policy", "") not in ("", "no"):
+            # Exited under a restart policy: the supervisor either schedules a restart (restart.json) or
+            # records the exit as final; wait for its decision rather than call it stopped.
+            deadline = time.monotonic() + 5.0
+            while td.exit() is None and not td.restart().get("restarting") and time.monotonic() < deadline \
+                    and td.supervisor_pid() is not None:
+                time.sleep(0.02)
+            if td.exit() is None and td.restart().get("restarting"):
+                return self.state(container_id)
         if status == "stopped":
             # Exited, and the supervisor is still draining output and writing the record.
             record = self._wait_record(td, 5.0)

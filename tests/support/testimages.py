@@ -255,16 +255,18 @@ DEFAULT_PLATFORMS = (("linux", "amd64", None), ("linux", "arm64", "v8"), ("linux
 
 
 def build_index_layout(path: Path, per_platform: dict[tuple, list[bytes]], *, compression: str = "gzip",
-                       media_types: str = "oci", tag: str = "latest", config: dict | None = None) -> dict:
+                       media_types: str = "oci", tag: str = "latest", config: dict | None = None,
+                       configs: dict[tuple, dict] | None = None) -> dict:
     """Write an OCI layout whose `tag` is an index with one manifest per platform; return the index descriptor.
 
     Each platform's config names its own os/architecture/variant; the layers may be the same bytes.
+    `configs` gives a platform its own config (merged as `config` is), e.g. a different Cmd or Env.
     """
     path = Path(path)
     manifests = []
     for platform, layers in per_platform.items():
-        desc = write_image(path, layers, config=config, compression=compression, media_types=media_types,
-                           platform=platform)
+        desc = write_image(path, layers, config=(configs or {}).get(platform, config), compression=compression,
+                           media_types=media_types, platform=platform)
         manifests.append(desc)
     index_type = DOCKER_LIST if media_types == "docker" else OCI_INDEX
     index = {"schemaVersion": 2, "mediaType": index_type, "manifests": manifests}
