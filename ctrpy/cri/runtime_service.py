@@ -377,7 +377,7 @@ class RuntimeService(api_pb2_grpc.RuntimeServiceServicer):
         return api.StopContainerResponse()
 
     def _remove_container(self, record: Any) -> None:
-        from ctrpy.runtime.tasks import delete_container
+        from ctrpy.runtime.containers import delete_container
 
         self._stop_container(record, 0)
         delete_container(self.client, record.id, force=True)
@@ -480,7 +480,8 @@ class RuntimeService(api_pb2_grpc.RuntimeServiceServicer):
 
     def ReopenContainerLog(self, request: Any, context: Any) -> Any:
         from ctrpy.runtime import supervisor as sup
-        from ctrpy.runtime.tasks import Attachment, TaskStatus
+        from ctrpy.runtime.attach import Attachment
+        from ctrpy.runtime.tasks import TaskStatus
 
         record = self._container(request.container_id)
         state = self._task_state(record)

@@ -169,7 +169,7 @@ def run(svc: Any, config: Any, runtime_handler: str) -> str:
         shutil.rmtree(directory, ignore_errors=True)
         try:
             if record.snapshot_key:
-                from ctrpy.runtime.tasks import delete_container
+                from ctrpy.runtime.containers import delete_container
 
                 delete_container(client, sid, force=True)
             else:
@@ -264,7 +264,7 @@ def remove(svc: Any, record: Any) -> None:
     shutil.rmtree(ext.get("dir") or "/nonexistent", ignore_errors=True)
     try:
         if record.snapshot_key:  # a sandbox image's task and rootfs
-            from ctrpy.runtime.tasks import delete_container
+            from ctrpy.runtime.containers import delete_container
 
             delete_container(svc.client, record.id, force=True)
         else:

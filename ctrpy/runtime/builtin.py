@@ -27,6 +27,7 @@ from typing import Any, Callable
 
 from ctrpy.runtime import errors
 from ctrpy.runtime import helper as _h
+from ctrpy.runtime.linux.proc import start_time as _proc_start_time
 
 OCI_VERSION = "1.0.2"
 _ID_RE = re.compile(r"^[\w+.-]{1,128}$")
@@ -236,19 +237,6 @@ def _own_bounding_set() -> int:
             if line.startswith("CapBnd:"):
                 return int(line.split()[1], 16)
     return (1 << 64) - 1
-
-
-def _proc_start_time(pid: int) -> int | None:
-    """Start time of `pid` (clock ticks since boot), None if gone or a zombie; tells pid reuse apart."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            text = f.read()
-    except OSError:
-        return None
-    rest = text[text.rfind(")") + 2:].split()
-    if not rest or rest[0] in ("Z", "X"):
-        return None
-    return int(rest[19])
 
 
 def _stderr_warn(message: str) -> None:

@@ -144,13 +144,14 @@ def _expired(labels: dict[str, str], at: float) -> bool:
 
 def _creator_gone(labels: dict[str, str]) -> bool:
     """A container rootfs snapshot whose creating command (ctrpy.io/creator: pid and start time) is gone."""
-    from ctrpy.runtime.tasks import CREATOR_LABEL, _proc_alive
+    from ctrpy.runtime.containers import CREATOR_LABEL
+    from ctrpy.runtime.linux.proc import proc_alive
 
     creator = labels.get(CREATOR_LABEL)
     if not creator:
         return False
 
-    return not _proc_alive(creator)
+    return not proc_alive(creator)
 
 
 def label_refs(namespace: str, labels: dict[str, str]) -> Iterator[Node]:

@@ -206,7 +206,7 @@ def kill(client: Any, ref: str, signal: str | int = "SIGKILL") -> str:
 
 
 def remove(client: Any, ref: str, *, force: bool = False, volumes: bool = False) -> str:
-    from ctrpy.runtime.tasks import delete_container
+    from ctrpy.runtime.containers import delete_container
 
     cid = resolve(client, ref)
     container = client.containers.get(cid)
