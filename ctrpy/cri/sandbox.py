@@ -31,24 +31,13 @@ from typing import Any
 
 from ctrpy.cri import EXTENSION, KIND_SANDBOX, LABEL_KIND, LABEL_NAME
 from ctrpy.runtime import errors
+from ctrpy.runtime.linux.proc import start_time as proc_start_time
 
 POD, CONTAINER, NODE, TARGET = 0, 1, 2, 3  # runtime.v1 NamespaceMode
 
 
 def new_id() -> str:
     return secrets.token_hex(32)
-
-
-def proc_start_time(pid: int) -> int | None:
-    """The process's start time (clock ticks since boot), None if it is gone or a zombie."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    fields = stat.rsplit(")", 1)[1].split()
-    if fields[0] in ("Z", "X"):
-        return None
-    return int(fields[19])
 
 
 def pause_alive(ext: dict[str, Any]) -> bool:

@@ -117,15 +117,12 @@ def _epoch(stamp: str | None) -> float | None:
     """Seconds since the epoch of an RFC 3339 UTC stamp; None when absent or unreadable."""
     if not stamp:
         return None
-    import calendar
+    from ctrpy.runtime import timefmt
 
-    main, _, frac = stamp.rstrip("Z").partition(".")
     try:
-        secs = calendar.timegm(time.strptime(main[:19], "%Y-%m-%dT%H:%M:%S"))
+        return timefmt.parse(stamp)
     except ValueError:
         return None
-    digits = "".join(ch for ch in frac if ch.isdigit())
-    return secs + (float("0." + digits) if digits else 0.0)
 
 
 def _labels(text: str | None) -> dict[str, str]:
@@ -214,18 +211,6 @@ class _Mount:
     referenced: set[tuple[str, int]]  # every snapshot dir it shows (owned plus overlay lowerdirs)
 
 
-def _unescape(text: str) -> str:
-    out, i = [], 0
-    while i < len(text):
-        if text[i] == "\\" and text[i + 1 : i + 4].isdigit():
-            out.append(chr(int(text[i + 1 : i + 4], 8)))
-            i += 4
-        else:
-            out.append(text[i])
-            i += 1
-    return "".join(out)
-
-
 def _scan_mounts(bases: dict[str, Path]) -> list[_Mount]:
     """Mounts (of this mount namespace) that show a snapshot directory of one of `bases`.
 
@@ -233,19 +218,12 @@ def _scan_mounts(bases: dict[str, Path]) -> list[_Mount]:
     directories in their options (relative `<id>/fs` when ctrpy.runtime.mount shortened them); bind mounts
     are recognised by device and by their root within that device, as /proc/self/mountinfo gives them.
     """
+    from ctrpy.runtime.linux import mountinfo
+
     try:
-        with open("/proc/self/mountinfo") as f:
-            entries = [line.split() for line in f]
+        parsed = [(m.device, m.root, m.mount_point, m.fstype, m.super_options) for m in mountinfo.read()]
     except OSError:
         return []
-    parsed = []
-    for fields in entries:
-        try:
-            sep = fields.index("-")
-        except ValueError:
-            continue
-        parsed.append((fields[2], _unescape(fields[3]), _unescape(fields[4]), fields[sep + 1],
-                       fields[sep + 3] if len(fields) > sep + 3 else ""))
 
     # Where each base lives: (device, path of the base relative to that device's root).
     located: dict[str, tuple[str, str]] = {}

@@ -419,13 +419,11 @@ def _human_duration(seconds: float) -> str:
 
 
 def _since(stamp: str) -> float:
-    import calendar
+    from ctrpy.runtime import timefmt
 
     if not stamp or stamp.startswith("0001"):
         return 0.0
-    main, _, frac = stamp.rstrip("Z").partition(".")
-    seconds = calendar.timegm(time.strptime(main[:19], "%Y-%m-%dT%H:%M:%S"))
-    return max(0.0, time.time() - seconds - (float("0." + frac) if frac else 0.0))
+    return max(0.0, time.time() - timefmt.parse(stamp))
 
 
 def status_text(st: dict[str, Any]) -> str:

@@ -32,10 +32,11 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
-from ctrpy.runtime import errors, oci
+from ctrpy.runtime import errors, identifiers, oci
 from ctrpy.runtime import supervisor as sup
 from ctrpy.runtime.attach import Attachment, error_from_reply
 from ctrpy.runtime.bundle import TaskDir, write_json_durably
+from ctrpy.runtime.linux import proc
 from ctrpy.runtime.linux.proc import proc_alive, proc_id
 from ctrpy.runtime.metadata import now
 
@@ -539,11 +540,8 @@ class TaskManager:
         pid = td.init_pid()
         if pid <= 0 or td.exit() is not None:
             return None
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            return None
-        if int(fields[1]) != os.getpid():
+        st = proc.stat(pid)
+        if st is None or st.ppid != os.getpid():
             return None
         while True:
             try:
@@ -701,11 +699,7 @@ class TaskManager:
              env: list[str] | None = None, cwd: str = "", user: str = "",
              console_size: tuple[int, int] | None = None, privileged: bool = False) -> Attachment:
         """Start a process in the running task (joining its namespaces); returns the attached stream."""
-        import re
-
-        exec_id = exec_id or "exec-" + os.urandom(6).hex()  # generated when none is given (ctr requires one)
-        if not re.match(r"^[A-Za-z0-9]+(?:[._-][A-Za-z0-9]+)*$", exec_id) or len(exec_id) > 76:
-            raise errors.InvalidArgument(f"invalid exec id {exec_id!r}")
+        exec_id = identifiers.validate(exec_id or "exec-" + os.urandom(6).hex(), "exec id")  # ctr requires one
         if not args:
             raise errors.InvalidArgument("no command given")
         td = self._taskdir(container_id)
@@ -824,11 +818,11 @@ def _status_code(status: int) -> int:
 
 
 def _proc_info(pid: int) -> dict[str, Any] | None:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        comm = stat[stat.index("(") + 1:stat.rindex(")")]
-        state = stat.rsplit(")", 1)[1].split()[0]
-        cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
-        return {"state": state, "command": cmd or comm}
-    except (OSError, ValueError):
+    st = proc.stat(pid)
+    if st is None:
         return None
+    try:
+        cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
+    except OSError:
+        return None
+    return {"state": st.state, "command": cmd or st.comm}
