@@ -2,7 +2,7 @@
  * `linux.resources.devices` rules, emitted instruction by instruction (crun's approach: no libbpf, no
  * compiler), loaded with bpf(BPF_PROG_LOAD) and attached to a container's cgroup with BPF_F_ALLOW_MULTI.
  *
- * Keep the declarations below in step with the CDEF in csrc/build_helper.py.  */
+ * The cffi binding is generated from the "cffi:begin" regions (csrc/cffi_cdef.py).  */
 #ifndef CTRPY_BPF_DEVICES_H
 #define CTRPY_BPF_DEVICES_H
 
@@ -10,6 +10,7 @@
 
 #include "helper.h"
 
+/* cffi:begin */
 /* One rule, already parsed: type 'a' (all), 'b' or 'c'; major/minor -1 for "*"; access a mask of
    CTRPY_DEV_MKNOD | CTRPY_DEV_READ | CTRPY_DEV_WRITE (the kernel's BPF_DEVCG_ACC_* values).  */
 typedef struct
@@ -33,5 +34,6 @@ int ctrpy_bpf_devices_set (const char *cgroup_dir, const ctrpy_dev_rule_t *rules
 
 /* The ids of the device programs attached to `cgroup_dir` itself (up to `max`); returns their count.  */
 int ctrpy_bpf_devices_query (const char *cgroup_dir, uint32_t *ids, int max, ctrpy_err_t *err);
+/* cffi:end */
 
 #endif

@@ -5,7 +5,8 @@
  * policy (which mounts, which caps, clamping decisions it can make up front) stays in Python, mechanism
  * stays here.  Errors raised after the clone come back over a CLOEXEC pipe as {errno, msg}.
  *
- * Keep the declarations below in step with the CDEF in csrc/build_helper.py.  */
+ * What Python sees lies between "cffi:begin" and "cffi:end" comment lines: the cffi binding is generated
+ * from these regions (csrc/cffi_cdef.py), so each declaration lives here only.  */
 #ifndef CTRPY_HELPER_H
 #define CTRPY_HELPER_H
 
@@ -14,16 +15,19 @@
 
 #define CTRPY_HELPER_VERSION "0.2.0"
 
+/* cffi:begin */
 typedef struct
 {
   int errno_;
   char msg[256];
 } ctrpy_err_t;
+/* cffi:end */
 
 /* Fill *err (errno and a formatted message) and return -1 (csrc/error.c).  */
 int ctrpy_make_error (ctrpy_err_t *err, int errno_, const char *fmt, ...)
   __attribute__ ((format (printf, 3, 4)));
 
+/* cffi:begin */
 /* One mount of the OCI spec, already translated: `flags` are MS_* without propagation bits,
    `propagation` is MS_SHARED/MS_SLAVE/MS_PRIVATE/MS_UNBINDABLE (+MS_REC) applied after mounting.  */
 typedef struct
@@ -169,5 +173,6 @@ int ctrpy_seccomp_compile (const ctrpy_seccomp_t *profile, unsigned char *buf, s
 
 /* Make the caller the reaper of its orphaned descendants (PR_SET_CHILD_SUBREAPER).  */
 int ctrpy_set_subreaper (ctrpy_err_t *err);
+/* cffi:end */
 
 #endif

@@ -19,7 +19,9 @@ int inroot_open (int rootfd, const char *path, int create);
 /* "/proc/self/fd/N": the name to give mount(2) and friends for an fd from inroot_open.  */
 const char *inroot_fdpath (char *buf, unsigned long size, int fd);
 
+/* cffi:begin */
 /* 0: always use the userspace walk (tests run both paths); 1: openat2 where the kernel has it.  */
 void ctrpy_inroot_set_openat2 (int enabled);
+/* cffi:end */
 
 #endif

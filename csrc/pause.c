@@ -19,7 +19,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "helper.h"
+#include "pause.h"
 
 struct pause_reply
 {

@@ -6,6 +6,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* cffi:begin */
 /* Action kinds (the OCI SCMP_ACT_* names); ERRNO and TRACE carry a value.  */
 #define CTRPY_SCMP_ACT_KILL 0
 #define CTRPY_SCMP_ACT_KILL_PROCESS 1
@@ -53,5 +54,6 @@ struct ctrpy_seccomp_s
   int n_rules;
   const ctrpy_seccomp_rule_t *rules;
 };
+/* cffi:end */
 
 #endif

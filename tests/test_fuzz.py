@@ -471,15 +471,15 @@ def decode_one(data: bytes) -> tuple[bytes, bytes]:
 @FAST
 @given(frames, st.lists(st.integers(1, 64), min_size=1, max_size=10))
 def test_frame_stream_parsers_split_anywhere(items: list[tuple[bytes, bytes]], cuts: list[int]) -> None:
-    """The client's reader (tasks.Attachment.read_frame) gets the frames back whole and in order however the
+    """The client's reader (attach.Attachment.read_frame) gets the frames back whole and in order however the
     stream is cut. (The C supervisor's own reader is driven through real sockets in test_supervisor*.py.)"""
-    from ctrpy.runtime import tasks
+    from ctrpy.runtime import attach
 
     stream = b"".join(sup.frame(k, p) for k, p in items)
     # Client side: through a real socketpair, in pieces.
     a, b = socket.socketpair()
     try:
-        reader = object.__new__(tasks.Attachment)
+        reader = object.__new__(attach.Attachment)
         reader.sock, reader._buf = a, b""
         pos, i = 0, 0
         got: list[tuple[bytes, bytes]] = []

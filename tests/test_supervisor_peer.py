@@ -76,7 +76,7 @@ def test_the_cli_does_not_trust_a_socket_another_user_squats() -> None:
 
     from ctrpy.runtime import errors
     from ctrpy.runtime import supervisor as sup
-    from ctrpy.runtime.tasks import Attachment
+    from ctrpy.runtime.attach import Attachment
 
     name = f"ctrpy-sup/squat/{os.getpid()}"
     squatter = subprocess.Popen(["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", sys.executable,

@@ -93,7 +93,7 @@ def _with_global_options(fn: Any) -> Any:
 @click.pass_context
 def cli(ctx: click.Context, root: str | None, state: str | None, namespace: str, config_path: str | None,
         debug: bool) -> None:
-    from ctrpy.runtime.config import DEFAULT_CONFIG_PATH
+    from ctrpy.paths import DEFAULT_CONFIG_PATH
 
     # A --config named on the command line must exist; the default path or CTRPY_CONFIG may be absent.
     explicit = ctx.get_parameter_source("config_path") == click.core.ParameterSource.COMMANDLINE

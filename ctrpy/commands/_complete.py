@@ -18,9 +18,9 @@ import os
 import sys
 from collections.abc import Callable
 
-DEFAULT_ROOT = "/var/lib/ctrpy"
-DEFAULT_STATE = "/run/ctrpy"
-DEFAULT_CONFIG = "/etc/ctrpy/config.toml"
+from ctrpy.paths import DEFAULT_CONFIG_PATH as DEFAULT_CONFIG
+from ctrpy.paths import DEFAULT_ROOT, DEFAULT_STATE
+
 
 # Mirrors ctrpy.runtime.supervisor's file names (not imported: that module is not free to import).
 TASK_FILE = "task.json"

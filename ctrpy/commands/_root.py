@@ -10,6 +10,8 @@ from __future__ import annotations
 import os
 import sys
 
+from ctrpy.paths import DEFAULT_CONFIG_PATH, DEFAULT_ROOT, DEFAULT_STATE
+
 TYPE_CHECKING = False  # typing costs ~5 ms of start-up: annotations here are never evaluated
 if TYPE_CHECKING:
     from typing import Any, NoReturn
@@ -99,13 +101,13 @@ Examples:
 # (declarations, click.option keyword arguments), in the order --help lists them.
 GLOBAL_OPTIONS: list[tuple[tuple[str, ...], dict]] = [
     (("--root",), {"envvar": "CTRPY_ROOT", "default": None, "metavar": "DIR",
-                   "help": "Root directory for persistent data  [env: CTRPY_ROOT; default: /var/lib/ctrpy]"}),
+                   "help": f"Root directory for persistent data  [env: CTRPY_ROOT; default: {DEFAULT_ROOT}]"}),
     (("--state",), {"envvar": "CTRPY_STATE", "default": None, "metavar": "DIR",
-                    "help": "State directory for runtime data  [env: CTRPY_STATE; default: /run/ctrpy]"}),
+                    "help": f"State directory for runtime data  [env: CTRPY_STATE; default: {DEFAULT_STATE}]"}),
     (("--namespace", "-n"), {"envvar": "CTRPY_NAMESPACE", "default": "default", "show_default": True,
                              "help": "Namespace to use  [env: CTRPY_NAMESPACE]"}),
     (("--config", "config_path"), {"envvar": "CTRPY_CONFIG", "default": None, "metavar": "FILE",
-                                   "help": "Config file  [env: CTRPY_CONFIG; default: /etc/ctrpy/config.toml]"}),
+                                   "help": f"Config file  [env: CTRPY_CONFIG; default: {DEFAULT_CONFIG_PATH}]"}),
     (("--debug",), {"is_flag": True, "envvar": "CTRPY_DEBUG", "help": "Show tracebacks and debug output"}),
 ]
 VERSION_HELP = "Show the version and exit."
@@ -377,7 +379,6 @@ def _fast_leaf(argv: list[str]) -> tuple[str, dict, bool] | None:
 def _run_leaf(function: str, values: dict, quiet: bool) -> NoReturn:
     try:
         from ctrpy.commands import _listings
-        from ctrpy.runtime.config import DEFAULT_CONFIG_PATH
 
         obj = CliContext(values["root"], values["state"], values["namespace"] or "default",
                          values["config_path"] or DEFAULT_CONFIG_PATH, values["debug"],

@@ -93,19 +93,9 @@ def human_size(size: int | None) -> str:
 
 def parse_timestamp(stamp: str) -> float:
     """Seconds since the epoch from the store's RFC 3339 timestamps."""
-    import calendar
+    from ctrpy.runtime import timefmt
 
-    main, _, frac = stamp.rstrip("Z").partition(".")
-    try:
-        # The store's own format, sliced: strptime costs more than the rest of a listing row.
-        if len(main) != 19 or main[4] != "-" or main[10] != "T":
-            raise ValueError(main)
-        fields = (int(main[0:4]), int(main[5:7]), int(main[8:10]), int(main[11:13]), int(main[14:16]),
-                  int(main[17:19]))
-        seconds = calendar.timegm(fields + (0, 0, 0))
-    except ValueError:
-        seconds = calendar.timegm(time.strptime(main, "%Y-%m-%dT%H:%M:%S"))
-    return seconds + (float("0." + frac) if frac else 0.0)
+    return timefmt.parse(stamp)
 
 
 def human_age(stamp: str | None) -> str:

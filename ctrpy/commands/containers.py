@@ -60,7 +60,7 @@ def container_flags(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def options_from_flags(container_id: str, image: str, args: tuple[str, ...], flags: dict[str, Any]) -> Any:
-    from ctrpy.runtime.tasks import ContainerOptions
+    from ctrpy.runtime.containers import ContainerOptions
 
     memory = flags.get("memory_limit")
     return ContainerOptions(
@@ -113,7 +113,7 @@ def create(obj: Any, positional: tuple[str, ...], **flags: Any) -> None:
       ctrpy containers create docker.io/library/busybox:latest web sleep 60
       ctrpy containers create --rootfs /srv/rootfs -e A=1 --memory-limit 64m job sh -c 'echo $A'
     """
-    from ctrpy.runtime.tasks import create_container
+    from ctrpy.runtime.containers import create_container
 
     image, container_id, args = split_image_id(flags["rootfs"], positional)
     create_container(obj.client, options_from_flags(container_id, image, args, flags))
@@ -135,7 +135,7 @@ def run(obj: Any, remove: bool, detach: bool, positional: tuple[str, ...], **fla
     """
     from ctrpy.commands.tasks import run_attached, run_failed
     from ctrpy.runtime import errors
-    from ctrpy.runtime.tasks import create_container, delete_container
+    from ctrpy.runtime.containers import create_container, delete_container
 
     if remove and detach:
         raise click.UsageError("--rm and --detach cannot be used together")
@@ -219,7 +219,7 @@ def rm(obj: Any, container_ids: tuple[str, ...], force: bool, keep_snapshot: boo
       ctrpy containers rm web
       ctrpy containers rm --force web job
     """
-    from ctrpy.runtime.tasks import delete_container
+    from ctrpy.runtime.containers import delete_container
 
     for container_id in container_ids:
         delete_container(obj.client, container_id, force=force, keep_snapshot=keep_snapshot)

@@ -40,23 +40,15 @@ def tls_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     return fn
 
 
-def _registry(ctx: click.Context, kw: dict[str, Any], *, concurrent_key: str) -> tuple[Any, Any]:
+def _registry(ctx: click.Context, kw: dict[str, Any], *, uploads: bool) -> tuple[Any, Any]:
     """RegistryOptions and credential from flags over the config."""
-    from ctrpy.runtime.remotes import RegistryOptions
+    from ctrpy.runtime.remotes import registry_options
     from ctrpy.runtime.remotes.auth import parse_user
 
-    config = ctx.obj.config
-    dirs = list(kw.get("hosts_dir") or ()) or [p for p in str(config.get("registry.config_path", "")).split(":") if p]
-    reg = RegistryOptions(
-        plain_http=kw.get("plain_http", False),
-        skip_verify=kw.get("skip_verify", False),
-        tlscacert=list(kw.get("tlscacert") or ()),
-        tlscert=kw.get("tlscert"),
-        tlskey=kw.get("tlskey"),
-        hosts_dirs=dirs,
-        progress_timeout=kw.get("progress_timeout") or float(config.get("registry.progress_timeout", 60)),
-        max_concurrent=kw.get("max_concurrent") or int(config.get(f"registry.{concurrent_key}", 3)),
-    )
+    reg = registry_options(ctx.obj.config, uploads=uploads, plain_http=kw.get("plain_http"),
+                           skip_verify=kw.get("skip_verify"), tlscacert=kw.get("tlscacert"), tlscert=kw.get("tlscert"),
+                           tlskey=kw.get("tlskey"), hosts_dirs=kw.get("hosts_dir"),
+                           progress_timeout=kw.get("progress_timeout"), max_concurrent=kw.get("max_concurrent"))
     credential = parse_user(kw["user"]) if kw.get("user") else None
     return reg, credential
 
@@ -124,12 +116,13 @@ def pull(ctx: click.Context, ref: str, platforms: tuple[str, ...], all_platforms
     """
     from ctrpy.commands._progress import make_progress
     from ctrpy.runtime.pull import PullOptions, pull as do_pull
+    from ctrpy.runtime.remotes import pull_deadline
 
     client = ctx.obj.client
-    reg, credential = _registry(ctx, kw, concurrent_key="max_concurrent_downloads")
+    reg, credential = _registry(ctx, kw, uploads=False)
     opts = PullOptions(registry=reg, platforms=list(platforms), all_platforms=all_platforms, unpack=not no_unpack,
                        snapshotter=snapshotter, credential=credential,
-                       deadline=deadline if deadline is not None else float(ctx.obj.config.get("registry.deadline", 0)))
+                       deadline=deadline if deadline is not None else pull_deadline(ctx.obj.config))
     progress = make_progress(quiet)
     try:
         image = do_pull(client, ref, opts, progress)
@@ -163,7 +156,7 @@ def push(ctx: click.Context, ref: str, local: str | None, platforms: tuple[str, 
     from ctrpy.runtime.push import PushOptions, push as do_push
 
     client = ctx.obj.client
-    reg, credential = _registry(ctx, kw, concurrent_key="max_concurrent_uploads")
+    reg, credential = _registry(ctx, kw, uploads=True)
     progress = make_progress(quiet)
     try:
         desc = do_push(client, ref, local, PushOptions(registry=reg, platforms=list(platforms),

@@ -25,22 +25,19 @@ all_platforms_option = click.option("--all-platforms", is_flag=True,
 
 def _age(stamp: str) -> str:
     """docker's relative CREATED; configs may carry fractions and offsets, which the store's stamps do not."""
-    import calendar
-    import re
     import time
 
-    m = re.match(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.\d+)?(Z|[+-]\d\d:\d\d)?$", stamp or "")
-    if not m:
+    from ctrpy.runtime import timefmt
+
+    try:
+        seconds = int(timefmt.parse(stamp))
+    except ValueError:
         return stamp or "-"
-    seconds = calendar.timegm(time.strptime(m.group(1), "%Y-%m-%dT%H:%M:%S"))
-    if m.group(2) and m.group(2) != "Z":
-        sign = 1 if m.group(2)[0] == "+" else -1
-        seconds -= sign * (int(m.group(2)[1:3]) * 3600 + int(m.group(2)[4:6]) * 60)
     delta = time.time() - seconds
     for unit, secs in (("year", 365 * 86400), ("month", 30 * 86400), ("week", 7 * 86400)):
         if delta >= 2 * secs:  # docker's units: "2 years ago", "3 months ago", "2 weeks ago"
             return f"{int(delta // secs)} {unit}s ago"
-    return human_age(time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(seconds)))
+    return human_age(timefmt.format_seconds(seconds))
 
 
 def short_id(digest: str, no_trunc: bool = False) -> str:

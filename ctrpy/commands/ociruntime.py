@@ -43,9 +43,9 @@ class RuncGroup(click.Group):
 
 
 def _log_error(path: str, fmt: str, message: str) -> None:
-    import time
+    from ctrpy.runtime import timefmt
 
-    stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    stamp = timefmt.format_seconds()
     line = json.dumps({"level": "error", "msg": message, "time": stamp}) if fmt == "json" else \
         f'time="{stamp}" level=error msg="{message}"'
     try:

@@ -65,7 +65,7 @@ def login(ctx: click.Context, server: str | None, username: str | None, password
         password = click.prompt("Password", hide_input=True)
     if not username or not password:
         raise errors.InvalidArgument("login needs a user name and a password")
-    reg, _ = _registry(ctx, kw, concurrent_key="max_concurrent_downloads")
+    reg, _ = _registry(ctx, kw, uploads=False)
     reg.docker_config = docker_config
     domain = _domain(server)
     cred = Credential(username, password)

@@ -158,16 +158,9 @@ def ensure_image(obj: Any, image: str, policy: str, platform: str) -> None:
                 if policy == "never":
                     raise
     from ctrpy.commands._progress import make_progress
-    from ctrpy.runtime.pull import PullOptions, pull as do_pull
-    from ctrpy.runtime.remotes import RegistryOptions
+    from ctrpy.runtime.pull import options_from_config, pull as do_pull
 
-    config = obj.config
-    reg = RegistryOptions(
-        hosts_dirs=[p for p in str(config.get("registry.config_path", "")).split(":") if p],
-        progress_timeout=float(config.get("registry.progress_timeout", 60)),
-        max_concurrent=int(config.get("registry.max_concurrent_downloads", 3)))
-    opts = PullOptions(registry=reg, platforms=[platform] if platform else [],
-                       deadline=float(config.get("registry.deadline", 0)))
+    opts = options_from_config(obj.config, platforms=[platform] if platform else [])
     progress = make_progress(False)
     try:
         do_pull(obj.client, image, opts, progress)

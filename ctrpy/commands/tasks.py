@@ -45,7 +45,7 @@ def run_failed(client: Client, container_id: str, exc: Any, *, remove: bool) -> 
     """After a `run` failed: give `exc` run's reserved codes (125/126/127) and drop its task (and with --rm
     the container). A full disk keeps its own class (i15)."""
     from ctrpy.runtime import errors
-    from ctrpy.runtime.tasks import delete_container
+    from ctrpy.runtime.containers import delete_container
 
     if not isinstance(exc, errors.NoSpace):
         exc.exit_code = getattr(exc, "run_exit_code", errors.EXIT_RUNTIME_FAILURE)

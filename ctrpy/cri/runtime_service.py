@@ -41,14 +41,12 @@ SANDBOX_READY, SANDBOX_NOTREADY = api.SANDBOX_READY, api.SANDBOX_NOTREADY
 
 def _parse_time(stamp: str) -> int:
     """RFC 3339 with nanoseconds (the supervisor's exited_at) -> nanoseconds since the epoch."""
-    import calendar
+    from ctrpy.runtime import timefmt
 
     if not stamp:
         return 0
     try:
-        base, _, frac = stamp.rstrip("Z").partition(".")
-        secs = calendar.timegm(time.strptime(base, "%Y-%m-%dT%H:%M:%S"))
-        return secs * 1_000_000_000 + int((frac + "000000000")[:9])
+        return timefmt.parse_ns(stamp)
     except ValueError:
         return 0
 
@@ -341,9 +339,11 @@ class RuntimeService(api_pb2_grpc.RuntimeServiceServicer):
             return TaskManager._stopped(record.id, "", rec)
         # Fast path (kubelet lists every second): a started task whose supervisor is alive and whose init
         # process exists is running; only the doubtful cases ask the runtime.
+        from ctrpy.runtime.linux.proc import start_time
+
         pid = td.init_pid()
         if (record.extensions[EXTENSION].get("started_at") and pid and td.supervisor_pid() is not None
-                and sb.proc_start_time(pid) is not None):
+                and start_time(pid) is not None):
             return TaskState(record.id, pid, TaskStatus.RUNNING)
         try:
             return tasks.state(record.id)
@@ -380,7 +380,7 @@ class RuntimeService(api_pb2_grpc.RuntimeServiceServicer):
         return api.StopContainerResponse()
 
     def _remove_container(self, record: Any) -> None:
-        from ctrpy.runtime.tasks import delete_container
+        from ctrpy.runtime.containers import delete_container
 
         self._stop_container(record, 0)
         delete_container(self.client, record.id, force=True)
@@ -483,7 +483,8 @@ class RuntimeService(api_pb2_grpc.RuntimeServiceServicer):
 
     def ReopenContainerLog(self, request: Any, context: Any) -> Any:
         from ctrpy.runtime import supervisor as sup
-        from ctrpy.runtime.tasks import Attachment, TaskStatus
+        from ctrpy.runtime.attach import Attachment
+        from ctrpy.runtime.tasks import TaskStatus
 
         record = self._container(request.container_id)
         state = self._task_state(record)

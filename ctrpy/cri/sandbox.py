@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 from ctrpy.cri import EXTENSION, KIND_SANDBOX, LABEL_KIND, LABEL_NAME
 from ctrpy.runtime import errors
+from ctrpy.runtime.linux.proc import start_time as proc_start_time
 
 if TYPE_CHECKING:
     from ctrpy.runtime.client import Client
@@ -40,18 +41,6 @@ POD, CONTAINER, NODE, TARGET = 0, 1, 2, 3  # runtime.v1 NamespaceMode
 
 def new_id() -> str:
     return secrets.token_hex(32)
-
-
-def proc_start_time(pid: int) -> int | None:
-    """The process's start time (clock ticks since boot), None if it is gone or a zombie."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    fields = stat.rsplit(")", 1)[1].split()
-    if fields[0] in ("Z", "X"):
-        return None
-    return int(fields[19])
 
 
 def pause_alive(ext: dict[str, Any]) -> bool:
@@ -172,7 +161,7 @@ def run(svc: Any, config: Any, runtime_handler: str) -> str:
         shutil.rmtree(directory, ignore_errors=True)
         try:
             if record.snapshot_key:
-                from ctrpy.runtime.tasks import delete_container
+                from ctrpy.runtime.containers import delete_container
 
                 delete_container(client, sid, force=True)
             else:
@@ -267,7 +256,7 @@ def remove(svc: Any, record: Any) -> None:
     shutil.rmtree(ext.get("dir") or "/nonexistent", ignore_errors=True)
     try:
         if record.snapshot_key:  # a sandbox image's task and rootfs
-            from ctrpy.runtime.tasks import delete_container
+            from ctrpy.runtime.containers import delete_container
 
             delete_container(svc.client, record.id, force=True)
         else:

@@ -8,7 +8,7 @@ kubelet's client (client-go's SPDY executor and port forwarder, as crictl and cr
 Each token is single-use and expires after a minute (kubelet's streaming server does the same). The
 connection is upgraded to SPDY/3.1: the client opens one stream per channel (header `streamtype`: error,
 stdin, stdout, stderr, resize; for port forwarding error and data with `port` and `requestid`), the server
-replies to each, copies bytes between the streams and the task's supervisor (tasks.Attachment) or a socket
+replies to each, copies bytes between the streams and the task's supervisor (attach.Attachment) or a socket
 inside the pod's network namespace, and ends with a metav1.Status on the error stream (v4: exit code as a
 NonZeroExitCode cause).
 

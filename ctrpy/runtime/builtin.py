@@ -27,10 +27,17 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ctrpy.runtime import errors
+from ctrpy.runtime.identifiers import RUNTIME_ID_PATTERN as _ID_RE
+from ctrpy.runtime.timefmt import now as _now
 from ctrpy.runtime import helper as _h
+from ctrpy.runtime.linux.caps import NUMBERS as CAP_NUMBERS
+from ctrpy.runtime.linux.caps import bounding_set as _own_bounding_set
+from ctrpy.runtime.linux.mountflags import MS_BIND, MS_NODEV, MS_NOEXEC, MS_NOSUID, MS_RDONLY, MS_REMOUNT, MS_REC
+from ctrpy.runtime.linux.mountflags import PROPAGATION as _PROPAGATION
+from ctrpy.runtime.linux.mountflags import parse as parse_mount_options
+from ctrpy.runtime.linux.proc import start_time as _proc_start_time
 
 OCI_VERSION = "1.0.2"
-_ID_RE = re.compile(r"^[\w+.-]{1,128}$")
 
 NAMESPACES = {
     "pid": _h.CLONE_NEWPID, "network": _h.CLONE_NEWNET, "mount": _h.CLONE_NEWNS, "ipc": _h.CLONE_NEWIPC,
@@ -42,41 +49,10 @@ _NS_FILES = (("user", _h.CLONE_NEWUSER), ("ipc", _h.CLONE_NEWIPC), ("uts", _h.CL
              ("net", _h.CLONE_NEWNET), ("cgroup", _h.CLONE_NEWCGROUP), ("mnt", _h.CLONE_NEWNS),
              ("pid", _h.CLONE_NEWPID))
 
-CAPS = (
-    "CHOWN", "DAC_OVERRIDE", "DAC_READ_SEARCH", "FOWNER", "FSETID", "KILL", "SETGID", "SETUID", "SETPCAP",
-    "LINUX_IMMUTABLE", "NET_BIND_SERVICE", "NET_BROADCAST", "NET_ADMIN", "NET_RAW", "IPC_LOCK", "IPC_OWNER",
-    "SYS_MODULE", "SYS_RAWIO", "SYS_CHROOT", "SYS_PTRACE", "SYS_PACCT", "SYS_ADMIN", "SYS_BOOT", "SYS_NICE",
-    "SYS_RESOURCE", "SYS_TIME", "SYS_TTY_CONFIG", "MKNOD", "LEASE", "AUDIT_WRITE", "AUDIT_CONTROL", "SETFCAP",
-    "MAC_OVERRIDE", "MAC_ADMIN", "SYSLOG", "WAKE_ALARM", "BLOCK_SUSPEND", "AUDIT_READ", "PERFMON", "BPF",
-    "CHECKPOINT_RESTORE",
-)
-CAP_NUMBERS = {f"CAP_{name}": i for i, name in enumerate(CAPS)}
-
 RLIMITS = {
     "RLIMIT_CPU": 0, "RLIMIT_FSIZE": 1, "RLIMIT_DATA": 2, "RLIMIT_STACK": 3, "RLIMIT_CORE": 4, "RLIMIT_RSS": 5,
     "RLIMIT_NPROC": 6, "RLIMIT_NOFILE": 7, "RLIMIT_MEMLOCK": 8, "RLIMIT_AS": 9, "RLIMIT_LOCKS": 10,
     "RLIMIT_SIGPENDING": 11, "RLIMIT_MSGQUEUE": 12, "RLIMIT_NICE": 13, "RLIMIT_RTPRIO": 14, "RLIMIT_RTTIME": 15,
-}
-
-# Mount option -> (flags to set, flags to clear); propagation options are kept apart.
-MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_SYNCHRONOUS, MS_REMOUNT = 1, 2, 4, 8, 16, 32
-MS_MANDLOCK, MS_DIRSYNC, MS_NOATIME, MS_NODIRATIME, MS_BIND, MS_REC = 64, 128, 1024, 2048, 4096, 16384
-MS_UNBINDABLE, MS_PRIVATE, MS_SLAVE, MS_SHARED = 1 << 17, 1 << 18, 1 << 19, 1 << 20
-MS_RELATIME, MS_STRICTATIME = 1 << 21, 1 << 24
-_MOUNT_FLAGS = {
-    "ro": (MS_RDONLY, 0), "rw": (0, MS_RDONLY), "nosuid": (MS_NOSUID, 0), "suid": (0, MS_NOSUID),
-    "nodev": (MS_NODEV, 0), "dev": (0, MS_NODEV), "noexec": (MS_NOEXEC, 0), "exec": (0, MS_NOEXEC),
-    "sync": (MS_SYNCHRONOUS, 0), "async": (0, MS_SYNCHRONOUS), "dirsync": (MS_DIRSYNC, 0),
-    "remount": (MS_REMOUNT, 0), "mand": (MS_MANDLOCK, 0), "nomand": (0, MS_MANDLOCK),
-    "atime": (0, MS_NOATIME), "noatime": (MS_NOATIME, 0), "diratime": (0, MS_NODIRATIME),
-    "nodiratime": (MS_NODIRATIME, 0), "relatime": (MS_RELATIME, 0), "norelatime": (0, MS_RELATIME),
-    "strictatime": (MS_STRICTATIME, 0), "nostrictatime": (0, MS_STRICTATIME),
-    "bind": (MS_BIND, 0), "rbind": (MS_BIND | MS_REC, 0),
-}
-_PROPAGATION = {
-    "private": MS_PRIVATE, "rprivate": MS_PRIVATE | MS_REC, "shared": MS_SHARED, "rshared": MS_SHARED | MS_REC,
-    "slave": MS_SLAVE, "rslave": MS_SLAVE | MS_REC, "unbindable": MS_UNBINDABLE,
-    "runbindable": MS_UNBINDABLE | MS_REC,
 }
 
 # Devices every container gets when /dev is a fresh tmpfs (runc's default device list).
@@ -84,23 +60,6 @@ DEFAULT_DEVICES = (
     ("/dev/null", "c", 1, 3), ("/dev/zero", "c", 1, 5), ("/dev/full", "c", 1, 7), ("/dev/tty", "c", 5, 0),
     ("/dev/random", "c", 1, 8), ("/dev/urandom", "c", 1, 9),
 )
-
-
-def parse_mount_options(options: list[str]) -> tuple[int, int, str]:
-    """OCI mount options -> (MS_* flags, propagation flags, fs-specific data string)."""
-    flags = propagation = 0
-    data: list[str] = []
-    for opt in options:
-        if opt in _MOUNT_FLAGS:
-            set_, clear = _MOUNT_FLAGS[opt]
-            flags = (flags | set_) & ~clear
-        elif opt in _PROPAGATION:
-            propagation = _PROPAGATION[opt]
-        elif opt in ("defaults", "recursive", "rro", "rrw", "idmap", "ridmap"):
-            continue
-        else:
-            data.append(opt)
-    return flags, propagation, ",".join(data)
 
 
 # runtime-spec fields the built-in runtime does not implement: a spec that sets one is refused with its
@@ -229,27 +188,6 @@ def _cap_mask(names: list[str] | None, warn: Callable[[str], None], allowed: int
             continue
         mask |= 1 << n
     return mask & allowed
-
-
-def _own_bounding_set() -> int:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("CapBnd:"):
-                return int(line.split()[1], 16)
-    return (1 << 64) - 1
-
-
-def _proc_start_time(pid: int) -> int | None:
-    """Start time of `pid` (clock ticks since boot), None if gone or a zombie; tells pid reuse apart."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            text = f.read()
-    except OSError:
-        return None
-    rest = text[text.rfind(")") + 2:].split()
-    if not rest or rest[0] in ("Z", "X"):
-        return None
-    return int(rest[19])
 
 
 def _stderr_warn(message: str) -> None:
@@ -835,11 +773,6 @@ def wait_pid(pid: int) -> int:
     if os.WIFSIGNALED(status):
         return 128 + os.WTERMSIG(status)
     return os.WEXITSTATUS(status)
-
-
-def _now() -> str:
-    t = time.time()
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + f".{int(t % 1 * 1e9):09d}Z"
 
 
 def _rmtree(path: Path) -> None:

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from ctrpy.runtime import supervisor as sup
+from ctrpy.runtime.linux.proc import start_time
 
 
 def write_json_durably(path: Path, data: Any) -> None:
@@ -41,17 +42,6 @@ def read_json(path: Path) -> Any:
         return None
     except ValueError:
         return None
-
-
-def _proc_start_time(pid: int) -> int | None:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    fields = stat.rsplit(")", 1)[1].split()
-    if fields[0] == "Z":
-        return None
-    return int(fields[19])
 
 
 class TaskDir:
@@ -126,7 +116,7 @@ class TaskDir:
             pid = int((self.path / sup.SUPERVISOR_PID_FILE).read_text().strip())
         except (OSError, ValueError):
             return None
-        if _proc_start_time(pid) is None:
+        if start_time(pid) is None:
             return None
         try:
             cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")

@@ -27,6 +27,7 @@ from functools import lru_cache
 from typing import Any
 
 from ctrpy.runtime import errors
+from ctrpy.runtime.linux import mountinfo
 
 CGROUP_ROOT = "/sys/fs/cgroup"
 
@@ -103,22 +104,18 @@ def layout() -> Layout:
     hierarchies: list[Hierarchy] = []
     seen: set[str] = set()
     try:
-        with open("/proc/self/mountinfo") as f:
-            lines = f.read().splitlines()
+        mounts = mountinfo.read()
     except OSError as exc:
         raise errors.from_oserror(exc, "read mountinfo") from exc
-    for line in lines:
-        left, _, right = line.partition(" - ")
-        fields = left.split()
-        rfields = right.split()
-        if len(fields) < 5 or len(rfields) < 3 or rfields[0] not in ("cgroup", "cgroup2"):
+    for m in mounts:
+        if m.fstype not in ("cgroup", "cgroup2"):
             continue
-        mount_point = fields[4].replace("\\040", " ")
+        mount_point = m.mount_point
         if mount_point in seen:
             continue
         seen.add(mount_point)
-        if rfields[0] == "cgroup":
-            opts = rfields[2].split(",")
+        if m.fstype == "cgroup":
+            opts = m.super_options.split(",")
             ctrls = frozenset(o for o in opts if o.startswith("name=") or ("=" not in o and o not in _V1_FLAGS))
             hierarchies.append(Hierarchy(mount_point, ctrls, 1))
         else:
@@ -647,19 +644,20 @@ class Cgroup:
         }
 
     def _oom_kills(self) -> int:
+        """How many processes the OOM killer killed here: `oom_kill N` in memory.events (v2) or in
+        memory.oom_control (v1). The one Python reader; csrc/supervisor.c (read_oom_killed) reads the same
+        line for the exit record, as the supervisor runs no Python."""
         if self.is_v2:
             path = os.path.join(self._v2_dir() or "", "memory.events")
-            key = "oom_kill"
         else:
             mem = self._v1_dir("memory")
             if mem is None:
                 return 0
             path = os.path.join(mem, "memory.oom_control")
-            key = "oom_kill"
         try:
             for line in _read(path).splitlines():
                 k, _, v = line.partition(" ")
-                if k == key:
+                if k == "oom_kill":
                     return int(v)
         except (OSError, ValueError):
             pass

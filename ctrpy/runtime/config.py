@@ -15,13 +15,12 @@ from pathlib import Path
 from typing import Any
 
 from ctrpy.runtime import errors
-
-DEFAULT_CONFIG_PATH = "/etc/ctrpy/config.toml"
+from ctrpy.paths import DEFAULT_ROOT, DEFAULT_STATE
 
 DEFAULTS: dict[str, Any] = {
     "version": 1,
-    "root": "/var/lib/ctrpy",
-    "state": "/run/ctrpy",
+    "root": DEFAULT_ROOT,
+    "state": DEFAULT_STATE,
     "default_snapshotter": "overlayfs",
     "default_runtime": "ctrpy",
     "registry": {

@@ -1,7 +1,7 @@
 """Containers as `docker run`/`nerdctl run` create them: docker's flags turned into a stored container.
 
 `RunRequest` holds the flags as typed; `create()` validates them, picks the ID (64 hex) and name, and stores
-the container through `tasks.create_container` with extra spec options (ulimits, devices, tmpfs, namespaces,
+the container through `containers.create_container` with extra spec options (ulimits, devices, tmpfs, namespaces,
 init, ...) and the DOCKER_EXT extension, which keeps what docker's `inspect` shows (Config, HostConfig) and
 what the lifecycle commands need (stop signal and timeout, -i, auto-remove, log options).
 
@@ -400,7 +400,7 @@ def create(client: Client, req: RunRequest) -> Any:
     """Validate `req`, store the container, fill new named volumes from the image; returns the record."""
     from ctrpy.runtime import names
     from ctrpy.runtime.network import request_from_options
-    from ctrpy.runtime.tasks import ContainerOptions, create_container, read_env_file
+    from ctrpy.runtime.containers import ContainerOptions, create_container, read_env_file
 
     if req.name:
         names.validate_name(req.name)

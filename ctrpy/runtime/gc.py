@@ -124,15 +124,12 @@ def _epoch(stamp: str | None) -> float | None:
     """Seconds since the epoch of an RFC 3339 UTC stamp; None when absent or unreadable."""
     if not stamp:
         return None
-    import calendar
+    from ctrpy.runtime import timefmt
 
-    main, _, frac = stamp.rstrip("Z").partition(".")
     try:
-        secs = calendar.timegm(time.strptime(main[:19], "%Y-%m-%dT%H:%M:%S"))
+        return timefmt.parse(stamp)
     except ValueError:
         return None
-    digits = "".join(ch for ch in frac if ch.isdigit())
-    return secs + (float("0." + digits) if digits else 0.0)
 
 
 def _expired(labels: dict[str, str], at: float) -> bool:
@@ -143,13 +140,14 @@ def _expired(labels: dict[str, str], at: float) -> bool:
 
 def _creator_gone(labels: dict[str, str]) -> bool:
     """A container rootfs snapshot whose creating command (ctrpy.io/creator: pid and start time) is gone."""
-    from ctrpy.runtime.tasks import CREATOR_LABEL, _proc_alive
+    from ctrpy.runtime.containers import CREATOR_LABEL
+    from ctrpy.runtime.linux.proc import proc_alive
 
     creator = labels.get(CREATOR_LABEL)
     if not creator:
         return False
 
-    return not _proc_alive(creator)
+    return not proc_alive(creator)
 
 
 def label_refs(namespace: str, labels: dict[str, str]) -> Iterator[Node]:
@@ -193,19 +191,12 @@ def _scan_mounts(backends: dict[str, Backend]) -> list[_Mount]:
     lowerdirs); bind mounts are recognised here by device and by their root within that device, as
     /proc/self/mountinfo gives them.
     """
+    from ctrpy.runtime.linux import mountinfo
+
     try:
-        with open("/proc/self/mountinfo") as f:
-            entries = [line.split() for line in f]
+        parsed = [(m.device, m.root, m.mount_point, m.fstype, m.super_options) for m in mountinfo.read()]
     except OSError:
         return []
-    parsed = []
-    for fields in entries:
-        try:
-            sep = fields.index("-")
-        except ValueError:
-            continue
-        parsed.append((fields[2], _unescape(fields[3]), _unescape(fields[4]), fields[sep + 1],
-                       fields[sep + 3] if len(fields) > sep + 3 else ""))
 
     # Where each backend's directory lives: (device, its path relative to that device's root).
     located: dict[str, tuple[str, str]] = {}

@@ -93,8 +93,9 @@ def _backoff_began(rs: dict[str, Any]) -> str:
     nxt = str(rs.get("next_start_at") or "")
     if not nxt:
         return ZERO_TIME
-    began = _epoch(nxt) - int(rs.get("delay_ms") or 0) / 1000
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(began)) + f".{int(began % 1 * 1e9):09d}Z"
+    from ctrpy.runtime import timefmt
+
+    return timefmt.format(timefmt.parse(nxt) - int(rs.get("delay_ms") or 0) / 1000)
 
 
 def restart_count(client: Client, container: Any) -> int:
@@ -239,7 +240,7 @@ def kill(client: Client, ref: str, signal: str | int = "SIGKILL") -> str:
 
 
 def remove(client: Client, ref: str, *, force: bool = False, volumes: bool = False) -> str:
-    from ctrpy.runtime.tasks import delete_container
+    from ctrpy.runtime.containers import delete_container
 
     cid = resolve(client, ref)
     container = client.containers.get(cid)
@@ -453,18 +454,12 @@ def _human_duration(seconds: float) -> str:
     return f"{hours // (24 * 7)} weeks"
 
 
-def _epoch(stamp: str) -> float:
-    import calendar
-
-    main, _, frac = stamp.rstrip("Z").partition(".")
-    seconds = calendar.timegm(time.strptime(main[:19], "%Y-%m-%dT%H:%M:%S"))
-    return seconds + (float("0." + frac) if frac else 0.0)
-
-
 def _since(stamp: str) -> float:
+    from ctrpy.runtime import timefmt
+
     if not stamp or stamp.startswith("0001"):
         return 0.0
-    return max(0.0, time.time() - _epoch(stamp))
+    return max(0.0, time.time() - timefmt.parse(stamp))
 
 
 def status_text(st: dict[str, Any]) -> str:

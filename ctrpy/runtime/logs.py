@@ -69,15 +69,13 @@ def parse_time(text: str | None) -> float | None:
         return float(text)
     except ValueError:
         pass
-    import calendar
+    from ctrpy.runtime import timefmt
 
-    main, _, frac = text.rstrip("Z").partition(".")
     try:
-        seconds = calendar.timegm(time.strptime(main[:19], "%Y-%m-%dT%H:%M:%S"))
+        return timefmt.parse(text)
     except ValueError:
         raise errors.InvalidArgument(f"invalid time {text!r}: use RFC 3339 (2024-01-02T15:04:05Z) "
                                      f"or a duration (10m, 1h)") from None
-    return seconds + (float("0." + frac[:9]) if frac else 0.0)
 
 
 def _files(task_dir: Path) -> list[Path]:

@@ -17,66 +17,24 @@ import ctypes
 import errno as _errno
 import os
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from ctrpy.runtime import errors
-
-# mount(2) flags, from <sys/mount.h>.
-MS_RDONLY = 0x1
-MS_NOSUID = 0x2
-MS_NODEV = 0x4
-MS_NOEXEC = 0x8
-MS_SYNCHRONOUS = 0x10
-MS_REMOUNT = 0x20
-MS_DIRSYNC = 0x80
-MS_NOATIME = 0x400
-MS_NODIRATIME = 0x800
-MS_BIND = 0x1000
-MS_REC = 0x4000
-MS_PRIVATE = 1 << 18
-MS_SLAVE = 1 << 19
-MS_SHARED = 1 << 20
-MS_RELATIME = 1 << 21
-MS_STRICTATIME = 1 << 24
-
-MNT_DETACH = 0x2
-UMOUNT_NOFOLLOW = 0x8
+from ctrpy.runtime.linux import mountflags, mountinfo
+from ctrpy.runtime.linux.mountflags import (
+    MNT_DETACH,
+    MS_BIND,
+    MS_NODEV,
+    MS_NOEXEC,
+    MS_NOSUID,
+    MS_RDONLY,
+    MS_REMOUNT,
+    UMOUNT_NOFOLLOW,
+)
 
 PAGE_SIZE = os.sysconf("SC_PAGESIZE")
 
-# option -> (clear?, flag). Options not listed are passed to the file system as data.
-_FLAGS: dict[str, tuple[bool, int]] = {
-    "ro": (False, MS_RDONLY),
-    "rw": (True, MS_RDONLY),
-    "nosuid": (False, MS_NOSUID),
-    "suid": (True, MS_NOSUID),
-    "nodev": (False, MS_NODEV),
-    "dev": (True, MS_NODEV),
-    "noexec": (False, MS_NOEXEC),
-    "exec": (True, MS_NOEXEC),
-    "sync": (False, MS_SYNCHRONOUS),
-    "async": (True, MS_SYNCHRONOUS),
-    "dirsync": (False, MS_DIRSYNC),
-    "remount": (False, MS_REMOUNT),
-    "noatime": (False, MS_NOATIME),
-    "atime": (True, MS_NOATIME),
-    "nodiratime": (False, MS_NODIRATIME),
-    "diratime": (True, MS_NODIRATIME),
-    "relatime": (False, MS_RELATIME),
-    "norelatime": (True, MS_RELATIME),
-    "strictatime": (False, MS_STRICTATIME),
-    "bind": (False, MS_BIND),
-    "rbind": (False, MS_BIND | MS_REC),
-}
-_PROPAGATION = {
-    "private": MS_PRIVATE,
-    "rprivate": MS_PRIVATE | MS_REC,
-    "slave": MS_SLAVE,
-    "rslave": MS_SLAVE | MS_REC,
-    "shared": MS_SHARED,
-    "rshared": MS_SHARED | MS_REC,
-}
 # Overlay options that name directories; rewritten relative to a common parent when the data is too long.
 _PATH_OPTIONS = ("lowerdir", "upperdir", "workdir")
 
@@ -118,22 +76,6 @@ class Mount:
     @property
     def read_only(self) -> bool:
         return "ro" in self.options
-
-
-def parse_options(options: Iterable[str]) -> tuple[int, int, str]:
-    """(flags, propagation flags, data) for mount(2) from mount(8)-style options."""
-    flags = 0
-    propagation = 0
-    data: list[str] = []
-    for opt in options:
-        if opt in _FLAGS:
-            clear, flag = _FLAGS[opt]
-            flags = flags & ~flag if clear else flags | flag
-        elif opt in _PROPAGATION:
-            propagation |= _PROPAGATION[opt]
-        else:
-            data.append(opt)
-    return flags, propagation, ",".join(data)
 
 
 def _sys_mount(source: str, target: str, fstype: str | None, flags: int, data: str | None) -> None:
@@ -181,7 +123,7 @@ def _shorten(data: str) -> tuple[str, str | None]:
 
 def mount(m: Mount, target: str) -> None:
     """Mount one Mount on `target` (an existing directory)."""
-    flags, propagation, data = parse_options(m.options)
+    flags, propagation, data = mountflags.parse(m.options)
     target = os.path.abspath(target)
     if flags & MS_BIND:
         # A bind mount ignores MS_RDONLY and friends on creation: remount the bind to apply them.
@@ -251,28 +193,14 @@ def unmount_all(target: str | os.PathLike[str], *, detach: bool = False) -> int:
     return count
 
 
-def _unescape(field_: str) -> str:
-    # /proc/self/mountinfo escapes space, tab, newline and backslash as octal.
-    out, i = [], 0
-    while i < len(field_):
-        if field_[i] == "\\" and i + 4 <= len(field_) and field_[i + 1 : i + 4].isdigit():
-            out.append(chr(int(field_[i + 1 : i + 4], 8)))
-            i += 4
-        else:
-            out.append(field_[i])
-            i += 1
-    return "".join(out)
-
-
 def mount_points_under(path: str) -> list[str]:
     """Mount points at or below `path`, from /proc/self/mountinfo (unique, in mount order)."""
     prefix = path.rstrip("/") + "/"
     seen: list[str] = []
-    with open("/proc/self/mountinfo") as f:
-        for line in f:
-            point = _unescape(line.split()[4])
-            if (point == path or point.startswith(prefix)) and point not in seen:
-                seen.append(point)
+    for m in mountinfo.read():
+        point = m.mount_point
+        if (point == path or point.startswith(prefix)) and point not in seen:
+            seen.append(point)
     return seen
 
 

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from ctrpy.runtime import errors, seccomp
+from ctrpy.runtime.linux import caps as linux_caps
 
 Spec = dict[str, Any]
 SpecOpt = Callable[[Spec], None]
@@ -36,17 +37,6 @@ DEFAULT_CAPS = [
     "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FSETID", "CAP_FOWNER", "CAP_MKNOD", "CAP_NET_RAW", "CAP_SETGID",
     "CAP_SETUID", "CAP_SETFCAP", "CAP_SETPCAP", "CAP_NET_BIND_SERVICE", "CAP_SYS_CHROOT", "CAP_KILL",
     "CAP_AUDIT_WRITE",
-]
-
-# Every capability name the kernel headers define, in number order (index = capability number).
-ALL_CAP_NAMES = [
-    "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_DAC_READ_SEARCH", "CAP_FOWNER", "CAP_FSETID", "CAP_KILL", "CAP_SETGID",
-    "CAP_SETUID", "CAP_SETPCAP", "CAP_LINUX_IMMUTABLE", "CAP_NET_BIND_SERVICE", "CAP_NET_BROADCAST",
-    "CAP_NET_ADMIN", "CAP_NET_RAW", "CAP_IPC_LOCK", "CAP_IPC_OWNER", "CAP_SYS_MODULE", "CAP_SYS_RAWIO",
-    "CAP_SYS_CHROOT", "CAP_SYS_PTRACE", "CAP_SYS_PACCT", "CAP_SYS_ADMIN", "CAP_SYS_BOOT", "CAP_SYS_NICE",
-    "CAP_SYS_RESOURCE", "CAP_SYS_TIME", "CAP_SYS_TTY_CONFIG", "CAP_MKNOD", "CAP_LEASE", "CAP_AUDIT_WRITE",
-    "CAP_AUDIT_CONTROL", "CAP_SETFCAP", "CAP_MAC_OVERRIDE", "CAP_MAC_ADMIN", "CAP_SYSLOG", "CAP_WAKE_ALARM",
-    "CAP_BLOCK_SUSPEND", "CAP_AUDIT_READ", "CAP_PERFMON", "CAP_BPF", "CAP_CHECKPOINT_RESTORE",
 ]
 
 MASKED_PATHS = [
@@ -251,7 +241,7 @@ def _cap_name(name: str) -> str:
     if upper == "ALL":
         return upper
     full = upper if upper.startswith("CAP_") else "CAP_" + upper
-    if full not in ALL_CAP_NAMES:
+    if full not in linux_caps.NUMBERS:
         raise errors.InvalidArgument(f"unknown capability {name!r}")
     return full
 
@@ -259,18 +249,8 @@ def _cap_name(name: str) -> str:
 def host_capabilities() -> list[str]:
     """Every capability this kernel knows (cap_last_cap) and our bounding set still holds: a capability the
     caller cannot have (CAP_SYS_RESOURCE on this machine) would make every runtime fail to apply caps."""
-    try:
-        last = int(Path("/proc/sys/kernel/cap_last_cap").read_text())
-    except (OSError, ValueError):
-        last = len(ALL_CAP_NAMES) - 1
-    bounding = (1 << (last + 1)) - 1
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("CapBnd:"):
-                bounding = int(line.split()[1], 16)
-    except (OSError, ValueError):
-        pass
-    return [name for i, name in enumerate(ALL_CAP_NAMES[: last + 1]) if bounding >> i & 1]
+    bounding = linux_caps.bounding_set()
+    return [name for i, name in enumerate(linux_caps.NAMES[: linux_caps.last_cap() + 1]) if bounding >> i & 1]
 
 
 def _set_caps(spec: Spec, caps: list[str]) -> None:

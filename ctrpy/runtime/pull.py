@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING, Any
 from ctrpy.runtime import errors, images as _images, platforms as _platforms
 from ctrpy.runtime.content import Descriptor
 from ctrpy.runtime.reference import Reference, parse
-from ctrpy.runtime.remotes import RegistryOptions
+from ctrpy.runtime.remotes import RegistryOptions, pull_deadline, registry_options
 
 if TYPE_CHECKING:
     from ctrpy.runtime.client import Client
@@ -80,12 +80,7 @@ class PullOptions:
 
 
 def options_from_config(config: Any, **overrides: Any) -> PullOptions:
-    reg = RegistryOptions(
-        hosts_dirs=[p for p in str(config.get("registry.config_path", "")).split(":") if p],
-        progress_timeout=float(config.get("registry.progress_timeout", 60)),
-        max_concurrent=int(config.get("registry.max_concurrent_downloads", 3)),
-    )
-    opts = PullOptions(registry=reg, deadline=float(config.get("registry.deadline", 0) or 0))
+    opts = PullOptions(registry=registry_options(config), deadline=pull_deadline(config))
     for key, value in overrides.items():
         setattr(opts, key, value)
     return opts

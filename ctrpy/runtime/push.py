@@ -19,7 +19,7 @@ from ctrpy.runtime import errors, images as _images, platforms as _platforms
 from ctrpy.runtime.content import Descriptor
 from ctrpy.runtime.pull import Progress, ProgressFn, run_bounded
 from ctrpy.runtime.reference import parse
-from ctrpy.runtime.remotes import RegistryOptions
+from ctrpy.runtime.remotes import RegistryOptions, registry_options
 
 if TYPE_CHECKING:
     from ctrpy.runtime.client import Client
@@ -33,12 +33,7 @@ class PushOptions:
 
 
 def options_from_config(config: Any, **overrides: Any) -> PushOptions:
-    reg = RegistryOptions(
-        hosts_dirs=[p for p in str(config.get("registry.config_path", "")).split(":") if p],
-        progress_timeout=float(config.get("registry.progress_timeout", 60)),
-        max_concurrent=int(config.get("registry.max_concurrent_uploads", 3)),
-    )
-    opts = PushOptions(registry=reg)
+    opts = PushOptions(registry=registry_options(config, uploads=True))
     for key, value in overrides.items():
         setattr(opts, key, value)
     return opts

@@ -12,7 +12,7 @@ import tarfile
 import time
 from typing import TYPE_CHECKING, Any, BinaryIO
 
-from ctrpy.runtime import errors, images as _images, platforms as _platforms
+from ctrpy.runtime import errors, images as _images, platforms as _platforms, timefmt
 from ctrpy.runtime.content import Descriptor
 from ctrpy.runtime.imagearchive import BLOCK, CHUNK, peek, sha256_digest, is_stream_error, decompressed
 
@@ -121,7 +121,7 @@ def import_rootfs(client: Client, source: BinaryIO, ref: str | None = None, *, c
             size = w.offset
             client.leases.add_resource(lease_id, "content", layer_digest)
             w.commit(size, layer_digest)
-        created = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        created = timefmt.format_seconds()
         config = {"architecture": plat.architecture, "os": plat.os, "created": created,
                   "config": container_config,
                   "rootfs": {"type": "layers", "diff_ids": [layer_digest]},

@@ -7,7 +7,7 @@ disk (the snapshotter's `usage`, like `snapshots usage`). Per image, as docker's
     SharedSize  the part of Size that another image of the namespace also holds
     UniqueSize  Size - SharedSize (what removing only this image would free)
 
-Removal goes through the stores (images.delete, tasks.delete_container) and then one synchronous garbage
+Removal goes through the stores (images.delete, containers.delete_container) and then one synchronous garbage
 collection (gc.collect), like containerd's `images rm --sync`: records go first, the collector frees what
 nothing references any more, across namespaces, under its own locking rules.
 """

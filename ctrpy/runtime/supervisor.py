@@ -281,10 +281,10 @@ def launch(task_dir: str, task: dict, ready_w: int, log_fd: int, program: str) -
     try:
         # Our identity first (the CLI writes it too): if the CLI is killed right after the fork, a repair still
         # finds and stops us.
-        from ctrpy.runtime.tasks import _proc_id  # already imported: we are the forked CLI
+        from ctrpy.runtime.linux.proc import proc_id  # already imported: we are the forked CLI
 
         with open(os.path.join(task_dir, LAUNCHER_FILE), "w") as f:
-            f.write(_proc_id(os.getpid()))
+            f.write(proc_id(os.getpid()))
         os.setsid()
         _set_subreaper()
         _reset_signals()

@@ -9,27 +9,15 @@ from typing import Any
 
 import ctrpy
 from ctrpy.runtime.config import Config
+from ctrpy.runtime.linux import mountinfo
 
 CGROUP_ROOT = "/sys/fs/cgroup"
 
 
-def _mounts(mountinfo: str = "/proc/self/mountinfo") -> list[tuple[str, str, str]]:
-    """(mount point, fs type, super options) of every mount."""
-    out = []
-    with open(mountinfo) as f:
-        for line in f:
-            left, _, right = line.partition(" - ")
-            fields = left.split()
-            rfields = right.split()
-            if len(fields) >= 5 and len(rfields) >= 3:
-                out.append((fields[4].replace("\\040", " "), rfields[0], rfields[2]))
-    return out
-
-
-def cgroup_mode(mountinfo: str = "/proc/self/mountinfo") -> str:
+def cgroup_mode(path: str = mountinfo.SELF) -> str:
     """"v2" (unified), "hybrid" (v1 controllers plus a cgroup2 mount, usually /sys/fs/cgroup/unified),
     "v1", or "none"."""
-    mounts = _mounts(mountinfo)
+    mounts = [(m.mount_point, m.fstype, m.super_options) for m in mountinfo.read(path)]
     types = {point: fstype for point, fstype, _ in mounts}
     if types.get(CGROUP_ROOT) == "cgroup2":
         return "v2"

@@ -1,5 +1,6 @@
-"""Tasks: the running processes of containers (containerd's core/runtime Task and Process), and the
-container-creation step that turns user options into a stored spec.
+"""Tasks: the running processes of containers (containerd's core/runtime Task and Process). Containers
+themselves are created and deleted in ctrpy.runtime.containers; the client half of the supervisor protocol
+(Attachment) is ctrpy.runtime.attach.
 
 A task is created from a container record: its state directory (`bundle.TaskDir`) gets the rootfs mounted
 (image containers), the /etc files, `config.json`, and one supervisor process: the CLI forks, the child runs
@@ -22,27 +23,30 @@ from __future__ import annotations
 
 import json
 import os
-import select
 import signal as _signal
-import socket
 import sys
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Iterator
+from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
 from typing import Any
 
-from ctrpy.runtime import errors, oci
+from ctrpy.runtime import errors, identifiers, oci
 from ctrpy.runtime import supervisor as sup
+from ctrpy.runtime.attach import Attachment, error_from_reply
 from ctrpy.runtime.bundle import TaskDir, write_json_durably
+from ctrpy.runtime.linux import proc
+from ctrpy.runtime.linux.proc import proc_alive, proc_id
 from ctrpy.runtime.metadata import now
 
 UNKNOWN_EXIT = sup.UNKNOWN_EXIT
+# Container extensions a task reads. ETC_EXTENSION: how to write /etc/hosts, resolv.conf and hostname
+# (containers.create_container records it). LOG_EXTENSION {"path": P}: the init's output goes to P in the
+# CRI log format instead of output.log (ctrpy.cri).
 ETC_EXTENSION = "ctrpy.io/etc"
 # The image manifest (and so the platform) an image-based container was created from.
 MANIFEST_EXTENSION = "ctrpy.io/image-manifest"
-# {"path": P}: the init's output goes to P in the CRI log format instead of output.log (ctrpy.cri).
 LOG_EXTENSION = "ctrpy.io/log"
 
 
@@ -78,532 +82,6 @@ class TaskState:
 
 
 # ------------------------------------------------------------------------------------------- containers
-
-@dataclass
-class ContainerOptions:
-    """What `containers create` and `run` accept (ctr's flags)."""
-
-    id: str
-    image: str = ""
-    rootfs: str = ""
-    args: list[str] = field(default_factory=list)
-    env: list[str] = field(default_factory=list)
-    env_files: list[str] = field(default_factory=list)
-    labels: dict[str, str] = field(default_factory=dict)
-    cwd: str = ""
-    user: str = ""
-    group_add: list[str] = field(default_factory=list)  # GIDs or /etc/group names of the rootfs
-    mounts: list[str] = field(default_factory=list)
-    tty: bool = False
-    snapshotter: str = ""
-    runtime: str = ""
-    hostname: str = ""
-    read_only: bool = False
-    privileged: bool = False
-    cap_add: list[str] = field(default_factory=list)
-    cap_drop: list[str] = field(default_factory=list)
-    memory_limit: int | None = None
-    cpus: float | None = None
-    cpu_shares: int | None = None
-    pids_limit: int | None = None
-    net_host: bool = False
-    extra_hosts: list[tuple[str, str]] = field(default_factory=list)
-    dns: list[str] = field(default_factory=list)
-    # A ctrpy.runtime.network.NetworkRequest (the --network/-p/--add-host/--dns flags): the task is then
-    # connected by the network module (etc files before create, attach before start, detach on delete).
-    # None: no networking beyond a private namespace with lo (ctr's default), or the host's with net_host.
-    network: Any = None
-    # Applied after every option above (the docker-shaped flags of ctrpy.runtime.dockerrun), and extra
-    # extensions stored with the container.
-    spec_opts: list[Any] = field(default_factory=list)
-    extensions: dict[str, Any] = field(default_factory=dict)
-    # The image's platform to run ("linux/arm64"): its manifest, layers and config; "" is this host's.
-    platform: str = ""
-
-
-def read_env_file(path: str) -> list[str]:
-    """KEY=VALUE lines; blank lines and # comments skipped; a bare KEY takes the caller's value (docker)."""
-    try:
-        text = Path(path).read_text()
-    except OSError as exc:
-        raise errors.from_oserror(exc, "cannot read env file") from None
-    entries = []
-    for line in text.splitlines():
-        line = line.strip()
-        if not line or line.startswith("#"):
-            continue
-        if "=" not in line:
-            if line in os.environ:
-                entries.append(f"{line}={os.environ[line]}")
-            continue
-        entries.append(line)
-    return entries
-
-
-def _default_hostname(container_id: str) -> str:
-    name = "".join(c if c.isalnum() or c in ".-" else "-" for c in container_id)[:63].strip("-.")
-    return name or "container"
-
-
-def create_container(client: Any, opts: ContainerOptions) -> Any:
-    """Build the spec from `opts` (and the image config) and store the container; with an image, the
-    rootfs snapshot (key = container id) is prepared from the image's top chain ID."""
-    from ctrpy.runtime.metadata.containers import Container, validate_id
-    from ctrpy.runtime.ociruntime import runtime_entry
-
-    validate_id(opts.id)
-    runtime_name, _ = runtime_entry(opts.runtime or client.config["default_runtime"], client.config)
-    if bool(opts.image) == bool(opts.rootfs):
-        raise errors.InvalidArgument("give either an image or --rootfs DIR")
-    spec_opts: list[oci.SpecOpt] = []
-    snapshotter_name = ""
-    snapshot_key = ""
-    prepared = False
-    image_name = ""
-    manifest = None
-    try:
-        try:
-            client.containers.get(opts.id)
-        except errors.NotFound:
-            pass
-        else:
-            raise errors.AlreadyExists(f"container {opts.id!r} already exists")
-        if opts.rootfs:
-            rootfs = os.path.abspath(opts.rootfs)
-            if not os.path.isdir(rootfs):
-                raise errors.NotFound(f"rootfs directory {opts.rootfs} does not exist")
-            reader = oci.rootfs_reader(rootfs)
-            spec_opts.append(oci.with_rootfs(rootfs))
-        else:
-            from ctrpy.runtime.unpack import resolve_chain, unpack_image
-
-            from ctrpy.runtime.images import find_image
-
-            image = find_image(client, opts.image)
-            image_name = image.name
-            if opts.platform:  # strictly: NotFound naming the platforms the image provides
-                from ctrpy.runtime.images import resolve_platform
-
-                resolve_platform(client.content, image, opts.platform)
-            snapshotter_name = opts.snapshotter or client.config["default_snapshotter"]
-            chain_id = unpack_image(client, image, snapshotter_name, platform=opts.platform or None)
-            manifest = resolve_chain(client, image, opts.platform or None)[0]
-            image_config = manifest.config
-            snapshotter = client.snapshotter(snapshotter_name)
-            mounts = _prepare_rootfs(client, snapshotter, opts.id, chain_id)
-            prepared = True
-            test_hook("create-after-prepare")
-            snapshot_key = opts.id
-            reader = oci.mounts_reader(mounts)
-            spec_opts.append(oci.with_image_config(image_config, reader))
-        if opts.args:
-            spec_opts.append(oci.with_process_args(opts.args))
-        env = [e for f in opts.env_files for e in read_env_file(f)] + list(opts.env)
-        if env:
-            spec_opts.append(oci.with_env(env))
-        if opts.cwd:
-            spec_opts.append(oci.with_cwd(opts.cwd))
-        if opts.user:
-            uid, gid, extra = oci.resolve_user(opts.user, reader)
-            spec_opts.append(oci.with_user(uid, gid, extra))
-        if opts.group_add:
-            spec_opts.append(oci.with_additional_gids(oci.resolve_groups(opts.group_add, reader)))
-        if opts.tty:
-            spec_opts.append(oci.with_tty(True))
-        spec_opts.append(oci.with_hostname(opts.hostname or _default_hostname(opts.id)))
-        if opts.read_only:
-            spec_opts.append(oci.with_readonly_rootfs(True))
-        if opts.privileged:
-            spec_opts.append(oci.with_privileged())
-        if opts.cap_add or opts.cap_drop:
-            spec_opts.append(oci.with_capabilities(opts.cap_add, opts.cap_drop))
-        if opts.mounts:
-            spec_opts.append(oci.with_mounts([oci.parse_mount(m) for m in opts.mounts]))
-        net_extension: dict[str, Any] | None = None
-        if opts.network is not None:
-            from ctrpy.runtime import network as net
-
-            mode, _ = net.resolve(client, opts.network.network)  # an unknown network fails here, nothing made
-            net_extension = opts.network.to_dict()
-            if mode == "host":
-                spec_opts.append(oci.with_net_host())
-        elif opts.net_host:
-            spec_opts.append(oci.with_net_host())
-        if opts.memory_limit is not None:
-            spec_opts.append(oci.with_memory_limit(opts.memory_limit))
-        if opts.cpus is not None:
-            spec_opts.append(oci.with_cpus(opts.cpus))
-        if opts.cpu_shares is not None:
-            spec_opts.append(oci.with_cpu_shares(opts.cpu_shares))
-        if opts.pids_limit is not None:
-            spec_opts.append(oci.with_pids_limit(opts.pids_limit))
-        spec_opts.extend(opts.spec_opts)
-        spec_opts.append(oci.with_cgroups_path(
-            oci.cgroups_path(client.config.get("cgroup.parent", "ctrpy"), client.namespace, opts.id)))
-        spec = oci.generate_spec(*spec_opts)
-        if not spec["process"]["args"]:
-            raise errors.InvalidArgument("no command given and the image has none")
-        extensions: dict[str, Any] = {**opts.extensions, ETC_EXTENSION: {"net_host": opts.net_host,
-                                                      "extra_hosts": [list(h) for h in opts.extra_hosts],
-                                                      "dns": list(opts.dns)}}
-        if net_extension is not None:
-            from ctrpy.runtime.network import EXTENSION_KEY
-
-            extensions[EXTENSION_KEY] = net_extension
-        if manifest is not None:
-            extensions[MANIFEST_EXTENSION] = manifest.descriptor()
-        container = Container(id=opts.id, runtime_name=runtime_name, image=image_name,
-                              snapshotter=snapshotter_name, snapshot_key=snapshot_key, spec=spec,
-                              extensions=extensions, labels=dict(opts.labels))
-        return client.containers.create(container)
-    except BaseException:
-        if prepared:
-            try:
-                client.snapshotter(snapshotter_name).remove(opts.id)
-            except errors.CtrpyError:
-                pass
-        raise
-
-
-CREATOR_LABEL = "ctrpy.io/creator"  # "<pid> <start time>" of the command that prepared a rootfs snapshot
-
-
-def _prepare_rootfs(client: Any, snapshotter: Any, key: str, chain_id: str) -> Any:
-    """Prepare the container's rootfs snapshot (key = container id). One left by a killed `run`/`create`/`rm`
-    (no container names it, and the command that made it is gone) is removed and made again."""
-    labels = {CREATOR_LABEL: _proc_id(os.getpid())}
-    try:
-        return snapshotter.prepare(key, chain_id, labels)
-    except errors.AlreadyExists:
-        if not orphan_rootfs(client, snapshotter, key):
-            raise
-    snapshotter.remove(key)
-    return snapshotter.prepare(key, chain_id, labels)
-
-
-def orphan_rootfs(client: Any, snapshotter: Any, key: str) -> bool:
-    """True if snapshot `key` is a container rootfs whose creator is gone and that no container uses."""
-    try:
-        info = snapshotter.stat(key)
-    except errors.NotFound:
-        return False
-    creator = info.labels.get(CREATOR_LABEL)
-    if not creator or _proc_alive(creator):
-        return False
-    return not any(c.snapshot_key == key for c in client.containers.list())
-
-
-def delete_container(client: Any, container_id: str, *, force: bool = False, keep_snapshot: bool = False) -> None:
-    """Remove a container: a live task is refused unless `force` (then killed); a stopped task is cleaned up;
-    the rootfs snapshot is removed unless `keep_snapshot`."""
-    container = client.containers.get(container_id)
-    tasks = client.tasks
-    if tasks.exists(container_id):
-        state = tasks.state(container_id)
-        if state.status in (TaskStatus.RUNNING, TaskStatus.PAUSED, TaskStatus.UNKNOWN, TaskStatus.CREATED,
-                            TaskStatus.RESTARTING) and not force:
-            raise errors.FailedPrecondition(
-                f"container {container_id!r} has a {state.status.value} task: stop it first "
-                f"(`ctrpy stop {container_id}`) or use --force")
-        tasks.delete(container_id, force=True)
-    elif tasks.dir(container_id).path.exists() and not tasks.repair(container_id):
-        raise errors.FailedPrecondition(f"container {container_id!r}: its task is being created")
-    test_hook("rm-after-task")
-    if container.snapshot_key and not keep_snapshot:
-        # The snapshot goes before the record, as containerd does: a kill in between leaves a record that
-        # `rm` removes again, never a snapshot that blocks the id. The record stops naming it first (the
-        # snapshotter refuses to remove a container's root file system).
-        from ctrpy.runtime.metadata.containers import Container
-
-        client.containers.update(Container(id=container_id, runtime_name=container.runtime_name, snapshot_key=""),
-                                 ["snapshotkey"])
-        test_hook("rm-after-unref")
-        try:
-            client.snapshotter(container.snapshotter).remove(container.snapshot_key)
-        except errors.NotFound:
-            pass
-        test_hook("rm-after-snapshot")
-    client.containers.delete(container_id)
-
-
-# ------------------------------------------------------------------------------------------------ attach
-
-class Attachment:
-    """A connection to a supervisor, attached to one process (the init or an exec)."""
-
-    def __init__(self, sock: socket.socket, pid: int, tty: bool) -> None:
-        self.sock = sock
-        self.pid = pid
-        self.tty = tty
-        self.exec_id = ""
-        self._buf = b""
-        # Kept for the supervisor's death: the process's output fds (unread while it lives), the task's log
-        # and where in it our stream began, and how much output we got.
-        self.fds: list[int] = []
-        self.log_path: Path | None = None
-        self.log_offset = -1
-        self.received = 0
-
-    @classmethod
-    def connect(cls, address: str, kind: bytes, request: dict[str, Any], timeout: float = 30) -> Attachment:
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        try:
-            sock.connect(address)
-        except OSError as exc:
-            sock.close()
-            raise errors.Unavailable(f"the task's supervisor is not reachable: {exc.strerror}") from None
-        if not sup._peer_is_us(sock):  # i15: an abstract name can be squatted by another user
-            sock.close()
-            raise errors.PermissionDenied(f"the task's supervisor socket {address[1:]!r} belongs to another user")
-        att = cls(sock, 0, False)
-        sock.sendall(sup.jframe(kind, request))
-        sock.settimeout(timeout)
-        try:
-            # The first read may carry fds (SCM_RIGHTS, when the request asked for them).
-            data, fds, _flags, _addr = socket.recv_fds(sock, 65536, 4)
-            att.fds = list(fds)
-            for fd in att.fds:
-                os.set_inheritable(fd, False)
-            att._buf = data
-            reply_kind, payload = att.read_frame() if data else (b"", b"")
-        except (socket.timeout, OSError) as exc:
-            sock.close()
-            raise errors.Unavailable(f"no answer from the task's supervisor: {exc}") from None
-        sock.settimeout(None)
-        if reply_kind == sup.F_ERR:
-            sock.close()
-            raise _error_from_reply(json.loads(payload))
-        if reply_kind != sup.F_OK:
-            sock.close()
-            raise errors.Internal(f"unexpected supervisor answer {reply_kind!r}")
-        info = json.loads(payload)
-        att.pid, att.tty = int(info.get("pid", 0)), bool(info.get("tty"))
-        att.log_offset = int(info.get("log_offset", -1))
-        return att
-
-    def read_frame(self) -> tuple[bytes, bytes]:
-        """One frame; (b"", b"") when the supervisor closed the connection."""
-        while True:
-            if len(self._buf) >= sup.HEADER.size:
-                kind, length = sup.HEADER.unpack_from(self._buf)
-                if len(self._buf) >= sup.HEADER.size + length:
-                    payload = self._buf[sup.HEADER.size:sup.HEADER.size + length]
-                    self._buf = self._buf[sup.HEADER.size + length:]
-                    return kind, payload
-            data = self.sock.recv(65536)
-            if not data:
-                return b"", b""
-            self._buf += data
-
-    def has_buffered_frame(self) -> bool:
-        if len(self._buf) < sup.HEADER.size:
-            return False
-        _, length = sup.HEADER.unpack_from(self._buf)
-        return len(self._buf) >= sup.HEADER.size + length
-
-    def send_stdin(self, data: bytes) -> None:
-        self.sock.sendall(sup.frame(sup.F_STDIN, data))
-
-    def close_stdin(self) -> None:
-        self.sock.sendall(sup.frame(sup.F_CLOSE))
-
-    def resize(self, rows: int, cols: int) -> None:
-        self.sock.sendall(sup.jframe(sup.F_RESIZE, {"rows": rows, "cols": cols}))
-
-    def close(self) -> None:
-        self.sock.close()
-        for fd in self.fds:
-            os.close(fd)
-        self.fds = []
-
-    def _recover(self, stdout_fd: int, stderr_fd: int) -> None:
-        """The supervisor died: copy what it logged but never sent us, then read the process's output
-        ourselves (through the fds it handed us) until the process closes it. The logged part cannot tell
-        stdout from stderr: it goes to stdout."""
-        if self.log_path is not None and self.log_offset >= 0:
-            try:
-                with open(self.log_path, "rb") as f:
-                    f.seek(self.log_offset + self.received)
-                    while chunk := f.read(65536):
-                        _write_all(stdout_fd, chunk)
-            except OSError:
-                pass
-        targets = {fd: (stdout_fd if i == 0 else stderr_fd) for i, fd in enumerate(self.fds)}
-        while targets:
-            ready, _, _ = select.select(list(targets), [], [])
-            for fd in ready:
-                try:
-                    chunk = os.read(fd, 65536)
-                except OSError:  # EIO: a pty whose last slave closed
-                    chunk = b""
-                if chunk:
-                    _write_all(targets[fd], chunk)
-                else:
-                    del targets[fd]
-
-    def pump(self, stdin_fd: int | None, stdout_fd: int = 1, stderr_fd: int = 2,
-             on_signal: Callable[[int], None] | None = None, close_empty_stdin: bool = True) -> dict[str, Any] | None:
-        """Copy stdin to the process and its output to our fds until it exits; returns its exit record,
-        or None if the supervisor went away first. With a TTY the local terminal is put in raw mode and
-        window size changes are forwarded; otherwise SIGINT/SIGTERM are passed to `on_signal`.
-        End of our stdin closes the process's stdin, except, without `close_empty_stdin`, when we sent
-        nothing at all (so a second, passive attach does not close the owner's input)."""
-        sent_input = False
-        restore: Callable[[], None] | None = None
-        old_handlers: dict[int, Any] = {}
-        wake_r, wake_w = os.pipe()
-        os.set_blocking(wake_w, False)
-        os.set_blocking(wake_r, False)
-        pending: list[int] = []
-        try:
-            old_wakeup = _signal.set_wakeup_fd(wake_w)
-        except ValueError:  # not the main thread
-            old_wakeup = None
-        try:
-            if self.tty and stdin_fd is not None and os.isatty(stdin_fd):
-                restore = _raw_mode(stdin_fd)
-                self._send_size(stdin_fd)
-                old_handlers[_signal.SIGWINCH] = _signal.signal(_signal.SIGWINCH, lambda s, f: pending.append(s))
-            elif on_signal is not None:
-                for sig in (_signal.SIGINT, _signal.SIGTERM, _signal.SIGHUP):
-                    old_handlers[sig] = _signal.signal(sig, lambda s, f: pending.append(s))
-            reading_stdin = stdin_fd is not None
-            while True:
-                while self.has_buffered_frame():
-                    record = self._deliver(*self.read_frame(), stdout_fd, stderr_fd)
-                    if record is not None:
-                        return record
-                watch = [self.sock, wake_r] + ([stdin_fd] if reading_stdin and stdin_fd is not None else [])
-                try:
-                    ready, _, _ = select.select(watch, [], [])
-                except InterruptedError:
-                    ready = []
-                if wake_r in ready:
-                    try:
-                        os.read(wake_r, 1024)
-                    except BlockingIOError:
-                        pass
-                while pending:
-                    sig = pending.pop(0)
-                    if sig == _signal.SIGWINCH and stdin_fd is not None:
-                        self._send_size(stdin_fd)
-                    elif on_signal is not None:
-                        on_signal(sig)
-                if stdin_fd is not None and stdin_fd in ready:
-                    try:
-                        data = os.read(stdin_fd, 65536)
-                    except OSError:
-                        data = b""
-                    try:
-                        if data:
-                            self.send_stdin(data)
-                            sent_input = True
-                        else:
-                            reading_stdin = False
-                            if sent_input or close_empty_stdin:
-                                self.close_stdin()
-                    except OSError:
-                        reading_stdin = False
-                if self.sock in ready:
-                    try:
-                        data = self.sock.recv(65536)
-                    except ConnectionResetError:
-                        data = b""
-                    if not data:
-                        self._recover(stdout_fd, stderr_fd)
-                        return None
-                    self._buf += data
-        finally:
-            if restore is not None:
-                restore()
-            for sig, handler in old_handlers.items():
-                _signal.signal(sig, handler)
-            if old_wakeup is not None:
-                _signal.set_wakeup_fd(old_wakeup)
-            os.close(wake_r)
-            os.close(wake_w)
-
-    def _deliver(self, kind: bytes, payload: bytes, stdout_fd: int, stderr_fd: int) -> dict[str, Any] | None:
-        if kind == sup.F_STDOUT:
-            self.received += len(payload)
-            _write_all(stdout_fd, payload)
-        elif kind == sup.F_STDERR:
-            self.received += len(payload)
-            _write_all(stderr_fd, payload)
-        elif kind == sup.F_EXIT:
-            record: dict[str, Any] = json.loads(payload)
-            return record
-        return None
-
-    def _send_size(self, fd: int) -> None:
-        try:
-            cols, rows = os.get_terminal_size(fd)
-            self.resize(rows, cols)
-        except OSError:
-            pass
-
-    def wait(self) -> dict[str, Any] | None:
-        """Discard output until the exit frame; None if the supervisor went away."""
-        while True:
-            kind, payload = self.read_frame()
-            if not kind:
-                return None
-            if kind == sup.F_EXIT:
-                record: dict[str, Any] = json.loads(payload)
-                return record
-
-
-def terminal_size(fd: int = 0) -> tuple[int, int] | None:
-    """(rows, cols) of the terminal on `fd`, if it is one: a TTY task starts with the caller's size."""
-    try:
-        if not os.isatty(fd):
-            return None
-        cols, rows = os.get_terminal_size(fd)
-        return rows, cols
-    except OSError:
-        return None
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        try:
-            n = os.write(fd, view)
-        except BlockingIOError:
-            select.select([], [fd], [])
-            continue
-        view = view[n:]
-
-
-def _raw_mode(fd: int) -> Callable[[], None]:
-    import termios
-    import tty
-
-    saved = termios.tcgetattr(fd)
-    tty.setraw(fd)
-
-    def restore() -> None:
-        termios.tcsetattr(fd, termios.TCSADRAIN, saved)
-    return restore
-
-
-def _error_from_reply(reply: dict[str, Any]) -> errors.CtrpyError:
-    """Rebuild the error a runtime child raised, keeping its class (and `run`'s exit code)."""
-    from ctrpy.runtime import ociruntime
-
-    message = str(reply.get("error") or "runtime failure")
-    name = reply.get("class", "")
-    run_code = reply.get("run_exit_code")
-    if name == "ExecFailure" or run_code in (errors.EXIT_CANNOT_EXEC, errors.EXIT_COMMAND_NOT_FOUND):
-        return ociruntime.ExecFailure(message, not_found=run_code == errors.EXIT_COMMAND_NOT_FOUND)
-    cls = getattr(errors, name, None)
-    if isinstance(cls, type) and issubclass(cls, errors.CtrpyError):
-        return cls(message)
-    if name == "RuntimeFailure" or run_code == errors.EXIT_RUNTIME_FAILURE or not name:
-        return ociruntime.RuntimeFailure(message)
-    return ociruntime.RuntimeFailure(message)
-
-
 # ------------------------------------------------------------------------------------------------- tasks
 
 PACKAGE_ROOT = sup.PACKAGE_ROOT
@@ -685,7 +163,7 @@ class TaskManager:
         try:
             # Who is creating it: a create whose process is gone is a leftover that any later command repairs.
             # Inside the try: a full state directory fails here first, and must be reported and cleared as one.
-            (td.path / CREATING_FILE).write_text(_proc_id(os.getpid()))
+            (td.path / CREATING_FILE).write_text(proc_id(os.getpid()))
             test_hook("create-after-mkdir")
             if container.snapshot_key:
                 from ctrpy.runtime.mount import mount_all
@@ -731,7 +209,7 @@ class TaskManager:
             reply = self._launch(td, task_info)
             test_hook("create-after-launch")
             if not reply.get("ok"):
-                raise _error_from_reply(reply)
+                raise error_from_reply(reply)
             if net_request is not None:
                 net.attach(self.client, container_id, f"/proc/{int(reply['pid'])}/ns/net", net_request)
             td.created_marker.touch()
@@ -765,7 +243,7 @@ class TaskManager:
             sup.launch(str(td.path), task_info, ready_w, log_fd, program)
             os._exit(1)
         # The launcher becomes the supervisor (same pid): recorded now, so a repair can stop it at any point.
-        (td.path / LAUNCHER_FILE).write_text(_proc_id(pid))
+        (td.path / LAUNCHER_FILE).write_text(proc_id(pid))
         os.close(log_fd)
         os.close(ready_w)
         # The supervisor stays our child until we exit (then init adopts it); it never waits for us.
@@ -802,7 +280,7 @@ class TaskManager:
             return False
         creator = _read_text(td.path / CREATING_FILE)
         if creator:
-            return not _proc_alive(creator)
+            return not proc_alive(creator)
         # Killed between mkdir and the creator file: a live create writes it within microseconds.
         try:
             return time.time() - td.path.stat().st_mtime > 5
@@ -818,7 +296,7 @@ class TaskManager:
         if not self.leftover(container_id):
             return False
         ident = _read_text(td.path / LAUNCHER_FILE)
-        if ident and _proc_alive(ident):
+        if ident and proc_alive(ident):
             try:
                 os.kill(int(ident.split()[0]), _signal.SIGKILL)
             except ProcessLookupError:
@@ -848,7 +326,7 @@ class TaskManager:
 
         pid = td.supervisor_pid()
         launcher = _read_text(td.path / LAUNCHER_FILE)  # the same process before it became the supervisor
-        if pid is None and launcher and _proc_alive(launcher):
+        if pid is None and launcher and proc_alive(launcher):
             pid = int(launcher.split()[0])
         if pid is not None:
             try:
@@ -1073,11 +551,8 @@ class TaskManager:
         pid = td.init_pid()
         if pid <= 0 or td.exit() is not None:
             return None
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            return None
-        if int(fields[1]) != os.getpid():
+        st = proc.stat(pid)
+        if st is None or st.ppid != os.getpid():
             return None
         while True:
             try:
@@ -1174,32 +649,22 @@ class TaskManager:
                                         "exit_status": state.exit_status, "exited_at": state.exited_at})
         return state
 
-    def _remove_cgroup(self, td: TaskDir) -> None:
+    @staticmethod
+    def _remove_cgroup(td: TaskDir) -> None:
         """Whatever the runtime left of the task's cgroup goes too: processes a killed create left in it (an
-        init waiting for `start` that no runtime state names), then the empty directories."""
-        path = td.task().get("cgroups_path", "").strip("/")
+        init waiting for `start` that no runtime state names), then the directories."""
+        path = td.task().get("cgroups_path", "")
         if not path:
             return
-        base = Path("/sys/fs/cgroup")
-        candidates = [base / path] if (base / "cgroup.controllers").exists() else \
-            [d / path for d in base.iterdir() if d.is_dir() and not d.is_symlink()]
-        for cg in candidates:
-            for procs in cg.glob("**/cgroup.procs") if cg.is_dir() else ():
-                for pid in _read_text(procs).split():
-                    try:
-                        os.kill(int(pid), _signal.SIGKILL)
-                    except (ProcessLookupError, ValueError):
-                        pass
-        for cg in candidates:
-            if cg.is_dir():
-                deadline = time.monotonic() + 2
-                while any(_read_text(p) for p in cg.glob("**/cgroup.procs")) and time.monotonic() < deadline:
-                    time.sleep(0.02)
-                for sub in sorted(cg.glob("**/"), key=lambda p: len(str(p)), reverse=True):
-                    try:
-                        sub.rmdir()
-                    except OSError:
-                        pass
+        from ctrpy.runtime.cgroups import Cgroup
+
+        try:
+            cgroup = Cgroup(path)
+            if cgroup.exists():
+                cgroup.kill_all()
+                cgroup.destroy(timeout=2)
+        except errors.CtrpyError:
+            pass  # best effort, as the runtime's own delete: a busy cgroup is left for the next delete
 
     # ---- pause, ps, metrics ------------------------------------------------------------------------------
 
@@ -1234,12 +699,9 @@ class TaskManager:
     def metrics(self, container_id: str) -> dict[str, Any]:
         td = self._taskdir(container_id)
         path = td.task().get("cgroups_path", "")
-        try:
-            from ctrpy.runtime.cgroups import Cgroup  # type: ignore[import-not-found]
+        from ctrpy.runtime.cgroups import Cgroup
 
-            stats: dict[str, Any] = Cgroup(path).stats()
-        except ImportError:
-            stats = cgroup_stats(path)
+        stats = Cgroup(path).stats()
         return {"id": container_id, "cgroup": path, **stats}
 
     # ---- exec, logs --------------------------------------------------------------------------------------
@@ -1248,11 +710,7 @@ class TaskManager:
              env: list[str] | None = None, cwd: str = "", user: str = "",
              console_size: tuple[int, int] | None = None, privileged: bool = False) -> Attachment:
         """Start a process in the running task (joining its namespaces); returns the attached stream."""
-        import re
-
-        exec_id = exec_id or "exec-" + os.urandom(6).hex()  # generated when none is given (ctr requires one)
-        if not re.match(r"^[A-Za-z0-9]+(?:[._-][A-Za-z0-9]+)*$", exec_id) or len(exec_id) > 76:
-            raise errors.InvalidArgument(f"invalid exec id {exec_id!r}")
+        exec_id = identifiers.validate(exec_id or "exec-" + os.urandom(6).hex(), "exec id")  # ctr requires one
         if not args:
             raise errors.InvalidArgument("no command given")
         td = self._taskdir(container_id)
@@ -1316,6 +774,17 @@ class TaskManager:
                 time.sleep(0.1)
 
 
+def terminal_size(fd: int = 0) -> tuple[int, int] | None:
+    """(rows, cols) of the terminal on `fd`, if it is one: a TTY task starts with the caller's size."""
+    try:
+        if not os.isatty(fd):
+            return None
+        cols, rows = os.get_terminal_size(fd)
+        return rows, cols
+    except OSError:
+        return None
+
+
 def _tail_lines(f: Any, count: int) -> Iterator[bytes]:
     if count <= 0:
         f.seek(0, os.SEEK_END)
@@ -1350,23 +819,6 @@ def _read_text(path: Path) -> str:
         return ""
 
 
-def _proc_id(pid: int) -> str:
-    """A process's identity that survives pid reuse: pid and start time."""
-    from ctrpy.runtime.bundle import _proc_start_time
-
-    return f"{pid} {_proc_start_time(pid) or 0}"
-
-
-def _proc_alive(ident: str) -> bool:
-    from ctrpy.runtime.bundle import _proc_start_time
-
-    try:
-        pid, start = (int(x) for x in ident.split())
-    except ValueError:
-        return False
-    return _proc_start_time(pid) == start
-
-
 def _status_code(status: int) -> int:
     """A wait status as a shell exit code: 128+N for a signal, as docker and ctr report it."""
     if os.WIFSIGNALED(status):
@@ -1377,62 +829,11 @@ def _status_code(status: int) -> int:
 
 
 def _proc_info(pid: int) -> dict[str, Any] | None:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        comm = stat[stat.index("(") + 1:stat.rindex(")")]
-        state = stat.rsplit(")", 1)[1].split()[0]
-        cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
-        return {"state": state, "command": cmd or comm}
-    except (OSError, ValueError):
+    st = proc.stat(pid)
+    if st is None:
         return None
-
-
-def cgroup_stats(path: str) -> dict[str, Any]:
-    """memory/cpu/pids of a cgroup (v2 unified or v1 controllers), read straight from cgroupfs."""
-    base = Path("/sys/fs/cgroup")
-    rel = path.strip("/")
-
-    def read(p: Path) -> str:
-        try:
-            return p.read_text().strip()
-        except OSError:
-            return ""
-
-    def num(text: str) -> int | None:
-        if not text or text == "max":
-            return None
-        try:
-            return int(text.split()[0])
-        except ValueError:
-            return None
-
-    def keyed(text: str) -> dict[str, int]:
-        out = {}
-        for line in text.splitlines():
-            parts = line.split()
-            if len(parts) == 2 and parts[1].isdigit():
-                out[parts[0]] = int(parts[1])
-        return out
-
-    if (base / "cgroup.controllers").exists():
-        cg = base / rel
-        events = keyed(read(cg / "memory.events"))
-        cpu = keyed(read(cg / "cpu.stat"))
-        return {
-            "memory": {"usage": num(read(cg / "memory.current")), "limit": num(read(cg / "memory.max")),
-                       "max_usage": num(read(cg / "memory.peak")), "oom_kills": events.get("oom_kill", 0)},
-            "cpu": {"usage_ns": cpu.get("usage_usec", 0) * 1000},
-            "pids": {"current": num(read(cg / "pids.current")), "limit": num(read(cg / "pids.max"))},
-        }
-    mem = base / "memory" / rel
-    limit = num(read(mem / "memory.limit_in_bytes"))
-    if limit is not None and limit >= 1 << 62:
-        limit = None
-    oom = keyed(read(mem / "memory.oom_control"))
-    return {
-        "memory": {"usage": num(read(mem / "memory.usage_in_bytes")), "limit": limit,
-                   "max_usage": num(read(mem / "memory.max_usage_in_bytes")), "oom_kills": oom.get("oom_kill", 0)},
-        "cpu": {"usage_ns": num(read(base / "cpuacct" / rel / "cpuacct.usage")) or 0},
-        "pids": {"current": num(read(base / "pids" / rel / "pids.current")),
-                 "limit": num(read(base / "pids" / rel / "pids.max"))},
-    }
+    try:
+        cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
+    except OSError:
+        return None
+    return {"state": st.state, "command": cmd or st.comm}

@@ -19,13 +19,12 @@ import errno
 import fcntl
 import os
 import re
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from ctrpy.runtime import errors
+from ctrpy.runtime import errors, timefmt
 
 # hashlib (OpenSSL) and shutil (bz2, lzma) are imported where used: listing commands load this module
 # only for its types, and their start-up is what users wait for (issue 17).
@@ -92,7 +91,7 @@ class LocalStore:
         started = _read(d / "startedat") or ""
         updated = _read(d / "updatedat") or started
         if mtime is not None:
-            from_mtime = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(mtime)) + f".{int(mtime % 1 * 1e9):09d}Z"
+            from_mtime = timefmt.format(mtime)
             updated = max(updated, from_mtime)
         total_text = _read(d / "total")
         return {

@@ -8,17 +8,14 @@ from __future__ import annotations
 
 import builtins
 import json
-import re
 import sqlite3
 from dataclasses import dataclass, field
 from typing import Any
 
-from ctrpy.runtime import errors
+from ctrpy.runtime import errors, identifiers
 from ctrpy.runtime import filters as _filters
 from ctrpy.runtime.metadata import append_event, dump_labels, ensure_namespace, load_json, now, validate_namespace
 
-_ID_RE = re.compile(r"^[A-Za-z0-9]+(?:[._-][A-Za-z0-9]+)*$")
-MAX_ID_LEN = 76
 
 
 @dataclass
@@ -40,12 +37,7 @@ class Container:
 
 def validate_id(container_id: str) -> str:
     """Container ids follow containerd's identifier rules."""
-    if not container_id or len(container_id) > MAX_ID_LEN or not _ID_RE.match(container_id):
-        raise errors.InvalidArgument(
-            f"invalid container id {container_id!r}: use letters, digits and single '.', '_' or '-' between them "
-            f"(at most {MAX_ID_LEN} characters)"
-        )
-    return container_id
+    return identifiers.validate(container_id, "container id")
 
 
 def _from_row(row: sqlite3.Row) -> Container:

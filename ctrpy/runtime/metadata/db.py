@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import sqlite3
 import threading
 import time
@@ -19,7 +18,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from ctrpy.runtime import errors
+from ctrpy.runtime import errors, identifiers, timefmt
 from ctrpy.runtime.metadata import lookup, schema
 
 BUSY_TIMEOUT_MS = 60_000
@@ -31,26 +30,16 @@ DB_FILENAME = lookup.DB_FILENAME
 RESERVE_FILENAME = "meta.db.reserve"
 RESERVE_BYTES = 512 << 10
 
-_NAMESPACE_RE = re.compile(r"^[A-Za-z0-9]+(?:[._-][A-Za-z0-9]+)*$")
-MAX_NAMESPACE_LEN = 76
 MAX_LABEL_BYTES = 4096
 
 
-def now() -> str:
-    """The current time as RFC 3339 UTC with nanoseconds, the format of every timestamp in the store."""
-    ns = time.time_ns()
-    secs, frac = divmod(ns, 1_000_000_000)
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(secs)) + f".{frac:09d}Z"
+# The format of every timestamp in the store (RFC 3339 UTC with nanoseconds).
+now = timefmt.now
 
 
 def validate_namespace(name: str) -> str:
     """Check a namespace name the way containerd's identifiers package does."""
-    if not name or len(name) > MAX_NAMESPACE_LEN or not _NAMESPACE_RE.match(name):
-        raise errors.InvalidArgument(
-            f"invalid namespace name {name!r}: use letters, digits and single '.', '_' or '-' between them "
-            f"(at most {MAX_NAMESPACE_LEN} characters)"
-        )
-    return name
+    return identifiers.validate(name, "namespace name")
 
 
 def validate_labels(labels: dict[str, str]) -> dict[str, str]:

@@ -10,21 +10,19 @@ from __future__ import annotations
 
 import builtins
 import os
-import re
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from ctrpy.runtime import errors
+from ctrpy.runtime import errors, identifiers, timefmt
 from ctrpy.runtime import filters as _filters
 from ctrpy.runtime.metadata import dump_labels, ensure_namespace, load_json, now, validate_namespace
 
 EXPIRE_LABEL = "containerd.io/gc.expire"
 FLAT_LABEL = "containerd.io/gc.flat"
 
-_ID_RE = re.compile(r"^[A-Za-z0-9]+(?:[._-][A-Za-z0-9]+)*$")
 
 
 @dataclass
@@ -51,19 +49,10 @@ class Resource:
 
 
 def _parse_rfc3339(stamp: str) -> float:
-    import calendar
-
-    main, _, frac = stamp.rstrip("Z").partition(".")
     try:
-        secs = calendar.timegm(time.strptime(main[:19], "%Y-%m-%dT%H:%M:%S"))
+        return timefmt.parse(stamp)
     except ValueError:
         raise errors.InvalidArgument(f"invalid {EXPIRE_LABEL} time {stamp!r}") from None
-    return secs + (float("0." + frac) if frac.isdigit() else 0.0)
-
-
-def rfc3339(at: float) -> str:
-    secs = int(at)
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(secs)) + f".{int((at - secs) * 1e9):09d}Z"
 
 
 def _validate_resource(rtype: str, resource: str) -> None:
@@ -92,13 +81,12 @@ class LeaseManager:
                expire: float | None = None) -> Lease:
         """Create a lease; `expire` is a lifetime in seconds (sets containerd.io/gc.expire)."""
         lease_id = id or f"ctrpy-{time.time_ns()}-{os.urandom(4).hex()}"
-        if len(lease_id) > 76 or not _ID_RE.match(lease_id):
-            raise errors.InvalidArgument(f"invalid lease id {lease_id!r}")
+        identifiers.validate(lease_id, "lease id")
         labels = dict(labels or {})
         if expire is not None:
             if expire <= 0:
                 raise errors.InvalidArgument(f"lease expiry must be positive, not {expire}")
-            labels[EXPIRE_LABEL] = rfc3339(time.time() + expire)
+            labels[EXPIRE_LABEL] = timefmt.format(time.time() + expire)
         elif EXPIRE_LABEL in labels:
             _parse_rfc3339(labels[EXPIRE_LABEL])
         stamp = now()

@@ -29,7 +29,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ctrpy.runtime import errors
+from ctrpy.runtime import errors, timefmt
 
 try:  # the builtin module: hashlib would load OpenSSL (~2.5 ms) on the run path
     from _sha256 import sha256
@@ -561,14 +561,6 @@ def write_etc_files(directory: str | os.PathLike[str], files: dict[str, str]) ->
 # -- leaks ------------------------------------------------------------------------------------------------
 
 
-def _epoch(stamp: str) -> float:
-    import calendar
-    import time
-
-    main, _, frac = stamp.rstrip("Z").partition(".")
-    return calendar.timegm(time.strptime(main, "%Y-%m-%dT%H:%M:%S")) + (float("0." + frac) if frac else 0.0)
-
-
 @dataclass
 class PruneReport:
     detached: list[str] = field(default_factory=list)  # namespace/container of dead attachments
@@ -593,7 +585,7 @@ def prune(client: Client) -> PruneReport:
     now = time.time()
     for att in netstore.attachments():
         if att.netns == "":
-            if now - _epoch(att.created_at) < RESERVATION_GRACE_SECONDS:
+            if now - timefmt.parse(att.created_at) < RESERVATION_GRACE_SECONDS:
                 continue
         elif _alive(att):
             continue

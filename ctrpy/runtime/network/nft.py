@@ -36,14 +36,12 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from ctrpy.runtime import errors
+from ctrpy.paths import DEFAULT_ROOT
 
 try:  # the builtin module: hashlib would load OpenSSL (~2.5 ms) on the run path
     from _sha256 import sha256
 except ImportError:  # pragma: no cover - other interpreters
     from hashlib import sha256
-
-DEFAULT_ROOT = "/var/lib/ctrpy"
-
 
 @dataclass(frozen=True)
 class Rule:

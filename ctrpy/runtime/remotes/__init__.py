@@ -14,6 +14,7 @@ for it.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 PULL = "pull"
 RESOLVE = "resolve"
@@ -36,6 +37,37 @@ class RegistryOptions:
     progress_timeout: float = 60.0           # seconds without a byte before a transfer fails
     connect_timeout: float = 30.0
     max_concurrent: int = 3
+
+
+def registry_options(config: Any, *, uploads: bool = False, **flags: Any) -> RegistryOptions:
+    """RegistryOptions from the config's [registry] section (config.DEFAULTS where it has no value), with the
+    command line's `flags` on top: a flag counts when given (not None, not an empty list). `uploads` picks
+    max_concurrent_uploads instead of max_concurrent_downloads."""
+    from ctrpy.runtime.config import DEFAULTS
+
+    def setting(key: str) -> Any:
+        value = config.get(f"registry.{key}") if config is not None else None
+        return DEFAULTS["registry"][key] if value is None else value
+
+    opts = RegistryOptions(
+        hosts_dirs=[p for p in str(setting("config_path")).split(":") if p],
+        progress_timeout=float(setting("progress_timeout")),
+        max_concurrent=int(setting("max_concurrent_uploads" if uploads else "max_concurrent_downloads")),
+    )
+    for key, value in flags.items():
+        if not hasattr(opts, key):
+            raise TypeError(f"RegistryOptions has no field {key!r}")
+        if value is not None and value != [] and value != ():
+            setattr(opts, key, list(value) if isinstance(value, tuple) else value)
+    return opts
+
+
+def pull_deadline(config: Any) -> float:
+    """registry.deadline: seconds for a whole pull, 0 for none."""
+    from ctrpy.runtime.config import DEFAULTS
+
+    value = config.get("registry.deadline") if config is not None else None
+    return float(DEFAULTS["registry"]["deadline"] if value is None else value or 0)
 
 
 @dataclass
