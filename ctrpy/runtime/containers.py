@@ -7,11 +7,14 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ctrpy.runtime import errors, oci
 from ctrpy.runtime.linux.proc import proc_alive, proc_id
 from ctrpy.runtime.tasks import ETC_EXTENSION, MANIFEST_EXTENSION, TaskStatus, test_hook
+
+if TYPE_CHECKING:
+    from ctrpy.runtime.client import Client
 
 @dataclass
 class ContainerOptions:
@@ -79,7 +82,7 @@ def _default_hostname(container_id: str) -> str:
     return name or "container"
 
 
-def create_container(client: Any, opts: ContainerOptions) -> Any:
+def create_container(client: Client, opts: ContainerOptions) -> Any:
     """Build the spec from `opts` (and the image config) and store the container; with an image, the
     rootfs snapshot (key = container id) is prepared from the image's top chain ID."""
     from ctrpy.runtime.metadata.containers import Container, validate_id
@@ -202,7 +205,7 @@ def create_container(client: Any, opts: ContainerOptions) -> Any:
 CREATOR_LABEL = "ctrpy.io/creator"  # "<pid> <start time>" of the command that prepared a rootfs snapshot
 
 
-def _prepare_rootfs(client: Any, snapshotter: Any, key: str, chain_id: str) -> Any:
+def _prepare_rootfs(client: Client, snapshotter: Any, key: str, chain_id: str) -> Any:
     """Prepare the container's rootfs snapshot (key = container id). One left by a killed `run`/`create`/`rm`
     (no container names it, and the command that made it is gone) is removed and made again."""
     labels = {CREATOR_LABEL: proc_id(os.getpid())}
@@ -215,7 +218,7 @@ def _prepare_rootfs(client: Any, snapshotter: Any, key: str, chain_id: str) -> A
     return snapshotter.prepare(key, chain_id, labels)
 
 
-def orphan_rootfs(client: Any, snapshotter: Any, key: str) -> bool:
+def orphan_rootfs(client: Client, snapshotter: Any, key: str) -> bool:
     """True if snapshot `key` is a container rootfs whose creator is gone and that no container uses."""
     try:
         info = snapshotter.stat(key)
@@ -227,7 +230,7 @@ def orphan_rootfs(client: Any, snapshotter: Any, key: str) -> bool:
     return not any(c.snapshot_key == key for c in client.containers.list())
 
 
-def delete_container(client: Any, container_id: str, *, force: bool = False, keep_snapshot: bool = False) -> None:
+def delete_container(client: Client, container_id: str, *, force: bool = False, keep_snapshot: bool = False) -> None:
     """Remove a container: a live task is refused unless `force` (then killed); a stopped task is cleaned up;
     the rootfs snapshot is removed unless `keep_snapshot`."""
     container = client.containers.get(container_id)

@@ -21,6 +21,7 @@ so a task never stays RUNNING after its supervisor or its container was SIGKILLe
 
 from __future__ import annotations
 
+import builtins
 import json
 import os
 import signal as _signal
@@ -30,7 +31,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ctrpy.runtime import errors, identifiers, oci
 from ctrpy.runtime import supervisor as sup
@@ -39,6 +40,9 @@ from ctrpy.runtime.bundle import TaskDir, write_json_durably
 from ctrpy.runtime.linux import proc
 from ctrpy.runtime.linux.proc import proc_alive, proc_id
 from ctrpy.runtime.metadata import now
+
+if TYPE_CHECKING:
+    from ctrpy.runtime.client import Client
 
 UNKNOWN_EXIT = sup.UNKNOWN_EXIT
 # Container extensions a task reads. ETC_EXTENSION: how to write /etc/hosts, resolv.conf and hostname
@@ -90,7 +94,7 @@ PACKAGE_ROOT = sup.PACKAGE_ROOT
 class TaskManager:
     """Create and drive the tasks of one namespace."""
 
-    def __init__(self, client: Any) -> None:
+    def __init__(self, client: Client) -> None:
         self.client = client
         self.namespace = client.namespace
         self.state_dir = Path(client.state)
@@ -684,7 +688,7 @@ class TaskManager:
         self.runtime_for(td).resume(container_id)
         self._publish("/tasks/resumed", {"container_id": container_id})
 
-    def ps(self, container_id: str) -> list[dict[str, Any]]:
+    def ps(self, container_id: str) -> builtins.list[dict[str, Any]]:
         td = self._taskdir(container_id)
         state = self.state(container_id)
         if state.status == TaskStatus.STOPPED:
@@ -706,8 +710,8 @@ class TaskManager:
 
     # ---- exec, logs --------------------------------------------------------------------------------------
 
-    def exec(self, container_id: str, exec_id: str, args: list[str], *, tty: bool = False, stdin: bool = False,
-             env: list[str] | None = None, cwd: str = "", user: str = "",
+    def exec(self, container_id: str, exec_id: str, args: builtins.list[str], *, tty: bool = False, stdin: bool = False,
+             env: builtins.list[str] | None = None, cwd: str = "", user: str = "",
              console_size: tuple[int, int] | None = None, privileged: bool = False) -> Attachment:
         """Start a process in the running task (joining its namespaces); returns the attached stream."""
         exec_id = identifiers.validate(exec_id or "exec-" + os.urandom(6).hex(), "exec id")  # ctr requires one
