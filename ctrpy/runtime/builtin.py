@@ -10,6 +10,9 @@ the fifo; `start` opens the fifo, which lets the init exec. Status is derived, n
     paused   running, with its cgroup frozen
     stopped  the init is gone (or a zombie)
 
+A mount namespace joined by path is used as runc uses it: root.path is looked up there, set up and
+pivoted into, which moves the root of every process of that namespace; the host's own is refused.
+
 Settings this host cannot honour without CAP_SYS_RESOURCE (a lower oom_score_adj, a higher hard rlimit)
 and capabilities outside our own bounding set are clamped with a warning instead of failing.
 """
@@ -217,6 +220,24 @@ def refuse_unsupported(config: dict[str, Any]) -> None:
     propagation = (config.get("linux") or {}).get("rootfsPropagation")
     if propagation and propagation not in _PROPAGATION:
         raise errors.InvalidArgument(f"linux.rootfsPropagation: unknown value {propagation!r}")
+
+
+def _refuse_host_mount_namespace(path: str) -> None:
+    """The container's pivot_root moves the root of every process of a joined mount namespace (runc does
+    the same): joining our own, or pid 1's, would put the host's processes into the container's rootfs."""
+    try:
+        st = os.stat(path)
+    except OSError as exc:
+        raise errors.from_oserror(exc, "linux.namespaces: mount namespace") from None
+    for own, whose in (("/proc/self/ns/mnt", "the runtime's own"), ("/proc/1/ns/mnt", "pid 1's")):
+        try:
+            o = os.stat(own)
+        except OSError:
+            continue
+        if (st.st_dev, st.st_ino) == (o.st_dev, o.st_ino):
+            raise errors.InvalidArgument(f"linux.namespaces: mount namespace {path} is {whose}: the "
+                                         "container's pivot_root would move the host's root (leave the path "
+                                         "out for a new mount namespace)")
 
 
 def _cap_mask(names: list[str] | None, warn: Callable[[str], None], allowed: int) -> int:
@@ -518,8 +539,17 @@ class BuiltinRuntime:
             else:
                 spec.clone_flags |= NAMESPACES[kind]
                 new_ns.add(kind)
-        if "mount" not in new_ns:
-            raise errors.InvalidArgument("the built-in runtime needs a new mount namespace")
+        joined_mnt = next((path for kind, path in spec.join if kind == _h.CLONE_NEWNS), None)
+        if "mount" not in new_ns and joined_mnt is None:
+            raise errors.InvalidArgument("linux.namespaces: the built-in runtime needs a mount namespace, new "
+                                         "or joined by path (it does not set the rootfs up in the host's)")
+        if joined_mnt is not None and ("user" in new_ns or spec.userns_path):
+            # A new user namespace owns no right to mount in a mount namespace made outside it; a joined one
+            # would need its idmapped rootfs made in that mount namespace, which the creator cannot see.
+            raise errors.NotImplemented_(f"linux.namespaces: a mount namespace joined by path ({joined_mnt}) "
+                                         "with a user namespace is not supported by the built-in runtime")
+        if joined_mnt is not None:
+            _refuse_host_mount_namespace(joined_mnt)
         if "user" in new_ns:
             spec.uid_maps, spec.gid_maps = id_maps(linux)
             spec.idmap_rootfs = True
