@@ -673,9 +673,12 @@ class TaskManager:
             (td.path / CREATING_FILE).write_text(_proc_id(os.getpid()))
             test_hook("create-after-mkdir")
             if container.snapshot_key:
-                from ctrpy.runtime.mount import mount_all
+                from ctrpy.runtime.dockerrun import DOCKER_EXT
+                from ctrpy.runtime.mount import mount_all, volatile
 
                 mounts = self.client.snapshotter(container.snapshotter).mounts(container.snapshot_key)
+                if (container.extensions.get(DOCKER_EXT) or {}).get("auto_remove"):
+                    mounts = volatile(mounts)  # `run --rm`: the rootfs goes with the container
                 td.rootfs.mkdir(exist_ok=True)
                 mount_all(mounts, td.rootfs)
                 mounted = True
