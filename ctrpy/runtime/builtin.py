@@ -606,23 +606,28 @@ class BuiltinRuntime:
         return spec
 
     def _seccomp_program(self, profile: dict[str, Any]) -> tuple[bytes, int]:
-        """The BPF program for an OCI seccomp profile, compiled once per distinct profile: libseccomp takes
-        tens of milliseconds for the default profile, which every `ctrpy run` has."""
-        import hashlib
+        """The BPF program for an OCI seccomp profile, checked and compiled once per distinct profile and
+        helper build: libseccomp takes tens of milliseconds for the default profile, which every `ctrpy run`
+        has. The cache file holds the profile's text, its seccomp(2) flags and the program; a hit is an exact
+        match of the text (a CRC only names the file), so it needs neither the check nor a hashing module,
+        both on the path of every container start."""
+        import zlib
 
+        text = (_h.build_id() + "\n" + json.dumps(profile, sort_keys=True)).encode()
+        cached = self.root / f".seccomp-{zlib.crc32(text):08x}-{len(text)}.bpf"
+        try:
+            data = cached.read_bytes()
+        except FileNotFoundError:
+            data = b""
+        if len(data) > len(text) + 4 and data[:len(text)] == text:
+            return data[len(text) + 4:], int.from_bytes(data[len(text):len(text) + 4], "little")
         from ctrpy.runtime import seccomp
 
-        flat = seccomp.flatten(profile)  # checks the profile every time
-        key = hashlib.sha256((_h.build_id() + json.dumps(profile, sort_keys=True)).encode()).hexdigest()[:32]
-        cached = self.root / f".seccomp-{key}.bpf"
-        try:
-            return cached.read_bytes(), flat.flags
-        except FileNotFoundError:
-            pass
+        flat = seccomp.flatten(profile)
         program = _h.compile_seccomp(flat)
         try:
             tmp = cached.with_name(f"{cached.name}.{os.getpid()}.tmp")
-            tmp.write_bytes(program)
+            tmp.write_bytes(text + flat.flags.to_bytes(4, "little") + program)
             os.replace(tmp, cached)
         except OSError:
             pass  # a cache only
