@@ -149,14 +149,15 @@ WHAT_WOULD_WIN = {
     "run": [
         "what is left and what would win it (issue 11):",
         "    - The Python CLI itself: interpreter + imports (-X importtime above) and the image/record/snapshot "
-        "work before the fork are about half of a run. A warm process (a daemon, which ctrpy chose not to "
+        "work before the fork are more than half of a run (~80 of 134 ms unprofiled, 2026-11-29). A warm process (a daemon, which ctrpy chose not to "
         "have) or a C fast path for `run` would remove most of it; lazy imports of images/unpack/lifecycle "
         "on the hot path win a few ms each.",
         "    - The runtime create in the forked child: imports the cffi helper and builds the spec in Python; "
         "the clone and the container set-up are the C helper's (about crun's cost).",
         "    - Teardown: `--rm` unmounts a volatile overlay (no sync of the upper file system: it was 10-100 ms "
-        "on this busy disk before), then deletes records and directories; SQLite's WAL is checkpointed and "
-        "deleted at each close (PERSIST_WAL would save an fsync per command).",
+        "on this busy disk before), then deletes records and directories. SQLite's WAL is checkpointed, "
+        "fsynced and deleted at every command's close (1-27 ms measured here); SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE "
+        "would save that (not settable from Python 3.11's sqlite3).",
     ],
 }
 WHAT_WOULD_WIN["run-d"] = WHAT_WOULD_WIN["run"][:3]
