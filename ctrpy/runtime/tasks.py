@@ -716,6 +716,11 @@ class TaskManager:
             }
             write_json_durably(td.task_file, task_info)
             test_hook("create-before-launch")
+            # The runtime's modules (for the built-in one, the cffi helper) load once, before the fork: the
+            # child creates the container with them, and this process starts it with them.
+            from ctrpy.runtime.ociruntime import open_runtime_entry
+
+            open_runtime_entry(runtime_name, entry, self.state_dir)
             reply = self._launch(td, task_info)
             test_hook("create-after-launch")
             if not reply.get("ok"):
