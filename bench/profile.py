@@ -84,6 +84,85 @@ def _execs(path: Path) -> str:
     return ", ".join(f"{k} x{v}" if v > 1 else k for k, v in counts.items())
 
 
+def _timeline(path: Path, detached: bool = False) -> list[str]:
+    """The phases of one `run` from `strace -f -ttt` of its process tree (clone, execve, exit_group): the CLI's
+    fork of the launcher, the container's clone (CLONE_NEWNS), the supervisor's execve, the command's execve
+    and exit, the supervisor's and the CLI's exits. strace slows every process down: read the shares."""
+    calls = []
+    for line in path.read_text().splitlines():
+        parts = line.split(None, 2)
+        if len(parts) == 3 and re.match(r"^\d+\.\d+$", parts[1]):
+            calls.append((int(parts[0]), float(parts[1]), parts[2]))
+    if not calls:
+        return []
+    cli, t0 = calls[0][0], calls[0][1]
+    marks: dict[str, float] = {}
+    init = sup = None
+    for pid, t, call in calls:
+        if pid == cli and call.startswith("clone(") and "CLONE_NEW" not in call and "fork" not in marks:
+            marks["fork"] = t
+        elif call.startswith("clone(") and "CLONE_NEWNS" in call and "clone" not in marks:
+            marks["clone"] = t
+            m = re.search(r"= (\d+)$", call)
+            init = int(m.group(1)) if m else None
+        elif call.startswith("execve(") and "ctrpy-supervisor" in call.split(",")[0] and "supervisor" not in marks:
+            marks["supervisor"], sup = t, pid
+        elif call.startswith("execve(") and pid == init and "exec" not in marks:
+            marks["exec"] = t
+        elif call.startswith("exit_group(") and pid == init:
+            marks["exit"] = t
+        elif call.startswith("exit_group(") and pid == sup:
+            marks["supervisor exit"] = t
+        elif call.startswith("exit_group(") and pid == cli:
+            marks["end"] = t
+    phases = [
+        ("CLI start-up, imports, image lookup, container record, snapshot, rootfs mount", None, "fork"),
+        ("runtime create in the forked child (helper import, spec, cgroups) up to the clone", "fork", "clone"),
+        ("container set-up (namespaces, mounts, pivot_root, seccomp) until the supervisor execs", "clone",
+         "supervisor"),
+        ("start: supervisor ready, attach, exec.fifo, until the command execs", "supervisor", "exec"),
+        ("the command itself", "exec", "exit"),
+    ]
+    teardown = "teardown in the CLI (task and container delete, unmount, snapshot and records)"
+    if detached:  # run -d: the command may end before or after the CLI, which only starts it
+        phases = phases[:4] + [("after the start, until the CLI exits (start returns, the ID is printed)", "exec",
+                                "end")]
+    elif marks.get("supervisor exit", 0) < marks.get("end", 0):
+        phases += [("exit recorded (fsync), output drained, supervisor gone", "exit", "supervisor exit"),
+                   (teardown, "supervisor exit", "end")]
+    else:
+        phases += [(f"exit recorded (fsync) and reported; {teardown}", "exit", "end")]
+    total = marks.get("end", calls[-1][1]) - t0
+    out = [f"timeline of one run under strace -f ({total * 1000:.0f} ms under strace; slower than unprofiled, "
+           "read the shares):"]
+    for what, a, b in phases:
+        start = t0 if a is None else marks.get(a)
+        stop = marks.get(b)
+        if start is None or stop is None or stop < start:
+            continue
+        out.append(f"    {(stop - start) * 1000:6.1f} ms {100 * (stop - start) / total:4.0f}%  {what}")
+    return out
+
+
+# What the measured phases leave, and what would win it; printed under the profile of figures 1 and 3c.
+WHAT_WOULD_WIN = {
+    "run": [
+        "what is left and what would win it (issue 11):",
+        "    - The Python CLI itself: interpreter + imports (-X importtime above) and the image/record/snapshot "
+        "work before the fork are more than half of a run (~80 of 134 ms unprofiled, 2026-11-29). A warm process (a daemon, which ctrpy chose not to "
+        "have) or a C fast path for `run` would remove most of it; lazy imports of images/unpack/lifecycle "
+        "on the hot path win a few ms each.",
+        "    - The runtime create in the forked child: imports the cffi helper and builds the spec in Python; "
+        "the clone and the container set-up are the C helper's (about crun's cost).",
+        "    - Teardown: `--rm` unmounts a volatile overlay (no sync of the upper file system: it was 10-100 ms "
+        "on this busy disk before), then deletes records and directories. SQLite's WAL is checkpointed, "
+        "fsynced and deleted at every command's close (1-27 ms measured here); SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE "
+        "would save that (not settable from Python 3.11's sqlite3).",
+    ],
+}
+WHAT_WOULD_WIN["run-d"] = WHAT_WOULD_WIN["run"][:3]
+
+
 def _status(r: subprocess.CompletedProcess[str], what: str) -> list[str]:
     if r.returncode == 0:
         return []
@@ -114,6 +193,13 @@ def profile(name: str, make_argv: Callable[[], list[str]], env: dict[str, str], 
         if trace.exists():
             out.append("programs executed: " + _execs(trace))
         out += _status(r, "under strace -e execve")
+        trace = PROFILES / f"{name}.timeline"
+        r = subprocess.run(["strace", "-f", "-ttt", "-qq", "-e", "trace=clone,clone3,execve,exit_group", "-e",
+                            "signal=none", "-o", str(trace), *make_argv()], capture_output=True, text=True, env=env,
+                           timeout=300)
+        if trace.exists():
+            out += _timeline(trace, detached=name.endswith("-d"))
+        out += _status(r, "under strace -ttt")
     # 2. imports.
     imp_env = dict(env, PYTHONPROFILEIMPORTTIME="1")
     r = subprocess.run([python, "-m", "ctrpy", *make_argv()[1:]], capture_output=True, text=True, env=imp_env,
@@ -136,4 +222,4 @@ def profile(name: str, make_argv: Callable[[], list[str]], env: dict[str, str], 
         out += _status(r, "under pyinstrument")
     else:
         out.append("pyinstrument: not installed (pip install pyinstrument; `make bench` does)")
-    return out
+    return out + WHAT_WOULD_WIN.get(name, [])

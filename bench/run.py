@@ -33,7 +33,7 @@ BEGIN = "<!-- bench:results:begin -->"
 END = "<!-- bench:results:end -->"
 
 # Which ctrpy command to profile when a comparison shows ctrpy behind (title prefix -> profile name).
-PROFILE_FOR = {"1.": "run", "3c": "run", "5a": "run", "2a": "pull", "2b": "pull", "5b": "pull",
+PROFILE_FOR = {"1.": "run", "3c": "run-d", "5a": "run", "2a": "pull", "2b": "pull", "5b": "pull",
                "4a": "images-ls", "4b": "containers-ls", "4c": "help", "4d": "images-ls-empty", "6b": "load"}
 
 
@@ -134,7 +134,7 @@ def run_profiles(env: Env, names: list[str]) -> dict[str, list[str]]:
     for name in names:
         try:
             root, state = env.new_root(f"prof-{name}")
-            if name in ("run", "run-bridge", "images-ls", "containers-ls"):
+            if name in ("run", "run-d", "run-bridge", "images-ls", "containers-ls"):
                 subprocess.run(env.ctrpy_pull(root, state, img), capture_output=True, env=env.env)
             if name in ("images-ls", "containers-ls"):
                 measures._populate_ctrpy(root, state, img, 1000)
@@ -144,6 +144,9 @@ def run_profiles(env: Env, names: list[str]) -> dict[str, list[str]]:
             def make_argv(name: str = name, root: Path = root, state: Path = state) -> list[str]:
                 if name == "run":
                     return env.ctrpy(root, state, "run", "--rm", *net, "--name", f"prof{next(seq)}", img, "true")
+                if name == "run-d":
+                    # `true`: the container exits by itself, nothing is left running when the root is dropped.
+                    return env.ctrpy(root, state, "run", "-d", *net, "--name", f"profd{next(seq)}", img, "true")
                 if name == "run-bridge":
                     return env.ctrpy(root, state, "run", "--rm", "--name", f"profbr{next(seq)}", img, "true")
                 if name == "pull":

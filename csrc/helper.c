@@ -104,6 +104,8 @@ static int child_rootfs_target = -1; /* where it goes: the rootfs, opened while 
 #define MAX_BIND_FDS 256
 static int child_bind_fds[MAX_BIND_FDS]; /* in a user namespace: bind sources opened while still host root */
 static int child_have_bind_fds;
+/* The mount namespace was joined by path: the rootfs and bind sources are looked up there, not on the host.  */
+static const char *child_joined_mnt;
 
 static void
 send_msg (int fd, int type, int errno_, int pid, const char *fmt, ...)
@@ -510,7 +512,8 @@ setup_rootfs (const ctrpy_spec_t *s)
       if (prop & MS_SHARED)
         make_parent_mount_private (rootfs);
       if (mount (rootfs, rootfs, NULL, MS_BIND | MS_REC, NULL) < 0)
-        child_fail (errno, "bind rootfs %s", rootfs);
+        child_fail (errno, "bind rootfs %s%s%s%s", rootfs, child_joined_mnt ? " (in the mount namespace " : "",
+                    child_joined_mnt ? child_joined_mnt : "", child_joined_mnt ? ")" : "");
       /* pivot_root refuses a shared new root.  */
       if (mount (NULL, rootfs, NULL, MS_PRIVATE, NULL) < 0)
         child_fail (errno, "make rootfs private");
@@ -879,6 +882,8 @@ join_namespaces (const ctrpy_spec_t *s)
         }
       if (setns (fds[i], s->ns_types[i]) < 0)
         child_fail (errno, "join namespace %s", s->ns_paths[i]);
+      if (s->ns_types[i] == CLONE_NEWNS)
+        child_joined_mnt = s->ns_paths[i];
       close (fds[i]);
     }
   return pid_fd;

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 from support.bundle import RuntimeCLI, make_bundle, write_spec
+from support.runtimes import cleanup  # noqa: F401 - fixture
 
 from ctrpy.runtime import errors, oci
 
@@ -87,3 +88,32 @@ def test_missing_namespace_path_is_a_clear_error(tmp_path: Path) -> None:
         assert cli.ids() == []
     finally:
         cli.cleanup()
+
+
+SHOW_NS = "for n in net ipc uts pid; do readlink /proc/self/ns/$n; done"
+
+
+@pytest.mark.parametrize("runtime", ["ctrpy", "runc"])
+def test_host_and_container_namespaces_from_run(ctrpy: Any, cleanup: Any, tmp_path: Path, runtime: str) -> None:
+    """`run --pid host --ipc host --uts host` gives the host's namespaces, `--network container:ID` another
+    container's network namespace, under the built-in runtime as under runc."""
+    from support.bundle import make_rootfs
+
+    rootfs = make_rootfs(tmp_path / "rootfs")
+    base = ("run", "--runtime", runtime, "--rootfs", str(rootfs))
+    r = ctrpy(*base, "--rm", "--pid", "host", "--ipc", "host", "--uts", "host", "hostns", "sh", "-c",
+              f"{SHOW_NS}; hostname; cat /etc/hostname")
+    assert r.returncode == 0, r.stderr
+    net, ipc, uts, pid, name, etc_name = r.stdout.split()
+    host = {n: os.readlink(f"/proc/self/ns/{n}") for n in ("net", "ipc", "uts", "pid")}
+    assert (ipc, uts, pid) == (host["ipc"], host["uts"], host["pid"]) and net != host["net"]
+    assert name == etc_name == os.uname().nodename  # the host's name: none of the container's own is set
+    r = ctrpy(*base, "--rm", "--uts", "host", "-h", "other", "conflict", "true")
+    assert r.returncode != 0 and "--uts host" in r.stderr, r.stderr
+    r = ctrpy(*base, "-d", "box", "sleep", "60")
+    assert r.returncode == 0, r.stderr
+    own = ctrpy("exec", "box", "readlink", "/proc/self/ns/net").stdout
+    r = ctrpy(*base, "--rm", "--network", "container:box", "joiner", "sh", "-c", SHOW_NS)
+    assert r.returncode == 0, r.stderr
+    assert own.startswith("net:[") and r.stdout.split()[0] == own.strip()
+    assert r.stdout.split()[1:] != [host["ipc"], host["uts"], host["pid"]]

@@ -164,3 +164,125 @@ def test_same_bundle_same_container(tmp_path: Path, edit: Any) -> None:
     (ours, spec), (theirs, _) = run("ctrpy", tmp_path, edit), run("runc", tmp_path, edit)
     assert len(ours) > 60  # the probe ran to its end
     assert ours == as_ctrpy_would(theirs, spec)
+
+
+# -- a mount namespace joined by path -----------------------------------------------------------------------
+
+JOINED_PROBE = "cat /mnt/ns/marker; echo from-container > /mnt/ns/out; ls /mnt/ns; " \
+    "readlink /proc/self/ns/mnt; grep -c ' /mnt/ns ' /proc/self/mountinfo; " + PROBE
+
+
+@pytest.fixture
+def mount_ns(tmp_path: Path) -> Any:
+    """A factory of mount namespaces, each held by an `unshare --mount --propagation private` sleeper (so
+    that nothing mounted in it reaches the host), killed (which frees the namespace and its mounts) at the
+    end even if the test failed."""
+    import subprocess
+    import time
+
+    holders: list[subprocess.Popen[bytes]] = []
+
+    def make() -> int:
+        p = subprocess.Popen(["unshare", "--mount", "--propagation", "private", "sleep", "120"])
+        holders.append(p)
+        deadline = time.monotonic() + 10
+        while os.readlink(f"/proc/{p.pid}/ns/mnt") == HOST_NS["mnt"]:
+            assert time.monotonic() < deadline, "unshare did not make its mount namespace"
+            time.sleep(0.01)
+        return p.pid
+
+    yield make
+    for p in holders:
+        p.kill()
+        p.wait()
+
+
+def in_ns(pid: int, script: str) -> str:
+    import subprocess
+
+    r = subprocess.run(["nsenter", f"--mount=/proc/{pid}/ns/mnt", "sh", "-c", script], capture_output=True,
+                       text=True, timeout=30)
+    assert r.returncode == 0, r.stderr
+    return r.stdout
+
+
+def test_joined_mount_namespace(tmp_path: Path, mount_ns: Any) -> None:
+    """runc's semantics, which ctrpy keeps: the rootfs is root.path as seen from the joined namespace (its own
+    mounts below it included), set up and pivoted into there; nothing of it reaches the host."""
+    bundle = tmp_path / "bundle"
+    spec = make_bundle(bundle, ["sh", "-c", JOINED_PROBE], hostname="parity")
+    rootfs = bundle / "rootfs"
+    (rootfs / "mnt/ns").mkdir(parents=True)
+    seen = {}
+    for name in ("ctrpy", "runc"):
+        holder = mount_ns()
+        ns = os.readlink(f"/proc/{holder}/ns/mnt")
+        in_ns(holder, f"mount -t tmpfs nsonly {rootfs}/mnt/ns && echo {name}-marker > {rootfs}/mnt/ns/marker")
+        cid = "j" + uuid.uuid4().hex[:8]
+        spec["linux"]["cgroupsPath"] = f"/ctrpy-test/{cid}"
+        spec["linux"]["namespaces"] = [n if n["type"] != "mount" else {"type": "mount", "path": f"/proc/{holder}/ns/mnt"}
+                                       for n in spec["linux"]["namespaces"]]
+        write_spec(bundle, spec)
+        rt = RuntimeCLI(name, tmp_path / f"root-{name}")
+        try:
+            r = rt("run", "--bundle", str(bundle), cid)
+        finally:
+            rt.cleanup()
+        assert r.returncode == 0, f"{name}: {r.stderr}"
+        lines = r.stdout.splitlines()
+        # The namespace's own mount is the container's; what the container writes there stays in the
+        # namespace (the holder's root is now the container's rootfs: pivot_root moved it, as runc does).
+        assert lines[:5] == [f"{name}-marker", "marker", "out", ns, "1"], (name, lines[:5])
+        assert open(f"/proc/{holder}/root/mnt/ns/out").read() == "from-container\n"
+        assert not (rootfs / "mnt/ns/marker").exists() and not (rootfs / "mnt/ns/out").exists()
+        assert str(bundle) not in open("/proc/self/mountinfo").read()
+        seen[name] = normalize("\n".join(lines[5:]), cid, bundle)
+    assert len(seen["ctrpy"]) > 60
+    assert seen["ctrpy"] == as_ctrpy_would(seen["runc"], spec)
+
+
+def test_joined_mount_namespace_refusals(tmp_path: Path, mount_ns: Any) -> None:
+    """What cannot work is refused before anything runs, naming the namespace; nothing is left behind."""
+    import subprocess
+
+    cli = RuntimeCLI("ctrpy", tmp_path / "root")
+
+    def create(edit: Any, wrap: tuple[str, ...] = ()) -> str:
+        cid = "r" + uuid.uuid4().hex[:8]
+        spec = make_bundle(tmp_path / cid, ["true"], cgroups_path=f"/ctrpy-test/{cid}")
+        edit(spec, tmp_path / cid)
+        write_spec(tmp_path / cid, spec)
+        r = subprocess.run([*wrap, *cli.argv, "create", "--bundle", str(tmp_path / cid), cid],
+                           capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+        assert r.returncode != 0, r
+        assert cli.ids() == []
+        return r.stderr
+
+    def join(path: str, user: str | None = None) -> Any:
+        def edit(spec: dict[str, Any], bundle: Path) -> None:
+            spec["linux"]["namespaces"] = [n for n in spec["linux"]["namespaces"] if n["type"] != "mount"] + [
+                {"type": "mount", "path": path}]
+            if user is not None:
+                spec["linux"]["namespaces"].append({"type": "user", **({"path": user} if user else {})})
+                spec["linux"]["uidMappings"] = spec["linux"]["gidMappings"] = [
+                    {"containerID": 0, "hostID": 100000, "size": 65536}] if not user else []
+        return edit
+
+    try:
+        holder = mount_ns()
+        path = f"/proc/{holder}/ns/mnt"
+        err = create(join(path, user=""))
+        assert f"mount namespace joined by path ({path}) with a user namespace" in err, err
+        err = create(join(path, user=f"/proc/{holder}/ns/user"))
+        assert "with a user namespace" in err, err
+        # The runtime's own mount namespace: run inside a throwaway one, so that even a runtime that got
+        # this wrong would only pivot that one.
+        err = create(join("/proc/self/ns/mnt"), wrap=("unshare", "--mount", "--propagation", "private"))
+        assert "mount namespace /proc/self/ns/mnt is the runtime's own" in err, err
+        # root.path hidden in the joined namespace: the error says where it was looked up.
+        hidden = mount_ns()
+        in_ns(hidden, f"mount -t tmpfs hide {tmp_path}")
+        err = create(join(f"/proc/{hidden}/ns/mnt"))
+        assert f"(in the mount namespace /proc/{hidden}/ns/mnt)" in err and "bind rootfs" in err, err
+    finally:
+        cli.cleanup()

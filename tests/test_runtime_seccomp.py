@@ -243,7 +243,7 @@ def test_compiled_programs_are_cached_per_profile_and_helper_build(tmp_path: Pat
     rt = BuiltinRuntime(tmp_path)
     mkdir, rmdir = deny(["mkdir"]), deny(["rmdir"])
     program, _ = rt._seccomp_program(mkdir)
-    assert [p.read_bytes() for p in tmp_path.glob(".seccomp-*.bpf")] == [program]
+    assert [p.read_bytes().endswith(program) for p in tmp_path.glob(".seccomp-*.bpf")] == [True]
     assert rt._seccomp_program(copy.deepcopy(mkdir))[0] == program  # the same profile: the same file
     assert len(list(tmp_path.glob(".seccomp-*.bpf"))) == 1
     assert rt._seccomp_program(rmdir)[0] != program
@@ -252,6 +252,13 @@ def test_compiled_programs_are_cached_per_profile_and_helper_build(tmp_path: Pat
     assert rt._seccomp_program(mkdir)[0] == program
     assert len(list(tmp_path.glob(".seccomp-*.bpf"))) == 3
     assert not list(tmp_path.glob("*.tmp"))
+    # A hit gives the flags back with the program; a file that does not hold this exact profile is no hit.
+    logged = {**mkdir, "flags": ["SECCOMP_FILTER_FLAG_LOG"]}
+    first = rt._seccomp_program(logged)
+    assert first[1] != 0 and rt._seccomp_program(copy.deepcopy(logged)) == first
+    for p in tmp_path.glob(".seccomp-*.bpf"):
+        p.write_bytes(p.read_bytes()[:40] + b"x" * 64)
+    assert rt._seccomp_program(logged) == first
 
 
 @pytest.mark.parametrize("runtime", ["ctrpy", "runc"])

@@ -281,6 +281,12 @@ class CliContext:
     def state(self) -> str:
         return self.state_opt or self.config["state"]
 
+    def close(self) -> None:
+        """Close the metadata database (its WAL is checkpointed): when the command is done, not at the
+        interpreter's exit, which `commands.main` skips."""
+        if self._client is not None:
+            self._client.db.close()
+
     @property
     def client(self) -> Any:
         """The runtime client; requires root, since every store lives in root-owned directories."""

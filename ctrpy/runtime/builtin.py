@@ -10,6 +10,9 @@ the fifo; `start` opens the fifo, which lets the init exec. Status is derived, n
     paused   running, with its cgroup frozen
     stopped  the init is gone (or a zombie)
 
+A mount namespace joined by path is used as runc uses it: root.path is looked up there, set up and
+pivoted into, which moves the root of every process of that namespace; the host's own is refused.
+
 Settings this host cannot honour without CAP_SYS_RESOURCE (a lower oom_score_adj, a higher hard rlimit)
 and capabilities outside our own bounding set are clamped with a warning instead of failing.
 """
@@ -177,6 +180,24 @@ def refuse_unsupported(config: dict[str, Any]) -> None:
     propagation = (config.get("linux") or {}).get("rootfsPropagation")
     if propagation and propagation not in _PROPAGATION:
         raise errors.InvalidArgument(f"linux.rootfsPropagation: unknown value {propagation!r}")
+
+
+def _refuse_host_mount_namespace(path: str) -> None:
+    """The container's pivot_root moves the root of every process of a joined mount namespace (runc does
+    the same): joining our own, or pid 1's, would put the host's processes into the container's rootfs."""
+    try:
+        st = os.stat(path)
+    except OSError as exc:
+        raise errors.from_oserror(exc, "linux.namespaces: mount namespace") from None
+    for own, whose in (("/proc/self/ns/mnt", "the runtime's own"), ("/proc/1/ns/mnt", "pid 1's")):
+        try:
+            o = os.stat(own)
+        except OSError:
+            continue
+        if (st.st_dev, st.st_ino) == (o.st_dev, o.st_ino):
+            raise errors.InvalidArgument(f"linux.namespaces: mount namespace {path} is {whose}: the "
+                                         "container's pivot_root would move the host's root (leave the path "
+                                         "out for a new mount namespace)")
 
 
 def _cap_mask(names: list[str] | None, warn: Callable[[str], None], allowed: int) -> int:
@@ -457,8 +478,17 @@ class BuiltinRuntime:
             else:
                 spec.clone_flags |= NAMESPACES[kind]
                 new_ns.add(kind)
-        if "mount" not in new_ns:
-            raise errors.InvalidArgument("the built-in runtime needs a new mount namespace")
+        joined_mnt = next((path for kind, path in spec.join if kind == _h.CLONE_NEWNS), None)
+        if "mount" not in new_ns and joined_mnt is None:
+            raise errors.InvalidArgument("linux.namespaces: the built-in runtime needs a mount namespace, new "
+                                         "or joined by path (it does not set the rootfs up in the host's)")
+        if joined_mnt is not None and ("user" in new_ns or spec.userns_path):
+            # A new user namespace owns no right to mount in a mount namespace made outside it; a joined one
+            # would need its idmapped rootfs made in that mount namespace, which the creator cannot see.
+            raise errors.NotImplemented_(f"linux.namespaces: a mount namespace joined by path ({joined_mnt}) "
+                                         "with a user namespace is not supported by the built-in runtime")
+        if joined_mnt is not None:
+            _refuse_host_mount_namespace(joined_mnt)
         if "user" in new_ns:
             spec.uid_maps, spec.gid_maps = id_maps(linux)
             spec.idmap_rootfs = True
@@ -515,23 +545,28 @@ class BuiltinRuntime:
         return spec
 
     def _seccomp_program(self, profile: dict[str, Any]) -> tuple[bytes, int]:
-        """The BPF program for an OCI seccomp profile, compiled once per distinct profile: libseccomp takes
-        tens of milliseconds for the default profile, which every `ctrpy run` has."""
-        import hashlib
+        """The BPF program for an OCI seccomp profile, checked and compiled once per distinct profile and
+        helper build: libseccomp takes tens of milliseconds for the default profile, which every `ctrpy run`
+        has. The cache file holds the profile's text, its seccomp(2) flags and the program; a hit is an exact
+        match of the text (a CRC only names the file), so it needs neither the check nor a hashing module,
+        both on the path of every container start."""
+        import zlib
 
+        text = (_h.build_id() + "\n" + json.dumps(profile, sort_keys=True)).encode()
+        cached = self.root / f".seccomp-{zlib.crc32(text):08x}-{len(text)}.bpf"
+        try:
+            data = cached.read_bytes()
+        except FileNotFoundError:
+            data = b""
+        if len(data) > len(text) + 4 and data[:len(text)] == text:
+            return data[len(text) + 4:], int.from_bytes(data[len(text):len(text) + 4], "little")
         from ctrpy.runtime import seccomp
 
-        flat = seccomp.flatten(profile)  # checks the profile every time
-        key = hashlib.sha256((_h.build_id() + json.dumps(profile, sort_keys=True)).encode()).hexdigest()[:32]
-        cached = self.root / f".seccomp-{key}.bpf"
-        try:
-            return cached.read_bytes(), flat.flags
-        except FileNotFoundError:
-            pass
+        flat = seccomp.flatten(profile)
         program = _h.compile_seccomp(flat)
         try:
             tmp = cached.with_name(f"{cached.name}.{os.getpid()}.tmp")
-            tmp.write_bytes(program)
+            tmp.write_bytes(text + flat.flags.to_bytes(4, "little") + program)
             os.replace(tmp, cached)
         except OSError:
             pass  # a cache only

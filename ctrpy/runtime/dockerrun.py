@@ -480,6 +480,8 @@ def create(client: Client, req: RunRequest) -> Any:
         spec_opts.append(oci.with_userns_remap(req.userns_remap))
     if req.devices:
         spec_opts.append(with_devices([parse_device(d) for d in req.devices]))
+    if req.uts == "host" and (req.hostname or req.domainname):
+        raise errors.InvalidArgument("conflicting options: --hostname/--domainname and --uts host (as docker)")
     for kind, value in (("pid", req.pid), ("ipc", req.ipc), ("uts", req.uts)):
         o = _namespace_opt(kind, value, client)
         if o is not None:

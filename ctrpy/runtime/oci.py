@@ -376,6 +376,10 @@ def with_host_namespace(kind: str) -> SpecOpt:
 
     def opt(spec: Spec) -> None:
         spec["linux"]["namespaces"] = [n for n in spec["linux"]["namespaces"] if n["type"] != kind]
+        if kind == "uts":
+            # The host's names stay: a runtime refuses to set a hostname without a uts namespace of its own.
+            spec.pop("hostname", None)
+            spec.pop("domainname", None)
     return opt
 
 
@@ -761,7 +765,7 @@ def prepare_etc_files(dest: Path, *, hostname: str, net_host: bool = False,
         host_resolv=str(host_resolv)))
     _atomic_write(paths["hosts"], etc_text.hosts(
         hostname=hostname, address=None, add_hosts=extra_hosts, host_network=net_host, host_hosts=str(host_hosts)))
-    _atomic_write(paths["hostname"], (hostname or "") + "\n")
+    _atomic_write(paths["hostname"], (hostname or os.uname().nodename) + "\n")  # none: the host's uts
     return paths
 
 

@@ -170,9 +170,12 @@ class TaskManager:
             (td.path / CREATING_FILE).write_text(proc_id(os.getpid()))
             test_hook("create-after-mkdir")
             if container.snapshot_key:
-                from ctrpy.runtime.mount import mount_all
+                from ctrpy.runtime.dockerrun import DOCKER_EXT
+                from ctrpy.runtime.mount import mount_all, volatile
 
                 mounts = self.client.snapshotter(container.snapshotter).mounts(container.snapshot_key)
+                if (container.extensions.get(DOCKER_EXT) or {}).get("auto_remove"):
+                    mounts = volatile(mounts)  # `run --rm`: the rootfs goes with the container
                 td.rootfs.mkdir(exist_ok=True)
                 mount_all(mounts, td.rootfs)
                 mounted = True
@@ -210,6 +213,11 @@ class TaskManager:
             }
             write_json_durably(td.task_file, task_info)
             test_hook("create-before-launch")
+            # The runtime's modules (for the built-in one, the cffi helper) load once, before the fork: the
+            # child creates the container with them, and this process starts it with them.
+            from ctrpy.runtime.ociruntime import open_runtime_entry
+
+            open_runtime_entry(runtime_name, entry, self.state_dir)
             reply = self._launch(td, task_info)
             test_hook("create-after-launch")
             if not reply.get("ok"):

@@ -543,7 +543,7 @@ def etc_files(client: Client, container_id: str, spec: NetworkRequest, hostname:
                            host_network=host_network),
         "resolv.conf": etc.resolv_conf(host_network=host_network, dns=spec.dns, dns_search=spec.dns_search,
                                        dns_options=spec.dns_options),
-        "hostname": (hostname or "") + "\n",
+        "hostname": (hostname or os.uname().nodename) + "\n",  # none: the host's uts namespace
     }
 
 
