@@ -48,7 +48,7 @@ def table(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
         t = Table(box=None, pad_edge=False, show_edge=False, header_style="bold" if use_color() else "")
         # Never wrap a cell onto a second line (a wrapped ref or digest cannot be copied): cut the widest
         # columns first, to fit the terminal.
-        for header, width in zip(headers, fit_widths(headers, rows, console.width)):
+        for header, width in zip(headers, fit_widths(headers, rows, console.width, gap=2)):
             t.add_column(header, overflow="ellipsis", no_wrap=True, width=width)
         for row in rows:
             t.add_row(*row)
@@ -65,18 +65,31 @@ def table(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
     echo("\n".join(out))  # one write: a per-line echo costs more than the rows for long listings
 
 
-def fit_widths(headers: Sequence[str], rows: Sequence[Sequence[str]], total: int, gap: int = 1) -> list[int]:
-    """Column widths that fit `total` characters: each column's natural width, then the widest cut one
-    character at a time (never below its header or 8 characters) until the row fits."""
+def fit_widths(headers: Sequence[str], rows: Sequence[Sequence[str]], total: int, gap: int = 2) -> list[int]:
+    """Column widths that fit `total` characters with `gap` between columns: each column's natural width,
+    then the widest cut one character at a time, first never below its header or 8 characters, then (a
+    very narrow terminal) down to 3 characters, headers included, until the row fits."""
     widths = [max([len(h)] + [len(r[i]) for r in rows if i < len(r)]) for i, h in enumerate(headers)]
-    floors = [min(w, max(len(h), 8)) for w, h in zip(widths, headers)]
     budget = total - gap * (len(headers) - 1)
-    while sum(widths) > budget:
-        i = max(range(len(widths)), key=lambda k: widths[k] - floors[k])
-        if widths[i] <= floors[i]:
-            break
-        widths[i] -= 1
+    for floors in ([min(w, max(len(h), 8)) for w, h in zip(widths, headers)], [min(w, 3) for w in widths]):
+        while sum(widths) > budget:
+            i = max(range(len(widths)), key=lambda k: widths[k] - floors[k])
+            if widths[i] <= floors[i]:
+                break
+            widths[i] -= 1
     return widths
+
+
+def cut(cell: str, width: int) -> str:
+    """`cell` in at most `width` characters, an ellipsis marking a cut."""
+    return cell if len(cell) <= width else cell[:max(width - 1, 0)] + "…"
+
+
+def terminal_width() -> int:
+    """The terminal's width (COLUMNS wins, as for rich and shutil)."""
+    import shutil
+
+    return shutil.get_terminal_size().columns
 
 
 def human_size(size: int | None) -> str:

@@ -43,8 +43,9 @@ def parse_signal(text: str | int) -> int:
 
 # ------------------------------------------------------------------------------------------------ state
 
-def state(client: Any, container: Any) -> dict[str, Any]:
-    """docker's State object for a container record."""
+def state(client: Any, container: Any, task_dirs: set[str] | None = None) -> dict[str, Any]:
+    """docker's State object for a container record. `task_dirs` (listings: _task_dirs()) lets a container
+    without a task directory skip the per-container look-up."""
     cid = container.id
     recorded = docker_config(container).get(STATE_KEY) or {}
     out = {"Status": "created", "Running": False, "Paused": False, "Restarting": False, "OOMKilled": False,
@@ -54,7 +55,7 @@ def state(client: Any, container: Any) -> dict[str, Any]:
         out.update(Status="exited", ExitCode=int(recorded.get("exit_code") or 0),
                    OOMKilled=bool(recorded.get("oom_killed")))
     tasks = client.tasks
-    if not tasks.exists(cid):
+    if (task_dirs is not None and cid not in task_dirs) or not tasks.exists(cid):
         return out
     try:
         st = tasks.state(cid)
@@ -441,9 +442,9 @@ def status_text(st: dict[str, Any]) -> str:
     return "Created"
 
 
-def summary(client: Any, container: Any, *, size: bool = False) -> dict[str, Any]:
-    """One `ps` row (docker's field names, for --format templates too)."""
-    st = state(client, container)
+def summary(client: Any, container: Any, *, size: bool = False, st: dict[str, Any] | None = None) -> dict[str, Any]:
+    """One `ps` row (docker's field names, for --format templates too); `st` is state() if known already."""
+    st = st or state(client, container)
     ports = port_strings(_ports(client, container)) if st["Running"] else []
     cfg = docker_config(container)
     row = {
@@ -513,22 +514,45 @@ def parse_filters(filters: list[str]) -> dict[str, list[str]]:
 def list_containers(client: Any, *, all: bool = False, filters: list[str] | None = None, last: int = 0,
                     size: bool = False) -> list[dict[str, Any]]:
     """`ps` rows, newest first: running ones only unless `all` (or a filter, or -n/-l, as docker)."""
+    from ctrpy.runtime.network import EXTENSION_KEY
+
     flt = parse_filters(filters or [])
     rows = []
-    containers = sorted(client.containers.list(), key=lambda c: c.created_at, reverse=True)
+    # Only what a row shows is read (PS_FIELDS below): no spec or extension document is parsed whole.
+    views = client.containers.views(spec=[("process", "args")],
+                                    extensions=[(DOCKER_EXT, key) for key in PS_DOCKER_FIELDS] +
+                                    [(EXTENSION_KEY, "ports")])
+    containers = sorted(views, key=lambda c: c.created_at, reverse=True)
     if last:
         containers = containers[:last]
         all = True
+    task_dirs = _task_dirs(client)
     for c in containers:
-        st = state(client, c)
+        st = state(client, c, task_dirs)
         if st["Status"] == "exited" and auto_remove_due(client, c):
             continue
         if not all and not flt.get("status") and not _running(st):
             continue
         if not _match(client, c, flt, st):
             continue
-        rows.append(summary(client, c, size=size))
+        rows.append(summary(client, c, size=size, st=st))
     return rows
+
+
+def _task_dirs(client: Any) -> set[str]:
+    """The IDs that have a task directory in this namespace, read once for a listing (a superset of the
+    tasks: state() still checks each of these)."""
+    import os
+
+    try:
+        return set(os.listdir(client.tasks.state_dir / client.tasks.namespace))
+    except FileNotFoundError:
+        return set()
+
+
+# The docker-extension fields a `ps` row reads (state, summary, _match, auto_remove_due): list_containers
+# extracts only these. A new field read on that path must be added here.
+PS_DOCKER_FIELDS = ("image", "auto_remove", STATE_KEY)
 
 
 def top(client: Any, ref: str) -> list[dict[str, Any]]:
