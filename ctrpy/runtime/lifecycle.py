@@ -43,9 +43,9 @@ def parse_signal(text: str | int) -> int:
 
 # ------------------------------------------------------------------------------------------------ state
 
-def state(client: Any, container: Any, task_dirs: set[str] | None = None) -> dict[str, Any]:
-    """docker's State object for a container record. `task_dirs` (listings: _task_dirs()) lets a container
-    without a task directory skip the per-container look-up."""
+def state(client: Any, container: Any, tasks_known: dict[str, Any] | None = None) -> dict[str, Any]:
+    """docker's State object for a container record. `tasks_known` (listings: every task's TaskState by ID,
+    from one TaskManager.list()) saves the per-container look-ups."""
     cid = container.id
     recorded = docker_config(container).get(STATE_KEY) or {}
     out = {"Status": "created", "Running": False, "Paused": False, "Restarting": False, "OOMKilled": False,
@@ -55,12 +55,17 @@ def state(client: Any, container: Any, task_dirs: set[str] | None = None) -> dic
         out.update(Status="exited", ExitCode=int(recorded.get("exit_code") or 0),
                    OOMKilled=bool(recorded.get("oom_killed")))
     tasks = client.tasks
-    if (task_dirs is not None and cid not in task_dirs) or not tasks.exists(cid):
+    if tasks_known is not None:
+        st = tasks_known.get(cid)
+        if st is None:
+            return out
+    elif not tasks.exists(cid):
         return out
-    try:
-        st = tasks.state(cid)
-    except errors.NotFound:
-        return out
+    else:
+        try:
+            st = tasks.state(cid)
+        except errors.NotFound:
+            return out
     started = (tasks.dir(cid).task() or {}).get("created_at") or ZERO_TIME
     out.update(StartedAt=started, FinishedAt=ZERO_TIME, ExitCode=0, OOMKilled=False, Pid=st.pid)
     if st.status == TaskStatus.RUNNING:
@@ -526,9 +531,9 @@ def list_containers(client: Any, *, all: bool = False, filters: list[str] | None
     if last:
         containers = containers[:last]
         all = True
-    task_dirs = _task_dirs(client)
+    known = {t.id: t for t in client.tasks.list()}
     for c in containers:
-        st = state(client, c, task_dirs)
+        st = state(client, c, known)
         if st["Status"] == "exited" and auto_remove_due(client, c):
             continue
         if not all and not flt.get("status") and not _running(st):
@@ -537,17 +542,6 @@ def list_containers(client: Any, *, all: bool = False, filters: list[str] | None
             continue
         rows.append(summary(client, c, size=size, st=st))
     return rows
-
-
-def _task_dirs(client: Any) -> set[str]:
-    """The IDs that have a task directory in this namespace, read once for a listing (a superset of the
-    tasks: state() still checks each of these)."""
-    import os
-
-    try:
-        return set(os.listdir(client.tasks.state_dir / client.tasks.namespace))
-    except FileNotFoundError:
-        return set()
 
 
 # The docker-extension fields a `ps` row reads (state, summary, _match, auto_remove_due): list_containers
