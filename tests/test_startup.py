@@ -54,7 +54,7 @@ def test_plain_listings_run_without_click(dirs: Any) -> None:
     assert not {"click", "httpx", "rich", "pyroute2", "ctrpy.commands.images", "ctrpy.runtime.images",
                 "shutil"} & mods
     for extra in (["c", "list", "-q"], ["-n", "other", "--debug", "containers", "ls"],
-                  ["--namespace=other", "i", "ls", "--quiet"]):
+                  ["--namespace=other", "i", "ls", "--quiet"], ["t", "ls"], ["tasks", "list", "-q"]):
         _, mods = _modules(*base, *extra)
         assert "click" not in mods, extra
     # Anything else goes through Click (here an unknown option, with Click's usage error).
@@ -84,7 +84,7 @@ def test_fast_listings_print_what_click_prints(seeded_registry: Any, dirs: Any) 
                                            labels={"k": str(k)}))
     for args in (["images", "ls"], ["images", "ls", "-q"], ["i", "list"], ["containers", "ls"],
                  ["containers", "ls", "--quiet"], ["-n", "other", "containers", "ls"],
-                 ["--namespace=bad ns", "containers", "ls"]):
+                 ["--namespace=bad ns", "containers", "ls"], ["tasks", "ls"], ["t", "ls", "-q"]):
         fast, slow = _both(*base, *args)
         ages = re.compile(r"\d+ \w+ ago")  # the two runs may straddle a second
         assert (fast.returncode, ages.sub("AGE", fast.stdout), fast.stderr) == \

@@ -36,7 +36,7 @@ def template_format_option(default: str = "table") -> Callable[[Callable[..., An
 
 
 def emit(rows: list[dict[str, Any]], fmt: str, headers: dict[str, str], columns: list[str],
-         json_rows: list[Any] | None = None, fit: bool = True) -> None:
+         json_rows: list[Any] | None = None, fit: bool = True, keep: tuple[str, ...] = ()) -> None:
     """Print rows as a table of `columns`, as a JSON array (every ctrpy list command's contract), or through
     a Go template (one rendering per row, as docker)."""
     from ctrpy.runtime.gotemplate import render_all, tabwrite
@@ -49,7 +49,8 @@ def emit(rows: list[dict[str, Any]], fmt: str, headers: dict[str, str], columns:
         cells = [[str(row.get(c, "")) for c in columns] for row in rows]
         if fit and is_tty():
             # Never wrap on a terminal (issue 12): cut the widest cells, docker's padding of 3 kept.
-            widths = fit_widths(head, cells, terminal_width(), gap=3)
+            widths = fit_widths(head, cells, terminal_width(), gap=3,
+                                keep=[i for i, c in enumerate(columns) if c in keep])
             head = [cut(h, w) for h, w in zip(head, widths)]
             cells = [[cut(cell, w) for cell, w in zip(row, widths)] for row in cells]
         lines = tabwrite(["\t".join(head)] + ["\t".join(row) for row in cells])

@@ -1,4 +1,4 @@
-"""The bodies of the listing commands, without Click: `images ls` and `containers ls`.
+"""The bodies of the listing commands, without Click: `images ls`, `containers ls` and `tasks ls`.
 
 The Click commands call these; so does the start-up fast path (commands/_root.py), which runs a plain
 `ctrpy [global options] images|containers ls [-q]` without importing Click at all (issue 17).
@@ -52,3 +52,24 @@ def containers_ls(obj: Any, filters: list[str], quiet: bool, fmt: str) -> None:
     else:
         table(["CONTAINER", "IMAGE", "RUNTIME", "CREATED"],
               [(c.id, c.image or "-", c.runtime_name, human_age(c.created_at)) for c in items])
+
+
+def print_tasks(states: list[Any], quiet: bool, fmt: str) -> None:
+    if quiet:
+        if states:
+            echo("\n".join(s.id for s in states))
+    elif fmt == "json":
+        emit_json([s.to_dict() for s in states])
+    else:
+        rows = []
+        for s in states:
+            status = s.status.value.upper()
+            if s.exit_status is not None:
+                status += f" ({s.exit_status}{', OOM killed' if s.oom_killed else ''})"
+            rows.append((s.id, s.pid, status))
+        table(["TASK", "PID", "STATUS"], rows)
+
+
+def tasks_ls(obj: Any, filters: list[str], quiet: bool, fmt: str) -> None:
+    """`tasks ls` (it takes no filters; the argument keeps the fast path's one signature)."""
+    print_tasks(obj.client.tasks.list(), quiet, fmt)

@@ -329,7 +329,7 @@ def exit_for(exc: BaseException, debug: bool) -> NoReturn:
 
 
 # Leaf commands that run without Click when called plainly: (group, verb) -> function of commands._listings.
-FAST_LEAVES = {("images", "ls"): "images_ls", ("containers", "ls"): "containers_ls"}
+FAST_LEAVES = {("images", "ls"): "images_ls", ("containers", "ls"): "containers_ls", ("tasks", "ls"): "tasks_ls"}
 _VALUED = {"--root": "root", "--state": "state", "--namespace": "namespace", "-n": "namespace",
            "--config": "config_path"}
 _ENV = {"root": "CTRPY_ROOT", "state": "CTRPY_STATE", "namespace": "CTRPY_NAMESPACE", "config_path": "CTRPY_CONFIG"}

@@ -65,13 +65,17 @@ def table(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
     echo("\n".join(out))  # one write: a per-line echo costs more than the rows for long listings
 
 
-def fit_widths(headers: Sequence[str], rows: Sequence[Sequence[str]], total: int, gap: int = 2) -> list[int]:
+def fit_widths(headers: Sequence[str], rows: Sequence[Sequence[str]], total: int, gap: int = 2,
+               keep: Sequence[int] = ()) -> list[int]:
     """Column widths that fit `total` characters with `gap` between columns: each column's natural width,
     then the widest cut one character at a time, first never below its header or 8 characters, then (a
-    very narrow terminal) down to 3 characters, headers included, until the row fits."""
+    very narrow terminal) down to 3 characters, headers included, the columns in `keep` (what users copy:
+    IDs, names) last, until the row fits."""
     widths = [max([len(h)] + [len(r[i]) for r in rows if i < len(r)]) for i, h in enumerate(headers)]
     budget = total - gap * (len(headers) - 1)
-    for floors in ([min(w, max(len(h), 8)) for w, h in zip(widths, headers)], [min(w, 3) for w in widths]):
+    first = [min(w, max(len(h), 8)) for w, h in zip(widths, headers)]
+    for floors in (first, [f if i in keep else min(w, 3) for i, (f, w) in enumerate(zip(first, widths))],
+                   [min(w, 3) for w in widths]):
         while sum(widths) > budget:
             i = max(range(len(widths)), key=lambda k: widths[k] - floors[k])
             if widths[i] <= floors[i]:

@@ -65,7 +65,7 @@ def ps(obj: Any, all_: bool, quiet: bool, last: int, latest: bool, size: bool, n
         rows = [{**r, "Command": _quote(r["Command"], 0)} for r in rows]
     columns = ["ID", "Image", "Command", "RunningFor", "Status", "Ports", "Names"] + (["Size"] if size else [])
     json_rows = [{k: v for k, v in r.items() if k != "LabelsMap"} for r in rows] if fmt == "json" else None
-    emit(rows, fmt, PS_HEADERS, columns, json_rows=json_rows, fit=not no_trunc)
+    emit(rows, fmt, PS_HEADERS, columns, json_rows=json_rows, fit=not no_trunc, keep=("ID", "Names"))
 
 
 def _quote(command: str, width: int) -> str:
