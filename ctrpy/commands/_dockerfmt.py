@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from ctrpy.commands._text import cut, fit_widths, is_tty, terminal_width
+from ctrpy.commands._text import docker_table
 
 
 class FormatType(click.Choice):
@@ -39,24 +39,16 @@ def emit(rows: list[dict[str, Any]], fmt: str, headers: dict[str, str], columns:
          json_rows: list[Any] | None = None, fit: bool = True, keep: tuple[str, ...] = ()) -> None:
     """Print rows as a table of `columns`, as a JSON array (every ctrpy list command's contract), or through
     a Go template (one rendering per row, as docker)."""
-    from ctrpy.runtime.gotemplate import render_all, tabwrite
+    from ctrpy.runtime.gotemplate import render_all
 
     if fmt == "json":
         click.echo(json.dumps(json_rows if json_rows is not None else rows, indent=2, sort_keys=True, default=str))
         return
     if fmt == "table":
-        head = [headers.get(c, c.upper()) for c in columns]
-        cells = [[str(row.get(c, "")) for c in columns] for row in rows]
-        if fit and is_tty():
-            # Never wrap on a terminal (issue 12): cut the widest cells, docker's padding of 3 kept.
-            widths = fit_widths(head, cells, terminal_width(), gap=3,
-                                keep=[i for i, c in enumerate(columns) if c in keep])
-            head = [cut(h, w) for h, w in zip(head, widths)]
-            cells = [[cut(cell, w) for cell, w in zip(row, widths)] for row in cells]
-        lines = tabwrite(["\t".join(head)] + ["\t".join(row) for row in cells])
-    else:
-        lines = render_all(fmt, rows, headers)
-        if lines and lines[-1] == "" and not fmt.startswith("table"):
-            lines = lines[:-1]
+        docker_table(rows, headers, columns, fit=fit, keep=keep)
+        return
+    lines = render_all(fmt, rows, headers)
+    if lines and lines[-1] == "" and not fmt.startswith("table"):
+        lines = lines[:-1]
     if lines:
         click.echo("\n".join(lines))  # one write: per-line echo costs more than the rows of a long listing

@@ -141,3 +141,18 @@ def format_labels(labels: dict[str, str] | None) -> str:
     if not labels:
         return "-"
     return ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
+
+
+def docker_table(rows: Sequence[dict[str, Any]], headers: dict[str, str], columns: Sequence[str], *,
+                 fit: bool = True, keep: Sequence[str] = ()) -> None:
+    """A docker-shaped table (Go's tabwriter, padding 3); on a terminal with `fit`, the widest cells are cut
+    to its width (never wrapped), the `keep` columns last."""
+    from ctrpy.runtime.gotemplate import tabwrite
+
+    head = [headers.get(c, c.upper()) for c in columns]
+    cells = [[str(row.get(c, "")) for c in columns] for row in rows]
+    if fit and is_tty():
+        widths = fit_widths(head, cells, terminal_width(), gap=3, keep=[i for i, c in enumerate(columns) if c in keep])
+        head = [cut(h, w) for h, w in zip(head, widths)]
+        cells = [[cut(cell, w) for cell, w in zip(row, widths)] for row in cells]
+    echo("\n".join(tabwrite(["\t".join(head)] + ["\t".join(row) for row in cells])))
