@@ -325,6 +325,8 @@ def test_container_views_hold_only_the_listed_paths(client: Any) -> None:
     assert (b.image, b.labels, b.created_at) == ("img", {"k": "v"}, cs.get("b").created_at)
     with pytest.raises(errors.InvalidArgument, match="view"):
         cs.update(b)  # writing a view back would drop the rest of the spec
+    with pytest.raises(errors.InvalidArgument, match="view"):
+        cs.create(b)
     assert cs.get("b").spec == big
     with pytest.raises(errors.InvalidArgument):
         cs.views(spec=[("process", 'a"b')])

@@ -197,6 +197,8 @@ class ContainerStore:
 
     def create(self, container: Container) -> Container:
         validate_id(container.id)
+        if isinstance(container, ContainerView):
+            raise errors.InvalidArgument(f"container {container.id!r}: a listing view cannot be written back")
         if not container.runtime_name:
             raise errors.InvalidArgument(f"container {container.id!r}: runtime name must be set")
         stamp = now()
