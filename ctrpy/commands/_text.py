@@ -145,6 +145,12 @@ def format_labels(labels: dict[str, str] | None) -> str:
 
 def docker_table(rows: Sequence[dict[str, Any]], headers: dict[str, str], columns: Sequence[str], *,
                  fit: bool = True, keep: Sequence[str] = ()) -> None:
+    """Print docker_table_lines() at once."""
+    echo("\n".join(docker_table_lines(rows, headers, columns, fit=fit, keep=keep)))
+
+
+def docker_table_lines(rows: Sequence[dict[str, Any]], headers: dict[str, str], columns: Sequence[str], *,
+                       fit: bool = True, keep: Sequence[str] = ()) -> list[str]:
     """A docker-shaped table (Go's tabwriter, padding 3); on a terminal with `fit`, the widest cells are cut
     to its width (never wrapped), the `keep` columns last."""
     from ctrpy.runtime.gotemplate import tabwrite
@@ -155,4 +161,4 @@ def docker_table(rows: Sequence[dict[str, Any]], headers: dict[str, str], column
         widths = fit_widths(head, cells, terminal_width(), gap=3, keep=[i for i, c in enumerate(columns) if c in keep])
         head = [cut(h, w) for h, w in zip(head, widths)]
         cells = [[cut(cell, w) for cell, w in zip(row, widths)] for row in cells]
-    echo("\n".join(tabwrite(["\t".join(head)] + ["\t".join(row) for row in cells])))
+    return tabwrite(["\t".join(head)] + ["\t".join(row) for row in cells])
