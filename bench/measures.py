@@ -272,6 +272,7 @@ class Fleet:
         self.mem: list[tuple[float, float]] = []  # (RSS per container, PSS per container)
         self.daemon_pss: list[float] = []
         self.supervisor_desc = ""
+        self.tasks_ls: list[float] = []  # `tasks ls` with the fleet running (issue 17), one per round
 
     def start(self, rnd: int) -> float:
         env = self.env
@@ -289,6 +290,11 @@ class Fleet:
             run_checked(argv, env=env.env, what=f"{self.side} run -d", timeout=60)
         elapsed = time.perf_counter() - t0
         self._sample()
+        if self.n > 1:
+            if self.side == "ctrpy":
+                self.tasks_ls.append(timed(self.root.cmd("tasks", "ls"), env=env.env, what="ctrpy tasks ls"))
+            else:
+                self.tasks_ls.append(timed(env.ctr("tasks", "ls"), what="ctr tasks ls"))
         return elapsed
 
     def _sample(self) -> None:
@@ -392,6 +398,18 @@ def memory(env: Env, reps1: int, reps50: int) -> list[Comparison]:
                 ratios=[("ctrpy", "ctr (containerd+runc)", "<= 0.4x")], key="start 50", notes=rounds_note(done, reps),
                 command=f"50 x ctrpy run -d --network none --name ID {env.images.busybox} sleep N | "
                         f"50 x ctr run -d {env.images.busybox} ID sleep N"))
+            lists = []
+            for k, side in zip(fleets, sides):
+                s = Side("ctrpy tasks ls" if k == "ctrpy" else "ctr tasks ls", side.measure)
+                s.samples = fleets[k].tasks_ls if side.ok else []
+                s.reason = side.reason
+                lists.append(s)
+            comps.append(Comparison(
+                "3d. `tasks ls` with 50 running tasks", "ms", lists, ratios=[("ctrpy tasks ls", "ctr tasks ls", "")],
+                key="tasks ls, 50 running", notes=["one listing per round, while the fleet of 3b runs (ctrpy's "
+                                                   "tasks use its built-in runtime, containerd's runc shims)",
+                                                   *rounds_note(done, reps)],
+                command="ctrpy tasks ls | ctr tasks ls"))
     return comps
 
 
@@ -478,6 +496,8 @@ def listings(env: Env, reps: int, n: int = 1000, more: tuple[int, ...] = ()) -> 
          ctr_side("ctr images ls", env.ctr("images", "ls")), "<= 0.25x"),
         ("4b. `containers ls` with 1,000 containers", ctrpy_side("ctrpy containers ls", ctrpy.cmd("containers", "ls")),
          ctr_side("ctr containers ls", env.ctr("containers", "ls")), "<= 0.25x"),
+        ("4b. `ps -a` with 1,000 containers", ctrpy_side("ctrpy ps -a", ctrpy.cmd("ps", "-a")),
+         ctr_side("ctr containers ls", env.ctr("containers", "ls")), ""),
         ("4c. `--help` (start-up)", ctrpy_side("ctrpy --help", [env.ctrpy_bin, "--help"], False),
          ctr_side("ctr --help", ["ctr", "--help"]), "<= 3x"),
         ("4d. `images ls` on an empty store (start-up)",
@@ -490,6 +510,7 @@ def listings(env: Env, reps: int, n: int = 1000, more: tuple[int, ...] = ()) -> 
          ctr_side("ctr images ls -q", env.ctr("images", "ls", "-q")), ""),
     ]
     commands = ["ctrpy images ls | ctr images ls", "ctrpy containers ls | ctr containers ls",
+                "ctrpy ps -a | ctr containers ls (containerd has no docker-style ps: its closest listing)",
                 "ctrpy --help | ctr --help", "ctrpy images ls | ctr -n empty images ls (nothing stored)",
                 "ctrpy __complete image --root R (what the completion scripts run on Tab) | ctr images ls -q "
                 "(what a ctr completion would have to run)"]
@@ -528,10 +549,12 @@ def _containers_at(env: Env, ctrpy: CtrpyRoot, img: str, spec: dict[str, Any] | 
                       [k for k in range(n) if f"lc{k}" not in existing]))
     log(f"bench: {n} containers populated")
     a = Side("ctrpy containers ls", lambda i: timed(ctrpy.cmd("containers", "ls"), env=env.env, what="ctrpy c ls"))
+    p = Side("ctrpy ps -a", lambda i: timed(ctrpy.cmd("ps", "-a"), env=env.env, what="ctrpy ps -a"))
     b = Side("ctr containers ls", lambda i: timed(env.ctr("containers", "ls"), what="ctr c ls"))
-    interleave([a, b], reps, label=f"containers ls n={n}")
-    return Comparison(f"4b. `containers ls` with {n:,} containers", "ms", [a, b],
-                      ratios=[(a.name, b.name, "")], command="ctrpy containers ls | ctr containers ls",
+    interleave([a, p, b], reps, label=f"containers ls n={n}")
+    return Comparison(f"4b. `containers ls` and `ps -a` with {n:,} containers", "ms", [a, p, b],
+                      ratios=[(a.name, b.name, ""), (p.name, b.name, "")],
+                      command="ctrpy containers ls | ctrpy ps -a | ctr containers ls",
                       key=f"containers ls with {n:,} containers")
 
 

@@ -33,8 +33,10 @@ BEGIN = "<!-- bench:results:begin -->"
 END = "<!-- bench:results:end -->"
 
 # Which ctrpy command to profile when a comparison shows ctrpy behind (title prefix -> profile name).
-PROFILE_FOR = {"1.": "run", "3c": "run-d", "5a": "run", "2a": "pull", "2b": "pull", "5b": "pull",
-               "4a": "images-ls", "4b": "containers-ls", "4c": "help", "4d": "images-ls-empty", "6b": "load"}
+# The first matching prefix wins: the more specific ones come first.
+PROFILE_FOR = {"1.": "run", "3c": "run-d", "5a": "run", "2a": "pull", "2b": "pull5", "5b": "pull",
+               "4a": "images-ls", "4b. `ps": "ps", "4b": "containers-ls", "4c": "help", "4d": "images-ls-empty",
+               "6b": "load"}
 
 
 def _version(argv: list[str]) -> str:
@@ -134,9 +136,9 @@ def run_profiles(env: Env, names: list[str]) -> dict[str, list[str]]:
     for name in names:
         try:
             root, state = env.new_root(f"prof-{name}")
-            if name in ("run", "run-d", "run-bridge", "images-ls", "containers-ls"):
+            if name in ("run", "run-d", "run-bridge", "images-ls", "containers-ls", "ps"):
                 subprocess.run(env.ctrpy_pull(root, state, img), capture_output=True, env=env.env)
-            if name in ("images-ls", "containers-ls"):
+            if name in ("images-ls", "containers-ls", "ps"):
                 measures._populate_ctrpy(root, state, img, 1000)
             seq = iter(range(1000))
             net = measures.CtrpyRoot.net_flags_for(env, root, state)
@@ -149,16 +151,18 @@ def run_profiles(env: Env, names: list[str]) -> dict[str, list[str]]:
                     return env.ctrpy(root, state, "run", "-d", *net, "--name", f"profd{next(seq)}", img, "true")
                 if name == "run-bridge":
                     return env.ctrpy(root, state, "run", "--rm", "--name", f"profbr{next(seq)}", img, "true")
-                if name == "pull":
+                if name in ("pull", "pull5"):
                     # A pull must be cold for each tool: each gets its own new root.
                     fresh_root, fresh_state = env.new_root("prof-pull")
-                    return env.ctrpy_pull(fresh_root, fresh_state, env.images.debian1)
+                    ref = env.images.debian5 if name == "pull5" else env.images.debian1
+                    return env.ctrpy_pull(fresh_root, fresh_state, ref)
                 if name == "load":
                     # Cold like the figure's rounds: a new root each time, the archive measure 6 saved.
                     fresh_root, fresh_state = env.new_root("prof-load")
                     return env.ctrpy(fresh_root, fresh_state, "load", "-q", "-i", str(measures.load_archive(env)))
                 return {"images-ls": env.ctrpy(root, state, "images", "ls"),
                         "containers-ls": env.ctrpy(root, state, "containers", "ls"),
+                        "ps": env.ctrpy(root, state, "ps", "-a"),
                         "help": [env.ctrpy_bin, "--help"],
                         "images-ls-empty": env.ctrpy(root, state, "images", "ls")}[name]
 

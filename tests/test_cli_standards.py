@@ -14,16 +14,11 @@ A command added later is checked automatically: the parameters come from the tre
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
-import pty
 import re
-import select
-import struct
 import subprocess
 import sys
-import termios
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +26,7 @@ import click
 import pytest
 
 from ctrpy.commands.completion import Node, build_tree, walk
+from support.tty import run_on_pty as _run_on_pty
 
 REPO = Path(__file__).resolve().parent.parent
 CTRPY = str(Path(sys.executable).parent / "ctrpy")
@@ -160,33 +156,6 @@ def test_quiet_and_json_list_what_exists(ctrpy: Any) -> None:
     assert all(line and " " not in line for line in r.stdout.splitlines())
     names = {item["name"] for item in json.loads(ctrpy("namespaces", "ls", "--format", "json").stdout)}
     assert {"alpha", "beta"} <= names
-
-
-def _run_on_pty(argv: list[str], env: dict[str, str], columns: int = 100) -> bytes:
-    """Run argv with stdout and stderr on a pseudo-terminal (a TTY, as at a shell); return what it wrote."""
-    master, slave = pty.openpty()
-    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, columns, 0, 0))
-    try:
-        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=slave, stderr=slave, env=env)
-    finally:
-        os.close(slave)
-    out = b""
-    try:
-        while True:
-            ready, _, _ = select.select([master], [], [], 30)
-            if not ready:
-                break
-            try:
-                chunk = os.read(master, 65536)
-            except OSError:  # EIO: the child closed the terminal
-                break
-            if not chunk:
-                break
-            out += chunk
-    finally:
-        os.close(master)
-        proc.wait(timeout=30)
-    return out
 
 
 def _tty_env(dirs: Any, **extra: str) -> dict[str, str]:

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+import os
+import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from support.runtimes import cgroup_dirs, cleanup, rootfs, runtime  # noqa: F401 - fixtures
+from support.tty import run_on_pty
 
 pytestmark = pytest.mark.usefixtures("cleanup")
 
@@ -165,3 +168,31 @@ def test_image_container(ctrpy: Any, runtime: str, seeded_registry: Any, dirs: A
     r = ctrpy("containers", "run", "--runtime", runtime, ref, "img3", "sh", "-c", "exit 3")
     assert r.returncode == 3
     assert ctrpy("containers", "ls", "-q").stdout == "img3\n"  # without --rm the container stays
+
+
+def test_ps_fits_the_terminal(ctrpy: Any, rootfs: Path, dirs: Any) -> None:
+    """Issue 12: on a terminal `ps` never wraps (widest cells cut with an ellipsis), `--no-trunc` shows
+    everything, and without a terminal the columns are docker's, uncut."""
+    command = ["sh", "-c", "echo " + "x" * 70]
+    for cid, name in (("c1", "web"), ("a-container-with-a-rather-long-identifier", "x" * 30 + "-name")):
+        r = ctrpy("containers", "create", "--runtime", "runc", "--rootfs", str(rootfs), "--label",
+                  f"ctrpy.io/name={name}", cid, *command)
+        assert r.returncode == 0, r.stderr
+    argv = [str(Path(sys.executable).parent / "ctrpy"), "--root", str(dirs.root), "--state", str(dirs.state),
+            "ps", "-a"]
+    env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES") and not k.startswith("CTRPY_")}
+    env.update(TERM="xterm", NO_COLOR="1", CTRPY_CONFIG=str(dirs.root.parent / "config.toml"))
+    for columns in (60, 80):
+        out = run_on_pty(argv, env, columns).decode().replace("\r", "")
+        lines = [line for line in out.split("\n") if line.strip()]
+        assert len(lines) == 3, out  # a header and one line per container
+        assert max(len(line) for line in lines) <= columns, out
+        assert "…" in out
+        # IDs cut to 12 as docker, and (with the names) the last columns a narrow terminal cuts
+        assert lines[0].startswith("CONTAINER ID   ") and lines[1].startswith("a-container-   "), out
+        assert lines[2].endswith("   web"), out
+    wide = run_on_pty(argv + ["--no-trunc"], env, 60).decode()
+    assert "x" * 70 in wide and "a-container-with-a-rather-long-identifier" in wide and "x" * 30 + "-name" in wide
+    plain = ctrpy("ps", "-a").stdout.splitlines()  # no terminal: nothing cut but docker's ID and COMMAND
+    assert len(plain) == 3 and plain[1].endswith("x" * 30 + "-name") and plain[2].endswith(" web")
+    assert f'"{" ".join(command)[:19]}…"' in plain[1]

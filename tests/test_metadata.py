@@ -296,6 +296,33 @@ def test_container_store(client: Any) -> None:
         "/containers/delete"]
 
 
+def test_container_views_hold_only_the_listed_paths(client: Any) -> None:
+    from ctrpy.runtime.metadata.containers import Container
+
+    cs = client.containers
+    big = {"process": {"args": ["sh", "-c", "x"], "env": ["A=1"] * 500}, "mounts": [{"destination": "/d"}] * 100}
+    cs.create(Container("b", "ctrpy", image="img", spec=big, labels={"k": "v"},
+                        extensions={"ctrpy.io/docker": {"image": "busybox", "auto_remove": False,
+                                                        "env": ["B=2"] * 500}, "other": {"x": 1}}))
+    cs.create(Container("a", "runc"))
+    views = cs.views(spec=[("process", "args"), ("linux", "missing")],
+                     extensions=[("ctrpy.io/docker", "image"), ("ctrpy.io/docker", "auto_remove"),
+                                 ("ctrpy.io/network", "ports")])
+    assert [v.id for v in views] == ["a", "b"]
+    a, b = views
+    assert a.spec == {} and a.extensions == {} and a.runtime_name == "runc"
+    assert b.spec == {"process": {"args": ["sh", "-c", "x"]}}
+    assert b.extensions == {"ctrpy.io/docker": {"image": "busybox", "auto_remove": False}}
+    assert (b.image, b.labels, b.created_at) == ("img", {"k": "v"}, cs.get("b").created_at)
+    with pytest.raises(errors.InvalidArgument, match="view"):
+        cs.update(b)  # writing a view back would drop the rest of the spec
+    with pytest.raises(errors.InvalidArgument, match="view"):
+        cs.create(b)
+    assert cs.get("b").spec == big
+    with pytest.raises(errors.InvalidArgument):
+        cs.views(spec=[("process", 'a"b')])
+
+
 # --- leases -----------------------------------------------------------------------------------------------
 
 

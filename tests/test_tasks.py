@@ -6,6 +6,7 @@ import io
 import json
 import os
 import subprocess
+import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -285,3 +286,32 @@ def test_attach_tty_resize_and_exit(ctrpy: Any, runtime: str, rootfs: Path, dirs
         os.close(master)
     assert ctrpy("tasks", "wait", "tt").returncode == 5
     assert b"hello-42" in ctrpy("logs", "tt").stdout.encode()
+
+
+def test_tasks_ls_asks_each_runtime_once(ctrpy: Any, runtime: str, rootfs: Path, tmp_path: Path) -> None:
+    """`tasks ls` (and `ps`) take the runtime's states from one `list` per runtime instead of a `state` per
+    task (for runc an exec each), with the same statuses as asking each task alone."""
+    for cid, cmd in (("run1", "sleep 60"), ("run2", "sleep 60"), ("done", "exit 3")):
+        create(ctrpy, runtime, rootfs, cid, "sh", "-c", cmd)
+        assert ctrpy("tasks", "start", "-d", cid).returncode == 0
+    assert ctrpy("tasks", "wait", "done").returncode == 3
+    assert ctrpy("tasks", "pause", "run2").returncode == 0
+    wrapper_dir = tmp_path / "bin"
+    wrapper_dir.mkdir()
+    calls = tmp_path / "calls"
+    real = subprocess.run(["sh", "-c", f"command -v {runtime}"], capture_output=True, text=True).stdout.strip()
+    env: dict[str, str] = {}
+    if real:  # an exec'd runtime: count its verbs through a wrapper first on PATH
+        wrapper = wrapper_dir / runtime
+        wrapper.write_text(f'#!/bin/sh\nfor a; do case "$a" in list|state) echo "$a" >> {calls};; esac; done\n'
+                           f'exec {real} "$@"\n')
+        wrapper.chmod(0o755)
+        env["PATH"] = f"{wrapper_dir}:{os.path.dirname(sys.executable)}:{os.environ['PATH']}"
+    listed = {t["id"]: t for t in json.loads(ctrpy("tasks", "ls", "--format", "json", env=env).stdout)}
+    assert {cid: (t["status"], t["exit_status"]) for cid, t in listed.items()} == {
+        "run1": ("running", None), "run2": ("paused", None), "done": ("stopped", 3)}
+    assert listed["run1"]["pid"] > 0 and os.path.exists(f"/proc/{listed['run1']['pid']}")
+    if real:
+        assert calls.read_text().split() == ["list"]  # not one `state` per task
+    assert ctrpy("tasks", "resume", "run2").returncode == 0
+    assert tasks(ctrpy)["run2"]["status"] == "running"

@@ -9,6 +9,8 @@ from typing import Any
 
 import click
 
+from ctrpy.commands._text import docker_table_lines
+
 
 class FormatType(click.Choice):
     """table, json, or any Go template (the choices are what completion offers)."""
@@ -34,25 +36,24 @@ def template_format_option(default: str = "table") -> Callable[[Callable[..., An
 
 
 def emit(rows: list[dict[str, Any]], fmt: str, headers: dict[str, str], columns: list[str],
-         json_rows: list[Any] | None = None) -> None:
+         json_rows: list[Any] | None = None, fit: bool = True, keep: tuple[str, ...] = ()) -> None:
     """Print rows as a table of `columns`, as a JSON array (every ctrpy list command's contract), or through
     a Go template (one rendering per row, as docker)."""
-    for line in render(rows, fmt, headers, columns, json_rows):
-        click.echo(line)
+    lines = render(rows, fmt, headers, columns, json_rows, fit=fit, keep=keep)
+    if lines:
+        click.echo("\n".join(lines))  # one write: per-line echo costs more than the rows of a long listing
 
 
 def render(rows: list[dict[str, Any]], fmt: str, headers: dict[str, str], columns: list[str],
-           json_rows: list[Any] | None = None) -> list[str]:
-    """The lines `emit` prints (a live view redraws them in place)."""
-    from ctrpy.runtime.gotemplate import render_all, tabwrite
+           json_rows: list[Any] | None = None, fit: bool = True, keep: tuple[str, ...] = ()) -> list[str]:
+    """The lines `emit` prints (a live view redraws them in place); a table fits the terminal with `fit`."""
+    from ctrpy.runtime.gotemplate import render_all
 
     if fmt == "json":
         return [json.dumps(json_rows if json_rows is not None else rows, indent=2, sort_keys=True, default=str)]
     if fmt == "table":
-        lines: list[str] = tabwrite(["\t".join(headers.get(c, c.upper()) for c in columns)] +
-                                    ["\t".join(str(row.get(c, "")) for c in columns) for row in rows])
-    else:
-        lines = render_all(fmt, rows, headers)
-        if lines and lines[-1] == "" and not fmt.startswith("table"):
-            lines = lines[:-1]
+        return docker_table_lines(rows, headers, columns, fit=fit, keep=keep)
+    lines = render_all(fmt, rows, headers)
+    if lines and lines[-1] == "" and not fmt.startswith("table"):
+        lines = lines[:-1]
     return lines

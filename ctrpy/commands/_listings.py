@@ -1,4 +1,4 @@
-"""The bodies of the listing commands, without Click: `images ls` and `containers ls`.
+"""The bodies of the listing commands, without Click: `images ls`, `containers ls`, `tasks ls`, `ps`.
 
 The Click commands call these; so does the start-up fast path (commands/_root.py), which runs a plain
 `ctrpy [global options] images|containers ls [-q]` without importing Click at all (issue 17).
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ctrpy.commands._text import echo, emit_json, format_labels, human_age, human_size, table
+from ctrpy.commands._text import docker_table, echo, emit_json, format_labels, human_age, human_size, table
 
 
 def images_ls(obj: Any, filters: list[str], quiet: bool, fmt: str) -> None:
@@ -52,3 +52,64 @@ def containers_ls(obj: Any, filters: list[str], quiet: bool, fmt: str) -> None:
     else:
         table(["CONTAINER", "IMAGE", "RUNTIME", "CREATED"],
               [(c.id, c.image or "-", c.runtime_name, human_age(c.created_at)) for c in items])
+
+
+def print_tasks(states: list[Any], quiet: bool, fmt: str) -> None:
+    if quiet:
+        if states:
+            echo("\n".join(s.id for s in states))
+    elif fmt == "json":
+        emit_json([s.to_dict() for s in states])
+    else:
+        rows = []
+        for s in states:
+            status = s.status.value.upper()
+            if s.exit_status is not None:
+                status += f" ({s.exit_status}{', OOM killed' if s.oom_killed else ''})"
+            rows.append((s.id, s.pid, status))
+        table(["TASK", "PID", "STATUS"], rows)
+
+
+def tasks_ls(obj: Any, filters: list[str], quiet: bool, fmt: str) -> None:
+    """`tasks ls` (it takes no filters; the argument keeps the fast path's one signature)."""
+    print_tasks(obj.client.tasks.list(), quiet, fmt)
+
+
+# `ps`'s columns, docker's field names (for --format templates too) -> headers.
+PS_HEADERS = {"ID": "CONTAINER ID", "Image": "IMAGE", "Command": "COMMAND", "RunningFor": "CREATED",
+              "CreatedAt": "CREATED AT", "Status": "STATUS", "Ports": "PORTS", "Names": "NAMES", "Size": "SIZE",
+              "State": "STATE", "Labels": "LABELS"}
+
+
+def _quote(command: str, width: int) -> str:
+    if width and len(command) > width:
+        command = command[:width - 1] + "…"
+    return f'"{command}"'
+
+
+def print_ps(rows: list[dict[str, Any]], *, quiet: bool, no_trunc: bool, size: bool) -> None:
+    """`ps` as docker prints it: IDs (cut to 12 unless `no_trunc`), or the table (COMMAND cut to 20)."""
+    if quiet:
+        if rows:
+            echo("\n".join(row["ID"] if no_trunc else row["ID"][:12] for row in rows))
+        return
+    if not no_trunc:
+        rows = [{**r, "ID": r["ID"][:12], "Command": _quote(r["Command"], 20)} for r in rows]
+    else:
+        rows = [{**r, "Command": _quote(r["Command"], 0)} for r in rows]
+    columns = ["ID", "Image", "Command", "RunningFor", "Status", "Ports", "Names"] + (["Size"] if size else [])
+    docker_table(rows, PS_HEADERS, columns, fit=not no_trunc, keep=("ID", "Names"))
+
+
+def ps_all(obj: Any, filters: list[str], quiet: bool, fmt: str) -> None:
+    """Plain `ps -a [-q]` (the fast path's signature; it passes no filters and the table format)."""
+    from ctrpy.runtime import lifecycle
+
+    print_ps(lifecycle.list_containers(obj.client, all=True), quiet=quiet, no_trunc=False, size=False)
+
+
+def ps_running(obj: Any, filters: list[str], quiet: bool, fmt: str) -> None:
+    """Plain `ps [-q]`."""
+    from ctrpy.runtime import lifecycle
+
+    print_ps(lifecycle.list_containers(obj.client), quiet=quiet, no_trunc=False, size=False)

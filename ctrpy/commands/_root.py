@@ -336,8 +336,10 @@ def exit_for(exc: BaseException, debug: bool) -> NoReturn:
     sys.exit(errors.Internal.exit_code)
 
 
-# Leaf commands that run without Click when called plainly: (group, verb) -> function of commands._listings.
-FAST_LEAVES = {("images", "ls"): "images_ls", ("containers", "ls"): "containers_ls"}
+# Leaf commands that run without Click when called plainly: (group, verb) -> function of commands._listings
+# (and plain `ps [-a] [-q]`: ps_all / ps_running).
+FAST_LEAVES = {("images", "ls"): "images_ls", ("containers", "ls"): "containers_ls", ("tasks", "ls"): "tasks_ls"}
+_PS_FLAGS = {"-a", "--all", "-q", "--quiet", "-aq", "-qa"}
 _VALUED = {"--root": "root", "--state": "state", "--namespace": "namespace", "-n": "namespace",
            "--config": "config_path"}
 _ENV = {"root": "CTRPY_ROOT", "state": "CTRPY_STATE", "namespace": "CTRPY_NAMESPACE", "config_path": "CTRPY_CONFIG"}
@@ -373,12 +375,16 @@ def _fast_leaf(argv: list[str]) -> tuple[str, dict, bool] | None:
             return None
         i += 1
     rest = argv[i:]
+    values["explicit_config"] = explicit_config
+    if rest and rest[0] == "ps" and set(rest[1:]) <= _PS_FLAGS:  # docker's `ps [-a] [-q]`
+        flags = set(rest[1:])
+        return ("ps_all" if flags & {"-a", "--all", "-aq", "-qa"} else "ps_running"), values, \
+            bool(flags & {"-q", "--quiet", "-aq", "-qa"})
     if len(rest) < 2 or rest[1] not in ("ls", "list") or any(a not in ("-q", "--quiet") for a in rest[2:]):
         return None
     function = FAST_LEAVES.get((ALIASES.get(rest[0], rest[0]), "ls"))
     if function is None:
         return None
-    values["explicit_config"] = explicit_config
     return function, values, len(rest) > 2
 
 

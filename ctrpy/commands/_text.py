@@ -48,7 +48,7 @@ def table(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
         t = Table(box=None, pad_edge=False, show_edge=False, header_style="bold" if use_color() else "")
         # Never wrap a cell onto a second line (a wrapped ref or digest cannot be copied): cut the widest
         # columns first, to fit the terminal.
-        for header, width in zip(headers, fit_widths(headers, rows, console.width)):
+        for header, width in zip(headers, fit_widths(headers, rows, console.width, gap=2)):
             t.add_column(header, overflow="ellipsis", no_wrap=True, width=width)
         for row in rows:
             t.add_row(*row)
@@ -65,18 +65,35 @@ def table(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
     echo("\n".join(out))  # one write: a per-line echo costs more than the rows for long listings
 
 
-def fit_widths(headers: Sequence[str], rows: Sequence[Sequence[str]], total: int, gap: int = 1) -> list[int]:
-    """Column widths that fit `total` characters: each column's natural width, then the widest cut one
-    character at a time (never below its header or 8 characters) until the row fits."""
+def fit_widths(headers: Sequence[str], rows: Sequence[Sequence[str]], total: int, gap: int = 2,
+               keep: Sequence[int] = ()) -> list[int]:
+    """Column widths that fit `total` characters with `gap` between columns: each column's natural width,
+    then the widest cut one character at a time, first never below its header or 8 characters, then (a
+    very narrow terminal) down to 3 characters, headers included, the columns in `keep` (what users copy:
+    IDs, names) last, until the row fits."""
     widths = [max([len(h)] + [len(r[i]) for r in rows if i < len(r)]) for i, h in enumerate(headers)]
-    floors = [min(w, max(len(h), 8)) for w, h in zip(widths, headers)]
     budget = total - gap * (len(headers) - 1)
-    while sum(widths) > budget:
-        i = max(range(len(widths)), key=lambda k: widths[k] - floors[k])
-        if widths[i] <= floors[i]:
-            break
-        widths[i] -= 1
+    first = [min(w, max(len(h), 8)) for w, h in zip(widths, headers)]
+    for floors in (first, [f if i in keep else min(w, 3) for i, (f, w) in enumerate(zip(first, widths))],
+                   [min(w, 3) for w in widths]):
+        while sum(widths) > budget:
+            i = max(range(len(widths)), key=lambda k: widths[k] - floors[k])
+            if widths[i] <= floors[i]:
+                break
+            widths[i] -= 1
     return widths
+
+
+def cut(cell: str, width: int) -> str:
+    """`cell` in at most `width` characters, an ellipsis marking a cut."""
+    return cell if len(cell) <= width else cell[:max(width - 1, 0)] + "…"
+
+
+def terminal_width() -> int:
+    """The terminal's width (COLUMNS wins, as for rich and shutil)."""
+    import shutil
+
+    return shutil.get_terminal_size().columns
 
 
 def human_size(size: int | None) -> str:
@@ -114,3 +131,24 @@ def format_labels(labels: dict[str, str] | None) -> str:
     if not labels:
         return "-"
     return ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
+
+
+def docker_table(rows: Sequence[dict[str, Any]], headers: dict[str, str], columns: Sequence[str], *,
+                 fit: bool = True, keep: Sequence[str] = ()) -> None:
+    """Print docker_table_lines() at once."""
+    echo("\n".join(docker_table_lines(rows, headers, columns, fit=fit, keep=keep)))
+
+
+def docker_table_lines(rows: Sequence[dict[str, Any]], headers: dict[str, str], columns: Sequence[str], *,
+                       fit: bool = True, keep: Sequence[str] = ()) -> list[str]:
+    """A docker-shaped table (Go's tabwriter, padding 3); on a terminal with `fit`, the widest cells are cut
+    to its width (never wrapped), the `keep` columns last."""
+    from ctrpy.runtime.gotemplate import tabwrite
+
+    head = [headers.get(c, c.upper()) for c in columns]
+    cells = [[str(row.get(c, "")) for c in columns] for row in rows]
+    if fit and is_tty():
+        widths = fit_widths(head, cells, terminal_width(), gap=3, keep=[i for i, c in enumerate(columns) if c in keep])
+        head = [cut(h, w) for h, w in zip(head, widths)]
+        cells = [[cut(cell, w) for cell, w in zip(row, widths)] for row in cells]
+    return tabwrite(["\t".join(head)] + ["\t".join(row) for row in cells])

@@ -18,10 +18,6 @@ from ctrpy.commands._output import quiet_option, remove_each
 if TYPE_CHECKING:
     from ctrpy.runtime.client import Client
 
-PS_HEADERS = {"ID": "CONTAINER ID", "Image": "IMAGE", "Command": "COMMAND", "RunningFor": "CREATED",
-              "CreatedAt": "CREATED AT", "Status": "STATUS", "Ports": "PORTS", "Names": "NAMES", "Size": "SIZE",
-              "State": "STATE", "Labels": "LABELS"}
-
 
 def _each(ctx: click.Context, refs: tuple[str, ...], action: Any, echo: bool = True) -> None:
     """Apply `action` to each container like docker: print each name as given when done, report each failure,
@@ -54,27 +50,16 @@ def ps(obj: Any, all_: bool, quiet: bool, last: int, latest: bool, size: bool, n
       ctrpy ps -q --filter status=exited
       ctrpy ps --format '{{.Names}}: {{.Status}}'
     """
+    from ctrpy.commands import _listings
     from ctrpy.runtime import lifecycle
 
     rows = lifecycle.list_containers(obj.client, all=all_, filters=list(filters), last=1 if latest else last,
                                      size=size)
-    if quiet:
-        for row in rows:
-            click.echo(row["ID"] if no_trunc else row["ID"][:12])
+    if quiet or fmt == "table":
+        _listings.print_ps(rows, quiet=quiet, no_trunc=no_trunc, size=size)
         return
-    if fmt == "table" and not no_trunc:
-        rows = [{**r, "ID": r["ID"][:12], "Command": _quote(r["Command"], 20)} for r in rows]
-    elif fmt == "table":
-        rows = [{**r, "Command": _quote(r["Command"], 0)} for r in rows]
-    columns = ["ID", "Image", "Command", "RunningFor", "Status", "Ports", "Names"] + (["Size"] if size else [])
-    emit(rows, fmt, PS_HEADERS, columns,
-         json_rows=[{k: v for k, v in r.items() if k != "LabelsMap"} for r in rows])
-
-
-def _quote(command: str, width: int) -> str:
-    if width and len(command) > width:
-        command = command[:width - 1] + "…"
-    return f'"{command}"'
+    json_rows = [{k: v for k, v in r.items() if k != "LabelsMap"} for r in rows] if fmt == "json" else None
+    emit(rows, fmt, _listings.PS_HEADERS, [], json_rows=json_rows)
 
 
 @click.command("start")

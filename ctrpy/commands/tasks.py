@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from ctrpy.commands._listings import print_tasks
 from ctrpy.commands._output import AliasGroup, emit_json, format_option, human_size, quiet_option, table
 
 if TYPE_CHECKING:
@@ -77,22 +78,6 @@ def run_attached(client: Client, container_id: str, attachment: Any, *, start: b
     if record is None:
         record = tasks.wait(container_id)
     return exit_code(record)
-
-
-def print_tasks(states: list[Any], quiet: bool, fmt: str) -> None:
-    if quiet:
-        for s in states:
-            click.echo(s.id)
-    elif fmt == "json":
-        emit_json([s.to_dict() for s in states])
-    else:
-        rows = []
-        for s in states:
-            status = s.status.value.upper()
-            if s.exit_status is not None:
-                status += f" ({s.exit_status}{', OOM killed' if s.oom_killed else ''})"
-            rows.append((s.id, s.pid, status))
-        table(["TASK", "PID", "STATUS"], rows)
 
 
 @click.group("tasks", cls=AliasGroup)

@@ -35,9 +35,12 @@ import tarfile
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import IO, Any
+from collections.abc import Callable
+from typing import IO, Any, TypeVar
 
 from ctrpy.runtime import errors
+
+T = TypeVar("T")
 
 WHITEOUT_PREFIX = ".wh."
 WHITEOUT_META_PREFIX = ".wh..wh."
@@ -263,25 +266,35 @@ class _Applier:
             self._root_attrs(member)
             return
         pfd = self.dirfd(parent)
-        existing = self._lstat(pfd, base)
+        # Most entries are new: files, symlinks and directories are created first, and what is in the way is
+        # looked at only when creating fails with EEXIST (O_EXCL|O_NOFOLLOW, symlink() and mkdir() never
+        # follow a symlink there): one lstat less per entry.
+        if member.isreg():
+            self._mark_written(rel)
+            self._regular(tf, member, self._replacing(pfd, base, rel, lambda: self._create(pfd, base)))
+            return
+        if member.issym():
+            self._mark_written(rel)
+            self._replacing(pfd, base, rel, lambda: os.symlink(member.linkname, base, dir_fd=pfd))
+            self._attrs(pfd, base, member, is_dir=False, rel=rel)
+            return
         if member.isdir():
-            if existing is not None and not stat.S_ISDIR(existing.st_mode):
-                self._remove(pfd, base, existing, rel)
-                existing = None
-            if existing is None:
+            try:
                 os.mkdir(base, 0o700, dir_fd=pfd)
+            except FileExistsError:
+                existing = self._lstat(pfd, base)
+                if existing is None or not stat.S_ISDIR(existing.st_mode):  # an existing directory is kept
+                    if existing is not None:
+                        self._remove(pfd, base, existing, rel)
+                    os.mkdir(base, 0o700, dir_fd=pfd)
             self._mark_written(rel)
             self._attrs(pfd, base, member, is_dir=True, rel=rel)
             return
+        existing = self._lstat(pfd, base)
         if existing is not None:
             self._remove(pfd, base, existing, rel)
         self._mark_written(rel)
-        if member.isreg():
-            self._regular(tf, member, pfd, base)
-            return
-        if member.issym():
-            os.symlink(member.linkname, base, dir_fd=pfd)
-        elif member.islnk():
+        if member.islnk():
             self._hardlink(raw, member, pfd, base)
             return
         elif member.ischr() or member.isblk():
@@ -293,8 +306,22 @@ class _Applier:
             raise self.fail(raw, f"unsupported tar entry type {member.type!r}")
         self._attrs(pfd, base, member, is_dir=False, rel=rel)
 
-    def _regular(self, tf: tarfile.TarFile, member: tarfile.TarInfo, pfd: int, base: str) -> None:
-        fd = os.open(base, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600, dir_fd=pfd)
+    def _replacing(self, pfd: int, base: str, rel: str, make: Callable[[], T]) -> T:
+        """make() the entry; when something is in the way (EEXIST), remove it and make the entry again."""
+        try:
+            return make()
+        except FileExistsError:
+            existing = self._lstat(pfd, base)
+            if existing is not None:
+                self._remove(pfd, base, existing, rel)
+            return make()
+
+    @staticmethod
+    def _create(pfd: int, base: str) -> int:
+        return os.open(base, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600, dir_fd=pfd)
+
+    def _regular(self, tf: tarfile.TarFile, member: tarfile.TarInfo, fd: int) -> None:
+        """Fill the new file `fd` (closed here) with the entry's bytes and attributes."""
         try:
             src = tf.extractfile(member)
             if src is not None and member.size:

@@ -47,8 +47,9 @@ def parse_signal(text: str | int) -> int:
 
 # ------------------------------------------------------------------------------------------------ state
 
-def state(client: Client, container: Any) -> dict[str, Any]:
-    """docker's State object for a container record."""
+def state(client: Client, container: Any, tasks_known: dict[str, Any] | None = None) -> dict[str, Any]:
+    """docker's State object for a container record. `tasks_known` (listings: every task's TaskState by ID,
+    from one TaskManager.list()) saves the per-container look-ups."""
     cid = container.id
     recorded = docker_config(container).get(STATE_KEY) or {}
     out = {"Status": "created", "Running": False, "Paused": False, "Restarting": False, "OOMKilled": False,
@@ -58,12 +59,17 @@ def state(client: Client, container: Any) -> dict[str, Any]:
         out.update(Status="exited", ExitCode=int(recorded.get("exit_code") or 0),
                    OOMKilled=bool(recorded.get("oom_killed")))
     tasks = client.tasks
-    if not tasks.exists(cid):
+    if tasks_known is not None:
+        st = tasks_known.get(cid)
+        if st is None:
+            return out
+    elif not tasks.exists(cid):
         return out
-    try:
-        st = tasks.state(cid)
-    except errors.NotFound:
-        return out
+    else:
+        try:
+            st = tasks.state(cid)
+        except errors.NotFound:
+            return out
     td = tasks.dir(cid)
     rs = td.restart() if st.status != TaskStatus.CREATED else {}
     # The last start: the supervisor's last restart, else the task's creation.
@@ -477,9 +483,9 @@ def status_text(st: dict[str, Any]) -> str:
     return "Created"
 
 
-def summary(client: Client, container: Any, *, size: bool = False) -> dict[str, Any]:
-    """One `ps` row (docker's field names, for --format templates too)."""
-    st = state(client, container)
+def summary(client: Client, container: Any, *, size: bool = False, st: dict[str, Any] | None = None) -> dict[str, Any]:
+    """One `ps` row (docker's field names, for --format templates too); `st` is state() if known already."""
+    st = st or state(client, container)
     ports = port_strings(_ports(client, container)) if st["Running"] else []
     cfg = docker_config(container)
     row = {
@@ -549,22 +555,34 @@ def parse_filters(filters: list[str]) -> dict[str, list[str]]:
 def list_containers(client: Client, *, all: bool = False, filters: list[str] | None = None, last: int = 0,
                     size: bool = False) -> list[dict[str, Any]]:
     """`ps` rows, newest first: running ones only unless `all` (or a filter, or -n/-l, as docker)."""
+    from ctrpy.runtime.network import EXTENSION_KEY
+
     flt = parse_filters(filters or [])
     rows = []
-    containers = sorted(client.containers.list(), key=lambda c: c.created_at, reverse=True)
+    # Only what a row shows is read (PS_FIELDS below): no spec or extension document is parsed whole.
+    views = client.containers.views(spec=[("process", "args")],
+                                    extensions=[(DOCKER_EXT, key) for key in PS_DOCKER_FIELDS] +
+                                    [(EXTENSION_KEY, "ports")])
+    containers = sorted(views, key=lambda c: c.created_at, reverse=True)
     if last:
         containers = containers[:last]
         all = True
+    known = {t.id: t for t in client.tasks.list()}
     for c in containers:
-        st = state(client, c)
+        st = state(client, c, known)
         if st["Status"] == "exited" and auto_remove_due(client, c):
             continue
         if not all and not flt.get("status") and not _running(st):
             continue
         if not _match(client, c, flt, st):
             continue
-        rows.append(summary(client, c, size=size))
+        rows.append(summary(client, c, size=size, st=st))
     return rows
+
+
+# The docker-extension fields a `ps` row reads (state, summary, command_of, _match, auto_remove_due): list_containers
+# extracts only these. A new field read on that path must be added here.
+PS_DOCKER_FIELDS = ("image", "auto_remove", "init", STATE_KEY)
 
 
 def top(client: Client, ref: str) -> list[dict[str, Any]]:

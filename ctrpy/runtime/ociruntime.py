@@ -124,6 +124,11 @@ class OCIRuntime(Protocol):
         """Host pids of the container's processes."""
         ...
 
+    # Last: a method named `list` shadows the builtin in the annotations of the methods after it.
+    def list(self) -> list[dict[str, Any]]:
+        """The state() of every container under this runtime's root, in one call (listings)."""
+        ...
+
 
 class OCICliRuntime:
     """An OCI runtime binary (runc, crun, ...) driven through its command line.
@@ -217,6 +222,16 @@ class OCICliRuntime:
         except ValueError as exc:
             raise RuntimeFailure(f"{self.name}: unreadable ps output: {out[:200]!r}") from exc
         return [int(p) for p in pids or []]
+
+    def list(self) -> list[dict[str, Any]]:  # last, as in OCIRuntime
+        out = self._run("list", "--format", "json")
+        try:
+            data = json.loads(out or "null") or []  # runc prints `null` for no containers
+        except ValueError as exc:
+            raise RuntimeFailure(f"{self.name}: unreadable list: {out[:200]!r}") from exc
+        if not isinstance(data, list):
+            raise RuntimeFailure(f"{self.name}: unreadable list: {out[:200]!r}")
+        return [d for d in data if isinstance(d, dict)]
 
 
 _counter = itertools.count()

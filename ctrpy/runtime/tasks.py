@@ -392,7 +392,9 @@ class TaskManager:
 
     # ---- state ---------------------------------------------------------------------------------------------
 
-    def state(self, container_id: str) -> TaskState:
+    def state(self, container_id: str, runtime_states: dict[str, dict[str, Any]] | None = None) -> TaskState:
+        """The task's state; `runtime_states` (listings: the runtimes' own lists, by ID) saves asking the
+        runtime about this one task (an exec of runc per task)."""
         td = self._taskdir(container_id)
         info = td.task()
         if not info:  # deleted while we looked
@@ -412,7 +414,7 @@ class TaskManager:
                                  exit_status=rs.get("last_exit_status"),
                                  reason=f"restart {rs.get('restart_count', 0) + 1} at {rs.get('next_start_at')}")
         try:
-            rt_state = self.runtime_for(td).state(container_id)
+            rt_state = (runtime_states or {}).get(container_id) or self.runtime_for(td).state(container_id)
         except errors.NotFound:
             rt_state = {"status": "stopped"}
         except errors.CtrpyError as exc:
@@ -473,13 +475,38 @@ class TaskManager:
         base = self.state_dir / self.namespace
         if not base.is_dir():
             return []
+        ids = [entry.name for entry in sorted(base.iterdir()) if (entry / "created").exists()]
+        known = self._runtime_states(ids)
         out = []
-        for entry in sorted(base.iterdir()):
-            if (entry / "created").exists():
-                try:
-                    out.append(self.state(entry.name))
-                except errors.NotFound:
-                    continue
+        for cid in ids:
+            try:
+                out.append(self.state(cid, known))
+            except errors.NotFound:
+                continue
+        return out
+
+    def _runtime_states(self, ids: builtins.list[str]) -> dict[str, dict[str, Any]]:
+        """One `list` per runtime (root) that runs two tasks or more, instead of a `state` per task (runc:
+        an exec each). A task missing from its runtime's list is asked about alone, as before."""
+        from ctrpy.runtime.ociruntime import open_runtime_entry
+
+        groups: dict[str, builtins.list[Any]] = {}
+        for cid in ids:
+            info = self.dir(cid).task()
+            if info.get("runtime_entry") is not None:
+                key = json.dumps([info.get("runtime"), info["runtime_entry"], info.get("state_root")], sort_keys=True)
+                groups.setdefault(key, []).append(info)
+        out: dict[str, dict[str, Any]] = {}
+        for infos in groups.values():
+            if len(infos) < 2:
+                continue
+            info = infos[0]
+            try:
+                runtime = open_runtime_entry(info["runtime"], info["runtime_entry"], Path(info["state_root"]))
+                listed = runtime.list()
+            except (errors.CtrpyError, KeyError, TypeError):
+                continue
+            out.update((str(st.get("id")), st) for st in listed)
         return out
 
     # ---- signals, wait, delete ---------------------------------------------------------------------------

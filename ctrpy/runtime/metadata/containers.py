@@ -9,6 +9,7 @@ from __future__ import annotations
 import builtins
 import json
 import sqlite3
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -74,6 +75,23 @@ class ContainerSummary:
 _SUMMARY_COLUMNS = "id, runtime_name, image, snapshotter, snapshot_key, labels, created_at, updated_at"
 
 
+class ContainerView(Container):
+    """A container record holding only some paths of its spec and extensions (ContainerStore.views), for
+    listings. Read-only: update() refuses it, since writing it back would drop everything it left out."""
+
+
+def _json_path(path: Sequence[str]) -> str:
+    if not path or any('"' in key for key in path):
+        raise errors.InvalidArgument(f"invalid document path {list(path)!r}")
+    return "$" + "".join(f'."{key}"' for key in path)
+
+
+def _set_path(doc: dict[str, Any], path: Sequence[str], value: Any) -> None:
+    for key in path[:-1]:
+        doc = doc.setdefault(key, {})
+    doc[path[-1]] = value
+
+
 def _adaptor(c: Container | ContainerSummary) -> _filters.Adaptor:
     fields = {"id": c.id, "image": c.image, "snapshotter": c.snapshotter, "snapshotkey": c.snapshot_key,
               "runtime": c.runtime_name, "runtime.name": c.runtime_name}
@@ -137,6 +155,30 @@ class ContainerStore:
                 out.append(summary)
         return out
 
+    def views(self, *, spec: Sequence[Sequence[str]] = (),
+              extensions: Sequence[Sequence[str]] = ()) -> builtins.list[ContainerView]:
+        """Containers sorted by id with only the parts of their JSON documents a listing reads (`ps`):
+        `spec` and `extensions` are key paths (`("process", "args")`, `(DOCKER_EXT, "image")`). SQLite
+        extracts them, so a row costs the same whatever the size of its spec; a missing path is left out."""
+        paths = [("spec", p) for p in spec] + [("extensions", p) for p in extensions]
+        extract = "".join(f", json_quote(json_extract({doc}, ?))" for doc, _ in paths)
+        with self.db.view() as tx:
+            rows = tx.execute(f"SELECT {_SUMMARY_COLUMNS}{extract} FROM containers WHERE namespace = ? ORDER BY id",
+                              [_json_path(p) for _, p in paths] + [self.namespace]).fetchall()
+        out = []
+        width = len(_SUMMARY_COLUMNS.split(","))
+        for row in rows:
+            labels = row["labels"]
+            view = ContainerView(id=row["id"], runtime_name=row["runtime_name"], image=row["image"],
+                                 snapshotter=row["snapshotter"], snapshot_key=row["snapshot_key"],
+                                 labels=dict(load_json(labels)) if labels not in ("", "{}") else {},
+                                 created_at=row["created_at"], updated_at=row["updated_at"])
+            for (doc, path), value in zip(paths, row[width:]):
+                if value is not None and value != "null":
+                    _set_path(view.spec if doc == "spec" else view.extensions, path, json.loads(value))
+            out.append(view)
+        return out
+
     def _write(self, tx: sqlite3.Connection, c: Container, created_at: str, stamp: str) -> None:
         tx.execute(
             "INSERT OR REPLACE INTO containers (namespace, id, image, snapshotter, snapshot_key, runtime_name, "
@@ -148,6 +190,8 @@ class ContainerStore:
 
     def create(self, container: Container) -> Container:
         validate_id(container.id)
+        if isinstance(container, ContainerView):
+            raise errors.InvalidArgument(f"container {container.id!r}: a listing view cannot be written back")
         if not container.runtime_name:
             raise errors.InvalidArgument(f"container {container.id!r}: runtime name must be set")
         stamp = now()
@@ -167,6 +211,8 @@ class ContainerStore:
     def update(self, container: Container, fieldpaths: builtins.list[str] | None = None) -> Container:
         """Full replace of the mutable fields, or only `fieldpaths`: labels, labels.<k>, spec, extensions,
         extensions.<k>, image, snapshotkey, runtime.options."""
+        if isinstance(container, ContainerView):
+            raise errors.InvalidArgument(f"container {container.id!r}: a listing view cannot be written back")
         stamp = now()
         with self.db.update() as tx:
             current = self._get(tx, container.id)
