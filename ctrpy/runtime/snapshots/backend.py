@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import fcntl
 import os
-import secrets
 import shutil
 import stat
 from collections.abc import Iterator
@@ -65,7 +64,7 @@ def _make_spread(parent: Path, final: Path) -> None:
     lands where a removal freed some further on (measured), never worse than without. A crash before the rename leaves the attempt inside this snapshot's own
     directory, which goes with the snapshot (or as an orphan)."""
     for attempt in range(4):
-        tmp = parent / f".fs-{secrets.token_hex(8)}"
+        tmp = parent / f".fs-{os.urandom(8).hex()}"  # not secrets: it imports hashlib and random (12 ms)
         tmp.mkdir(mode=0o755)
         if attempt < 3:
             probe = tmp / ".probe"
