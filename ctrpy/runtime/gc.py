@@ -173,18 +173,6 @@ class _Mount:
     referenced: set[tuple[str, int]]  # every snapshot dir it shows (owned plus overlay lowerdirs)
 
 
-def _unescape(text: str) -> str:
-    out, i = [], 0
-    while i < len(text):
-        if text[i] == "\\" and text[i + 1 : i + 4].isdigit():
-            out.append(chr(int(text[i + 1 : i + 4], 8)))
-            i += 4
-        else:
-            out.append(text[i])
-            i += 1
-    return "".join(out)
-
-
 def _scan_mounts(backends: dict[str, Backend]) -> list[_Mount]:
     """Mounts (of this mount namespace) that show a snapshot directory of one of `backends`.
 

@@ -175,7 +175,8 @@ def apply_to_mounts(client: Client, mounts: list[Mount], fn: Callable[[str], Any
             target.rmdir()
         except OSError:
             unmount_all(target, detach=True)
-            shutil.rmtree(target, ignore_errors=True)
+            if not is_mount_point(target):  # never delete through a mount (it would empty the snapshot)
+                shutil.rmtree(target, ignore_errors=True)
 
 
 @contextlib.contextmanager
