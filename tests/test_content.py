@@ -376,7 +376,12 @@ def test_committed_already_across_namespaces(client: Any) -> None:
     assert not other.exists(d)
     with other.writer("l", expected=d, total=len(data)) as w:
         assert w.committed_already
+        with w.open_committed() as f:  # readable before the commit makes it visible here (an import needs it)
+            assert f.read() == data
+        assert not other.exists(d)
         info = w.commit(labels={"b": "2"})
+    with other.writer("fresh", expected=digest_of(b"new")) as w, pytest.raises(errors.FailedPrecondition):
+        w.open_committed()  # nothing committed to read
     assert info.labels == {"b": "2"} and other.exists(d)
     assert client.content.info(d).labels == {"a": "1"}
     # add_existing: the cheap path when the caller already knows the blob is there.

@@ -28,7 +28,7 @@ from support.testimages import LayerBuilder, busybox_layer, build_layout, read_b
 
 from ctrpy.runtime.client import Client
 from ctrpy.runtime.mount import mount_all, mount_points_under, unmount_all
-from ctrpy.runtime.unpack import unpack_image
+from ctrpy.runtime.unpack import TempMounts, unpack_image
 
 TESTS = Path(__file__).resolve().parent
 
@@ -309,7 +309,7 @@ def test_killed_unpack_leftovers_swept_after_lease_expires(ctrpy: Any, client: C
         big.file(f"data/f{i}", rnd.randbytes(16384))
     build_layout(tmp_path / "big", [busybox_layer(), big.bytes()], compression="none")
     ingest_layout(client, tmp_path / "big", "big")
-    tmpmounts = str(dirs.root / "tmpmounts")
+    tmpmounts = str(TempMounts(dirs.root).base)
 
     proc = subprocess.Popen([sys.executable, "-c", CHILD_UNPACK, str(dirs.root), str(dirs.state), str(TESTS.parent)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -384,7 +384,7 @@ def test_crash_leftovers_without_rows_are_swept(ctrpy: Any, dirs: Any) -> None:
     ingest.mkdir(parents=True)
     (ingest / "ref").write_text("default/killed-early")
     (ingest / "data").write_bytes(b"z" * 3000)
-    empty_mount_dir = dirs.root / "tmpmounts" / "0123456789abcdef"
+    empty_mount_dir = TempMounts(dirs.root).base / "0123456789abcdef"
     empty_mount_dir.mkdir(parents=True)
 
     planned = gc(ctrpy, "--dry-run")

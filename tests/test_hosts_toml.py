@@ -14,6 +14,7 @@ from typing import Any, Callable
 
 import pytest
 
+from ctrpy.runtime import errors
 from ctrpy.runtime.remotes import RegistryOptions
 from ctrpy.runtime.remotes.hosts import registry_hosts
 from support.registry import CA, PASSWORD, USER, Registry
@@ -148,3 +149,24 @@ def test_hosts_entries_in_order_and_flags(tmp_path: Path) -> None:
     hosts = registry_hosts("example.test", RegistryOptions(hosts_dirs=[str(tmp_path)], plain_http=True))
     assert [h.base_url for h in hosts] == ["https://m.test/v2", "http://example.test/v2"]
     assert hosts[1].capabilities == {"pull", "resolve", "push"}
+
+
+@pytest.mark.parametrize("url,reason", [
+    ("[", "Invalid IPv6 URL"),  # found by test_fuzz.py: urllib's ValueError escaped as a traceback
+    ("https://[::1", "Invalid IPv6 URL"),
+    ("https://r.test:99999", "Port out of range"),
+    ("https://r.test:0", "invalid host 'r.test:0'"),
+    ("https://user@r.test", "invalid host 'user@r.test'"),
+    ("https://r test", "invalid host 'r test'"),
+    ("https://r.test/v2?x=1", "must not have a query or fragment"),
+    ("ftp://r.test", "the scheme must be http or https"),
+])
+def test_malformed_host_urls_are_one_line_errors(tmp_path: Path, url: str, reason: str) -> None:
+    d = tmp_path / "example.test"
+    d.mkdir()
+    for text in (f'server = "{url}"\n', f'[host."{url}"]\n'):
+        (d / "hosts.toml").write_text(text)
+        with pytest.raises(errors.InvalidArgument) as info:
+            registry_hosts("example.test", RegistryOptions(hosts_dirs=[str(tmp_path)]))
+        message = str(info.value)
+        assert reason in message and "\n" not in message and str(d / "hosts.toml") in message

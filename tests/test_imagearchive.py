@@ -478,3 +478,21 @@ def test_load_streams_a_large_archive_from_a_pipe(other: Any, tmp_path: Path) ->
     assert r.stdout.split()[2:] == ["example.test/big:latest", f"({desc['digest']})"]
     maxrss_kib = int(r.stderr.strip().splitlines()[-1].split("=")[1])
     assert maxrss_kib < 80 * 1024, f"peak RSS {maxrss_kib} KiB for a 96 MiB archive"
+
+
+def test_load_into_a_second_namespace_reuses_the_stored_blobs(ctrpy: Any, client: Client, test_images: Any,
+                                                              other: Any, tmp_path: Path) -> None:
+    # The second load receives no blob: each is committed already (by the first namespace), and the import
+    # reads the stored manifest and config through the writer before its commit makes them visible.
+    ingest_layout(client, test_images.busybox, "docker.io/library/busybox:latest")
+    archive = tmp_path / "one.tar"
+    assert ctrpy("save", "-o", str(archive), "busybox").returncode == 0
+    for namespace in ("default", "second"):
+        r = other("--namespace", namespace, "load", "-i", str(archive))
+        assert r.returncode == 0, err(r)
+        assert out(r).split()[:3] == ["Loaded", "image:", "docker.io/library/busybox:latest"]
+    first, second = (sorted(out(other("--namespace", ns, "content", "ls", "-q")).split())
+                     for ns in ("default", "second"))
+    assert first == second and len(first) == 3  # manifest, config, layer
+    r = other("--namespace", "second", "image", "inspect", "busybox")
+    assert r.returncode == 0 and json.loads(out(r))[0]["RootFS"]["Layers"], err(r)

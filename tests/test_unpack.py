@@ -24,8 +24,8 @@ from support.testimages import LayerBuilder, busybox_layer, build_layout, whiteo
 
 from ctrpy.runtime import errors
 from ctrpy.runtime.client import Client
-from ctrpy.runtime.mount import mount_all, mount_points_under, unmount_all
-from ctrpy.runtime.unpack import GC_REF_SNAPSHOT, is_unpacked, resolve_chain, unpack_image
+from ctrpy.runtime.mount import Mount, mount_all, mount_points_under, unmount_all
+from ctrpy.runtime.unpack import GC_REF_SNAPSHOT, TempMounts, is_unpacked, resolve_chain, unpack_image
 
 SNAPSHOTTERS = ["overlayfs", "native"]
 
@@ -352,3 +352,50 @@ def test_images_unpack_command(client: Client, ctrpy: Any, tmp_path: Path) -> No
     assert top in r.stdout.split()
     r = ctrpy("images", "unpack", "test/busybox:nope")
     assert r.returncode == 4 and r.stderr.startswith("ctrpy: ") and r.stderr.count("\n") == 1
+
+
+def test_tmpmounts_owner_tells_leftovers_from_live_applies(tmp_path: Path) -> None:
+    real = tmp_path / "real-root"
+    real.mkdir()
+    (tmp_path / "link-root").symlink_to(real)
+    tmp = TempMounts(tmp_path / "link-root")  # mountinfo shows the resolved path: both must match
+    target = tmp.new_dir()
+    assert stat.S_IMODE(target.stat().st_mode) == 0o700 and target.parent == tmp.base
+    assert tmp.holds(f"{tmp.base}/x") and tmp.holds(f"{real}/tmpmounts/x")
+    assert not tmp.holds(f"{real}/tmpmounts-other/x") and not tmp.holds(str(real))
+    source = tmp_path / "src"
+    source.mkdir()
+    mount_all([Mount("bind", str(source), options=("bind",))], target)
+    try:
+        assert list(tmp.leftovers(idle_since=os.stat(target).st_mtime - 1)) == []  # too young
+        assert list(tmp.leftovers(idle_since=9e9)) == []  # mounted on: a live apply
+        with pytest.raises(errors.InvalidArgument):
+            tmp.release(str(source))  # never anything outside ROOT/tmpmounts
+        tmp.release(str(target))
+    finally:
+        unmount_all(real, detach=True)  # the resolved path: found even if the owner's lookup is broken
+    assert not target.exists()
+    idle = tmp.new_dir()
+    assert list(tmp.leftovers(idle_since=9e9)) == [idle]
+    tmp.remove(idle)
+    assert list(tmp.leftovers(idle_since=9e9)) == []
+
+
+def test_root_through_a_symlink_unpacks_intact_and_leaves_no_mount(tmp_path: Path) -> None:
+    # mountinfo shows resolved paths: apply_to_mounts once missed its own overlay below a symlinked root, took
+    # it for a plain directory and rmtree'd through it (every layer above the first became whiteouts).
+    real = tmp_path / "real-root"
+    real.mkdir()
+    (tmp_path / "root").symlink_to(real)
+    client = Client(tmp_path / "root", tmp_path / "state")
+    try:
+        build_layout(tmp_path / "layout", [busybox_layer(), *whiteout_layers()])
+        image = ingest_layout(client, tmp_path / "layout", "test/symlinked:1")
+        top = unpack_image(client, image, snapshotter="overlayfs")
+        assert mount_points_under(str(real)) == [] and os.listdir(real / "tmpmounts") == []
+        with mounted_view(client, "overlayfs", top, tmp_path / "view") as view:
+            assert (view / "bin" / "busybox").is_file() and (view / "data" / "keep.txt").read_text() == "keep\n"
+            assert (view / "etc" / "motd").read_text() == "v2\n"
+    finally:
+        unmount_all(real, detach=True)
+        client.db.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 import click
@@ -68,7 +69,7 @@ def get(obj: Any, digest: str) -> None:
       ctrpy content get "$DIGEST" > blob
       ctrpy content get "$(ctrpy content ls -q | head -n 1)" | sha256sum
     """
-    out = click.get_binary_stream("stdout")
+    out = sys.stdout.buffer  # click.get_binary_stream is deprecated (click 8.3) and untyped
     for chunk in obj.client.content.iter_chunks(digest):
         out.write(chunk)
     out.flush()
@@ -89,7 +90,7 @@ def ingest(obj: Any, ref: str, expected_digest: str | None, expected_size: int |
       ctrpy content ingest my-upload < layer.tar.gz
       ctrpy content ingest --expected-digest "$DIGEST" --label app=web my-upload < config.json
     """
-    info = obj.client.content.write_blob(ref, click.get_binary_stream("stdin"), expected=expected_digest,
+    info = obj.client.content.write_blob(ref, sys.stdin.buffer, expected=expected_digest,
                                          size=expected_size, labels=parse_labels(labels))
     click.echo(info.digest)
 

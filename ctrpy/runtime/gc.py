@@ -22,7 +22,8 @@ ingests) is reclaimed here, across ALL namespaces at once:
 
 The collector holds no SQL and knows no directory layout: it reads the tables and deletes rows through
 ctrpy.runtime.metadata.gc, and sweeps files through the stores' own methods (the content store's walk_blobs,
-trash_blob, walk_ingests; each snapshot backend's walk, remove, and ids_in_mount for the mounts that show it).
+trash_blob, walk_ingests; each snapshot backend's walk, remove, and ids_in_mount for the mounts that show it;
+unpack.TempMounts' holds, release, leftovers and remove for what killed unpacks left in ROOT/tmpmounts).
 
 Marking and every metadata delete happen in one write transaction, so nothing can gain a reference to an
 object while it is being judged. Files go after that transaction commits (containerd's order: a crash leaves
@@ -172,18 +173,6 @@ class _Mount:
     referenced: set[tuple[str, int]]  # every snapshot dir it shows (owned plus overlay lowerdirs)
 
 
-def _unescape(text: str) -> str:
-    out, i = [], 0
-    while i < len(text):
-        if text[i] == "\\" and text[i + 1 : i + 4].isdigit():
-            out.append(chr(int(text[i + 1 : i + 4], 8)))
-            i += 4
-        else:
-            out.append(text[i])
-            i += 1
-    return "".join(out)
-
-
 def _scan_mounts(backends: dict[str, Backend]) -> list[_Mount]:
     """Mounts (of this mount namespace) that show a snapshot directory of one of `backends`.
 
@@ -239,7 +228,9 @@ class _Collector:
         self.root = Path(root).absolute()
         self.config = config
         self.at = at
-        self.tmpmounts = self.root / "tmpmounts"
+        from ctrpy.runtime.unpack import TempMounts
+
+        self.tmpmounts = TempMounts(self.root)
         from ctrpy.runtime.content.local import LocalStore
 
         self.local = LocalStore(self.root / "content")
@@ -393,9 +384,7 @@ class _Collector:
         roots, flat = self.roots()
         self.mark(roots, flat)
         mounts = _scan_mounts(self.backends())
-        tmp_prefix = str(self.tmpmounts).rstrip("/") + "/"
-        real_tmp_prefix = os.path.realpath(self.tmpmounts).rstrip("/") + "/"
-        outside = [m for m in mounts if not (m.point.startswith(tmp_prefix) or m.point.startswith(real_tmp_prefix))]
+        outside = [m for m in mounts if not self.tmpmounts.holds(m.point)]
         # Anything mounted outside ROOT/tmpmounts is in use (a user's `snapshots mount`, a rootfs). A view
         # of one layer is a bind of its parent's directory: a mounted parent keeps its views too.
         shown = {id_ for m in outside for id_ in m.referenced}
@@ -483,14 +472,8 @@ class _Collector:
             report.removed.append(Removed("mount", "", point))
             if dry_run:
                 continue
-            from ctrpy.runtime.mount import unmount_all
-
             try:
-                try:
-                    unmount_all(point)
-                except errors.FailedPrecondition:
-                    unmount_all(point, detach=True)  # still busy: detach, the kernel frees it when idle
-                os.rmdir(point)
+                self.tmpmounts.release(point)
             except (OSError, errors.CtrpyError) as exc:
                 report.warnings.append(f"cannot remove stale mount {point}: {exc}")
 
@@ -523,24 +506,16 @@ class _Collector:
                     report.removed.append(Removed("orphan", "", str(backend.dir(sid)), backend.disk_usage(sid)))
                     if not dry_run:
                         self._remove_dir(backend, sid, report)
-        if self.tmpmounts.is_dir():
-            stale = set(self.stale_mounts)
-            for entry in sorted(os.listdir(self.tmpmounts)):
-                path = self.tmpmounts / entry
-                if str(path) in stale:
-                    continue
+        stale = set(self.stale_mounts)
+        for path in self.tmpmounts.leftovers(idle_since=self.at - ACTIVE_GRACE):
+            if str(path) in stale:
+                continue
+            report.removed.append(Removed("orphan", "", str(path)))
+            if not dry_run:
                 try:
-                    st = path.lstat()
-                except FileNotFoundError:
-                    continue
-                if self.at - st.st_mtime < ACTIVE_GRACE or _is_mount_point(path):
-                    continue  # a live apply mounts right after it creates the directory
-                report.removed.append(Removed("orphan", "", str(path)))
-                if not dry_run:
-                    try:
-                        path.rmdir()
-                    except OSError as exc:
-                        report.warnings.append(f"cannot remove {path}: {exc}")
+                    self.tmpmounts.remove(path)
+                except OSError as exc:
+                    report.warnings.append(f"cannot remove {path}: {exc}")
 
     def empty_trash(self) -> None:
         # Unlinking is what costs, so it runs unlocked, after the transaction.
@@ -586,12 +561,6 @@ class _Collector:
             if dry_run or backend is None:
                 continue
             self._remove_dir(backend, sid, report)
-
-
-def _is_mount_point(path: Path) -> bool:
-    from ctrpy.runtime.mount import is_mount_point
-
-    return is_mount_point(path)
 
 
 def collect(client_or_db: Client | DB, *, dry_run: bool = False, at: float | None = None) -> GCReport:

@@ -39,7 +39,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO
+from typing import IO, TYPE_CHECKING, Any, BinaryIO
 
 from ctrpy.runtime import errors, images as _images, platforms as _platforms
 from ctrpy.runtime.content import Descriptor
@@ -203,7 +203,8 @@ def plan_export(client: Client, refs: list[str], *, platforms: list[str] | None 
     return [_plan_one(client, ref, list(platforms or []), all_platforms) for ref in refs]
 
 
-def _docker_manifest(plan: list[_Export], platforms: list[str], all_platforms: bool) -> tuple[list, dict]:
+def _docker_manifest(plan: list[_Export], platforms: list[str], all_platforms: bool
+                     ) -> tuple[list[dict[str, Any]], dict[str, dict[str, str]]]:
     """docker's manifest.json entries (one per manifest, tags on the best platform) and `repositories`."""
     entries: dict[str, dict[str, Any]] = {}
     repositories: dict[str, dict[str, str]] = {}
@@ -314,13 +315,13 @@ def export(client: Client, refs: list[str], out: BinaryIO, *, platforms: list[st
     blobs: dict[str, Descriptor] = {}
     extra: dict[str, bytes] = {}
     for item in plan:
-        desc = item.root.to_dict()
-        annotations = dict(desc.get("annotations") or {})
+        root = item.root.to_dict()
+        annotations = dict(root.get("annotations") or {})
         annotations.update(item.annotations)
         annotations[ANNOTATION_IMAGE_NAME] = item.name
         annotations[ANNOTATION_REF_NAME] = _ref_name(item.name)
-        desc["annotations"] = annotations
-        descriptors.append(desc)
+        root["annotations"] = annotations
+        descriptors.append(root)
         for d in item.indexes:
             blobs.setdefault(d.digest, d)
         for im in item.manifests:
@@ -397,7 +398,7 @@ def peek(stream: BinaryIO, n: int) -> tuple[bytes, BinaryIO]:
         if not chunk:
             break
         head += chunk
-    return head, io.BufferedReader(_Prefixed(head, stream), CHUNK)  # type: ignore[arg-type]
+    return head, io.BufferedReader(_Prefixed(head, stream), CHUNK)
 
 
 def compression_of(head: bytes) -> str:
@@ -426,7 +427,7 @@ class _Entry:
 
     path: str
     size: int
-    reader: BinaryIO | None = None  # None for a symlink or hardlink
+    reader: IO[bytes] | None = None  # None for a symlink or hardlink
     link: str | None = None
 
 
@@ -459,7 +460,7 @@ def _dir_entries(root: Path) -> Iterator[_Entry]:
             if full.is_symlink() and not full.exists():
                 continue
             with open(full, "rb") as f:
-                yield _Entry(rel, os.fstat(f.fileno()).st_size, f)  # type: ignore[arg-type]
+                yield _Entry(rel, os.fstat(f.fileno()).st_size, f)
 
 
 @dataclass
@@ -561,7 +562,8 @@ class _Importer:
         if w.committed_already:
             # Another namespace has it: commit will only make it visible here.
             if entry.size <= _images.MAX_MANIFEST_SIZE and expected:
-                spooled.small = self.store.local.blob_path(expected).read_bytes()
+                with w.open_committed() as f:
+                    spooled.small = f.read()
                 spooled.head = spooled.small[:8]
                 if not _json_like(spooled.head):
                     spooled.small = None

@@ -226,16 +226,18 @@ def unmount(target: str | os.PathLike[str], *, detach: bool = False) -> bool:
 
 def unmount_all(target: str | os.PathLike[str], *, detach: bool = False) -> int:
     """Unmount everything stacked on and below `target`; returns how many mounts were removed."""
-    path = os.path.abspath(os.fspath(target))
     count = 0
-    for point in sorted(mount_points_under(path), key=len, reverse=True):
+    for point in sorted(mount_points_under(os.fspath(target)), key=len, reverse=True):
         while unmount(point, detach=detach):
             count += 1
     return count
 
 
 def mount_points_under(path: str) -> list[str]:
-    """Mount points at or below `path`, from /proc/self/mountinfo (unique, in mount order)."""
+    """Mount points at or below `path`, from /proc/self/mountinfo (unique, in mount order). mountinfo shows
+    resolved paths, so `path` is resolved first: a --root reached through a symlink must still find its mounts
+    (else apply_to_mounts' cleanup took a live overlay for an empty directory and emptied the layer)."""
+    path = os.path.realpath(path)
     prefix = path.rstrip("/") + "/"
     seen: list[str] = []
     for m in mountinfo.read():
@@ -246,7 +248,8 @@ def mount_points_under(path: str) -> list[str]:
 
 
 def is_mount_point(path: str | os.PathLike[str]) -> bool:
-    return os.path.abspath(os.fspath(path)) in mount_points_under(os.path.abspath(os.fspath(path)))
+    real = os.path.realpath(os.fspath(path))
+    return real in mount_points_under(real)
 
 
 # BENCH_NOTES (this machine, 2026-11, tmp dirs on ext4, machine shared with other test runs):

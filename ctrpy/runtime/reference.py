@@ -152,7 +152,7 @@ def parse(ref: str, *, default_tag: bool = True) -> Reference:
     domain, path = _split_domain(name)
     if not path:
         raise errors.InvalidArgument(f"invalid reference {ref!r}: missing repository name")
-    if not _DOMAIN_RE.match(domain):
+    if not is_registry_host(domain):
         raise errors.InvalidArgument(f"invalid reference {ref!r}: invalid registry host {domain!r}")
     if not _PATH_RE.match(path):
         if path.lower() != path and _PATH_RE.match(path.lower()):
@@ -175,6 +175,11 @@ def normalize(ref: str) -> str:
 def registry_host(domain: str) -> str:
     """The host that serves `domain`'s registry API (docker.io is served by registry-1.docker.io)."""
     return DEFAULT_REGISTRY_HOST if domain in (DEFAULT_DOMAIN, LEGACY_DEFAULT_DOMAIN) else domain
+
+
+def is_registry_host(host: str) -> bool:
+    """Whether `host` is a registry host as a reference may name one: DNS name, IPv4 or [IPv6], optional port."""
+    return _DOMAIN_RE.match(host) is not None
 
 
 def is_loopback_host(host: str) -> bool:

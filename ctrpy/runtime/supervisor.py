@@ -25,8 +25,11 @@ Frames are `type (1 byte) | length (4 bytes, big endian) | payload`:
   supervisor -> client: K ok {"pid", "tty", "log_offset"}, E error {"error", ...}, 1 stdout bytes,
                         2 stderr bytes, Z exit {"exit_status", "exited_at", "oom_killed"}
 
-This module is imported on every `run`: it imports only what the CLI has anyway.
+This module is imported on every `run`: it imports only what the CLI has anyway (not even typing: the
+annotations are strings, and the names they use are imported for the type checker only).
 """
+
+from __future__ import annotations
 
 import errno
 import json
@@ -35,6 +38,10 @@ import socket
 import struct
 import sys
 import time
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (mypy knows the name)
+if TYPE_CHECKING:
+    from typing import Any
 
 HEADER = struct.Struct(">cI")
 F_ATTACH, F_EXEC, F_STDIN, F_CLOSE, F_RESIZE, F_STOP = b"A", b"X", b"I", b"C", b"R", b"S"
@@ -73,14 +80,14 @@ def socket_address(task_dir: str) -> str:
     return "\0ctrpy-sup/%d/%d" % (st.st_dev, st.st_ino)
 
 
-def _peer_is_us(sock: "socket.socket") -> bool:
+def _peer_is_us(sock: socket.socket) -> bool:
     """SO_PEERCRED: the connecting process runs as our user (root: the CLI)."""
     try:
         _pid, uid, _gid = struct.unpack("3i", sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED,
                                                               struct.calcsize("3i")))
     except OSError:
         return False
-    return uid == os.getuid()
+    return bool(uid == os.getuid())
 
 
 def frame(kind: bytes, payload: bytes = b"") -> bytes:
@@ -91,7 +98,7 @@ def jframe(kind: bytes, obj: object) -> bytes:
     return frame(kind, json_dumps(obj).encode())
 
 
-def write_durably(path: str, data: dict) -> None:
+def write_durably(path: str, data: dict[str, Any]) -> None:
     """Write JSON so that a crash leaves either the old file or the whole new one."""
     tmp = path + ".tmp"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
@@ -161,7 +168,7 @@ def _set_winsize(fd: int, rows: int, cols: int) -> None:
         pass
 
 
-def _error_reply(runtime_name: str, exc: BaseException) -> dict:
+def _error_reply(runtime_name: str, exc: BaseException) -> dict[str, Any]:
     try:
         from ctrpy.runtime.ociruntime import as_runtime_error
 
@@ -172,13 +179,16 @@ def _error_reply(runtime_name: str, exc: BaseException) -> dict:
             "exit_code": getattr(exc, "exit_code", 1), "run_exit_code": getattr(exc, "run_exit_code", None)}
 
 
-def start_process(op: str, task_dir: str, task: dict, request: dict) -> tuple:
+def start_process(op: str, task_dir: str, task: dict[str, Any],
+                  request: dict[str, Any]) -> tuple[int, bool, bool, list[int]]:
     """Run one runtime verb for the supervisor: "create" (the init), "exec" (request = the X frame's
     payload) or "restart" (delete the stopped init's runtime state, create and start again).
     Returns (pid, tty, stdin, fds to hand over: [master] or [stdin_w, out_r, err_r] or [out_r, err_r])."""
+    from pathlib import Path  # already imported with ociruntime
+
     from ctrpy.runtime.ociruntime import open_runtime_entry
 
-    runtime = open_runtime_entry(task["runtime"], task["runtime_entry"], task["state_root"])
+    runtime = open_runtime_entry(task["runtime"], task["runtime_entry"], Path(task["state_root"]))
     cid = task["id"]
     if op == "exec":
         process = request["process"]
@@ -195,9 +205,9 @@ def start_process(op: str, task_dir: str, task: dict, request: dict) -> tuple:
         pid_file = os.path.join(task_dir, PID_FILE)
     console_dir = console_path = ""
     listener = None
-    keep: list = []
-    child_fds: list = []
-    stdio = None
+    keep: list[int] = []
+    child_fds: list[int] = []
+    stdio: tuple[int, int, int] | None = None
     try:
         if tty:
             # Console socket paths are limited to 108 bytes: keep it in a short private directory.
@@ -218,18 +228,20 @@ def start_process(op: str, task_dir: str, task: dict, request: dict) -> tuple:
             keep += [out_r, err_r]
             child_fds = [in_r, out_w, err_w]
             stdio = (in_r, out_w, err_w)
-        kwargs = {"pid_file": pid_file, "console_socket": console_path or None, "stdio": stdio}
+        console_socket = Path(console_path) if console_path else None
         if op == "restart":
             try:
                 runtime.delete(cid, force=True)
             except Exception:  # noqa: BLE001 - already gone is fine; create reports real trouble
                 pass
         if op == "exec":
-            if request.get("privileged"):
-                kwargs["privileged"] = True  # only when set: a plugin runtime may predate the keyword
-            runtime.exec(cid, process, **kwargs)
+            if request.get("privileged"):  # passed only when set: a plugin runtime may predate the keyword
+                runtime.exec(cid, process, pid_file=Path(pid_file), console_socket=console_socket, stdio=stdio,
+                             privileged=True)
+            else:
+                runtime.exec(cid, process, pid_file=Path(pid_file), console_socket=console_socket, stdio=stdio)
         else:
-            runtime.create(cid, task_dir, **kwargs)
+            runtime.create(cid, Path(task_dir), pid_file=Path(pid_file), console_socket=console_socket, stdio=stdio)
         for fd in child_fds:
             os.close(fd)
         child_fds = []
@@ -263,7 +275,7 @@ def start_process(op: str, task_dir: str, task: dict, request: dict) -> tuple:
                 pass
 
 
-def _reattach_network(task: dict, cid: str, pid_file: str) -> None:
+def _reattach_network(task: dict[str, Any], cid: str, pid_file: str) -> None:
     """A restarted init has a new network namespace: connect it again as the task's create did."""
     from ctrpy.runtime import network as net
     from ctrpy.runtime.client import Client
@@ -276,7 +288,7 @@ def _reattach_network(task: dict, cid: str, pid_file: str) -> None:
     net.attach(client, cid, f"/proc/{pid}/ns/net", request)
 
 
-def launch(task_dir: str, task: dict, ready_w: int, log_fd: int, program: str) -> None:
+def launch(task_dir: str, task: dict[str, Any], ready_w: int, log_fd: int, program: str) -> None:
     """The forked CLI child: create the init, then become the C supervisor. Never returns."""
     try:
         # Our identity first (the CLI writes it too): if the CLI is killed right after the fork, a repair still
@@ -319,7 +331,7 @@ def launch(task_dir: str, task: dict, ready_w: int, log_fd: int, program: str) -
         os._exit(1)
 
 
-def child_main(argv: list) -> int:
+def child_main(argv: list[str]) -> int:
     """`exec` or `restart` for the C supervisor: TASK_DIR OP FD (the request arrives on FD)."""
     task_dir, op, fd = argv[0], argv[1], int(argv[2])
     sock = socket.socket(fileno=fd)
@@ -329,7 +341,7 @@ def child_main(argv: list) -> int:
     data = b""
     while chunk := sock.recv(65536):
         data += chunk
-    fds: list = []
+    fds: list[int] = []
     try:
         request = json.loads(data or b"{}")
         pid, tty, stdin, fds = start_process(op, task_dir, task, request)

@@ -29,10 +29,11 @@ import shutil
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ctrpy.runtime import errors
-from ctrpy.runtime.mount import Mount, mount_all, unmount_all
+from ctrpy.runtime.mount import Mount, is_mount_point, mount_all, unmount_all
 
 if TYPE_CHECKING:
     from ctrpy.runtime.client import Client
@@ -40,6 +41,60 @@ if TYPE_CHECKING:
 GC_REF_SNAPSHOT = "containerd.io/gc.ref.snapshot."
 SNAPSHOT_REF_LABEL = "containerd.io/snapshot.ref"
 LOCK_DIR = "locks"
+TMPMOUNTS_DIR = "tmpmounts"
+
+
+class TempMounts:
+    """ROOT/tmpmounts: apply_to_mounts mounts a snapshot on a fresh directory here for each apply. A killed
+    unpack leaves its directory behind, maybe still mounted: gc unmounts the stale mounts below (`holds` tells
+    them from a user's mounts elsewhere; only gc knows which snapshots are still live, `release`) and then
+    removes the idle directories (`leftovers`, `remove`)."""
+
+    def __init__(self, root: str | os.PathLike[str]) -> None:
+        self.base = Path(root).absolute() / TMPMOUNTS_DIR
+        # mountinfo shows resolved paths: a root reached through a symlink is matched both ways
+        self._prefixes = tuple({str(self.base).rstrip("/") + "/", os.path.realpath(self.base).rstrip("/") + "/"})
+
+    def new_dir(self) -> Path:
+        self.base.mkdir(parents=True, exist_ok=True, mode=0o700)
+        target = self.base / secrets.token_hex(8)
+        target.mkdir(mode=0o700)
+        return target
+
+    def holds(self, mount_point: str) -> bool:
+        """Whether `mount_point` (as mountinfo shows it) is below ROOT/tmpmounts."""
+        return mount_point.startswith(self._prefixes)
+
+    def leftovers(self, idle_since: float) -> Iterator[Path]:
+        """Entries unchanged since `idle_since` (epoch seconds) and not mounted on: a live apply mounts right
+        after it creates its directory, so only an old and empty one is a killed apply's."""
+        try:
+            names = sorted(os.listdir(self.base))
+        except FileNotFoundError:
+            return
+        for name in names:
+            path = self.base / name
+            try:
+                st = path.lstat()
+            except FileNotFoundError:
+                continue
+            if st.st_mtime <= idle_since and not is_mount_point(path):
+                yield path
+
+    def release(self, mount_point: str) -> None:
+        """Unmount a killed apply's mount point (detached when still busy: the kernel frees it once idle) and
+        remove its directory."""
+        if not self.holds(mount_point):
+            raise errors.InvalidArgument(f"{mount_point} is not below {self.base}")
+        try:
+            unmount_all(mount_point)
+        except errors.FailedPrecondition:
+            unmount_all(mount_point, detach=True)
+        os.rmdir(mount_point)
+
+    def remove(self, path: Path) -> None:
+        """Remove one leftover directory (OSError when it is not empty or no longer ours to remove)."""
+        path.rmdir()
 
 
 class RestartLayer(Exception):
@@ -108,10 +163,7 @@ def apply_to_mounts(client: Client, mounts: list[Mount], fn: Callable[[str], Any
     direct = _apply_dir(mounts)
     if direct is not None:
         return fn(direct)
-    base = client.root.absolute() / "tmpmounts"
-    base.mkdir(parents=True, exist_ok=True, mode=0o700)
-    target = base / secrets.token_hex(8)
-    target.mkdir(mode=0o700)
+    target = TempMounts(client.root).new_dir()
     try:
         mount_all(mounts, target)
         try:
@@ -123,7 +175,8 @@ def apply_to_mounts(client: Client, mounts: list[Mount], fn: Callable[[str], Any
             target.rmdir()
         except OSError:
             unmount_all(target, detach=True)
-            shutil.rmtree(target, ignore_errors=True)
+            if not is_mount_point(target):  # never delete through a mount (it would empty the snapshot)
+                shutil.rmtree(target, ignore_errors=True)
 
 
 @contextlib.contextmanager
@@ -304,4 +357,4 @@ def _unpack_layer(client: Client, sn: Any, name: str, lease_id: str, event: Laye
     event.bytes = stats.bytes
 
 
-__all__ = ["LayerEvent", "RestartLayer", "chain_lock", "apply_to_mounts", "is_unpacked", "resolve_chain", "unpack_image"]
+__all__ = ["LayerEvent", "RestartLayer", "TempMounts", "chain_lock", "apply_to_mounts", "is_unpacked", "resolve_chain", "unpack_image"]

@@ -133,6 +133,11 @@ class Writer(Protocol):
 
     def __enter__(self) -> Writer: ...
 
+    def open_committed(self) -> BinaryIO:
+        """When committed_already: the stored blob the expected digest names, readable before commit makes it
+        visible in this namespace (an import reads a small manifest or config it will not receive again)."""
+        ...
+
     def __exit__(self, *exc: object) -> None: ...
 
     def write(self, data: bytes) -> None: ...
@@ -156,15 +161,7 @@ class Store(Protocol):
     """The content store of one namespace, containerd's content.Store in snake_case: Provider (open,
     read_bytes, iter_chunks, blob_path), Manager (info, update_labels, walk, list, delete), Ingester (writer,
     write_blob) and IngestManager (status, statuses, abort). Blobs are shared on disk across namespaces.
-
-    Lifecycle of a write::
-
-        with store.writer("layer-sha256:ab..", expected="sha256:ab..", total=1234) as w:
-            if not w.committed_already:          # some namespace already has it: skip the download
-                http_get(range_start=w.offset)   # resume where the last (killed) attempt stopped
-                for chunk in body: w.write(chunk)
-            w.commit(labels={...})               # fsync, verify, rename, record (one transaction)
-    """
+    The lifecycle of a write is in the module docstring."""
 
     namespace: str
 

@@ -70,6 +70,13 @@ class LocalStore:
         alg, hexd = parse_digest(digest)
         return self.blobs / alg / hexd
 
+    def open_blob(self, digest: str) -> BinaryIO:
+        """The committed blob for reading, whichever namespaces see it (callers check visibility)."""
+        try:
+            return open(self.blob_path(digest), "rb")
+        except OSError as exc:
+            raise errors.from_oserror(exc, "cannot open blob") from exc
+
     def has_blob(self, digest: str) -> bool:
         return self.blob_path(digest).is_file()
 

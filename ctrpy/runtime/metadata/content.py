@@ -97,11 +97,8 @@ class ContentStore:
         return path
 
     def open(self, digest: str) -> BinaryIO:
-        path = self.blob_path(digest)
-        try:
-            return open(path, "rb")
-        except OSError as exc:
-            raise errors.from_oserror(exc, "cannot open blob") from exc
+        self.blob_path(digest)  # visible here, and on disk
+        return self.local.open_blob(digest)
 
     def read_bytes(self, digest: str) -> bytes:
         with self.open(digest) as f:
@@ -359,6 +356,11 @@ class Writer:
 
     def __exit__(self, *exc: Any) -> None:
         self.close()
+
+    def open_committed(self) -> BinaryIO:
+        if not (self.committed_already and self.expected):
+            raise errors.FailedPrecondition(f"ingest {self.ref!r} has no committed blob to read")
+        return self.store.local.open_blob(self.expected)
 
     def write(self, data: bytes) -> None:
         self._check_open()

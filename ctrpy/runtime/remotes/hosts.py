@@ -36,7 +36,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 from ctrpy.runtime import errors
-from ctrpy.runtime.reference import is_loopback_host, registry_host
+from ctrpy.runtime.reference import is_loopback_host, is_registry_host, registry_host
 from ctrpy.runtime.remotes import ALL_CAPABILITIES, RegistryHost, RegistryOptions
 
 _KNOWN_CAPS = ALL_CAPABILITIES
@@ -140,11 +140,26 @@ def _headers(table: dict[str, Any], where: str) -> dict[str, str]:
 
 
 def _host_from_url(url: str, where: str, table: dict[str, Any], base: Path, *, mirror: bool) -> RegistryHost:
+    scheme = url.partition("://")[0] if "://" in url else None
+    if scheme is not None and scheme not in ("http", "https"):
+        # containerd would prefix https:// and fail later on host "ftp:"; say what is wrong instead
+        raise errors.InvalidArgument(f"{where}: invalid host URL {url!r}: the scheme must be http or https")
     if not url.startswith("http"):
         url = "https://" + url
-    parsed = urlparse(url)
+    try:
+        parsed = urlparse(url)
+        port = parsed.port  # urllib checks the port only when asked
+    except ValueError as exc:  # "Invalid IPv6 URL", "Port out of range 0-65535", NFKC netloc characters
+        reason = " ".join(str(exc).split())  # the NFKC message quotes the netloc as it is
+        raise errors.InvalidArgument(f"{where}: invalid host URL {url!r}: {reason}") from None
     if parsed.scheme not in ("http", "https") or not parsed.netloc:
         raise errors.InvalidArgument(f"{where}: invalid host URL {url!r}")
+    # The host part follows the reference grammar (no user info, spaces or stray brackets), so that what the
+    # file names is a host that a reference could name and that httpx can connect to.
+    if not is_registry_host(parsed.netloc) or port == 0:
+        raise errors.InvalidArgument(f"{where}: invalid host {parsed.netloc!r} in URL {url!r}")
+    if parsed.query or parsed.fragment or parsed.params:
+        raise errors.InvalidArgument(f"{where}: host URL {url!r} must not have a query or fragment")
     override = table.get("override_path", False)
     if not isinstance(override, bool):
         raise errors.InvalidArgument(f"{where}: override_path must be true or false")

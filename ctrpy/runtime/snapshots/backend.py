@@ -143,7 +143,7 @@ class Backend:
 
     def disk_usage(self, sid: int) -> int:
         """Allocated bytes of everything of snapshot `sid` (what removing it frees), each inode once."""
-        return _allocated(self.dir(sid))
+        return _allocated(self.dir(sid)).size
 
     def ids_in_mount(self, fstype: str, options: str) -> tuple[set[int], set[int]]:
         """The ids a mount names in its options, as /proc/self/mountinfo gives them: (written, shown).
@@ -152,32 +152,15 @@ class Backend:
 
     def usage(self, sid: int) -> Usage:
         """Inodes and allocated bytes below the snapshot's fs dir, each hard-linked inode counted once."""
-        seen: set[tuple[int, int]] = set()
-        size = 0
-        stack = [str(self.fs(sid))]
-        while stack:
-            path = stack.pop()
-            try:
-                st = os.lstat(path)
-            except FileNotFoundError:
-                continue
-            key = (st.st_dev, st.st_ino)
-            if key not in seen:
-                seen.add(key)
-                size += st.st_blocks * 512
-            if stat.S_ISDIR(st.st_mode):
-                try:
-                    with os.scandir(path) as it:
-                        stack.extend(entry.path for entry in it)
-                except FileNotFoundError:
-                    continue
-        return Usage(inodes=len(seen), size=size)
+        return _allocated(self.fs(sid))
 
     def close(self) -> None:
         pass
 
 
-def _allocated(path: Path) -> int:
+def _allocated(path: Path) -> Usage:
+    """Inodes and allocated bytes below `path`, each inode once; what vanishes or cannot be read during the
+    walk (a live container writes on) is skipped."""
     seen: set[tuple[int, int]] = set()
     total = 0
     stack = [str(path)]
@@ -196,4 +179,4 @@ def _allocated(path: Path) -> int:
                     stack.extend(e.path for e in it)
             except OSError:
                 continue
-    return total
+    return Usage(inodes=len(seen), size=total)
