@@ -6,14 +6,20 @@ The Click commands call these; so does the start-up fast path (commands/_root.py
 
 from __future__ import annotations
 
-from typing import Any
-
 from ctrpy.commands._text import docker_table, echo, emit_json, format_labels, human_age, human_size, table
+
+TYPE_CHECKING = False  # no typing at run time: this is the fast path's module (issue 17)
+if TYPE_CHECKING:
+    from typing import Any
 
 
 def images_ls(obj: Any, filters: list[str], quiet: bool, fmt: str) -> None:
     client = obj.client
-    found = client.images.list(filters)
+    found: list[Any] = []
+    # An empty store needs only one query: the image store's module (dataclasses, filters, content types)
+    # costs more start-up than the listing itself (issue 17).
+    if filters or _listing().has_images(client.db, client.namespace):
+        found = client.images.list(filters)
     if quiet:
         if found:
             echo("\n".join(image.name for image in found))
@@ -41,7 +47,24 @@ def container_summary(c: Any) -> dict[str, Any]:
             "updated_at": c.updated_at}
 
 
+def _listing() -> Any:
+    from ctrpy.runtime.metadata import listing
+
+    return listing
+
+
 def containers_ls(obj: Any, filters: list[str], quiet: bool, fmt: str) -> None:
+    if not filters and fmt != "json":
+        # Plain tuples of the printed columns (metadata.listing): no record objects, no store module.
+        client = obj.client
+        found = _listing().container_rows(client.db, client.namespace)
+        if quiet:
+            if found:
+                echo("\n".join(row[0] for row in found))
+        else:
+            table(["CONTAINER", "IMAGE", "RUNTIME", "CREATED"],
+                  [(cid, image or "-", runtime, human_age(created)) for cid, image, runtime, created in found])
+        return
     # Only the listed columns are read (ContainerStore.summaries): no spec is parsed for a table.
     items = obj.client.containers.summaries(filters)
     if quiet:

@@ -7,12 +7,14 @@ scripts that cut columns keep working; rich is imported only for a terminal. Col
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import time
-from collections.abc import Iterable, Sequence
-from typing import Any
+
+TYPE_CHECKING = False  # typing, collections.abc and json cost more than an empty listing (issue 17)
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Sequence
+    from typing import Any
 
 
 def echo(text: str) -> None:
@@ -34,6 +36,8 @@ def use_color() -> bool:
 
 
 def emit_json(data: Any) -> None:
+    import json
+
     echo(json.dumps(data, indent=2, sort_keys=True, default=str))
 
 

@@ -8,14 +8,14 @@ may take keys this file does not know.
 
 from __future__ import annotations
 
-import copy
-import re
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
-
 from ctrpy.runtime import errors
 from ctrpy.paths import DEFAULT_ROOT, DEFAULT_STATE
+
+# Every command loads the configuration, `images ls` on an empty store too: this module imports no typing,
+# dataclasses, copy, re or pathlib at run time (issue 17's start-up budget; tests/test_startup.py checks).
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 DEFAULTS: dict[str, Any] = {
     "version": 1,
@@ -126,6 +126,8 @@ def _check_runtime(name: str, table: Any, text: str, source: str) -> None:
 
 
 def _header_line(text: str, path: tuple[str, ...]) -> int | None:
+    import re
+
     for number, line in enumerate(text.splitlines(), 1):
         header = re.match(r"^\s*\[+([^\]]+)\]+", line)
         if header and tuple(p.strip().strip('"').strip("'") for p in header.group(1).split(".")) == path:
@@ -133,13 +135,25 @@ def _header_line(text: str, path: tuple[str, ...]) -> int | None:
     return None
 
 
-@dataclass
 class Config:
     """The effective configuration: defaults merged with the user's file."""
 
-    data: dict[str, Any]
-    path: str | None = None
-    warnings: list[str] = field(default_factory=list)
+    __slots__ = ("data", "path", "warnings")
+
+    def __init__(self, data: dict[str, Any], path: str | None = None, warnings: list[str] | None = None) -> None:
+        self.data = data
+        self.path = path
+        self.warnings: list[str] = [] if warnings is None else warnings
+
+    def __repr__(self) -> str:
+        return f"Config(data={self.data!r}, path={self.path!r}, warnings={self.warnings!r})"
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Config):
+            return NotImplemented
+        return (self.data, self.path, self.warnings) == (other.data, other.path, other.warnings)
+
+    __hash__ = None  # type: ignore[assignment]  # mutable, like the dataclass it replaced
 
     def __getitem__(self, key: str) -> Any:
         return self.data[key]
@@ -153,12 +167,19 @@ class Config:
         return node
 
 
+def _copy(node: dict[str, Any]) -> dict[str, Any]:
+    # copy.deepcopy for the schema's values (tables and immutable scalars), without importing copy.
+    return {key: _copy(value) if isinstance(value, dict) else value for key, value in node.items()}
+
+
 def default_config() -> Config:
-    return Config(copy.deepcopy(DEFAULTS))
+    return Config(_copy(DEFAULTS))
 
 
 def _line_of(text: str, path: tuple[str, ...]) -> int | None:
     """Best-effort line number of a key: TOML parsers do not report positions, so search the text."""
+    import re
+
     key = path[-1]
     table = path[:-1]
     in_table = not table
@@ -224,7 +245,8 @@ def load_config(path: str | None, *, required: bool = False) -> Config:
     if path is None:
         return config
     try:
-        raw = Path(path).read_bytes()
+        with open(path, "rb") as f:
+            raw = f.read()
     except FileNotFoundError:
         if required:
             raise errors.NotFound(f"config file {path} does not exist") from None
@@ -265,6 +287,8 @@ def to_toml(data: dict[str, Any]) -> str:
         return f'"{escaped}"'
 
     def key_text(key: str) -> str:
+        import re
+
         return key if re.match(r"^[A-Za-z0-9_-]+$", key) else scalar(key)
 
     def table(node: dict[str, Any], path: tuple[str, ...]) -> None:

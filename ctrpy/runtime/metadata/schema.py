@@ -26,7 +26,10 @@ migration (tests/test_metadata.py).
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 SCHEMA_V1 = """
 CREATE TABLE namespaces (
