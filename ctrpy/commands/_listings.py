@@ -6,7 +6,9 @@ The Click commands call these; so does the start-up fast path (commands/_root.py
 
 from __future__ import annotations
 
-from ctrpy.commands._text import docker_table, echo, emit_json, format_labels, human_age, human_size, table
+from ctrpy.commands._text import (
+    docker_table, echo, emit_json, format_labels, human_ages, human_size, table,
+)
 
 TYPE_CHECKING = False  # no typing at run time: this is the fast path's module (issue 17)
 if TYPE_CHECKING:
@@ -62,8 +64,9 @@ def containers_ls(obj: Any, filters: list[str], quiet: bool, fmt: str) -> None:
             if found:
                 echo("\n".join(row[0] for row in found))
         else:
+            ages = human_ages([row[3] for row in found])
             table(["CONTAINER", "IMAGE", "RUNTIME", "CREATED"],
-                  [(cid, image or "-", runtime, human_age(created)) for cid, image, runtime, created in found])
+                  [(cid, image or "-", runtime, age) for (cid, image, runtime, _), age in zip(found, ages)])
         return
     # Only the listed columns are read (ContainerStore.summaries): no spec is parsed for a table.
     items = obj.client.containers.summaries(filters)
@@ -73,8 +76,9 @@ def containers_ls(obj: Any, filters: list[str], quiet: bool, fmt: str) -> None:
     elif fmt == "json":
         emit_json([container_summary(c) for c in items])
     else:
+        ages = human_ages([c.created_at for c in items])
         table(["CONTAINER", "IMAGE", "RUNTIME", "CREATED"],
-              [(c.id, c.image or "-", c.runtime_name, human_age(c.created_at)) for c in items])
+              [(c.id, c.image or "-", c.runtime_name, age) for c, age in zip(items, ages)])
 
 
 def print_tasks(states: list[Any], quiet: bool, fmt: str) -> None:

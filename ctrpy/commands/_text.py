@@ -123,7 +123,35 @@ def human_age(stamp: str | None) -> str:
     """'3 minutes ago' style relative time."""
     if not stamp:
         return "-"
-    delta = max(0, int(time.time() - parse_timestamp(stamp)))
+    return _age_text(max(0, int(time.time() - parse_timestamp(stamp))))
+
+
+def human_ages(stamps: Iterable[str | None]) -> list[str]:
+    """human_age() of each stamp, for a listing's rows: the store's stamps (`...:SS.fffffffffZ`) of one
+    second are parsed once, when their fraction cannot change the text (the same at both ends of the
+    second); a parse per row was the largest per-row cost of `containers ls` (issue 17)."""
+    now = time.time()
+    known: dict[str, str | None] = {}
+    out = []
+    for stamp in stamps:
+        if not stamp:
+            out.append("-")
+            continue
+        text = None
+        if len(stamp) >= 20 and stamp[-1] == "Z" and stamp[19] in ".Z":  # UTC, so within [second, second + 1)
+            key = stamp[:19]
+            if key in known:
+                text = known[key]
+            else:
+                second = parse_timestamp(key + "Z")
+                latest = _age_text(max(0, int(now - second)))
+                text = known[key] = latest if _age_text(max(0, int(now - (second + 0.999999999)))) == latest \
+                    else None
+        out.append(text if text is not None else _age_text(max(0, int(now - parse_timestamp(stamp)))))
+    return out
+
+
+def _age_text(delta: int) -> str:
     for unit, secs in (("day", 86400), ("hour", 3600), ("minute", 60)):
         if delta >= secs:
             n = delta // secs
