@@ -163,3 +163,28 @@ def test_out_of_range_value_fails_every_command_with_exit_3(ctrpy: Any, dirs: An
         r = ctrpy(*argv)
         assert r.returncode == 3, r.stderr
         assert r.stderr == f"ctrpy: {path}:2: registry.progress_timeout must be greater than 0, not -1\n"
+
+
+def test_a_parsed_config_is_reused_only_for_the_same_bytes(tmp_path: Path) -> None:
+    # The second load of an unchanged file skips tomllib (issue 17: its import is a third of a listing's
+    # start-up) and gives the same config and warnings; a changed file is parsed again.
+    import subprocess
+
+    cfg = tmp_path / "ctrpy.toml"
+    cfg.write_text("version = 1\n[network]\nmtu = 1400\nbogus = 1\n")
+    script = ("import sys; from ctrpy.runtime.config import load_config; c = load_config(sys.argv[1]); "
+              "print(c.data['network']['mtu'], c.warnings, 'tomllib' in sys.modules)")
+
+    def load() -> str:
+        r = subprocess.run([sys.executable, "-c", script, str(cfg)], capture_output=True, text=True, timeout=60)
+        assert r.returncode == 0, r.stderr
+        return r.stdout.strip()
+
+    warning = [f"{cfg}:4: unknown key 'network.bogus' ignored"]
+    assert load() == f"1400 {warning} True"
+    assert load() == f"1400 {warning} False"
+    cfg.write_text("version = 1\n[network]\nmtu = 1300\nbogus = 1\n")
+    assert load() == f"1300 {warning} True"
+    assert load() == f"1300 {warning} False"
+    cfg.write_text("version = 1\n[network]\nmtu = 1300\n")
+    assert load() == "1300 [] True"

@@ -143,43 +143,72 @@ def test_newer_schema_version_is_refused_clearly(ctrpy: Any, dirs: Any) -> None:
 
 
 def test_migration_runs_in_order_and_a_failing_one_rolls_back(dirs: Any, monkeypatch: pytest.MonkeyPatch) -> None:
-    # A v1 database with content in it, made by the real code.
+    # A database at the current version with content in it, made by the real code.
+    current = schema.SCHEMA_VERSION
     db = DB(dirs.root)
     from ctrpy.runtime.metadata.namespaces import NamespaceStore
 
     NamespaceStore(db).create("kept", {"a": "1"})
     db.close()
 
-    def v1_to_v2(conn: sqlite3.Connection) -> None:
+    def next_one(conn: sqlite3.Connection) -> None:
         conn.execute("ALTER TABLE namespaces ADD COLUMN note TEXT NOT NULL DEFAULT 'migrated'")
 
-    def v2_to_v3_broken(conn: sqlite3.Connection) -> None:
+    def broken(conn: sqlite3.Connection) -> None:
         conn.execute("CREATE TABLE half_done (x)")
         raise RuntimeError("migration bug")
 
-    monkeypatch.setattr(schema, "MIGRATIONS", [v1_to_v2, v2_to_v3_broken])
-    monkeypatch.setattr(schema, "SCHEMA_VERSION", 3)
+    real = list(schema.MIGRATIONS)
+    monkeypatch.setattr(schema, "MIGRATIONS", real + [next_one, broken])
+    monkeypatch.setattr(schema, "SCHEMA_VERSION", current + 2)
     with pytest.raises(RuntimeError, match="migration bug"):
         DB(dirs.root).view().__enter__()
     conn = sqlite3.connect(dirs.root / "meta.db")
     try:
         # All or nothing: neither migration's change survived, the version is unchanged.
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == 1
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == current
         cols = [r[1] for r in conn.execute("PRAGMA table_info(namespaces)")]
         assert "note" not in cols
         assert conn.execute("SELECT name FROM sqlite_master WHERE name = 'half_done'").fetchone() is None
     finally:
         conn.close()
 
-    monkeypatch.setattr(schema, "MIGRATIONS", [v1_to_v2])
-    monkeypatch.setattr(schema, "SCHEMA_VERSION", 2)
+    monkeypatch.setattr(schema, "MIGRATIONS", real + [next_one])
+    monkeypatch.setattr(schema, "SCHEMA_VERSION", current + 1)
     db = DB(dirs.root)
     with db.view() as tx:
-        assert tx.execute("PRAGMA user_version").fetchone()[0] == 2
+        assert tx.execute("PRAGMA user_version").fetchone()[0] == current + 1
         assert [tuple(r) for r in tx.execute("SELECT name, labels, note FROM namespaces")] == [
             ("kept", '{"a":"1"}', "migrated")
         ]
     db.close()
+
+
+def test_v1_database_gains_the_containers_listing_index(ctrpy: Any, dirs: Any,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    # A version 1 database (before the index) holding a container, then opened by this ctrpy.
+    from ctrpy.runtime.metadata.containers import Container, ContainerStore
+
+    with monkeypatch.context() as m:
+        m.setattr(schema, "MIGRATIONS", [])
+        m.setattr(schema, "SCHEMA_VERSION", 1)
+        db = DB(dirs.root)
+        ContainerStore(db, "default").create(Container(id="old1", runtime_name="ctrpy", image="img:1"))
+        with db.view() as tx:
+            assert tx.execute("SELECT 1 FROM sqlite_master WHERE name = 'containers_listing'").fetchone() is None
+        db.close()
+    r = ctrpy("containers", "ls")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines()[1].split()[:3] == ["old1", "img:1", "ctrpy"]
+    conn = sqlite3.connect(dirs.root / "meta.db")
+    try:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == 2
+        plan = " ".join(str(row) for row in conn.execute(
+            "EXPLAIN QUERY PLAN SELECT id, image, runtime_name, created_at FROM containers WHERE namespace = ? "
+            "ORDER BY id", ("default",)))
+        assert "COVERING INDEX containers_listing" in plan
+    finally:
+        conn.close()
 
 
 def test_fresh_database_gets_current_version_without_migrations(dirs: Any) -> None:

@@ -58,6 +58,13 @@ def test_plain_listings_run_without_click(dirs: Any) -> None:
                   ["ps", "-aq"], ["-n", "other", "ps", "--all", "--quiet"]):
         _, mods = _modules(*base, *extra)
         assert "click" not in mods, extra
+    # Nor the standard library's heavy modules (issue 17: they were most of an empty `images ls`): the path
+    # through config, client, metadata.db and metadata.listing imports none of them.
+    heavy = {"typing", "dataclasses", "inspect", "pathlib", "re", "json", "copy", "ctrpy.runtime.metadata.images",
+             "ctrpy.runtime.metadata.containers", "ctrpy.runtime.content", "ctrpy.runtime.filters"}
+    for extra in (["images", "ls"], ["containers", "ls"], ["c", "ls", "-q"], ["i", "ls", "-q"]):
+        _, mods = _modules(*base, *extra)
+        assert not heavy & mods, (extra, sorted(heavy & mods))
     # Anything else goes through Click (here an unknown option, with Click's usage error).
     r = subprocess.run([CTRPY, *base, "images", "ls", "-x"], capture_output=True, text=True, timeout=60)
     assert r.returncode == 2 and "No such option" in r.stderr
@@ -97,4 +104,35 @@ def test_fast_listings_print_what_click_prints(seeded_registry: Any, dirs: Any) 
         assert (fast.returncode, same(fast.stdout), fast.stderr) == \
             (slow.returncode, same(slow.stdout), slow.stderr), args
     assert "layered:latest" in _both(*base, "images", "ls")[0].stdout
+    # A plain `containers ls` reads plain tuples (metadata.listing); a filtered one the store's records
+    # (ContainerStore.summaries): with a filter every container matches, they print the same.
+    plain = subprocess.run([CTRPY, *base, "containers", "ls"], capture_output=True, text=True, timeout=60)
+    for flt in (["id~=c"], ["-q", "id~=c"]):
+        filtered = subprocess.run([CTRPY, *base, "containers", "ls", *flt], capture_output=True, text=True,
+                                  timeout=60)
+        quiet = subprocess.run([CTRPY, *base, "containers", "ls", "-q"], capture_output=True, text=True, timeout=60)
+        want = quiet.stdout if "-q" in flt else plain.stdout
+        assert (filtered.returncode, re.sub(r" +", " ", ages.sub("AGE", filtered.stdout))) == \
+            (0, re.sub(r" +", " ", ages.sub("AGE", want))), flt
+    assert plain.stdout.split("\n")[1].split()[:3] == ["c0", "x", "ctrpy"]
     assert _both(*base, "--namespace=bad ns", "containers", "ls")[0].returncode == 3
+
+
+def test_listing_ages_are_human_age_of_each_row(monkeypatch: Any) -> None:
+    # human_ages() parses one stamp per second of creation: the text must be human_age()'s for every row,
+    # also where a row's fraction of a second decides it (near a unit's edge) and for stamps in other forms.
+    from ctrpy.commands import _text
+    from ctrpy.runtime import timefmt
+
+    now = 1_800_000_000.25
+    monkeypatch.setattr(_text.time, "time", lambda: now)
+    stamps: list[str | None] = [None, "", "2027-01-15T08:00:00Z", "2027-01-15T09:00:00+01:00",
+                                "2027-01-15T07:59:59.9Z", "2027-01-15T08:00:00.000000001Z"]
+    for back in (0, 0.1, 0.3, 0.9, 1, 59, 59.2, 59.3, 60, 60.2, 61, 3599.25, 3600.2, 3600.3, 86399.3, 86400.2,
+                 86400.26, 2 * 86400 + 0.25, 400 * 86400):
+        for frac in (0, 123456789, 250000000, 250000001, 999999999):
+            stamps.append(timefmt.format_ns(int(now - back) * 1_000_000_000 + frac))
+    ages = _text.human_ages(stamps)
+    assert ages == [_text.human_age(s) for s in stamps]
+    # Different texts within one second of creation: the per-second shortcut cannot have hidden an edge.
+    assert len(set(ages)) > 10 and {"1 minute ago", "59 seconds ago", "1 day ago"} <= set(ages)

@@ -6,7 +6,6 @@ and shell completion never import the runtime or the other groups. Aliases follo
 
 from __future__ import annotations
 
-import importlib
 import os
 import sys
 
@@ -23,6 +22,7 @@ if len(sys.argv) > 1 and sys.argv[0].endswith(("ctrpy", "__main__.py")):
 
     fast_path(sys.argv[1:])
 
+import importlib  # noqa: E402
 from typing import Any  # noqa: E402
 
 import click  # noqa: E402

@@ -6,14 +6,22 @@ The Click commands call these; so does the start-up fast path (commands/_root.py
 
 from __future__ import annotations
 
-from typing import Any
+from ctrpy.commands._text import (
+    docker_table, echo, emit_json, format_labels, human_ages, human_size, table,
+)
 
-from ctrpy.commands._text import docker_table, echo, emit_json, format_labels, human_age, human_size, table
+TYPE_CHECKING = False  # no typing at run time: this is the fast path's module (issue 17)
+if TYPE_CHECKING:
+    from typing import Any
 
 
 def images_ls(obj: Any, filters: list[str], quiet: bool, fmt: str) -> None:
     client = obj.client
-    found = client.images.list(filters)
+    found: list[Any] = []
+    # An empty store needs only one query: the image store's module (dataclasses, filters, content types)
+    # costs more start-up than the listing itself (issue 17).
+    if filters or _listing().has_images(client.db, client.namespace):
+        found = client.images.list(filters)
     if quiet:
         if found:
             echo("\n".join(image.name for image in found))
@@ -41,7 +49,25 @@ def container_summary(c: Any) -> dict[str, Any]:
             "updated_at": c.updated_at}
 
 
+def _listing() -> Any:
+    from ctrpy.runtime.metadata import listing
+
+    return listing
+
+
 def containers_ls(obj: Any, filters: list[str], quiet: bool, fmt: str) -> None:
+    if not filters and fmt != "json":
+        # Plain tuples of the printed columns (metadata.listing): no record objects, no store module.
+        client = obj.client
+        found = _listing().container_rows(client.db, client.namespace)
+        if quiet:
+            if found:
+                echo("\n".join(row[0] for row in found))
+        else:
+            ages = human_ages([row[3] for row in found])
+            table(["CONTAINER", "IMAGE", "RUNTIME", "CREATED"],
+                  [(cid, image or "-", runtime, age) for (cid, image, runtime, _), age in zip(found, ages)])
+        return
     # Only the listed columns are read (ContainerStore.summaries): no spec is parsed for a table.
     items = obj.client.containers.summaries(filters)
     if quiet:
@@ -50,8 +76,9 @@ def containers_ls(obj: Any, filters: list[str], quiet: bool, fmt: str) -> None:
     elif fmt == "json":
         emit_json([container_summary(c) for c in items])
     else:
+        ages = human_ages([c.created_at for c in items])
         table(["CONTAINER", "IMAGE", "RUNTIME", "CREATED"],
-              [(c.id, c.image or "-", c.runtime_name, human_age(c.created_at)) for c in items])
+              [(c.id, c.image or "-", c.runtime_name, age) for c, age in zip(items, ages)])
 
 
 def print_tasks(states: list[Any], quiet: bool, fmt: str) -> None:

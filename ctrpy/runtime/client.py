@@ -7,14 +7,17 @@ Every store is created on first use and imported lazily, so a command pays only 
 from __future__ import annotations
 
 import os
-from functools import cached_property
-from pathlib import Path
-from typing import TYPE_CHECKING
+from functools import cached_property  # functools comes with threading and sqlite3 anyway
 
 from ctrpy.runtime import errors
 from ctrpy.runtime.config import Config, default_config
 
+# No typing or pathlib at run time: the listings' fast path (commands/_root.py) builds a Client, and those
+# two cost more than an empty `images ls` does (issue 17). `root` and `state` become Paths on first use.
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from ctrpy.runtime.content import Store as ContentStore
     from ctrpy.runtime.metadata import DB
     from ctrpy.runtime.metadata.containers import ContainerStore
@@ -45,19 +48,31 @@ class Client:
         from ctrpy.runtime.metadata import validate_namespace
 
         self.config = config or default_config()
-        self.root = Path(root or self.config["root"])
-        self.state = Path(state or self.config["state"])
+        self._root = os.fspath(root or self.config["root"])
+        self._state = os.fspath(state or self.config["state"])
         self.namespace = validate_namespace(namespace)
+
+    @cached_property
+    def root(self) -> Path:
+        from pathlib import Path
+
+        return Path(self._root)
+
+    @cached_property
+    def state(self) -> Path:
+        from pathlib import Path
+
+        return Path(self._state)
 
     @cached_property
     def db(self) -> DB:
         from ctrpy.runtime.metadata import DB
 
-        return DB(self.root)
+        return DB(self._root)
 
     def with_namespace(self, namespace: str) -> Client:
         """A client on the same root for another namespace, sharing the database connection."""
-        other = Client(self.root, self.state, namespace, self.config)
+        other = Client(self._root, self._state, namespace, self.config)
         other.__dict__["db"] = self.db
         return other
 

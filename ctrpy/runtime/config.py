@@ -8,14 +8,16 @@ may take keys this file does not know.
 
 from __future__ import annotations
 
-import copy
-import re
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
+import os
 
 from ctrpy.runtime import errors
 from ctrpy.paths import DEFAULT_ROOT, DEFAULT_STATE
+
+# Every command loads the configuration, `images ls` on an empty store too: this module imports no typing,
+# dataclasses, copy, re or pathlib at run time (issue 17's start-up budget; tests/test_startup.py checks).
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 DEFAULTS: dict[str, Any] = {
     "version": 1,
@@ -91,7 +93,7 @@ _RUNTIME_KEYS: dict[str, type] = {"type": str, "binary": str, "root": str, "opti
 _RUNTIME_TYPES = ("builtin", "oci")
 
 
-def _check_range(here: tuple[str, ...], value: Any, location: str) -> None:
+def _check_range(here: tuple[str, ...], value: Any, text: str, source: str) -> None:
     limits = _RANGES.get(here)
     if limits is None:
         return
@@ -99,9 +101,17 @@ def _check_range(here: tuple[str, ...], value: Any, location: str) -> None:
     name = ".".join(here)
     if low is not None and (value <= low if exclusive else value < low):
         bound = f"greater than {low:g}" if exclusive else f"at least {low:g}"
-        raise errors.InvalidArgument(f"{location}: {name} must be {bound}, not {value!r}")
+        raise errors.InvalidArgument(f"{_location(text, here, source)}: {name} must be {bound}, not {value!r}")
     if high is not None and value > high:
-        raise errors.InvalidArgument(f"{location}: {name} must be at most {high:g}, not {value!r}")
+        raise errors.InvalidArgument(f"{_location(text, here, source)}: {name} must be at most {high:g}, "
+                                     f"not {value!r}")
+
+
+def _location(text: str, here: tuple[str, ...], source: str) -> str:
+    """`file:line` of a key for a message (`file` when the line is not found): searched only when a message
+    needs it, since the search compiles regular expressions."""
+    where = _line_of(text, here)
+    return f"{source}:{where}" if where else source
 
 
 def _check_runtime(name: str, table: Any, text: str, source: str) -> None:
@@ -126,6 +136,8 @@ def _check_runtime(name: str, table: Any, text: str, source: str) -> None:
 
 
 def _header_line(text: str, path: tuple[str, ...]) -> int | None:
+    import re
+
     for number, line in enumerate(text.splitlines(), 1):
         header = re.match(r"^\s*\[+([^\]]+)\]+", line)
         if header and tuple(p.strip().strip('"').strip("'") for p in header.group(1).split(".")) == path:
@@ -133,13 +145,25 @@ def _header_line(text: str, path: tuple[str, ...]) -> int | None:
     return None
 
 
-@dataclass
 class Config:
     """The effective configuration: defaults merged with the user's file."""
 
-    data: dict[str, Any]
-    path: str | None = None
-    warnings: list[str] = field(default_factory=list)
+    __slots__ = ("data", "path", "warnings")
+
+    def __init__(self, data: dict[str, Any], path: str | None = None, warnings: list[str] | None = None) -> None:
+        self.data = data
+        self.path = path
+        self.warnings: list[str] = [] if warnings is None else warnings
+
+    def __repr__(self) -> str:
+        return f"Config(data={self.data!r}, path={self.path!r}, warnings={self.warnings!r})"
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Config):
+            return NotImplemented
+        return (self.data, self.path, self.warnings) == (other.data, other.path, other.warnings)
+
+    __hash__ = None  # type: ignore[assignment]  # mutable, like the dataclass it replaced
 
     def __getitem__(self, key: str) -> Any:
         return self.data[key]
@@ -153,12 +177,19 @@ class Config:
         return node
 
 
+def _copy(node: dict[str, Any]) -> dict[str, Any]:
+    # copy.deepcopy for the schema's values (tables and immutable scalars), without importing copy.
+    return {key: _copy(value) if isinstance(value, dict) else value for key, value in node.items()}
+
+
 def default_config() -> Config:
-    return Config(copy.deepcopy(DEFAULTS))
+    return Config(_copy(DEFAULTS))
 
 
 def _line_of(text: str, path: tuple[str, ...]) -> int | None:
     """Best-effort line number of a key: TOML parsers do not report positions, so search the text."""
+    import re
+
     key = path[-1]
     table = path[:-1]
     in_table = not table
@@ -186,21 +217,19 @@ def _merge(
 ) -> None:
     for key, value in user.items():
         here = path + (key,)
-        where = _line_of(text, here)
-        location = f"{source}:{where}" if where else source
         if path == ("runtimes",):
             _check_runtime(key, value, text, source)
         if key not in base:
             if path[:1] in _OPEN_TABLES or path in _OPEN_TABLES:
                 base[key] = value
             else:
-                warnings.append(f"{location}: unknown key {'.'.join(here)!r} ignored")
+                warnings.append(f"{_location(text, here, source)}: unknown key {'.'.join(here)!r} ignored")
             continue
         expected = base[key]
         if isinstance(expected, dict):
             if not isinstance(value, dict):
                 raise errors.InvalidArgument(
-                    f"{location}: {'.'.join(here)} must be a table, not {_type_name(value)}"
+                    f"{_location(text, here, source)}: {'.'.join(here)} must be a table, not {_type_name(value)}"
                 )
             _merge(expected, value, here, text, source, warnings)
             continue
@@ -212,9 +241,9 @@ def _merge(
         if not ok:
             expected_name = "a number of seconds" if here in _SECONDS else _type_name(expected)
             raise errors.InvalidArgument(
-                f"{location}: {'.'.join(here)} must be {expected_name}, not {_type_name(value)} ({value!r})"
+                f"{_location(text, here, source)}: {'.'.join(here)} must be {expected_name}, not {_type_name(value)} ({value!r})"
             )
-        _check_range(here, value, location)
+        _check_range(here, value, text, source)
         base[key] = value
 
 
@@ -224,7 +253,8 @@ def load_config(path: str | None, *, required: bool = False) -> Config:
     if path is None:
         return config
     try:
-        raw = Path(path).read_bytes()
+        with open(path, "rb") as f:
+            raw = f.read()
     except FileNotFoundError:
         if required:
             raise errors.NotFound(f"config file {path} does not exist") from None
@@ -237,17 +267,73 @@ def load_config(path: str | None, *, required: bool = False) -> Config:
         line = raw[: exc.start].count(b"\n") + 1
         raise errors.InvalidArgument(f"{path}:{line}: not UTF-8 text (byte 0x{raw[exc.start]:02x} at offset "
                                      f"{exc.start}); TOML files must be UTF-8") from None
-    import tomllib as tomli  # tomli's code in the standard library since Python 3.11
+    user = _cached(path, raw)
+    if user is None:
+        import tomllib as tomli  # tomli's code in the standard library since Python 3.11
 
-    try:
-        user = tomli.loads(text)
-    except tomli.TOMLDecodeError as exc:
-        raise errors.InvalidArgument(f"{path}: invalid TOML: {exc}") from None
+        try:
+            user = tomli.loads(text)
+        except tomli.TOMLDecodeError as exc:
+            raise errors.InvalidArgument(f"{path}: invalid TOML: {exc}") from None
+        _cache(path, raw, user)
     config.path = path
     _merge(config.data, user, (), text, path, config.warnings)
     if config.data["version"] != 1:
         raise errors.InvalidArgument(f"{path}: unsupported config version {config.data['version']} (expected 1)")
     return config
+
+
+# The last config file parsed, as (CACHE_FORMAT, path, its bytes, what tomllib made of them), in marshal's
+# format: tomllib's import (typing, re, string, datetime) is ~8 ms, a third of a listing's start-up with a
+# config file (issue 17). Used only for the same path with byte-identical contents; one entry, root's only.
+CACHE_PATH = os.path.join(DEFAULT_STATE, "config.cache")
+CACHE_FORMAT = "ctrpy-config-cache-1"
+
+
+def _cached(path: str, raw: bytes) -> dict[str, Any] | None:
+    import marshal
+
+    try:
+        fd = os.open(CACHE_PATH, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+    except OSError:
+        return None
+    try:
+        st = os.fstat(fd)
+        if st.st_uid != os.geteuid() or st.st_mode & 0o022:
+            return None  # not written by us: never trust it
+        with os.fdopen(fd, "rb", closefd=False) as f:
+            entry = marshal.loads(f.read())
+    except (OSError, ValueError, EOFError, TypeError):
+        return None
+    finally:
+        os.close(fd)
+    if isinstance(entry, tuple) and len(entry) == 4 and entry[:3] == (CACHE_FORMAT, path, raw) \
+            and isinstance(entry[3], dict):
+        return entry[3]
+    return None
+
+
+def _cache(path: str, raw: bytes, user: dict[str, Any]) -> None:
+    import marshal
+
+    try:
+        data = marshal.dumps((CACHE_FORMAT, path, raw, user))
+    except ValueError:
+        return  # a value marshal cannot write (a TOML date): parse again next time
+    tmp = f"{CACHE_PATH}.{os.getpid()}"
+    try:
+        os.makedirs(DEFAULT_STATE, mode=0o711, exist_ok=True)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
+        try:
+            os.write(fd, data)
+        finally:
+            os.close(fd)
+        os.replace(tmp, CACHE_PATH)
+    except OSError:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
 
 
 def to_toml(data: dict[str, Any]) -> str:
@@ -265,6 +351,8 @@ def to_toml(data: dict[str, Any]) -> str:
         return f'"{escaped}"'
 
     def key_text(key: str) -> str:
+        import re
+
         return key if re.match(r"^[A-Za-z0-9_-]+$", key) else scalar(key)
 
     def table(node: dict[str, Any], path: tuple[str, ...]) -> None:

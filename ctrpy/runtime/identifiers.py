@@ -4,19 +4,53 @@ safe as path components, in labels and in cgroup paths."""
 
 from __future__ import annotations
 
-import re
-
 from ctrpy.runtime import errors
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import re
+
 MAX_LENGTH = 76
-PATTERN = re.compile(r"^[A-Za-z0-9]+(?:[._-][A-Za-z0-9]+)*$")
-# What an OCI runtime accepts as a container ID (runc's rule, which the built-in runtime follows as a drop-in
-# runtime): wider than ctrpy's own IDs, because other tools call runtimes with their own names.
-RUNTIME_ID_PATTERN = re.compile(r"^[\w+.-]{1,128}$")
+# The patterns are compiled on first use (module __getattr__): every command validates its namespace, and
+# `re` is not otherwise imported on the listings' fast path (issue 17). valid() checks PATTERN by hand.
+_PATTERNS = {
+    "PATTERN": r"^[A-Za-z0-9]+(?:[._-][A-Za-z0-9]+)*$",
+    # What an OCI runtime accepts as a container ID (runc's rule, which the built-in runtime follows as a
+    # drop-in runtime): wider than ctrpy's own IDs, because other tools call runtimes with their own names.
+    "RUNTIME_ID_PATTERN": r"^[\w+.-]{1,128}$",
+}
+_ALNUM = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789")
+_SEPARATORS = frozenset("._-")
+
+
+def __getattr__(name: str) -> re.Pattern[str]:
+    if name in _PATTERNS:
+        import re
+
+        value = globals()[name] = re.compile(_PATTERNS[name])
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def valid(name: str) -> bool:
-    return bool(name) and len(name) <= MAX_LENGTH and PATTERN.match(name) is not None
+    """PATTERN's rule: alphanumeric runs joined by single separators, at most MAX_LENGTH characters."""
+    if not name or len(name) > MAX_LENGTH:
+        return False
+    if name[-1] == "\n":
+        name = name[:-1]  # as PATTERN's `$` does (it matches before a final newline)
+    if not name or name[0] not in _ALNUM or name[-1] not in _ALNUM:
+        return False
+    previous_separator = False
+    for ch in name:
+        if ch in _SEPARATORS:
+            if previous_separator:
+                return False
+            previous_separator = True
+        elif ch in _ALNUM:
+            previous_separator = False
+        else:
+            return False
+    return True
 
 
 def validate(name: str, what: str) -> str:

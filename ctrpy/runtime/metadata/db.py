@@ -8,18 +8,21 @@ last committed state, and readers never block the writer.
 
 from __future__ import annotations
 
-import json
 import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
-from typing import Any
 
 from ctrpy.runtime import errors, identifiers, timefmt
 from ctrpy.runtime.metadata import lookup, schema
+
+# No typing or pathlib at run time (every listing opens the database: issue 17's start-up budget).
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+    from pathlib import Path
+    from typing import Any
 
 BUSY_TIMEOUT_MS = 60_000
 DB_FILENAME = lookup.DB_FILENAME
@@ -57,22 +60,40 @@ def validate_labels(labels: dict[str, str]) -> dict[str, str]:
 
 
 def dump_labels(labels: dict[str, str] | None) -> str:
+    import json  # json brings re: not imported for a listing that parses no document
+
     return json.dumps(validate_labels(dict(labels or {})), sort_keys=True, separators=(",", ":"))
 
 
 def load_json(text: str | None) -> Any:
-    return json.loads(text) if text else {}
+    if not text:
+        return {}
+    import json
+
+    return json.loads(text)
 
 
 class DB:
     """One SQLite metadata file, one connection per thread."""
 
     def __init__(self, root: str | os.PathLike[str]) -> None:
-        self.root = Path(root)
-        self.path = self.root / DB_FILENAME
+        self._root = _pure(root)
+        self._path = os.path.join(self._root, DB_FILENAME)
         self._local = threading.local()
         self._initialised = False
         self._reserve_checked = False
+
+    @property
+    def root(self) -> Path:
+        from pathlib import Path
+
+        return Path(self._root)
+
+    @property
+    def path(self) -> Path:
+        from pathlib import Path
+
+        return Path(self._path)
 
     def _connect(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
@@ -90,14 +111,14 @@ class DB:
         return conn
 
     def _keep_reserve(self) -> None:
-        path = self.root / RESERVE_FILENAME
-        if path.exists():
+        path = os.path.join(self._root, RESERVE_FILENAME)
+        if os.path.exists(path):
             return
         try:
-            st = os.statvfs(self.root)
+            st = os.statvfs(self._root)
             if st.f_bavail * st.f_frsize < 16 * RESERVE_BYTES:
                 return  # short of space already: do not take what is left
-            tmp = path.with_name(f".{RESERVE_FILENAME}.{os.getpid()}")
+            tmp = os.path.join(self._root, f".{RESERVE_FILENAME}.{os.getpid()}")
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
             try:
                 os.posix_fallocate(fd, 0, RESERVE_BYTES)
@@ -106,26 +127,26 @@ class DB:
             os.replace(tmp, path)
         except OSError:
             try:
-                os.unlink(self.root / f".{RESERVE_FILENAME}.{os.getpid()}")
+                os.unlink(os.path.join(self._root, f".{RESERVE_FILENAME}.{os.getpid()}"))
             except OSError:
                 pass
 
     def _release_reserve(self) -> bool:
         """Give the reserve back to the file system; False when it was already gone."""
         try:
-            os.unlink(self.root / RESERVE_FILENAME)
+            os.unlink(os.path.join(self._root, RESERVE_FILENAME))
             return True
         except FileNotFoundError:
             return False
 
     def _open(self) -> sqlite3.Connection:
         try:
-            self.root.mkdir(parents=True, exist_ok=True, mode=0o711)
+            os.makedirs(self._root, mode=0o711, exist_ok=True)
             conn = sqlite3.connect(
-                self.path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None, check_same_thread=True
+                self._path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None, check_same_thread=True
             )
         except sqlite3.Error as exc:
-            raise errors.Unavailable(f"cannot open metadata database {self.path}: {exc}") from exc
+            raise errors.Unavailable(f"cannot open metadata database {self._path}: {exc}") from exc
         except OSError as exc:
             raise errors.from_oserror(exc, "cannot create root directory") from exc
         conn.row_factory = sqlite3.Row
@@ -141,11 +162,11 @@ class DB:
         except sqlite3.OperationalError as exc:
             conn.close()
             if self._full(exc):
-                raise _no_space(self.path) from exc
+                raise _no_space(self._path) from exc
             raise
         except sqlite3.DatabaseError as exc:  # "file is not a database", "database disk image is malformed"
             conn.close()
-            raise errors.Internal(f"metadata database {self.path} is damaged: {exc}") from exc
+            raise errors.Internal(f"metadata database {self._path} is damaged: {exc}") from exc
         self._local.conn = conn
         return conn
 
@@ -157,7 +178,7 @@ class DB:
         if "disk I/O error" not in str(exc):
             return False
         try:
-            st = os.statvfs(self.root)
+            st = os.statvfs(self._root)
         except OSError:
             return False
         return st.f_bavail * st.f_frsize < (1 << 20) or st.f_favail == 0
@@ -173,7 +194,7 @@ class DB:
             version = conn.execute("PRAGMA user_version").fetchone()[0]
             if version > schema.SCHEMA_VERSION:
                 raise errors.FailedPrecondition(
-                    f"metadata database {self.path} has schema version {version}, newer than this ctrpy "
+                    f"metadata database {self._path} has schema version {version}, newer than this ctrpy "
                     f"understands ({schema.SCHEMA_VERSION}); upgrade ctrpy"
                 )
             if version == 0:
@@ -197,7 +218,7 @@ class DB:
                 return fn()
             except sqlite3.OperationalError as exc:
                 if self._full(exc):
-                    raise _no_space(self.path) from exc
+                    raise _no_space(self._path) from exc
                 if "locked" not in str(exc) and "busy" not in str(exc) or time.monotonic() > deadline:
                     raise errors.Unavailable(f"metadata database is busy: {exc}") from exc
                 time.sleep(delay)
@@ -214,7 +235,7 @@ class DB:
             self._rollback(conn)
             if self._full(exc):
                 self._release_reserve()  # the next command (gc, content abort, ...) can then write
-                raise _no_space(self.path) from exc
+                raise _no_space(self._path) from exc
             raise
         except BaseException:
             self._rollback(conn)
@@ -253,13 +274,13 @@ class DB:
             conn.execute("BEGIN")
         except sqlite3.OperationalError as exc:
             if self._full(exc):
-                raise _no_space(self.path) from exc
+                raise _no_space(self._path) from exc
             raise
         try:
             yield conn
         except sqlite3.OperationalError as exc:
             if self._full(exc):
-                raise _no_space(self.path) from exc
+                raise _no_space(self._path) from exc
             raise
         finally:
             conn.execute("ROLLBACK")
@@ -277,7 +298,14 @@ class DB:
         return [] if problems == ["ok"] else problems
 
 
-def _no_space(path: Path) -> errors.NoSpace:
+def _pure(path: str | os.PathLike[str]) -> str:
+    """str(pathlib.PurePosixPath(path)) without importing pathlib: the same spelling in messages."""
+    text = os.fspath(path)
+    head = "//" if text.startswith("//") and not text.startswith("///") else "/" if text.startswith("/") else ""
+    return head + "/".join(p for p in text.split("/") if p not in ("", ".")) or "."
+
+
+def _no_space(path: str | Path) -> errors.NoSpace:
     return errors.NoSpace(f"metadata database {path}: no space left on device (free space and retry; "
                           "`ctrpy gc` removes abandoned downloads)")
 
@@ -294,6 +322,8 @@ def ensure_namespace(tx: sqlite3.Connection, namespace: str) -> None:
 
 def append_event(tx: sqlite3.Connection, namespace: str, topic: str, payload: dict[str, Any]) -> None:
     """Record an event (topic like containerd's: /images/create, /tasks/exit) in the same transaction."""
+    import json
+
     tx.execute(
         "INSERT INTO events (timestamp, namespace, topic, payload) VALUES (?, ?, ?, ?)",
         (now(), namespace, topic, json.dumps(payload, sort_keys=True)),

@@ -26,7 +26,10 @@ migration (tests/test_metadata.py).
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 SCHEMA_V1 = """
 CREATE TABLE namespaces (
@@ -191,10 +194,18 @@ CREATE TABLE network_attachments (
 );
 """
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+
+
+def _v1_to_v2(conn: sqlite3.Connection) -> None:
+    # A covering index for the plain `containers ls` (metadata.listing.container_rows): its columns follow
+    # `spec` in the table, so without it SQLite walks every row's spec overflow pages to reach created_at
+    # (10,000 containers with a 9.6 kB spec: 16.7 ms for the query, 4.2 ms with the index; issue 17).
+    conn.execute("CREATE INDEX containers_listing ON containers (namespace, id, image, runtime_name, created_at)")
+
 
 # MIGRATIONS[i] upgrades a database at version i+1 to version i+2, inside one write transaction.
-MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = []
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_v1_to_v2]
 
 assert SCHEMA_VERSION == len(MIGRATIONS) + 1
 
