@@ -9,33 +9,15 @@ import os
 import re
 import subprocess
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from ctrpy.runtime.client import Client
 from support.runtimes import CTRPY, cgroup_dirs, cleanup  # noqa: F401 - fixtures
-from support.store import ingest_layout
-from support.testimages import busybox_layer, build_layout
+from support.store import busybox_image, busybox_layout  # noqa: F401 - the image and layout fixtures
 
 pytestmark = pytest.mark.usefixtures("cleanup")
-
-
-@pytest.fixture(scope="module")
-def layout(tmp_path_factory: Any) -> Path:
-    path = tmp_path_factory.mktemp("crash-layout") / "bb"
-    build_layout(path, [busybox_layer()])
-    return path
-
-
-@pytest.fixture
-def image(dirs: Any, layout: Path) -> Iterator[str]:
-    client = Client(dirs.root, dirs.state)
-    ingest_layout(client, layout, "bb")
-    client.db.close()
-    yield "bb"
 
 
 def mounts_under(path: Path) -> list[str]:

@@ -5,16 +5,12 @@ outlives its task keeps a plain, durable overlay; a restarted `--rm` container m
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from ctrpy.runtime.client import Client
 from support.runtimes import cleanup  # noqa: F401 - fixture
-from support.store import ingest_layout
-from support.testimages import busybox_layer, build_layout
+from support.store import busybox_image, busybox_layout  # noqa: F401 - the image and layout fixtures
 
 pytestmark = pytest.mark.usefixtures("cleanup")
 
@@ -25,21 +21,6 @@ ROOT_OPTIONS = "awk '$5 == \"/\" {print $NF}' /proc/self/mountinfo"
 def is_volatile(options: str) -> bool:
     # Linux 6.x shows the option as fsync=volatile, older kernels as volatile.
     return bool({"volatile", "fsync=volatile"} & set(options.strip().split(",")))
-
-
-@pytest.fixture(scope="module")
-def layout(tmp_path_factory: Any) -> Path:
-    path = tmp_path_factory.mktemp("volatile-layout") / "bb"
-    build_layout(path, [busybox_layer()])
-    return path
-
-
-@pytest.fixture
-def image(dirs: Any, layout: Path) -> Iterator[str]:
-    client = Client(dirs.root, dirs.state)
-    ingest_layout(client, layout, "bb")
-    client.db.close()
-    yield "bb"
 
 
 def test_run_rm_rootfs_is_volatile_and_others_are_not(ctrpy: Any, image: str) -> None:

@@ -8,8 +8,11 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from ctrpy.runtime.content import Descriptor
 
@@ -64,3 +67,24 @@ def ingest_layout(client: Any, layout: Path | str, name: str, desc: dict | None 
     _walk(client, layout, desc)
     target = Descriptor(desc["mediaType"], desc["digest"], desc["size"])
     return client.images.upsert(Image(name=name, target=target))
+
+
+@pytest.fixture(scope="module", name="layout")
+def busybox_layout(tmp_path_factory: Any) -> Path:
+    """A one-layer busybox image layout, built once per module (import `layout` and `image` as fixtures)."""
+    from support.testimages import build_layout, busybox_layer
+
+    path = tmp_path_factory.mktemp("bb-layout") / "bb"
+    build_layout(path, [busybox_layer()])
+    return path
+
+
+@pytest.fixture(name="image")
+def busybox_image(dirs: Any, layout: Path) -> Iterator[str]:
+    """`layout` ingested into the test's own root as image "bb"."""
+    from ctrpy.runtime.client import Client
+
+    client = Client(dirs.root, dirs.state)
+    ingest_layout(client, layout, "bb")
+    client.db.close()
+    yield "bb"
