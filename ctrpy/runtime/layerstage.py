@@ -1,0 +1,154 @@
+"""Layers applied ahead of their parents: the overlay fix-up of a staged layer (issue 17).
+
+The unpacker applies layer n+1 into an empty directory while layer n is still being applied
+(archive.apply_layer(staged=True)); once layer n is committed, `finish` turns that directory into exactly the
+upper dir the sequential apply through the mounted overlay would have left, looking at the layers below
+through the new snapshot's (still empty) overlay mount:
+
+- a directory made only as the parent of an entry takes the owner, mode and xattrs of the same directory
+  below (containerd's `mkparent`); when the path below is not a directory (a symlink: `/lib -> usr/lib`),
+  the sequential apply would have resolved through it, so the layer needs its parent (NeedsParent);
+- a directory entry over a directory below keeps the xattrs below that the layer does not set (overlay's
+  copy-up keeps them in the sequential apply);
+- a whiteout of something below becomes overlay's 0:0 character device, of nothing below nothing;
+- an opaque marker over a directory below becomes `trusted.overlay.opaque=y` (the directory made with the
+  attributes below when the layer has nothing in it);
+- without a `./` entry, the root takes its parent's owner, mode and times (as the snapshotter's prepare).
+Any path below that resolves through a symlink or a non-directory raises NeedsParent: the caller then
+applies the layer again, through the mount.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+
+from ctrpy.runtime.archive import NeedsParent, Staged
+
+_O_PATH = getattr(os, "O_PATH", 0o10000000)
+OPAQUE_XATTR = "trusted.overlay.opaque"
+
+
+class _Tree:
+    """Component-wise, never-following look-ups under one directory."""
+
+    def __init__(self, root: str) -> None:
+        self.fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+
+    def close(self) -> None:
+        os.close(self.fd)
+
+    def kind(self, rel: str) -> tuple[str, os.stat_result | None]:
+        """('dir'|'missing'|'other'|'symlink'|'path', stat): 'path' when a parent component is not a directory."""
+        parts = [p for p in rel.split("/") if p]
+        fd = os.dup(self.fd)
+        try:
+            for i, part in enumerate(parts):
+                try:
+                    st = os.stat(part, dir_fd=fd, follow_symlinks=False)
+                except FileNotFoundError:
+                    return "missing", None
+                last = i == len(parts) - 1
+                if stat.S_ISDIR(st.st_mode):
+                    if last:
+                        return "dir", st
+                    nfd = os.open(part, _O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=fd)
+                    os.close(fd)
+                    fd = nfd
+                    continue
+                if not last:
+                    return "path", st
+                return ("symlink" if stat.S_ISLNK(st.st_mode) else "other"), st
+            return "dir", os.fstat(fd)
+        finally:
+            os.close(fd)
+
+    def path(self, rel: str) -> str:
+        return f"/proc/self/fd/{self.fd}/{rel}" if rel else f"/proc/self/fd/{self.fd}"
+
+
+def _xattrs(path: str) -> dict[str, bytes]:
+    return {name: os.getxattr(path, name, follow_symlinks=False)
+            for name in os.listxattr(path, follow_symlinks=False) if not name.startswith("trusted.overlay.")}
+
+
+def _take_attrs(upper: _Tree, lower: _Tree, rel: str, st: os.stat_result, *, times: bool = False) -> None:
+    path = upper.path(rel)
+    os.chown(path, st.st_uid, st.st_gid, follow_symlinks=False)
+    os.chmod(path, stat.S_IMODE(st.st_mode))
+    for name, value in _xattrs(lower.path(rel)).items():
+        os.setxattr(path, name, value, follow_symlinks=False)
+    if times:
+        os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns), follow_symlinks=False)
+
+
+def _make_parents(upper: _Tree, lower: _Tree, rel: str) -> None:
+    """Create the missing directories of `rel` (itself included) in the upper dir, with the attributes below."""
+    parts = [p for p in rel.split("/") if p]
+    for i in range(1, len(parts) + 1):
+        sub = "/".join(parts[:i])
+        kind, _ = upper.kind(sub)
+        if kind == "dir":
+            continue
+        if kind != "missing":
+            raise NeedsParent(f"{sub!r} is not a directory in the layer")
+        lkind, lst = lower.kind(sub)
+        if lkind != "dir" or lst is None:
+            raise NeedsParent(f"{sub!r} is not a directory below the layer")
+        os.mkdir(upper.path(sub), 0o700)
+        _take_attrs(upper, lower, sub, lst, times=True)
+
+
+def finish(upper_dir: str, lower_dir: str, staged: Staged, root: os.stat_result) -> None:
+    """Fix up the staged `upper_dir` against the merged layers below at `lower_dir` (see the module text);
+    `root` is the attributes the snapshotter gave the new snapshot's root."""
+    upper = _Tree(upper_dir)
+    lower = _Tree(lower_dir)
+    try:
+        for rel in sorted(staged.implicit - staged.dirs):
+            ukind, _ = upper.kind(rel)
+            if ukind != "dir":
+                continue  # replaced by a later entry of the layer: nothing of it is a parent any more
+            lkind, lst = lower.kind(rel)
+            if lkind == "missing":
+                continue  # a new directory: the sequential apply made it the same way (0755, root)
+            if lkind != "dir" or lst is None:
+                raise NeedsParent(f"parent directory {rel!r} is not a directory below the layer")
+            _take_attrs(upper, lower, rel, lst)
+        for rel in sorted(staged.dirs):
+            if upper.kind(rel)[0] != "dir" or lower.kind(rel)[0] != "dir":
+                continue
+            have = set(os.listxattr(upper.path(rel), follow_symlinks=False))
+            for name, value in _xattrs(lower.path(rel)).items():
+                if name not in have:
+                    os.setxattr(upper.path(rel), name, value, follow_symlinks=False)
+        for rel in sorted(staged.opaques):
+            if not rel:
+                raise NeedsParent("an opaque marker in the root")
+            lkind, lst = lower.kind(rel)
+            if lkind in ("path", "symlink"):
+                raise NeedsParent(f"opaque directory {rel!r} resolves through a symlink below")
+            if lkind != "dir":
+                continue  # nothing below to hide
+            if upper.kind(rel)[0] == "missing":
+                _make_parents(upper, lower, rel)
+            os.setxattr(upper.path(rel), OPAQUE_XATTR, b"y", follow_symlinks=False)
+        for rel in sorted(staged.whiteouts):
+            lkind, _ = lower.kind(rel)
+            if lkind == "missing":
+                continue
+            if lkind == "path":
+                raise NeedsParent(f"whiteout {rel!r} resolves through a symlink below")
+            head, _, base = rel.rpartition("/")
+            if head:
+                _make_parents(upper, lower, head)
+            if upper.kind(rel)[0] != "missing":
+                raise NeedsParent(f"whiteout {rel!r} meets an entry of the layer")
+            os.mknod(upper.path(rel), stat.S_IFCHR, os.makedev(0, 0))
+        if not staged.root_entry:
+            os.chown(upper.path(""), root.st_uid, root.st_gid)
+            os.chmod(upper.path(""), stat.S_IMODE(root.st_mode))
+            os.utime(upper.path(""), ns=(root.st_atime_ns, root.st_mtime_ns))
+    finally:
+        upper.close()
+        lower.close()
