@@ -245,3 +245,48 @@ def test_killed_while_staging_leaves_only_leased_leftovers(ctrpy: Any, client: C
     assert os.listdir(base) == [] and out("leases", "ls", "-q") == ""
     top = unpack_image(client, "big")
     assert out("snapshots", "ls", "-q", f"name=={top}").splitlines() == [top]
+
+
+@pytest.mark.slow
+def test_streamed_pull_matches_sequential_unpack(seeded_registry: Any, dirs: Any, tmp_path: Path,
+                                                 test_images: Any) -> None:
+    """`ctrpy pull` on overlayfs (layers applied while they download, the next one staged) leaves the rootfs
+    a sequential unpack of the same image from the content store gives (gzip, zstd and plain layers with
+    whiteouts, an opaque directory and a hard link)."""
+    import subprocess
+    import sys
+
+    from ctrpy.runtime.unpack import resolve_chain
+
+    ref = f"{seeded_registry.host}/layered:latest"
+    r = subprocess.run([str(Path(sys.executable).parent / "ctrpy"), "--root", str(dirs.root), "--state",
+                        str(dirs.state), "pull", "--snapshotter", "overlayfs", ref],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+
+    def view(root: Path, state: Path, name: str, where: Path) -> dict[str, tuple]:
+        client = Client(root, state)
+        try:
+            _, chain = resolve_chain(client, name)
+            sn = client.snapshotter("overlayfs")
+            assert not [i for i in sn.list() if i.name.startswith(("stage-", "extract-"))]
+            mounts = sn.view("view", chain[-1])
+            where.mkdir()
+            mount_all(mounts, where)
+            try:
+                return tree(where)
+            finally:
+                unmount_all(where)
+                sn.remove("view")
+        finally:
+            client.db.close()
+
+    pulled = view(dirs.root, dirs.state, ref, tmp_path / "m1")
+    client = Client(tmp_path / "r2", tmp_path / "s2")
+    try:
+        unpack_image(client, ingest_layout(client, test_images.layered, "seq"), snapshotter="overlayfs",
+                     concurrent=False)
+    finally:
+        client.db.close()
+    assert pulled == view(tmp_path / "r2", tmp_path / "s2", "seq", tmp_path / "m2")
+    assert "data/gone.txt" not in pulled and "data/dir/new.txt" in pulled and "opt/tree" not in pulled
