@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from support.store import ingest_layout
-from support.testimages import LayerBuilder, build_layout
+from support.testimages import MTIME, LayerBuilder, build_layout
 
 from ctrpy.runtime import unpack as unpack_mod
 from ctrpy.runtime.client import Client
@@ -78,7 +78,8 @@ def tree(root: Path) -> dict[str, tuple]:
                 extra = os.readlink(path)
             xattrs = {} if stat.S_ISLNK(st.st_mode) else {
                 k: os.getxattr(path, k) for k in os.listxattr(path) if k.startswith("user.")}
-            times = st.st_mtime_ns if stat.S_ISREG(st.st_mode) or stat.S_ISLNK(st.st_mode) else None
+            # A directory's time is the layer's when the layer has an entry for it (else "now", in both ways).
+            times = st.st_mtime_ns if not stat.S_ISDIR(st.st_mode) else st.st_mtime_ns == MTIME * 10**9
             out[rel] = (stat.S_IFMT(st.st_mode), stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid, extra,
                         sorted(xattrs.items()), times)
     rst = os.stat(root)

@@ -109,6 +109,7 @@ class Staged:
     whiteouts: set[str]  # paths hidden from the layers below
     opaques: set[str]  # directories whose lower contents are hidden
     root_entry: bool
+    recreated: set[str]  # opaque directories without entries of the layer yet when their marker came
 
 
 @dataclass
@@ -143,6 +144,7 @@ class _Applier:
         self.dirs: set[str] = set()
         self.whiteouts: set[str] = set()
         self.opaques: set[str] = set()
+        self.recreated: set[str] = set()
         self.root_entry = False
         self.layer = layer
         self.rootfd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
@@ -457,6 +459,8 @@ class _Applier:
     def _record_whiteout(self, raw: str, parent: str, base: str) -> None:
         if base == WHITEOUT_OPAQUE:
             self.opaques.add(parent)
+            if parent not in self.touched:
+                self.recreated.add(parent)  # the sequential apply re-creates it (its parent's times change)
             return
         if base.startswith(WHITEOUT_META_PREFIX):
             return
@@ -479,7 +483,7 @@ class _Applier:
                 st = os.stat(last, dir_fd=self.dirfd(head, create=False), follow_symlinks=False)
                 if not stat.S_ISDIR(st.st_mode):
                     raise NeedsParent(f"opaque directory {path!r} is not a directory in the layer")
-        return Staged(self.implicit, self.dirs, self.whiteouts, self.opaques, self.root_entry)
+        return Staged(self.implicit, self.dirs, self.whiteouts, self.opaques, self.root_entry, self.recreated)
 
     def _staged_kind(self, rel: str) -> str:
         """'dir' when every component of `rel` is a real directory in the staged root, 'missing' when they

@@ -82,7 +82,28 @@ def _take_attrs(upper: _Tree, lower: _Tree, rel: str, st: os.stat_result, *, tim
         os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns), follow_symlinks=False)
 
 
-def _make_parents(upper: _Tree, lower: _Tree, rel: str) -> None:
+class _Times:
+    """The times of the layer's own directories, kept across the fix-up's changes in them: the sequential
+    apply sets a directory entry's times after every entry of the layer, whiteouts included."""
+
+    def __init__(self, upper: _Tree, staged: Staged) -> None:
+        self.upper = upper
+        self.staged = staged
+        self.saved: dict[str, tuple[int, int]] = {}
+
+    def changing(self, rel: str) -> None:
+        """Something is about to be created in directory `rel` of the upper dir."""
+        if rel in self.saved or not (rel in self.staged.dirs or (not rel and self.staged.root_entry)):
+            return
+        st = os.stat(self.upper.path(rel), follow_symlinks=False)
+        self.saved[rel] = (st.st_atime_ns, st.st_mtime_ns)
+
+    def restore(self) -> None:
+        for rel, times in sorted(self.saved.items(), key=lambda item: item[0].count("/"), reverse=True):
+            os.utime(self.upper.path(rel), ns=times, follow_symlinks=False)
+
+
+def _make_parents(upper: _Tree, lower: _Tree, rel: str, times: _Times, copied: dict[str, os.stat_result]) -> None:
     """Create the missing directories of `rel` (itself included) in the upper dir, with the attributes below."""
     parts = [p for p in rel.split("/") if p]
     for i in range(1, len(parts) + 1):
@@ -95,8 +116,10 @@ def _make_parents(upper: _Tree, lower: _Tree, rel: str) -> None:
         lkind, lst = lower.kind(sub)
         if lkind != "dir" or lst is None:
             raise NeedsParent(f"{sub!r} is not a directory below the layer")
+        times.changing(sub.rpartition("/")[0])
         os.mkdir(upper.path(sub), 0o700)
         _take_attrs(upper, lower, sub, lst, times=True)
+        copied[sub] = lst
 
 
 def finish(upper_dir: str, lower_dir: str, staged: Staged, root: os.stat_result) -> None:
@@ -104,6 +127,8 @@ def finish(upper_dir: str, lower_dir: str, staged: Staged, root: os.stat_result)
     `root` is the attributes the snapshotter gave the new snapshot's root."""
     upper = _Tree(upper_dir)
     lower = _Tree(lower_dir)
+    times = _Times(upper, staged)
+    copied: dict[str, os.stat_result] = {}  # parent directories the sequential apply would have copied up
     try:
         for rel in sorted(staged.implicit - staged.dirs):
             ukind, _ = upper.kind(rel)
@@ -115,6 +140,7 @@ def finish(upper_dir: str, lower_dir: str, staged: Staged, root: os.stat_result)
             if lkind != "dir" or lst is None:
                 raise NeedsParent(f"parent directory {rel!r} is not a directory below the layer")
             _take_attrs(upper, lower, rel, lst)
+            copied[rel] = lst
         for rel in sorted(staged.dirs):
             if upper.kind(rel)[0] != "dir" or lower.kind(rel)[0] != "dir":
                 continue
@@ -131,7 +157,7 @@ def finish(upper_dir: str, lower_dir: str, staged: Staged, root: os.stat_result)
             if lkind != "dir":
                 continue  # nothing below to hide
             if upper.kind(rel)[0] == "missing":
-                _make_parents(upper, lower, rel)
+                _make_parents(upper, lower, rel, times, copied)
             os.setxattr(upper.path(rel), OPAQUE_XATTR, b"y", follow_symlinks=False)
         for rel in sorted(staged.whiteouts):
             lkind, _ = lower.kind(rel)
@@ -141,14 +167,29 @@ def finish(upper_dir: str, lower_dir: str, staged: Staged, root: os.stat_result)
                 raise NeedsParent(f"whiteout {rel!r} resolves through a symlink below")
             head, _, base = rel.rpartition("/")
             if head:
-                _make_parents(upper, lower, head)
+                _make_parents(upper, lower, head, times, copied)
             if upper.kind(rel)[0] != "missing":
                 raise NeedsParent(f"whiteout {rel!r} meets an entry of the layer")
+            times.changing(head)
             os.mknod(upper.path(rel), stat.S_IFCHR, os.makedev(0, 0))
+        # A copied-up directory keeps the times below unless something was created or removed right in it
+        # (copying up a directory below it, or a directory entry over one below, does not count; an opaque
+        # directory the sequential apply re-creates does).
+        def kept(child: str) -> bool:
+            if child in staged.recreated and lower.kind(child)[0] == "dir":
+                return False
+            return child in copied or (child in staged.dirs and lower.kind(child)[0] == "dir")
+
+        for rel in sorted(copied, key=lambda r: r.count("/"), reverse=True):
+            prefix = f"{rel}/" if rel else ""
+            if all(kept(prefix + name) for name in os.listdir(upper.path(rel))):
+                st = copied[rel]
+                os.utime(upper.path(rel), ns=(st.st_atime_ns, st.st_mtime_ns), follow_symlinks=False)
         if not staged.root_entry:
             os.chown(upper.path(""), root.st_uid, root.st_gid)
             os.chmod(upper.path(""), stat.S_IMODE(root.st_mode))
             os.utime(upper.path(""), ns=(root.st_atime_ns, root.st_mtime_ns))
+        times.restore()
     finally:
         upper.close()
         lower.close()
