@@ -83,7 +83,7 @@ def tree(root: Path) -> dict[str, tuple]:
             out[rel] = (stat.S_IFMT(st.st_mode), stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid, extra,
                         sorted(xattrs.items()), times)
     rst = os.stat(root)
-    out["<root>"] = (stat.S_IMODE(rst.st_mode), rst.st_uid, rst.st_gid)
+    out["<root>"] = (stat.S_IMODE(rst.st_mode), rst.st_uid, rst.st_gid, rst.st_mtime_ns == MTIME * 10**9)
     out["<hardlinks>"] = tuple(sorted(tuple(sorted(v)) for v in inodes.values() if len(v) > 1))
     return out
 

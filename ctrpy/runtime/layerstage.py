@@ -188,7 +188,8 @@ def finish(upper_dir: str, lower_dir: str, staged: Staged, root: os.stat_result)
         if not staged.root_entry:
             os.chown(upper.path(""), root.st_uid, root.st_gid)
             os.chmod(upper.path(""), stat.S_IMODE(root.st_mode))
-            os.utime(upper.path(""), ns=(root.st_atime_ns, root.st_mtime_ns))
+            if all(kept(name) for name in os.listdir(upper.path(""))):
+                os.utime(upper.path(""), ns=(root.st_atime_ns, root.st_mtime_ns))
         times.restore()
     finally:
         upper.close()
