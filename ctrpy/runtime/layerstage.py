@@ -13,7 +13,10 @@ through the new snapshot's (still empty) overlay mount:
 - a whiteout of something below becomes overlay's 0:0 character device, of nothing below nothing;
 - an opaque marker over a directory below becomes `trusted.overlay.opaque=y` (the directory made with the
   attributes below when the layer has nothing in it);
-- without a `./` entry, the root takes its parent's owner, mode and times (as the snapshotter's prepare).
+- without a `./` entry, the root takes its parent's owner, mode and times (as the snapshotter's prepare);
+- directory times end as the sequential apply leaves them: the layer's own directories keep their entry's
+  times through the fix-up, a directory copied up from below keeps the times below unless something was
+  created or removed right in it (then "now", like the sequential apply's).
 Any path below that resolves through a symlink or a non-directory raises NeedsParent: the caller then
 applies the layer again, through the mount.
 """
