@@ -42,7 +42,8 @@ def layers() -> list[bytes]:
     base.symlink("lib", "usr/lib").file("usr/lib/libc.so", "libc\n").file("srv/f", "f\n")
     base.file("etc/passwd", "root:x:0:0::/:/bin/sh\n").file("etc/gone", "gone\n").file("opt/x/y", "y\n")
     base.file("data/dir/a", "a\n").file("data/dir/b", "b\n").dir("var/cache", 0o700, 3, 4)
-    base.file("var/cache/old", "old\n").file("keep/k", "k\n")
+    base.file("var/cache/old", "old\n").file("keep/k", "k\n").dir("keep2").dir("keep2/sub", 0o700, 9, 9)
+    _with_xattrs(base, "dir", "keep2/e", {"user.e": "e"})
     # Staged as is: implicit parents take the attributes below, whiteouts of files and directories, an opaque
     # directory the layer has no entry for, a directory entry over a lower one with xattrs, hard links
     # within the layer, whiteouts and opaque markers of nothing.
@@ -58,7 +59,9 @@ def layers() -> list[bytes]:
     # Staged again, above the fallbacks: an opaque directory with entries of the layer, a whiteout below an
     # implicit parent.
     last = (LayerBuilder().dir("var/cache", 0o755).opaque("var/cache").file("var/cache/only", "1\n")
-            .whiteout("usr/lib/libc.so"))
+            .whiteout("usr/lib/libc.so")
+            # The marker first: the sequential apply re-creates keep2 empty, so nothing below shows through.
+            .opaque("keep2").file("keep2/sub/x", "x\n").dir("keep2/e").whiteout("keep2/gone"))
     return [base.bytes(), plain.bytes(), through_symlink.bytes(), lower_link.bytes(), recreate.bytes(), last.bytes()]
 
 
@@ -140,6 +143,7 @@ def test_concurrent_unpack_matches_sequential(dirs: Any, tmp_path: Path, monkeyp
     assert {"usr/lib/new.so", "usr/lib/added", "new/h", "keep/new", "var/cache/only", "data/dir"} <= set(conc)
     assert ("etc/hard", "etc/passwd") in conc["<hardlinks>"] and ("new/f", "new/h") in conc["<hardlinks>"]
     assert stat.S_ISLNK(conc["lib"][0]) and conc["var/cache"][1] == 0o755
+    assert conc["keep2/sub"][1:4] == (0o755, 0, 0) and conc["keep2/e"][5] == []
 
 
 def test_failed_layers_leave_nothing_staged(client: Client, tmp_path: Path) -> None:

@@ -132,12 +132,21 @@ def finish(upper_dir: str, lower_dir: str, staged: Staged, root: os.stat_result)
     lower = _Tree(lower_dir)
     times = _Times(upper, staged)
     copied: dict[str, os.stat_result] = {}  # parent directories the sequential apply would have copied up
+
+    def below(rel: str) -> tuple[str, os.stat_result | None]:
+        # Below a directory the sequential apply re-created for an opaque marker (the marker came before any
+        # entry of the layer in it), nothing of the lower layers is left to look at.
+        parts = rel.split("/")
+        if any("/".join(parts[:i]) in staged.recreated for i in range(1, len(parts))):
+            return "missing", None
+        return lower.kind(rel)
+
     try:
         for rel in sorted(staged.implicit - staged.dirs):
             ukind, _ = upper.kind(rel)
             if ukind != "dir":
                 continue  # replaced by a later entry of the layer: nothing of it is a parent any more
-            lkind, lst = lower.kind(rel)
+            lkind, lst = below(rel)
             if lkind == "missing":
                 continue  # a new directory: the sequential apply made it the same way (0755, root)
             if lkind != "dir" or lst is None:
@@ -145,7 +154,7 @@ def finish(upper_dir: str, lower_dir: str, staged: Staged, root: os.stat_result)
             _take_attrs(upper, lower, rel, lst)
             copied[rel] = lst
         for rel in sorted(staged.dirs):
-            if upper.kind(rel)[0] != "dir" or lower.kind(rel)[0] != "dir":
+            if upper.kind(rel)[0] != "dir" or below(rel)[0] != "dir":
                 continue
             have = set(os.listxattr(upper.path(rel), follow_symlinks=False))
             for name, value in _xattrs(lower.path(rel)).items():
@@ -154,7 +163,7 @@ def finish(upper_dir: str, lower_dir: str, staged: Staged, root: os.stat_result)
         for rel in sorted(staged.opaques):
             if not rel:
                 raise NeedsParent("an opaque marker in the root")
-            lkind, lst = lower.kind(rel)
+            lkind, lst = below(rel)
             if lkind in ("path", "symlink"):
                 raise NeedsParent(f"opaque directory {rel!r} resolves through a symlink below")
             if lkind != "dir":
@@ -163,7 +172,7 @@ def finish(upper_dir: str, lower_dir: str, staged: Staged, root: os.stat_result)
                 _make_parents(upper, lower, rel, times, copied)
             os.setxattr(upper.path(rel), OPAQUE_XATTR, b"y", follow_symlinks=False)
         for rel in sorted(staged.whiteouts):
-            lkind, _ = lower.kind(rel)
+            lkind, _ = below(rel)
             if lkind == "missing":
                 continue
             if lkind == "path":
@@ -179,15 +188,20 @@ def finish(upper_dir: str, lower_dir: str, staged: Staged, root: os.stat_result)
         # (copying up a directory below it, or a directory entry over one below, does not count; an opaque
         # directory the sequential apply re-creates does).
         def kept(child: str) -> bool:
-            if child in staged.recreated and lower.kind(child)[0] == "dir":
+            if child in staged.recreated and below(child)[0] == "dir":
                 return False
-            return child in copied or (child in staged.dirs and lower.kind(child)[0] == "dir")
+            return child in copied or (child in staged.dirs and below(child)[0] == "dir")
 
         for rel in sorted(copied, key=lambda r: r.count("/"), reverse=True):
             prefix = f"{rel}/" if rel else ""
             if all(kept(prefix + name) for name in os.listdir(upper.path(rel))):
                 st = copied[rel]
                 os.utime(upper.path(rel), ns=(st.st_atime_ns, st.st_mtime_ns), follow_symlinks=False)
+        for rel in staged.recreated - staged.dirs:
+            # The sequential apply re-creates it with the times below, set after the layer's entries.
+            lkind, lst = below(rel)
+            if rel and lkind == "dir" and lst is not None and upper.kind(rel)[0] == "dir":
+                os.utime(upper.path(rel), ns=(lst.st_atime_ns, lst.st_mtime_ns), follow_symlinks=False)
         if not staged.root_entry:
             os.chown(upper.path(""), root.st_uid, root.st_gid)
             os.chmod(upper.path(""), stat.S_IMODE(root.st_mode))
