@@ -295,3 +295,25 @@ def test_streamed_pull_matches_sequential_unpack(seeded_registry: Any, dirs: Any
         client.db.close()
     assert pulled == view(tmp_path / "r2", tmp_path / "s2", "seq", tmp_path / "m2")
     assert "data/gone.txt" not in pulled and "data/dir/new.txt" in pulled and "opt/tree" not in pulled
+
+
+def test_opaque_marker_after_entries_goes_through_the_mount(dirs: Any, tmp_path: Path,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """An opaque marker after entries of the layer in its directory (the sequential apply prunes at that point,
+    so what comes later depends on the order): that layer is applied through the mount, same rootfs."""
+    base = LayerBuilder().dir("d").dir("d/sub", 0o700, 9, 9).file("d/sub/old", "o").file("d/old", "o").bytes()
+    top = LayerBuilder().file("d/a", "a").opaque("d").file("d/sub/x", "x").bytes()
+    build_layout(tmp_path / "layout", [base, top, LayerBuilder().file("z", "z").bytes()], compression="gzip")
+    used: list[str] = []
+    real = unpack_mod._use_staged
+
+    def counting(client: Client, sn: Any, stager: Any, key: str, mounts: Any) -> None:
+        real(client, sn, stager, key, mounts)
+        used.append(key.split()[1])
+
+    monkeypatch.setattr(unpack_mod, "_use_staged", counting)
+    seq = _unpack(tmp_path / "r1", tmp_path / "s1", tmp_path / "layout", False, tmp_path / "m1")
+    conc = _unpack(dirs.root, dirs.state, tmp_path / "layout", True, tmp_path / "m2")
+    assert len(used) == 1  # only the last layer was staged
+    assert conc == seq
+    assert "d/old" not in conc and "d/sub/old" not in conc and conc["d/sub"][1:4] == (0o755, 0, 0)

@@ -168,6 +168,10 @@ def finish(upper_dir: str, lower_dir: str, staged: Staged, root: os.stat_result)
                 raise NeedsParent(f"opaque directory {rel!r} resolves through a symlink below")
             if lkind != "dir":
                 continue  # nothing below to hide
+            if rel not in staged.recreated:
+                # The marker came after entries of the layer in it: the sequential apply then prunes what is
+                # below at that point, and what the layer puts there later depends on the order.
+                raise NeedsParent(f"opaque marker of {rel!r} after entries of the layer in it")
             if upper.kind(rel)[0] == "missing":
                 _make_parents(upper, lower, rel, times, copied)
             os.setxattr(upper.path(rel), OPAQUE_XATTR, b"y", follow_symlinks=False)
