@@ -296,7 +296,7 @@ import sys
 sys.path.insert(0, sys.argv[3])
 from ctrpy.runtime.client import Client
 from ctrpy.runtime.unpack import unpack_image
-unpack_image(Client(sys.argv[1], sys.argv[2]), "big", "overlayfs")
+unpack_image(Client(sys.argv[1], sys.argv[2]), "big", "overlayfs", concurrent=sys.argv[4] == "1")
 """
 
 
@@ -311,8 +311,9 @@ def test_killed_unpack_leftovers_swept_after_lease_expires(ctrpy: Any, client: C
     ingest_layout(client, tmp_path / "big", "big")
     tmpmounts = str(TempMounts(dirs.root).base)
 
-    proc = subprocess.Popen([sys.executable, "-c", CHILD_UNPACK, str(dirs.root), str(dirs.state), str(TESTS.parent)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    # Sequential: the layer is applied through a mount (a staged layer's kill is in test_unpack_staged.py).
+    proc = subprocess.Popen([sys.executable, "-c", CHILD_UNPACK, str(dirs.root), str(dirs.state), str(TESTS.parent),
+                             "0"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         deadline = time.monotonic() + 60
         while not mount_points_under(tmpmounts) and proc.poll() is None and time.monotonic() < deadline:

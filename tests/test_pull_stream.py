@@ -51,9 +51,9 @@ def _is_locked(path: Path) -> bool:
         os.close(fd)
 
 
-def _pull(dirs: Any, ref: str, *extra: str) -> subprocess.Popen:
+def _pull(dirs: Any, ref: str, *extra: str, snapshotter: str = "native") -> subprocess.Popen:
     return subprocess.Popen([CTRPY, "--root", str(dirs.root), "--state", str(dirs.state), "pull",
-                             "--snapshotter", "native", *extra, ref],
+                             "--snapshotter", snapshotter, *extra, ref],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
@@ -76,11 +76,11 @@ def _finish(procs: list[subprocess.Popen], timeout: float = 120) -> list[tuple[s
                 p.wait()
 
 
-def _snapshots(dirs: Any) -> list[tuple[str, str]]:
-    """(kind, name) of every snapshot in the native snapshotter, as `snapshots ls` shows them."""
+def _snapshots(dirs: Any, snapshotter: str = "native") -> list[tuple[str, str]]:
+    """(kind, name) of every snapshot in `snapshotter`, as `snapshots ls` shows them."""
     client = Client(dirs.root, dirs.state)
     out: list[tuple[str, str]] = []
-    client.snapshotter("native").walk(lambda info: out.append((info.kind, info.name)))
+    client.snapshotter(snapshotter).walk(lambda info: out.append((info.kind, info.name)))
     return out
 
 
@@ -156,16 +156,18 @@ def test_resumed_download_applies_the_whole_layer(fault_proxy: FaultProxy, dirs:
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("snapshotter", ["native", "overlayfs"])  # overlayfs: layers staged ahead too
 def test_concurrent_pulls_apply_each_shared_layer_once(seeded_registry: Registry, dirs: Any,
-                                                      test_images: Any) -> None:
+                                                      test_images: Any, snapshotter: str) -> None:
     # `layered` (OCI: gzip, zstd, none, gzip) and `docker` (schema2, all gzip) hold the same four layers as
     # different blobs: the same four chain IDs. The test holds the first chain's lock so both pulls queue.
-    lock = _lock_path(dirs, _busybox_chain())
+    lock = _lock_path(dirs, _busybox_chain(), snapshotter)
     lock.parent.mkdir(parents=True)
     fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o600)
     fcntl.flock(fd, fcntl.LOCK_EX)
     try:
-        procs = [_pull(dirs, f"{seeded_registry.host}/{name}:latest") for name in ("layered", "docker")]
+        procs = [_pull(dirs, f"{seeded_registry.host}/{name}:latest", snapshotter=snapshotter)
+                 for name in ("layered", "docker")]
         time.sleep(1.5)
         assert [p.poll() for p in procs] == [None, None]  # both wait for the first layer
     finally:
@@ -175,7 +177,7 @@ def test_concurrent_pulls_apply_each_shared_layer_once(seeded_registry: Registry
     assert [p.returncode for p in procs] == [0, 0], results
     applied = sum(err.count(": unpacked") for _, err in results)
     assert applied == 4, results  # each of the 4 chains applied by one pull; the other found it committed
-    assert sorted(kind for kind, _ in _snapshots(dirs)) == ["committed"] * 4
+    assert sorted(kind for kind, _ in _snapshots(dirs, snapshotter)) == ["committed"] * 4
     assert not list((dirs.root / "locks").iterdir())  # released locks are removed
 
 

@@ -10,6 +10,8 @@ Semantics (OCI image-spec, "Image Layer Filesystem Changeset"):
   put in its directory. Both are applied as deletions through the mounted snapshot: on overlayfs the
   kernel turns them into 0:0 character devices and a `trusted.overlay.opaque=y` directory (an opaque
   directory is re-created, so it gets the xattr), on native they are plain deletions.
+  A staged apply (`staged=True`, an empty root that becomes an overlay upper dir) only records them, and
+  the parent directories it makes on the way; ctrpy.runtime.layerstage writes them in overlay's format.
 
 Safety: a layer can never write outside `root`.
 - names are made relative (a leading `/` is dropped, as tar does); a `..` component is rejected;
@@ -92,11 +94,30 @@ class LayerError(errors.InvalidArgument):
     """A layer that cannot be applied: malformed or trying to escape its root."""
 
 
+class NeedsParent(Exception):
+    """A layer staged on its own (apply_layer(staged=True)) whose result depends on the layers below it in a
+    way staging does not reproduce (a hard link to a lower file, a whiteout of something this layer also
+    writes, a path through this layer's symlinks): apply it through its parent's mount instead."""
+
+
+@dataclass
+class Staged:
+    """What a staged apply left for the fix-up against the layers below (unpack.finish_staged)."""
+
+    implicit: set[str]  # directories created only as parents of entries (their attributes come from below)
+    dirs: set[str]  # directories the layer has entries for
+    whiteouts: set[str]  # paths hidden from the layers below
+    opaques: set[str]  # directories whose lower contents are hidden
+    root_entry: bool
+    recreated: set[str]  # opaque directories without entries of the layer yet when their marker came
+
+
 @dataclass
 class ApplyStats:
     entries: int = 0
     bytes: int = 0
     whiteouts: int = 0
+    staged: Staged | None = None
 
 
 def clean_name(name: str) -> str:
@@ -112,8 +133,19 @@ def clean_name(name: str) -> str:
 
 
 class _Applier:
-    def __init__(self, root: str, layer: str) -> None:
+    def __init__(self, root: str, layer: str, staged: bool = False) -> None:
         self.root = root
+        # Staged: the root is an empty directory that becomes the layer's overlay upper dir, without the
+        # layers below in sight. Whiteouts and opaque directories are only recorded (unpack.finish_staged
+        # writes them in overlay's format once the parent is known), and parent directories made on the way
+        # are recorded so that they can take the attributes of the same directories below.
+        self.staged = staged
+        self.implicit: set[str] = set()
+        self.dirs: set[str] = set()
+        self.whiteouts: set[str] = set()
+        self.opaques: set[str] = set()
+        self.recreated: set[str] = set()
+        self.root_entry = False
         self.layer = layer
         self.rootfd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         self.proc_root = f"/proc/self/fd/{self.rootfd}"
@@ -198,6 +230,7 @@ class _Applier:
                         raise
                     os.mkdir(part, 0o755, dir_fd=fd)
                     st = os.stat(part, dir_fd=fd, follow_symlinks=False)
+                    self.implicit.add("/".join([*cur, part]))
                 if stat.S_ISLNK(st.st_mode):
                     hops += 1
                     if hops > 40:
@@ -263,6 +296,7 @@ class _Applier:
             self._whiteout(raw, parent, base)
             return
         if not rel:
+            self.root_entry = True
             self._root_attrs(member)
             return
         pfd = self.dirfd(parent)
@@ -288,6 +322,7 @@ class _Applier:
                         self._remove(pfd, base, existing, rel)
                     os.mkdir(base, 0o700, dir_fd=pfd)
             self._mark_written(rel)
+            self.dirs.add(rel)
             self._attrs(pfd, base, member, is_dir=True, rel=rel)
             return
         existing = self._lstat(pfd, base)
@@ -351,6 +386,8 @@ class _Applier:
             tpfd = self.dirfd(tparent, create=False)
             os.link(tbase, base, src_dir_fd=tpfd, dst_dir_fd=pfd, follow_symlinks=False)
         except FileNotFoundError:
+            if self.staged:
+                raise NeedsParent(f"hard link {raw!r} to {member.linkname!r}, not in this layer") from None
             raise self.fail(raw, f"hard link target {member.linkname!r} does not exist in the layer's root") from None
         except PermissionError as exc:
             raise self.fail(raw, f"hard link to {member.linkname!r}: {exc.strerror}") from None
@@ -395,6 +432,9 @@ class _Applier:
     def _whiteout(self, raw: str, parent: str, base: str) -> None:
         # Whiteouts hide what lower layers hold; entries of this same layer are never hidden (OCI image-spec).
         self.stats.whiteouts += 1
+        if self.staged:
+            self._record_whiteout(raw, parent, base)
+            return
         try:
             pfd = self.dirfd(parent, create=False)
         except (FileNotFoundError, NotADirectoryError):
@@ -415,6 +455,57 @@ class _Applier:
             self._prune(vrel)  # this layer put things below it: keep those, hide the rest
         else:
             self._remove(pfd, victim, st, vrel)
+
+    def _record_whiteout(self, raw: str, parent: str, base: str) -> None:
+        if base == WHITEOUT_OPAQUE:
+            self.opaques.add(parent)
+            if parent not in self.touched:
+                self.recreated.add(parent)  # the sequential apply re-creates it (its parent's times change)
+            return
+        if base.startswith(WHITEOUT_META_PREFIX):
+            return
+        victim = base[len(WHITEOUT_PREFIX):]
+        if victim in ("", ".", "..") or "/" in victim:
+            raise self.fail(raw, f"whiteout of {victim!r} is not allowed")
+        self.whiteouts.add(f"{parent}/{victim}" if parent else victim)
+
+    def staged_result(self) -> Staged:
+        """The record of a staged apply, once every entry is in; NeedsParent where staging cannot stand in
+        for the sequential apply."""
+        for path in self.whiteouts | self.opaques:
+            # The path must resolve to the same place without this layer's symlinks, and a whiteout of
+            # something this layer also writes depends on the entries' order: both are left to the mount.
+            head, _, last = path.rpartition("/")
+            kind = self._staged_kind(head)
+            if kind == "other" or (path in self.whiteouts and kind == "dir" and self._lexists(head, last)):
+                raise NeedsParent(f"whiteout {path!r} meets an entry of the same layer")
+            if path in self.opaques and kind == "dir" and self._lexists(head, last):
+                st = os.stat(last, dir_fd=self.dirfd(head, create=False), follow_symlinks=False)
+                if not stat.S_ISDIR(st.st_mode):
+                    raise NeedsParent(f"opaque directory {path!r} is not a directory in the layer")
+        return Staged(self.implicit, self.dirs, self.whiteouts, self.opaques, self.root_entry, self.recreated)
+
+    def _staged_kind(self, rel: str) -> str:
+        """'dir' when every component of `rel` is a real directory in the staged root, 'missing' when they
+        are as far as they go, 'other' when one is a symlink or not a directory."""
+        fd = os.dup(self.rootfd)
+        try:
+            for part in [p for p in rel.split("/") if p]:
+                try:
+                    st = os.stat(part, dir_fd=fd, follow_symlinks=False)
+                except FileNotFoundError:
+                    return "missing"
+                if not stat.S_ISDIR(st.st_mode):
+                    return "other"
+                nfd = os.open(part, _O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=fd)
+                os.close(fd)
+                fd = nfd
+            return "dir"
+        finally:
+            os.close(fd)
+
+    def _lexists(self, parent: str, base: str) -> bool:
+        return self._lstat(self.dirfd(parent, create=False), base) is not None
 
     def _mark_written(self, rel: str) -> None:
         self.written.add(rel)
@@ -533,9 +624,13 @@ def _times(member: tarfile.TarInfo) -> tuple[int, int]:
     return atime, mtime
 
 
-def apply_layer(root: str | os.PathLike[str], stream: IO[bytes], *, layer: str = "") -> ApplyStats:
-    """Apply the uncompressed tar `stream` onto directory `root`; `layer` names it in errors."""
-    applier = _Applier(os.fspath(root), layer)
+def apply_layer(root: str | os.PathLike[str], stream: IO[bytes], *, layer: str = "",
+                staged: Staged | bool = False) -> ApplyStats:
+    """Apply the uncompressed tar `stream` onto directory `root`; `layer` names it in errors.
+
+    staged=True: `root` is an empty directory that becomes the layer's overlay upper dir without its parents
+    (see _Applier.staged); the stats then carry `.staged`, or NeedsParent is raised."""
+    applier = _Applier(os.fspath(root), layer, staged=bool(staged))
     try:
         try:
             tf = tarfile.open(fileobj=_Forward(stream), mode="r:", errorlevel=2)  # type: ignore[call-overload]
@@ -571,6 +666,8 @@ def apply_layer(root: str | os.PathLike[str], stream: IO[bytes], *, layer: str =
         except EOFError:
             raise LayerError(f"layer {layer}: truncated tar archive") from None
         applier.finish()
+        if applier.staged:
+            applier.stats.staged = applier.staged_result()
         return applier.stats
     finally:
         applier.close()
@@ -756,12 +853,13 @@ def apply_layer_blob(
     layer: str = "",
     diff_id: str | None = None,
     threaded: bool = True,
+    staged: bool = False,
 ) -> ApplyStats:
     """Decompress and apply a layer blob; when `diff_id` is given the uncompressed digest must match."""
     reader = open_layer(raw, media_type, threaded=threaded)
     try:
         buffered = io.BufferedReader(reader, _CHUNK)
-        stats = apply_layer(root, buffered, layer=layer)
+        stats = apply_layer(root, buffered, layer=layer, staged=staged)
         while buffered.read(_CHUNK):
             pass
         if diff_id and reader.digest() != diff_id:

@@ -7,6 +7,13 @@ For each layer, bottom up, with chain IDs as snapshot names (OCI image-spec conf
     otherwise  prepare("extract-<random> <chain>", parent) -> mount -> apply the layer -> unmount
                -> commit(<chain>)
 
+On overlayfs the next layer is staged meanwhile (containerd 2.2's concurrent unpacks, issue 17): while
+layer n is applied, layer n+1 is applied in a thread into a parentless `stage-<random> <chain>` snapshot's
+directory; once n is committed, layerstage.finish fixes that directory up against the layers below (through
+the new snapshot's empty overlay mount) and it becomes the upper dir of `extract-... <chain>`, committed in
+order. A layer that depends on the layers below in ways staging does not reproduce (archive.NeedsParent) or
+whose staged apply failed is applied the sequential way. native copies its parent: always sequential.
+
 All of it runs inside a lease (24 h expiry), so a concurrent GC never takes a half-unpacked chain.
 
 One unpack per chain ID across processes (containerd 2.x's unpack lock): the prepare/apply/commit of a chain
@@ -26,6 +33,7 @@ import fcntl
 import os
 import secrets
 import shutil
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -181,7 +189,7 @@ def apply_to_mounts(client: Client, mounts: list[Mount], fn: Callable[[str], Any
 
 @contextlib.contextmanager
 def chain_lock(client: Client, snapshotter: str, chain_id: str,
-               check: Callable[[], None] | None = None) -> Iterator[None]:
+               check: Callable[[], None] | None = None, *, blocking: bool = True) -> Iterator[None]:
     """Hold the cross-process unpack lock of one chain ID (flock: a killed holder releases it).
 
     The file is unlinked on release; a waiter that then wins the lock of the unlinked inode starts over
@@ -198,6 +206,8 @@ def chain_lock(client: Client, snapshotter: str, chain_id: str,
                     fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                     break
                 except BlockingIOError:
+                    if not blocking:
+                        raise
                     if check is not None:
                         check()
                     time.sleep(delay)
@@ -257,11 +267,15 @@ def unpack_image(
     threaded: bool = True,
     opener: Callable[[Any], Any] | None = None,
     check: Callable[[], None] | None = None,
+    concurrent: bool = True,
 ) -> str:
     """Unpack `image` (an Image or a name) into `snapshotter`; returns the top chain ID.
 
     `opener(layer)` returns a context manager yielding the layer blob's bytes (default: the content store);
-    a pull passes one that streams the download. `check()` runs while waiting for another process."""
+    a pull passes one that streams the download. `check()` runs while waiting for another process.
+    `concurrent`: on overlayfs, apply the next layer into a snapshot of its own while this one is applied,
+    committing in order (see _Stager and layerstage); layers that need their parents are applied again
+    through the mount."""
     name = snapshotter or client.config["default_snapshotter"]
     sn = client.snapshotter(name)
     im, chain = resolve_chain(client, image, platform)
@@ -281,32 +295,197 @@ def unpack_image(
             for index, (layer, chain_id) in enumerate(zip(im.layers, chain)):
                 progress(LayerEvent(index, total, layer.digest, chain_id, "exists"))
         return chain[-1]
+    source = opener or (lambda desc: _store_opener(client, desc))
+    staging = concurrent and threaded and name == STAGING_SNAPSHOTTER and total > 1
     with client.leases.lease(expire=86400) as lease_id:
         parent = ""
-        for index, (layer, diff_id, chain_id) in enumerate(zip(im.layers, im.diff_ids, chain)):
-            event = LayerEvent(index, total, layer.digest, chain_id, "exists")
-            resource_type = f"snapshots/{name}"
-            # Lease the chain snapshot before looking at it: a concurrent GC must not take a layer between
-            # our stat/commit and the lease (adding a resource does not require it to exist yet).
-            client.leases.add_resource(lease_id, resource_type, chain_id)
-            try:
-                sn.stat(chain_id)
-            except errors.NotFound:
-                with chain_lock(client, name, chain_id, check):
-                    _unpack_layer(client, sn, name, lease_id, event, layer, diff_id, parent, progress,
-                                  threaded, opener or (lambda desc: _store_opener(client, desc)))
-            if progress:
-                progress(event)
-            parent = chain_id
+        ahead: _Stager | None = None
+        try:
+            for index, (layer, diff_id, chain_id) in enumerate(zip(im.layers, im.diff_ids, chain)):
+                event = LayerEvent(index, total, layer.digest, chain_id, "exists")
+                resource_type = f"snapshots/{name}"
+                # Lease the chain snapshot before looking at it: a concurrent GC must not take a layer between
+                # our stat/commit and the lease (adding a resource does not require it to exist yet).
+                client.leases.add_resource(lease_id, resource_type, chain_id)
+                mine, ahead = ahead, None
+
+                def stage_next(index: int = index) -> None:
+                    # Only once this layer is known to need applying: when it was shared from another
+                    # namespace or committed meanwhile, the next one most likely is too.
+                    nonlocal ahead
+                    if staging and index + 1 < total and ahead is None:
+                        ahead = _Stager.start(client, sn, name, lease_id, im.layers[index + 1],
+                                              im.diff_ids[index + 1], chain[index + 1], source)
+
+                try:
+                    if mine is not None:
+                        # Ours to commit: its chain lock is held since staging began.
+                        _unpack_layer(client, sn, name, lease_id, event, layer, diff_id, parent, progress,
+                                      threaded, source, mine, stage_next)
+                    else:
+                        try:
+                            sn.stat(chain_id)
+                        except errors.NotFound:
+                            with chain_lock(client, name, chain_id, check):
+                                _unpack_layer(client, sn, name, lease_id, event, layer, diff_id, parent,
+                                              progress, threaded, source, None, stage_next)
+                finally:
+                    if mine is not None:
+                        mine.close()
+                if progress:
+                    progress(event)
+                parent = chain_id
+        finally:
+            if ahead is not None:
+                ahead.close()
         top = chain[-1]
         client.content.update_labels(im.config_desc.digest, {label: top})
     return top
 
 
+# Layers are staged ahead (applied into their own upper dir while the layer below is still being applied)
+# only on overlayfs, where a layer's diff is a directory of its own; native copies its parent.
+STAGING_SNAPSHOTTER = "overlayfs"
+
+
+class _Stop(Exception):
+    """The staged apply was told to stop (the unpack failed below it)."""
+
+
+class _Stoppable:
+    """A blob reader that ends a staged apply when the unpack gives up."""
+
+    def __init__(self, blob: Any, stop: threading.Event) -> None:
+        self.blob = blob
+        self.stop = stop
+
+    def read(self, size: int = -1) -> bytes:
+        if self.stop.is_set():
+            raise _Stop()
+        return bytes(self.blob.read(size))
+
+
+class _Stager:
+    """Layer n+1 applied in a thread into a parentless snapshot while layer n is applied (issue 17).
+
+    It holds the chain's cross-process lock from the start (taken without waiting: when another process
+    is unpacking that chain, nothing is staged and the layer goes the sequential way). The snapshot is
+    leased like the sequential path's `extract-` snapshot, so a killed pull leaves nothing GC keeps."""
+
+    def __init__(self, sn: Any, key: str, directory: str, lock: contextlib.ExitStack) -> None:
+        self.sn = sn
+        self.key = key
+        self.directory = directory
+        self.lock = lock
+        self.stop = threading.Event()
+        self.stats: Any = None
+        self.error: BaseException | None = None
+        self.thread: threading.Thread | None = None
+
+    @classmethod
+    def start(cls, client: Client, sn: Any, name: str, lease_id: str, layer: Any, diff_id: str, chain_id: str,
+              source: Callable[[Any], Any]) -> _Stager | None:
+        from ctrpy.runtime import archive
+
+        client.leases.add_resource(lease_id, f"snapshots/{name}", chain_id)
+        try:
+            sn.stat(chain_id)
+            return None
+        except errors.NotFound:
+            pass
+        lock = contextlib.ExitStack()
+        try:
+            lock.enter_context(chain_lock(client, name, chain_id, blocking=False))
+        except BlockingIOError:
+            return None
+        try:
+            try:
+                sn.stat(chain_id)
+                lock.close()
+                return None
+            except errors.NotFound:
+                pass
+            key = f"stage-{secrets.token_hex(6)} {chain_id}"
+            client.leases.add_resource(lease_id, f"snapshots/{name}", key)
+            mounts = sn.prepare(key, "", labels={SNAPSHOT_REF_LABEL: chain_id})
+            directory = _apply_dir(mounts)
+            if directory is None:
+                sn.remove(key)
+                lock.close()
+                return None
+        except BaseException:
+            lock.close()
+            raise
+        stager = cls(sn, key, directory, lock)
+
+        def run() -> None:
+            try:
+                with source(layer) as blob:
+                    stager.stats = archive.apply_layer_blob(
+                        directory, _Stoppable(blob, stager.stop), media_type=layer.media_type,  # type: ignore[arg-type]
+                        layer=layer.digest, diff_id=diff_id, threaded=True, staged=True)
+            except BaseException as exc:  # noqa: BLE001 - the unpacking thread decides
+                stager.error = exc
+                # Free the space now (a full disk needs it back for the metadata database's clean-up).
+                for entry in os.scandir(directory):
+                    if entry.is_dir(follow_symlinks=False):
+                        shutil.rmtree(entry.path, ignore_errors=True)
+                    else:
+                        with contextlib.suppress(OSError):
+                            os.unlink(entry.path)
+
+        stager.thread = threading.Thread(target=run, name="layer-stage", daemon=True)
+        stager.thread.start()
+        return stager
+
+    def wait(self, check: Callable[[], None] | None = None) -> bool:
+        """Wait for the staged apply; True when it can be used (else the layer is applied sequentially)."""
+        assert self.thread is not None
+        while self.thread.is_alive():
+            self.thread.join(0.1)
+            if check is not None:
+                try:
+                    check()
+                except BaseException:
+                    self.stop.set()
+                    raise
+        return self.error is None and self.stats is not None and self.stats.staged is not None
+
+    def close(self) -> None:
+        """Stop the staged apply if still running, drop its snapshot, release the chain lock."""
+        try:
+            self.stop.set()
+            if self.thread is not None:
+                self.thread.join()
+            with contextlib.suppress(errors.CtrpyError):
+                self.sn.remove(self.key)  # its directory, when used, is another snapshot's upper dir now
+        finally:
+            self.lock.close()
+
+
+def _use_staged(client: Client, sn: Any, stager: _Stager, key: str, mounts: list[Mount]) -> None:
+    """Fix the staged directory up against the parent (through the new snapshot's empty overlay), then make
+    it the new snapshot's upper dir."""
+    from ctrpy.runtime import layerstage
+
+    upper = [o.split("=", 1)[1] for m in mounts if m.type == "overlay" for o in m.options
+             if o.startswith("upperdir=")]
+    if len(upper) != 1:
+        from ctrpy.runtime.archive import NeedsParent
+
+        raise NeedsParent("the snapshot is not an overlay with an upper dir")
+    root = os.stat(upper[0])
+    apply_to_mounts(client, mounts, lambda d: layerstage.finish(stager.directory, d, stager.stats.staged, root))
+    # The new snapshot's upper dir is empty (nothing was written through the mount): put the staged one there.
+    os.rename(stager.directory, upper[0])
+
+
 def _unpack_layer(client: Client, sn: Any, name: str, lease_id: str, event: LayerEvent, layer: Any, diff_id: str,
                   parent: str, progress: Callable[[LayerEvent], None] | None, threaded: bool,
-                  opener: Callable[[Any], Any]) -> None:
-    """Under the chain's lock: find it committed meanwhile, share it, or apply the layer and commit it."""
+                  opener: Callable[[Any], Any], staged: _Stager | None = None,
+                  before_apply: Callable[[], None] | None = None) -> None:
+    """Under the chain's lock: find it committed meanwhile, share it, or apply the layer and commit it
+    (from `staged` when that apply succeeded and fits its parent)."""
     from ctrpy.runtime import archive  # only now: the fast path of unpack_image stays cheap for `run`
 
     chain_id = event.chain_id
@@ -321,6 +500,30 @@ def _unpack_layer(client: Client, sn: Any, name: str, lease_id: str, event: Laye
     if progress:
         progress(LayerEvent(event.index, event.total, layer.digest, chain_id, "applying"))
     started = time.monotonic()
+    if before_apply is not None:
+        before_apply()
+    if staged is not None and staged.wait():
+        key = f"extract-{secrets.token_hex(6)} {chain_id}"
+        client.leases.add_resource(lease_id, f"snapshots/{name}", key)
+        mounts = sn.prepare(key, parent, labels={SNAPSHOT_REF_LABEL: chain_id})
+        try:
+            _use_staged(client, sn, staged, key, mounts)
+            try:
+                sn.commit(chain_id, key)
+            except errors.AlreadyExists:
+                sn.remove(key)
+        except archive.NeedsParent:
+            with contextlib.suppress(errors.CtrpyError):
+                sn.remove(key)
+        except BaseException:
+            with contextlib.suppress(errors.CtrpyError):
+                sn.remove(key)
+            raise
+        else:
+            event.status = "applied"
+            event.seconds = time.monotonic() - started
+            event.bytes = staged.stats.bytes
+            return
     for attempt in range(3):
         key = f"extract-{secrets.token_hex(6)} {chain_id}"
         client.leases.add_resource(lease_id, f"snapshots/{name}", key)
