@@ -181,7 +181,8 @@ def test_identifiers_accepted(name: str) -> None:
     assert identifiers.validate(name, "container id") == name
 
 
-@pytest.mark.parametrize("name", ["", "-a", "a-", "a..b", "a/b", "a b", "é", "x" * 77, "a--b", "."])
+@pytest.mark.parametrize("name", ["", "-a", "a-", "a..b", "a/b", "a b", "é", "x" * 77, "a--b", ".", "web\n",
+                                  "\nweb"])
 def test_identifiers_refused_with_what_they_are(name: str) -> None:
     with pytest.raises(errors.InvalidArgument, match="invalid lease id"):
         identifiers.validate(name, "lease id")
@@ -191,6 +192,9 @@ def test_runtime_ids_are_runc_s_wider_rule() -> None:
     assert identifiers.RUNTIME_ID_PATTERN.match("a--b+c")
     assert not identifiers.RUNTIME_ID_PATTERN.match("a/b")
     assert not identifiers.RUNTIME_ID_PATTERN.match("x" * 129)
+    # A trailing newline would end up in state paths and cgroup names: refused, by both rules.
+    assert not identifiers.RUNTIME_ID_PATTERN.match("abc\n")
+    assert not identifiers.PATTERN.match("abc\n")
 
 
 # ------------------------------------------------------------------------------------------ registry options

@@ -14,10 +14,10 @@ MAX_LENGTH = 76
 # The patterns are compiled on first use (module __getattr__): every command validates its namespace, and
 # `re` is not otherwise imported on the listings' fast path (issue 17). valid() checks PATTERN by hand.
 _PATTERNS = {
-    "PATTERN": r"^[A-Za-z0-9]+(?:[._-][A-Za-z0-9]+)*$",
+    "PATTERN": r"\A[A-Za-z0-9]+(?:[._-][A-Za-z0-9]+)*\Z",
     # What an OCI runtime accepts as a container ID (runc's rule, which the built-in runtime follows as a
     # drop-in runtime): wider than ctrpy's own IDs, because other tools call runtimes with their own names.
-    "RUNTIME_ID_PATTERN": r"^[\w+.-]{1,128}$",
+    "RUNTIME_ID_PATTERN": r"\A[\w+.-]{1,128}\Z",
 }
 _ALNUM = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789")
 _SEPARATORS = frozenset("._-")
@@ -36,9 +36,7 @@ def valid(name: str) -> bool:
     """PATTERN's rule: alphanumeric runs joined by single separators, at most MAX_LENGTH characters."""
     if not name or len(name) > MAX_LENGTH:
         return False
-    if name[-1] == "\n":
-        name = name[:-1]  # as PATTERN's `$` does (it matches before a final newline)
-    if not name or name[0] not in _ALNUM or name[-1] not in _ALNUM:
+    if name[0] not in _ALNUM or name[-1] not in _ALNUM:
         return False
     previous_separator = False
     for ch in name:
