@@ -134,9 +134,10 @@ def volatile(mounts: Sequence[Mount]) -> list[Mount]:
 
 
 def _clear_volatile_marker(data: str) -> None:
-    """A volatile overlay leaves `<workdir>/work/incompat/volatile` behind, and the kernel refuses to mount
-    that upper layer again while it exists (its content may be torn after a crash). The upper layer of a
-    volatile mount is disposable by definition, so a second mount of it (a restarted task) clears it."""
+    """A volatile overlay leaves a marker behind (`incompat/volatile` in the `work` directory of its
+    workdir), and the kernel refuses to mount that upper layer again while it exists (its content may be torn
+    after a crash). The upper layer of a volatile mount is disposable by definition, so a second mount of it
+    (a restarted task) clears it."""
     for part in data.split(","):
         key, _, value = part.partition("=")
         if key == "workdir" and value:
