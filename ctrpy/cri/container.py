@@ -86,16 +86,7 @@ def with_resources(res: Any, restrict_oom: bool) -> oci.SpecOpt:
 
 
 def _device(dev: Any) -> tuple[dict[str, Any], dict[str, Any]]:
-    try:
-        st = os.stat(dev.host_path)
-    except OSError as exc:
-        raise errors.from_oserror(exc, "device") from None
-    if _stat.S_ISCHR(st.st_mode):
-        kind = "c"
-    elif _stat.S_ISBLK(st.st_mode):
-        kind = "b"
-    else:
-        raise errors.InvalidArgument(f"{dev.host_path} is not a device")
+    kind, st = oci.host_device(dev.host_path, f"device {dev.host_path}")
     major, minor = os.major(st.st_rdev), os.minor(st.st_rdev)
     entry = {"path": dev.container_path or dev.host_path, "type": kind, "major": major, "minor": minor,
              "fileMode": _stat.S_IMODE(st.st_mode), "uid": st.st_uid, "gid": st.st_gid}

@@ -255,17 +255,11 @@ def parse_mount_flag(text: str) -> tuple[dict[str, Any], str | None]:
         raise errors.InvalidArgument(f"invalid --mount {text!r}: type must be bind, volume or tmpfs")
     if not src:
         raise errors.InvalidArgument(f"invalid --mount {text!r}: a bind mount needs a source")
-    src = os.path.abspath(src)
-    if not os.path.exists(src):
-        raise errors.NotFound(f"--mount source {src} does not exist")
-    if "bind" not in options and "rbind" not in options:
-        options.insert(0, "rbind")
-    return {"destination": dst, "type": "bind", "source": src, "options": options}, None
+    return {"destination": dst, "type": "bind", "source": oci.bind_source(src, options), "options": options}, None
 
 
 def parse_device(text: str) -> dict[str, Any]:
     """`--device HOST[:CONTAINER][:PERMS]` -> an OCI linux.devices entry (plus `access`)."""
-    import stat
 
     parts = text.split(":")
     host = parts[0]
@@ -282,16 +276,7 @@ def parse_device(text: str) -> dict[str, Any]:
         raise errors.InvalidArgument(f"invalid --device {text!r}")
     if not set(access) <= set("rwm") or not dest.startswith("/"):
         raise errors.InvalidArgument(f"invalid --device {text!r}: expected HOST[:CONTAINER][:rwm]")
-    try:
-        st = os.stat(host)
-    except OSError as exc:
-        raise errors.from_oserror(exc, f"--device {host}") from None
-    if stat.S_ISCHR(st.st_mode):
-        kind = "c"
-    elif stat.S_ISBLK(st.st_mode):
-        kind = "b"
-    else:
-        raise errors.InvalidArgument(f"--device {host} is not a device node")
+    kind, st = oci.host_device(host, f"--device {host}")
     return {"path": dest, "type": kind, "major": os.major(st.st_rdev), "minor": os.minor(st.st_rdev),
             "fileMode": st.st_mode & 0o7777, "uid": 0, "gid": 0, "access": access}
 

@@ -76,6 +76,20 @@ def device_rules(linux: dict[str, Any]) -> list[dict[str, Any]]:
     return rules + [dict(r) for r in RUNTIME_DEVICE_RULES]
 
 
+def host_device(path: str, label: str) -> tuple[str, os.stat_result]:
+    """The OCI device type ("c" or "b") of the host's device node `path`, and its stat; `label` names it in
+    the one-line errors (a missing node, or a path that is no device node)."""
+    try:
+        st = os.stat(path)
+    except OSError as exc:
+        raise errors.from_oserror(exc, label) from None
+    if statmod.S_ISCHR(st.st_mode):
+        return "c", st
+    if statmod.S_ISBLK(st.st_mode):
+        return "b", st
+    raise errors.InvalidArgument(f"{label} is not a device node")
+
+
 def default_mounts() -> list[dict[str, Any]]:
     return [
         {"destination": "/proc", "type": "proc", "source": "proc", "options": ["nosuid", "noexec", "nodev"]},
@@ -437,6 +451,17 @@ def with_userns_remap(value: str, subuid: str = "/etc/subuid", subgid: str = "/e
     return opt
 
 
+def bind_source(src: str, options: list[str]) -> str:
+    """A --mount bind source as an absolute path that must exist; `options` gains rbind unless it names a
+    bind already (docker and ctr both bind recursively by default)."""
+    src = os.path.abspath(src)
+    if not os.path.exists(src):
+        raise errors.NotFound(f"--mount source {src} does not exist")
+    if "bind" not in options and "rbind" not in options:
+        options.insert(0, "rbind")
+    return src
+
+
 def parse_mount(text: str) -> dict[str, Any]:
     """ctr's --mount syntax: type=bind,src=/a,dst=/b,options=rbind:ro (options separated by ':')."""
     fields: dict[str, str] = {}
@@ -456,11 +481,7 @@ def parse_mount(text: str) -> dict[str, Any]:
     if kind == "bind":
         if not src:
             raise errors.InvalidArgument(f"invalid --mount {text!r}: bind needs src")
-        src = os.path.abspath(src)
-        if not os.path.exists(src):
-            raise errors.NotFound(f"--mount source {src} does not exist")
-        if "bind" not in options and "rbind" not in options:
-            options.insert(0, "rbind")
+        src = bind_source(src, options)
     elif kind == "tmpfs":
         src = src or "tmpfs"
     return {"destination": dst, "type": kind, "source": src, "options": options}

@@ -31,7 +31,6 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
-import secrets
 import shutil
 import threading
 import time
@@ -65,7 +64,7 @@ class TempMounts:
 
     def new_dir(self) -> Path:
         self.base.mkdir(parents=True, exist_ok=True, mode=0o700)
-        target = self.base / secrets.token_hex(8)
+        target = self.base / os.urandom(8).hex()
         target.mkdir(mode=0o700)
         return target
 
@@ -166,6 +165,16 @@ def _apply_dir(mounts: list[Mount]) -> str | None:
     return None
 
 
+def _empty_dir(path: str) -> None:
+    """Remove what `path` holds (best effort), keeping `path`: a failed apply gives its space back at once."""
+    for entry in os.scandir(path):
+        if entry.is_dir(follow_symlinks=False):
+            shutil.rmtree(entry.path, ignore_errors=True)
+        else:
+            with contextlib.suppress(OSError):
+                os.unlink(entry.path)
+
+
 def apply_to_mounts(client: Client, mounts: list[Mount], fn: Callable[[str], Any]) -> Any:
     """Run fn(dir) with `mounts` mounted on a fresh directory under the root, unmounting afterwards."""
     direct = _apply_dir(mounts)
@@ -246,13 +255,7 @@ def _freeing_on_full_disk(mounts: list[Mount], fn: Callable[[str], Any]) -> Call
         except errors.NoSpace:
             upper = [o.split("=", 1)[1] for m in mounts if m.type == "overlay" for o in m.options
                      if o.startswith("upperdir=")]
-            target = upper[0] if upper else directory
-            for entry in os.scandir(target):
-                if entry.is_dir(follow_symlinks=False):
-                    shutil.rmtree(entry.path, ignore_errors=True)
-                else:
-                    with contextlib.suppress(OSError):
-                        os.unlink(entry.path)
+            _empty_dir(upper[0] if upper else directory)
             raise
     return run
 
@@ -405,7 +408,7 @@ class _Stager:
                 return None
             except errors.NotFound:
                 pass
-            key = f"stage-{secrets.token_hex(6)} {chain_id}"
+            key = f"stage-{os.urandom(6).hex()} {chain_id}"
             client.leases.add_resource(lease_id, f"snapshots/{name}", key)
             mounts = sn.prepare(key, "", labels={SNAPSHOT_REF_LABEL: chain_id})
             directory = _apply_dir(mounts)
@@ -427,12 +430,7 @@ class _Stager:
             except BaseException as exc:  # noqa: BLE001 - the unpacking thread decides
                 stager.error = exc
                 # Free the space now (a full disk needs it back for the metadata database's clean-up).
-                for entry in os.scandir(directory):
-                    if entry.is_dir(follow_symlinks=False):
-                        shutil.rmtree(entry.path, ignore_errors=True)
-                    else:
-                        with contextlib.suppress(OSError):
-                            os.unlink(entry.path)
+                _empty_dir(directory)
 
         stager.thread = threading.Thread(target=run, name="layer-stage", daemon=True)
         stager.thread.start()
@@ -503,7 +501,7 @@ def _unpack_layer(client: Client, sn: Any, name: str, lease_id: str, event: Laye
     if before_apply is not None:
         before_apply()
     if staged is not None and staged.wait():
-        key = f"extract-{secrets.token_hex(6)} {chain_id}"
+        key = f"extract-{os.urandom(6).hex()} {chain_id}"
         client.leases.add_resource(lease_id, f"snapshots/{name}", key)
         mounts = sn.prepare(key, parent, labels={SNAPSHOT_REF_LABEL: chain_id})
         try:
@@ -525,7 +523,7 @@ def _unpack_layer(client: Client, sn: Any, name: str, lease_id: str, event: Laye
             event.bytes = staged.stats.bytes
             return
     for attempt in range(3):
-        key = f"extract-{secrets.token_hex(6)} {chain_id}"
+        key = f"extract-{os.urandom(6).hex()} {chain_id}"
         client.leases.add_resource(lease_id, f"snapshots/{name}", key)
         mounts = sn.prepare(key, parent, labels={SNAPSHOT_REF_LABEL: chain_id})
         try:
