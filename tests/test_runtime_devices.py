@@ -13,7 +13,8 @@ V1_DEVICES = Path("/sys/fs/cgroup/devices")
 FUSE = {"path": "/dev/fuse", "type": "c", "major": 10, "minor": 229, "fileMode": 0o640, "uid": 0, "gid": 5}
 SCRIPT = ("ls -ln /dev/fuse | cut -c1-10; stat -c '%u:%g %t:%T' /dev/fuse; "
           "mknod /tmp/null c 1 3 && echo mknod=ok; head -c 0 /tmp/null && echo open=ok; "
-          "mknod /tmp/mem c 1 1 && echo mknod2=ok; head -c 1 /tmp/mem >/dev/null 2>&1 || echo mem=denied")
+          "mknod /tmp/mem c 1 1 && echo mknod2=ok; head -c 1 /tmp/mem >/dev/null 2>&1 || echo mem=denied; "
+          "echo end")
 
 
 @pytest.mark.skipif(not V1_DEVICES.is_dir(), reason="reads the v1 devices controller (this host's layout)")
@@ -31,7 +32,7 @@ def test_devices_created_allowed_and_rules_like_runc(tmp_path: Path) -> None:
             assert rt("start", cid).returncode == 0
             rules = set((V1_DEVICES / "ctrpy-test" / cid / "devices.list").read_text().split("\n")) - {""}
             for _ in range(200):
-                if "mem=" in log.read_text() or "mknod2" in log.read_text():
+                if "end" in log.read_text().split():  # the script's last line: every result is in
                     break
                 __import__("time").sleep(0.02)
             results[name] = (rules, log.read_text())
